@@ -1,0 +1,590 @@
+"""pyfuse3 request handlers: translate kernel requests into the layers below, nothing else.
+
+Every handler is wrapped by :func:`fuse_handler`, so no exception ends the mount. Handlers never
+await the network on the write/close path: data goes to the block cache and the uploader
+publishes it later. Namespace changes (mkdir, rename, unlink, rmdir) of things that exist
+remotely are sent at once, so that what the handler returns is what Internxt holds; changes to
+files not uploaded yet stay in the journal.
+
+Shared state between handler tasks: the inode table and listings (see metadata.py), the open
+handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
+namespace changes and its publish step are serialised by ``uploader.lock_for(local_id)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyfuse3
+
+from internxtfs.fs import names
+from internxtfs.fs.errno_map import fuse_handler
+from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
+from internxtfs.fs.metadata import Metadata
+from internxtfs.internxt import errors as ie
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
+
+
+@dataclass
+class MountOptions:
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int = 0o022
+    allow_other: bool = False
+    dir_cache_ttl: float = 10.0
+    attr_timeout: float = 1.0
+    delete_mode: str = "permanent"  # or "trash"
+    statfs_ttl: float = 30.0
+
+
+@dataclass
+class OpenFile:
+    node: Node
+    writable: bool
+    append: bool
+    wrote: bool = False
+
+
+@dataclass
+class DirHandle:
+    node: Node
+    entries: list[tuple[str, int]]
+
+
+class Filesystem(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(
+        self,
+        *,
+        drive: Any,
+        journal: Any,
+        cache: Any,
+        uploader: Any,
+        root_uuid: str,
+        options: MountOptions,
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.drive = drive
+        self.journal = journal
+        self.cache = cache
+        self.uploader = uploader
+        self.options = options
+        self.clock_ns = clock_ns
+        self.monotonic = monotonic
+        self.table = InodeTable(root_uuid, clock_ns())
+        self.meta = Metadata(drive, self.table, journal, options.dir_cache_ttl, monotonic)
+        self._handles: dict[int, OpenFile | DirHandle] = {}
+        self._next_fh = 1
+        self._statfs: tuple[float, int, int] | None = None
+        self._warned: set[str] = set()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _node(self, ino: int) -> Node:
+        node = self.table.get(ino)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _dir(self, ino: int) -> Node:
+        node = self._node(ino)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return node
+
+    def attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = self.options.attr_timeout
+        a.attr_timeout = self.options.attr_timeout
+        perms = (0o777 if node.is_dir else 0o666) & ~self.options.umask
+        a.st_mode = node.mode_type | perms
+        a.st_nlink = 2 if node.is_dir else 1
+        a.st_uid = self.options.uid
+        a.st_gid = self.options.gid
+        a.st_rdev = 0
+        a.st_size = 4096 if node.is_dir else node.size
+        a.st_blksize = BLOCK_SIZE_HINT
+        a.st_blocks = (a.st_size + 511) // 512
+        a.st_atime_ns = node.atime_ns or node.mtime_ns
+        a.st_mtime_ns = node.mtime_ns
+        a.st_ctime_ns = node.ctime_ns or node.mtime_ns
+        return a
+
+    def _new_fh(self, handle: OpenFile | DirHandle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def _file_handle(self, fh: int) -> OpenFile:
+        handle = self._handles.get(fh)
+        if not isinstance(handle, OpenFile):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return handle
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(message)
+
+    async def _child(self, parent: Node, name: str) -> Node | None:
+        return await self.meta.lookup(parent, name)
+
+    def _ensure_record(self, node: Node) -> int:
+        """Give a remote file a journal record, so its blocks can be cached and changed."""
+        if node.local_id is not None:
+            return node.local_id
+        parent = self._node(node.parent)
+        record = self.journal.new_file(
+            parent_uuid=parent.uuid,
+            name=node.name,
+            size=node.size,
+            mtime_ns=node.mtime_ns,
+            remote_uuid=node.uuid,
+            remote_file_id=node.file_id,
+            remote_size=node.size,
+            remote_valid_len=node.size,
+            dirty=False,
+        )
+        self.table.set_local(node, record.local_id)
+        return record.local_id
+
+    def _touch_dir(self, parent: Node) -> None:
+        parent.mtime_ns = parent.ctime_ns = self.clock_ns()
+        self.meta.touch(parent)
+
+    def _drop_local(self, node: Node) -> None:
+        """Forget a file's local state (its cache blocks and journal record)."""
+        if node.local_id is None:
+            return
+        local_id = node.local_id
+        self.table.set_local(node, None)
+        self.cache.drop(local_id)
+        self.journal.delete(local_id)
+
+    async def _remove_file(self, parent: Node, node: Node) -> None:
+        """Delete a file remotely (if it exists there) and unlink it locally."""
+        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            if node.uuid is not None:
+                await self._delete_remote("file", node.uuid)
+            if node.local_id is not None:
+                if node.open_handles or node.lookups:
+                    # Still open: keep the data readable until the last close, never publish.
+                    self.journal.update(node.local_id, deleted=True, dirty=False)
+                else:
+                    self._drop_local(node)
+            self.table.unlink_child(parent, node.name)
+            self._touch_dir(parent)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _delete_remote(self, kind: str, uuid: str) -> None:
+        try:
+            if self.options.delete_mode == "trash":
+                await self.drive.trash([{"uuid": uuid, "type": kind}])
+            elif kind == "file":
+                await self.drive.delete_file(uuid)
+            else:
+                await self.drive.delete_folder(uuid)
+        except ie.NotFound:
+            log.info("%s %s was already gone remotely", kind, uuid)
+
+    # --- lookup and attributes --------------------------------------------------------------
+
+    @fuse_handler
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        if name == b".":
+            node = parent
+        elif name == b"..":
+            node = self._node(parent.parent)
+        else:
+            found = await self._child(parent, names.decode(name))
+            if found is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            node = found
+        node.lookups += 1
+        return self.attrs(node)
+
+    @fuse_handler
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            removed = self.table.forget(ino, count)
+            if removed is not None and removed.unlinked:
+                self._drop_local(removed)
+
+    @fuse_handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self.attrs(self._node(inode))
+
+    @fuse_handler
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        changed = False
+        if fields.update_size:
+            if node.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            local_id = self._ensure_record(node)
+            await self.cache.truncate(local_id, attr.st_size)
+            node.size = attr.st_size
+            node.mtime_ns = node.ctime_ns = self.clock_ns()
+            changed = True
+        if fields.update_mtime:
+            node.mtime_ns = attr.st_mtime_ns
+            changed = True
+        if fields.update_atime:
+            node.atime_ns = attr.st_atime_ns
+        if fields.update_mode or fields.update_uid or fields.update_gid:
+            # Internxt keeps no owner or permission bits; they come from the mount options.
+            self._warn_once("chmod", "chmod/chown are accepted and ignored (see docs/semantics.md)")
+        if changed and not node.is_dir:
+            local_id = self._ensure_record(node)
+            # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
+            # means uploading its content again with the new modificationTime.
+            self.journal.update(local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
+            if node.open_handles == 0:
+                self.uploader.schedule(local_id)
+        return self.attrs(node)
+
+    # --- directories ------------------------------------------------------------------------
+
+    @fuse_handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._dir(inode)
+        children = await self.meta.children(node)
+        # A snapshot: offsets stay stable while the directory changes under the reader.
+        entries = sorted(children.items())
+        return self._new_fh(DirHandle(node, entries))
+
+    @fuse_handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self._handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        for index in range(start_id, len(handle.entries)):
+            name, ino = handle.entries[index]
+            node = self.table.get(ino)
+            if node is None:
+                continue
+            if not pyfuse3.readdir_reply(token, names.encode(name), self.attrs(node), index + 1):
+                break
+            node.lookups += 1  # readdirplus counts as a lookup
+
+    @fuse_handler
+    async def releasedir(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    @fuse_handler
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        text = names.decode(name)
+        names.check_folder_name(text)
+        if await self._child(parent, text) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        now = self.clock_ns()
+        entry = await self.drive.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
+        node = self.table.new_node(
+            is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
+        )
+        self.table.set_uuid(node, entry.uuid)
+        node.children = {}
+        node.listed_at = self.monotonic()
+        self.table.link_child(parent, text, node)
+        self._touch_dir(parent)
+        node.lookups += 1
+        return self.attrs(node)
+
+    @fuse_handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self._dir(parent_inode)
+        text = names.decode(name)
+        node = await self._child(parent, text)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        await self._remove_dir(parent, node)
+
+    async def _remove_dir(self, parent: Node, node: Node) -> None:
+        self.meta.invalidate(node)  # emptiness must be checked against the server
+        if await self.meta.children(node):
+            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        assert node.uuid is not None
+        await self._delete_remote("folder", node.uuid)
+        self.table.unlink_child(parent, node.name)
+        self._touch_dir(parent)
+
+    # --- files ------------------------------------------------------------------------------
+
+    @fuse_handler
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        parent = self._dir(parent_inode)
+        text = names.decode(name)
+        names.check_file_name(text)
+        existing = await self._child(parent, text)
+        if existing is not None:
+            raise pyfuse3.FUSEError(errno.EISDIR if existing.is_dir else errno.EEXIST)
+        now = self.clock_ns()
+        record = self.journal.new_file(
+            parent_uuid=parent.uuid, name=text, size=0, mtime_ns=now, dirty=True
+        )
+        node = self.table.new_node(
+            is_dir=False, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
+        )
+        self.table.set_local(node, record.local_id)
+        self.table.link_child(parent, text, node)
+        self._touch_dir(parent)
+        node.lookups += 1
+        node.open_handles += 1
+        handle = OpenFile(node, writable=True, append=bool(flags & os.O_APPEND), wrote=True)
+        return pyfuse3.FileInfo(fh=self._new_fh(handle)), self.attrs(node)
+
+    @fuse_handler
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        self._ensure_record(node)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        handle = OpenFile(node, writable=writable, append=bool(flags & os.O_APPEND))
+        if flags & os.O_TRUNC and writable:
+            assert node.local_id is not None
+            await self.cache.truncate(node.local_id, 0)
+            node.size = 0
+            node.mtime_ns = node.ctime_ns = self.clock_ns()
+            handle.wrote = True
+        node.open_handles += 1
+        return pyfuse3.FileInfo(fh=self._new_fh(handle))
+
+    @fuse_handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._file_handle(fh)
+        node = handle.node
+        if off >= node.size:
+            return b""
+        assert node.local_id is not None
+        return await self.cache.read(node.local_id, off, min(size, node.size - off))
+
+    @fuse_handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._file_handle(fh)
+        node = handle.node
+        if not handle.writable:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        if handle.append:
+            off = node.size
+        assert node.local_id is not None
+        await self.cache.write(node.local_id, off, buf)
+        node.size = max(node.size, off + len(buf))
+        node.mtime_ns = node.ctime_ns = self.clock_ns()
+        handle.wrote = True
+        return len(buf)
+
+    def _persist_changes(self, handle: OpenFile) -> int | None:
+        node = handle.node
+        if not handle.wrote or node.local_id is None or node.unlinked:
+            return None
+        self.journal.update(node.local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
+        return node.local_id
+
+    @fuse_handler
+    async def flush(self, fh: int) -> None:
+        self._persist_changes(self._file_handle(fh))
+
+    @fuse_handler
+    async def release(self, fh: int) -> None:
+        handle = self._file_handle(fh)
+        del self._handles[fh]
+        node = handle.node
+        node.open_handles -= 1
+        local_id = self._persist_changes(handle)
+        if local_id is not None:
+            self.uploader.schedule(local_id)
+        if node.unlinked and node.open_handles == 0 and node.lookups == 0:
+            self._drop_local(node)
+            self.table.remove(node)
+
+    @fuse_handler
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        handle = self._file_handle(fh)
+        local_id = self._persist_changes(handle)
+        if local_id is None:
+            return
+        self.uploader.schedule(local_id, immediate=True)
+        await self.uploader.wait_idle(local_id)
+
+    @fuse_handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self._dir(parent_inode)
+        node = await self._child(parent, names.decode(name))
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        await self._remove_file(parent, node)
+
+    @fuse_handler
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            # Internxt cannot swap two entries atomically; refuse rather than fake it.
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        old_parent = self._dir(parent_inode_old)
+        new_parent = self._dir(parent_inode_new)
+        old_text, new_text = names.decode(name_old), names.decode(name_new)
+        node = await self._child(old_parent, old_text)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if node.is_dir:
+            names.check_folder_name(new_text)
+            self._check_not_into_itself(node, new_parent)
+        else:
+            names.check_file_name(new_text)
+        target = await self._child(new_parent, new_text)
+        if target is node:
+            return
+        if target is not None:
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise pyfuse3.FUSEError(errno.EEXIST)
+            if target.is_dir and not node.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if node.is_dir and not target.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            # Internxt refuses a move onto an existing name, so the target goes first.
+            if target.is_dir:
+                await self._remove_dir(new_parent, target)
+            else:
+                await self._remove_file(new_parent, target)
+        if node.is_dir:
+            await self._move_remote_folder(node, new_parent, new_text)
+        else:
+            await self._move_file(node, new_parent, new_text)
+        self.table.move_child(old_parent, old_text, new_parent, new_text)
+        self._touch_dir(old_parent)
+        if new_parent is not old_parent:
+            self._touch_dir(new_parent)
+
+    def _check_not_into_itself(self, node: Node, new_parent: Node) -> None:
+        current: Node | None = new_parent
+        while current is not None and current.ino != ROOT_INODE:
+            if current is node:
+                raise pyfuse3.FUSEError(errno.EINVAL)
+            current = self.table.get(current.parent)
+
+    async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
+        assert node.uuid is not None and new_parent.uuid is not None
+        if node.parent == new_parent.ino:
+            await self.drive.rename_folder(node.uuid, new_name)
+        else:
+            await self.drive.move_folder(node.uuid, new_parent.uuid, new_name)
+
+    async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
+        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            if node.uuid is not None:
+                await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+            if node.local_id is not None:
+                self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # --- space --------------------------------------------------------------------------------
+
+    @fuse_handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        now = self.monotonic()
+        if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
+            used = await self.drive.usage()
+            limit = await self.drive.limit()
+            self._statfs = (now, used, limit)
+        _, used, limit = self._statfs
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = BLOCK_SIZE_HINT
+        data.f_frsize = 4096
+        data.f_blocks = limit // data.f_frsize
+        data.f_bfree = data.f_bavail = max(0, limit - used) // data.f_frsize
+        data.f_files = data.f_ffree = data.f_favail = 1 << 32
+        data.f_namemax = names.NAME_MAX
+        return data
+
+    # --- what Internxt cannot store -------------------------------------------------------------
+
+    async def _unsupported(self, what: str, code: int) -> None:
+        self._warn_once(what, f"{what} is not supported on Internxt Drive; returning an error")
+        raise pyfuse3.FUSEError(code)
+
+    @fuse_handler
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> Any:
+        await self._unsupported("hard links", errno.EPERM)
+
+    @fuse_handler
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
+        await self._unsupported("symbolic links", errno.EPERM)
+
+    @fuse_handler
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
+        kind = "fifos" if stat.S_ISFIFO(mode) else "device nodes and sockets"
+        await self._unsupported(kind, errno.EPERM)
+
+    @fuse_handler
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        raise pyfuse3.FUSEError(errno.EINVAL)
+
+    @fuse_handler
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        await self._unsupported("extended attributes", errno.ENOTSUP)
+
+    @fuse_handler
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @fuse_handler
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        return []
+
+    @fuse_handler
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
