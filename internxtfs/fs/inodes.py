@@ -108,7 +108,11 @@ class InodeTable:
         if node is None or ino == ROOT_INODE:
             return None
         node.lookups = max(0, node.lookups - count)
-        if node.lookups == 0 and node.open_handles == 0 and (node.unlinked or not self._linked(node)):
+        if (
+            node.lookups == 0
+            and node.open_handles == 0
+            and (node.unlinked or not self._linked(node))
+        ):
             self.remove(node)
             return node
         return None

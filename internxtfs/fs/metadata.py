@@ -32,12 +32,12 @@ class DriveListing(Protocol):
 
 
 def seconds_to_ns(seconds: float) -> int:
-    return int(round(seconds * 1000)) * 1_000_000
+    return round(seconds * 1000) * 1_000_000
 
 
 def same_millisecond(ns: int, seconds: float) -> bool:
     """Internxt keeps times to the millisecond; a local ns time matching it is the same time."""
-    return ns // 1_000_000 == int(round(seconds * 1000))
+    return ns // 1_000_000 == round(seconds * 1000)
 
 
 class Metadata:

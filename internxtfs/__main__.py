@@ -1,0 +1,5 @@
+import sys
+
+from internxtfs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,353 @@
+"""The ``internxtfs`` command: login, logout, mount.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 authentication failure (wrong
+password, wrong 2FA code, blocked account, plan without access), 4 server unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import trio
+
+from internxtfs import config
+from internxtfs.internxt import endpoints
+from internxtfs.internxt import errors as ie
+
+log = logging.getLogger("internxtfs")
+
+EXIT_FAIL, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE = 1, 2, 3, 4
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 500M, 10G)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def read_secret_file(path: str) -> str:
+    """A secret from a file, or from standard input for ``-``; one trailing newline dropped."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return text[:-1] if text.endswith("\n") else text
+
+
+def normalise_totp_secret(text: str) -> str:
+    """Accept a base32 secret or an ``otpauth://`` URI (what authenticator QR codes hold)."""
+    text = text.strip()
+    if text.startswith("otpauth://"):
+        import pyotp
+
+        return pyotp.parse_uri(text).secret
+    return text.replace(" ", "").upper()
+
+
+def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int]:
+    if isinstance(exc, ie.WrongCredentials):
+        return "login failed: wrong email or password", EXIT_AUTH
+    if isinstance(exc, ie.TwoFactorRequired):
+        return (
+            "this account has two-factor authentication on: give the current code with "
+            "--code NNNNNN, or the TOTP secret with --totp-secret-file FILE",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.WrongTwoFactorCode):
+        return "login failed: the two-factor code is wrong or has expired", EXIT_AUTH
+    if isinstance(exc, ie.AccountBlocked):
+        return (
+            "Internxt has blocked this account after too many failed logins; "
+            "contact Internxt support to unblock it",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.PlanNotAllowed):
+        return (
+            "your Internxt plan does not allow third-party access (CLI, rclone, internxtfs); "
+            "a plan that includes it is needed",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.InvalidMnemonic):
+        return f"login failed: {exc.message}", EXIT_AUTH
+    if isinstance(exc, ie.Unreachable):
+        return f"cannot reach Internxt at {drive_url}: {exc.message}", EXIT_UNREACHABLE
+    return f"login failed: {exc.message}", EXIT_FAIL
+
+
+# --- login / logout ---------------------------------------------------------------------------
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from internxtfs.internxt.auth import Credentials
+    from internxtfs.internxt.client import InternxtClient
+
+    drive_url = (args.drive_url or endpoints.drive_url()).rstrip("/")
+    network_url = (args.network_url or endpoints.network_url()).rstrip("/")
+    email = args.email or (input("Email: ").strip() if _interactive() else "")
+    if not email:
+        raise UsageError("--email is required when not running interactively")
+    if args.password_file:
+        password = read_secret_file(args.password_file)
+    elif _interactive():
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("--password-file is required when not running interactively")
+    totp_secret = (
+        normalise_totp_secret(read_secret_file(args.totp_secret_file))
+        if args.totp_secret_file
+        else None
+    )
+    code = args.code
+
+    async def attempt(code: str | None) -> object:
+        async with InternxtClient(drive_url=drive_url, network_url=network_url) as client:
+            return await client.login(email, password, code=code, totp_secret=totp_secret)
+
+    try:
+        try:
+            session = trio.run(attempt, code)
+        except ie.TwoFactorRequired:
+            if not _interactive():
+                raise
+            code = input("Two-factor code: ").strip()
+            session = trio.run(attempt, code)
+    except ie.InternxtError as exc:
+        message, status = describe_auth_error(exc, drive_url)
+        print(f"internxtfs: {message}", file=sys.stderr)
+        return status
+
+    profile = config.Profile(
+        name=args.profile,
+        drive_url=drive_url,
+        network_url=network_url,
+        session=session,  # type: ignore[arg-type]
+        credentials=Credentials(email, password, totp_secret),
+    )
+    path = config.save_profile(profile)
+    print(f"Logged in as {email}; profile {args.profile!r} saved in {path}")
+    if code and not totp_secret:
+        print(
+            "Note: no TOTP secret was stored, so when this session ends an unattended mount "
+            "cannot log in again by itself; add --totp-secret-file to allow that."
+        )
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from internxtfs.internxt.client import InternxtClient
+
+    try:
+        profile = config.load_profile(args.profile)
+    except config.ProfileError as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+    async def revoke() -> None:
+        async with InternxtClient(
+            profile.session, drive_url=profile.drive_url, network_url=profile.network_url
+        ) as client:
+            await client.logout()
+
+    try:
+        trio.run(revoke)
+    except ie.InternxtError as exc:
+        print(f"internxtfs: could not revoke the session remotely: {exc.message}", file=sys.stderr)
+    config.delete_profile(args.profile)
+    print(f"Logged out; profile {args.profile!r} removed")
+    return 0
+
+
+# --- mount ------------------------------------------------------------------------------------
+
+
+def parse_mount_o(text: str | None) -> dict[str, str | bool]:
+    parsed: dict[str, str | bool] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        parsed[key] = value if sep else True
+    return parsed
+
+
+def mount_config_from_args(args: argparse.Namespace) -> object:
+    from internxtfs.fs.operations import MountOptions
+    from internxtfs.mount import MountConfig, default_cache_dir
+
+    extra = parse_mount_o(args.o)
+    fs = MountOptions(
+        dir_cache_ttl=args.dir_cache_ttl,
+        delete_mode=args.delete_mode,
+        allow_other=bool(extra.pop("allow_other", False)),
+    )
+    try:
+        if "uid" in extra:
+            fs.uid = int(str(extra.pop("uid")))
+        if "gid" in extra:
+            fs.gid = int(str(extra.pop("gid")))
+        if "umask" in extra:
+            fs.umask = int(str(extra.pop("umask")), 8)
+    except ValueError as exc:
+        raise UsageError(f"bad -o value: {exc}") from None
+    for ignored in ("rw", "nosuid", "nodev", "noexec", "auto", "noauto", "_netdev", "user"):
+        extra.pop(ignored, None)
+    if extra:
+        raise UsageError(f"unknown -o option(s): {', '.join(sorted(extra))}")
+    return MountConfig(
+        mountpoint=Path(args.mountpoint).resolve(),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(args.profile),
+        cache_size=args.cache_size,
+        upload_concurrency=args.upload_concurrency,
+        upload_delay=args.upload_delay,
+        flush_timeout=args.flush_timeout,
+        fs=fs,
+        debug_fuse=args.debug_fuse,
+    )
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from internxtfs import mount
+
+    mount_config = mount_config_from_args(args)
+    try:
+        profile = config.load_profile(args.profile)
+    except config.ProfileError as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if not os.path.isdir(args.mountpoint):
+        print(f"internxtfs: mountpoint {args.mountpoint} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.foreground:
+        argv = [a for a in sys.argv[1:] if a not in ("-f", "--foreground")]
+        if not args.log_file:
+            log_path = mount_config.cache_dir / "mount.log"  # type: ignore[attr-defined]
+            log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            argv = ["--log-file", str(log_path), *argv]
+        status = mount.spawn_daemon(argv)
+        if status != 0:
+            print("internxtfs: the mount did not start; see the log", file=sys.stderr)
+        return status
+
+    ready_fd = args.ready_fd
+
+    def on_ready() -> None:
+        log.info("mounted %s on %s", profile.session.email, args.mountpoint)
+        if ready_fd is not None:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+
+    try:
+        trio.run(mount.run_mount, profile, mount_config, on_ready)
+    except ie.InternxtError as exc:
+        message, status = describe_auth_error(exc, profile.drive_url)
+        log.error("%s", message)
+        return status
+    except Exception as exc:
+        log.exception("mount failed: %s", exc)
+        return EXIT_FAIL
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from internxtfs.demo import run_demo
+
+    return run_demo(Path(args.mountpoint), Path(args.data) if args.data else None)
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="internxtfs", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--log-file", help="log to this file instead of standard error")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    login = sub.add_parser("login", help="log in to Internxt and store the session")
+    login.add_argument("--email")
+    login.add_argument("--password-file", help="file holding the password ('-' = stdin)")
+    group = login.add_mutually_exclusive_group()
+    group.add_argument(
+        "--totp-secret-file", help="file holding the 2FA secret (base32 or otpauth:// URI)"
+    )
+    group.add_argument("--code", help="the current 6-digit two-factor code")
+    login.add_argument("--drive-url", help=f"default: ${endpoints.DRIVE_URL_ENV} or production")
+    login.add_argument("--network-url", help=f"default: ${endpoints.NETWORK_URL_ENV} or production")
+    login.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    login.set_defaults(func=cmd_login)
+
+    logout = sub.add_parser("logout", help="revoke the session and remove the stored profile")
+    logout.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    logout.set_defaults(func=cmd_logout)
+
+    mount = sub.add_parser("mount", help="mount the Internxt Drive of a profile")
+    mount.add_argument("mountpoint")
+    mount.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    mount.add_argument("-f", "--foreground", action="store_true")
+    mount.add_argument("--cache-dir")
+    mount.add_argument("--cache-size", type=parse_size, default=10 * 1024**3)
+    mount.add_argument("--upload-concurrency", type=int, default=6)
+    mount.add_argument(
+        "--upload-delay", type=float, default=1.0, help="quiet seconds before an upload starts"
+    )
+    mount.add_argument("--dir-cache-ttl", type=float, default=10.0)
+    mount.add_argument("--delete-mode", choices=("permanent", "trash"), default="permanent")
+    mount.add_argument("--flush-timeout", type=float, default=60.0)
+    mount.add_argument("-o", help="allow_other,uid=N,gid=N,umask=M")
+    mount.add_argument("--debug-fuse", action="store_true", help=argparse.SUPPRESS)
+    mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    mount.set_defaults(func=cmd_mount)
+
+    demo = sub.add_parser("demo", help="mount a demo account on the bundled emulator")
+    demo.add_argument("mountpoint")
+    demo.add_argument("--data", help="keep the demo's data in this directory")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else (logging.INFO if args.verbose else logging.WARNING)
+    if args.command in ("mount", "demo"):
+        level = min(level, logging.INFO)
+    handler: logging.Handler = (
+        logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

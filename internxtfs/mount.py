@@ -1,0 +1,184 @@
+"""Wiring of a mount: protocol client → journal → block cache → uploader → FUSE handlers.
+
+``run_mount`` runs in the foreground (``-f``); ``spawn_daemon`` starts it in the background and
+returns once the mount answers, which is what ``internxtfs mount`` without ``-f`` does. On
+unmount (``fusermount3 -u``) or SIGTERM/SIGINT the uploader gets ``flush_timeout`` seconds to
+store what is pending; whatever remains stays in the journal and resumes at the next mount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from internxtfs.config import Profile, save_profile
+from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.journal import Journal
+from internxtfs.fs.operations import Filesystem, MountOptions
+from internxtfs.fs.uploader import Uploader
+from internxtfs.internxt.auth import Session
+from internxtfs.internxt.client import InternxtClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 10 * 1024**3
+
+
+@dataclass
+class MountConfig:
+    mountpoint: Path
+    cache_dir: Path
+    cache_size: int = DEFAULT_CACHE_SIZE
+    upload_concurrency: int = 6
+    upload_delay: float = 1.0
+    flush_timeout: float = 60.0
+    fs: MountOptions = field(default_factory=MountOptions)
+    debug_fuse: bool = False
+
+
+def default_cache_dir(profile: str) -> Path:
+    if os.geteuid() == 0 and not os.environ.get("XDG_CACHE_HOME"):
+        return Path("/var/cache/internxtfs") / profile
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "internxtfs" / profile
+
+
+def clear_stale_mount(mountpoint: Path) -> None:
+    """A mount whose process died leaves "Transport endpoint is not connected"; clear it."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        log.warning("%s is a dead mount (process gone); unmounting it first", mountpoint)
+        subprocess.run(["fusermount3", "-uz", str(mountpoint)], check=False)
+
+
+def fuse_options(opts: MountOptions, debug: bool) -> set[str]:
+    options = set(pyfuse3.default_options)
+    options.add("fsname=internxtfs")
+    options.add("subtype=internxtfs")
+    if opts.allow_other:
+        options.add("allow_other")
+    if debug:
+        options.add("debug")
+    return options
+
+
+async def run_mount(
+    profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None = None
+) -> None:
+    config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    clear_stale_mount(config.mountpoint)
+
+    async def persist(session: Session) -> None:
+        profile.session = session
+        save_profile(profile)
+
+    async with InternxtClient(
+        profile.session,
+        profile.credentials,
+        drive_url=profile.drive_url,
+        network_url=profile.network_url,
+        on_session_change=persist,
+    ) as client:
+        session = client.session_manager.session
+        journal = Journal(config.cache_dir / "state.db")
+        journal.bind_account(session.user_uuid)
+
+        async def fetch(record: object, offset: int, length: int) -> bytes:
+            file_id = record.remote_file_id  # type: ignore[attr-defined]
+            return await client.network.download_range(file_id, offset, length)
+
+        cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)
+        uploader = Uploader(
+            journal,
+            cache,
+            client.network,
+            client.drive,
+            concurrency=config.upload_concurrency,
+            quiet_period=config.upload_delay,
+        )
+        operations = Filesystem(
+            drive=client.drive,
+            journal=journal,
+            cache=cache,
+            uploader=uploader,
+            root_uuid=session.root_folder_uuid,
+            options=config.fs,
+        )
+        pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
+        unmounted = False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(uploader.run)
+                uploader.resume()
+                nursery.start_soon(_signals, nursery.cancel_scope)
+                if on_ready is not None:
+                    nursery.start_soon(_announce_ready, config.mountpoint, on_ready)
+                await pyfuse3.main()
+                unmounted = True
+                log.info("unmounted; storing what is pending")
+                await _flush(uploader, config.flush_timeout)
+                nursery.cancel_scope.cancel()
+        finally:
+            if not unmounted:
+                with trio.CancelScope(shield=True):
+                    await _flush(uploader, config.flush_timeout)
+            pyfuse3.close(unmount=not unmounted)
+            journal.close()
+
+
+async def _flush(uploader: Uploader, timeout: float) -> None:
+    left = await uploader.close(timeout)
+    if left:
+        log.warning(
+            "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
+            left,
+        )
+
+
+async def _signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("received %s; flushing and unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+            return
+
+
+async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None]) -> None:
+    # The mount answers once the request loop runs: a stat served by us proves it.
+    await trio.to_thread.run_sync(os.stat, mountpoint)
+    on_ready()
+
+
+def spawn_daemon(argv: list[str], timeout: float = 60.0) -> int:
+    """Run ``internxtfs <argv> -f`` in the background; return once it is mounted (0) or failed."""
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "internxtfs", *argv, "-f", "--ready-fd", str(write_fd)]
+    proc = subprocess.Popen(
+        cmd,
+        pass_fds=(write_fd,),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        # The child writes one line when the mount answers; EOF without it means it failed.
+        line = pipe.readline()
+    if line.strip() == b"ready":
+        return 0
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return proc.wait(timeout=timeout) or 1
+    return 1

@@ -1,0 +1,163 @@
+"""POSIX behaviour of a real mount, one operation at a time."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.harness.mounting import MountedFS
+
+
+def test_write_read_and_stat_stay_stable_across_upload(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    data = os.urandom(300_000)
+    (mnt / "a.bin").write_bytes(data)
+    os.utime(mnt / "a.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    before = os.stat(mnt / "a.bin")
+    assert before.st_size == len(data)
+    assert (mnt / "a.bin").read_bytes() == data
+    # fsync returns only when stored remotely; afterwards stat must not have moved
+    fd = os.open(mnt / "a.bin", os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    after = os.stat(mnt / "a.bin")
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert after.st_mtime_ns == 1_600_000_000_123_456_789
+
+
+def test_names_internxt_splits(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    names = ["a.tar.gz", ".bashrc", "noext", "trailing.", "sp ace.txt", "ünï.cödé"]
+    for i, name in enumerate(names):
+        (mnt / name).write_bytes(bytes([i]) * (i + 1))
+    assert sorted(os.listdir(mnt)) == sorted(names)
+    mounted.remount(cold=True)
+    assert sorted(os.listdir(mnt)) == sorted(names)
+    for i, name in enumerate(names):
+        assert (mnt / name).read_bytes() == bytes([i]) * (i + 1)
+
+
+def test_zero_byte_files_survive_remount(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    (mnt / "empty").write_bytes(b"")
+    (mnt / "d").mkdir()
+    (mnt / "d" / "empty.txt").touch()
+    mounted.remount(cold=True)
+    assert (mnt / "empty").stat().st_size == 0
+    assert (mnt / "d" / "empty.txt").read_bytes() == b""
+
+
+def test_directories_and_errors(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    (mnt / "d1" / "d2").mkdir(parents=True)
+    (mnt / "d1" / "d2" / "f").write_text("x")
+    with pytest.raises(OSError) as e:
+        os.rmdir(mnt / "d1")
+    assert e.value.errno == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        os.mkdir(mnt / "d1")
+    with pytest.raises(IsADirectoryError):
+        os.unlink(mnt / "d1")
+    with pytest.raises(NotADirectoryError):
+        os.rmdir(mnt / "d1" / "d2" / "f")
+    os.unlink(mnt / "d1" / "d2" / "f")
+    os.rmdir(mnt / "d1" / "d2")
+    os.rmdir(mnt / "d1")
+    assert os.listdir(mnt) == []
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "d1")
+
+
+def test_rename_files_and_directories(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    (mnt / "src").mkdir()
+    (mnt / "src" / "f.txt").write_text("one")
+    (mnt / "dst").mkdir()
+    os.rename(mnt / "src" / "f.txt", mnt / "dst" / "g")
+    assert (mnt / "dst" / "g").read_text() == "one"
+    assert not (mnt / "src" / "f.txt").exists()
+    # over an existing file: replaces it
+    (mnt / "dst" / "h").write_text("two")
+    os.rename(mnt / "dst" / "h", mnt / "dst" / "g")
+    assert (mnt / "dst" / "g").read_text() == "two"
+    assert os.listdir(mnt / "dst") == ["g"]
+    # directories
+    os.rename(mnt / "dst", mnt / "src" / "moved")
+    assert (mnt / "src" / "moved" / "g").read_text() == "two"
+    with pytest.raises(OSError) as e:
+        os.rename(mnt / "src", mnt / "src" / "moved" / "inside")
+    assert e.value.errno == errno.EINVAL
+    mounted.remount(cold=True)
+    assert (mnt / "src" / "moved" / "g").read_text() == "two"
+    assert sorted(os.listdir(mnt)) == ["src"]
+
+
+def test_overwrite_truncate_append_sparse(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    p = mnt / "f"
+    p.write_bytes(b"hello world")
+    mounted.remount()
+    with open(p, "r+b") as fh:
+        fh.seek(6)
+        fh.write(b"WORLD")
+    with open(p, "ab") as fh:
+        fh.write(b"!")
+    assert p.read_bytes() == b"hello WORLD!"
+    os.truncate(p, 5)
+    os.truncate(p, 8)
+    assert p.read_bytes() == b"hello\0\0\0"
+    with open(p, "r+b") as fh:
+        fh.seek(100_000)
+        fh.write(b"end")
+    expected = b"hello\0\0\0" + bytes(100_000 - 8) + b"end"
+    assert p.read_bytes() == expected
+    p.write_bytes(b"new")  # O_TRUNC
+    assert p.read_bytes() == b"new"
+    mounted.remount(cold=True)
+    assert p.read_bytes() == b"new"
+
+
+def test_unsupported_operations_fail_cleanly(mounted: MountedFS, tmp_path: Path) -> None:
+    mnt = mounted.mountpoint
+    (mnt / "f").write_text("x")
+    with pytest.raises(PermissionError):
+        os.link(mnt / "f", mnt / "hard")
+    with pytest.raises(PermissionError):
+        os.symlink("f", mnt / "sym")
+    with pytest.raises(PermissionError):
+        os.mkfifo(mnt / "fifo")
+    with pytest.raises(OSError) as e:
+        os.getxattr(mnt / "f", "user.x")
+    assert e.value.errno == errno.ENODATA
+    with pytest.raises(OSError):
+        os.setxattr(mnt / "f", "user.x", b"1")
+    bad = os.fsencode(str(mnt)) + b"/bad\xff"
+    with pytest.raises(OSError) as e:
+        open(bad, "wb").close()
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        os.mkdir(mnt / "back\\slash")
+    assert e.value.errno == errno.EINVAL
+    # still alive after all that
+    assert (mnt / "f").read_text() == "x"
+
+
+def test_statfs_reports_quota(mounted: MountedFS) -> None:
+    st = os.statvfs(mounted.mountpoint)
+    assert st.f_namemax == 255
+    assert st.f_blocks > 0
+    assert st.f_bavail <= st.f_blocks
+
+
+def test_unmount_right_after_write_loses_nothing(mounted: MountedFS) -> None:
+    mnt = mounted.mountpoint
+    data = {f"f{i}": os.urandom(1000 * i) for i in range(20)}
+    for name, content in data.items():
+        (mnt / name).write_bytes(content)
+    assert mounted.unmount() == 0
+    mounted.remount(cold=True)
+    for name, content in data.items():
+        assert (mnt / name).read_bytes() == content

@@ -1,0 +1,115 @@
+"""A real ``internxtfs mount`` in a subprocess, logged in to an emulator account.
+
+The mount runs the installed console script exactly as a user would: ``internxtfs login`` with a
+password file, then ``internxtfs mount MOUNTPOINT -f`` in the background; unmounting is
+``fusermount3 -u`` and the process must then exit by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def fuse_available() -> str | None:
+    """None when real mounts can run here, else the reason they cannot."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    if os.geteuid() != 0:
+        return "mount tests run as root (CI does)"
+    return None
+
+
+def cli(
+    *args: str, env: dict[str, str], check: bool = True, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "internxtfs"), *args], env=env, text=True, capture_output=True, check=check, **kw
+    )
+
+
+class MountedFS:
+    def __init__(self, emulator: Any, user: dict[str, Any], workdir: Path) -> None:
+        self.emulator = emulator
+        self.user = user
+        self.workdir = workdir
+        self.mountpoint = workdir / "mnt"
+        self.cache_dir = workdir / "cache"
+        self.log_file = workdir / "mount.log"
+        self.env = dict(os.environ)
+        self.env["INTERNXTFS_CONFIG_DIR"] = str(workdir / "config")
+        self.env["INTERNXTFS_DRIVE_URL"] = emulator.drive_url
+        self.env["INTERNXTFS_NETWORK_URL"] = emulator.network_url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+
+    def login(self) -> None:
+        pw = self.workdir / "password"
+        pw.write_text(self.user["password"])
+        cli("login", "--email", self.user["email"], "--password-file", str(pw), env=self.env)
+
+    def mount(self, *extra: str, wait: float = 30.0) -> None:
+        args = [
+            str(BIN / "internxtfs"),
+            "--log-file",
+            str(self.log_file),
+            "mount",
+            str(self.mountpoint),
+            "-f",
+            "--cache-dir",
+            str(self.cache_dir),
+            "--upload-delay",
+            "0.2",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mount exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.ismount(self.mountpoint):
+                os.stat(self.mountpoint)
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"mount did not come up in {wait}s:\n{self.log()}")
+
+    def unmount(self, timeout: float = 120.0) -> int:
+        if self.proc is None:
+            return 0
+        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=False)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """kill -9 the mount (crash tests); the next mount clears the dead mountpoint."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def remount(self, *extra: str, cold: bool = False) -> None:
+        self.unmount()
+        if cold:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self.mount(*extra)
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text()[-5000:]
+        except OSError:
+            return "(no log)"
