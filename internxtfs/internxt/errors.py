@@ -121,3 +121,10 @@ class EmptyFilesLimit(RequestRejected):
 
 class Forbidden(RequestRejected):
     """403: not the owner."""
+
+
+# --- local side -----------------------------------------------------------------------------
+
+
+class SourceError(InternxtError):
+    """The data to upload could not be read as declared (short read: the source changed)."""

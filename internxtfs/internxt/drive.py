@@ -1,0 +1,526 @@
+"""The Drive API: folders, file entries, quota (protocol §5.3, §5.5, §7).
+
+Every call goes through the shared retry policy and the session manager (Bearer token, renewal
+on 401). Calls that are not idempotent carry a ``recover`` hook that looks for the result of an
+earlier attempt whose answer was lost, so a retry never creates a second entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import trio
+
+from .auth import SessionManager
+from .crypto import ENCRYPT_VERSION
+from .errors import NotFound, ProtocolError
+from .http import Http, bearer, json_body
+from .names import check_name, join_name, split_name
+from .retry import Recover, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", "FolderEntry", "FileEntry")
+
+PAGE_SIZE = 50  # the server's maximum (protocol §7.2)
+EXISTENCE_BATCH = 200  # the existence DTOs accept 1..200 criteria
+EXISTS = "EXISTS"
+
+__all__ = [
+    "DriveAPI",
+    "FileEntry",
+    "FolderEntry",
+    "join_name",
+    "parse_time",
+    "split_name",
+]
+
+
+def parse_time(value: object) -> float:
+    """ISO-8601 (``...Z``) → epoch seconds; 0.0 when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return 0.0
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def format_time(epoch: float) -> str:
+    """Epoch seconds → the ISO form the server sends (milliseconds, ``Z``)."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _int(value: object, what: str) -> int:
+    # File sizes arrive as decimal strings (protocol §7.1); numbers are tolerated.
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"{what} is not an integer: {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    uuid: str
+    id: int
+    parent_uuid: str | None
+    name: str
+    created: float
+    modified: float
+    status: str
+
+    @classmethod
+    def from_dto(cls, dto: dict[str, Any]) -> FolderEntry:
+        try:
+            status = dto.get("status")
+            if not isinstance(status, str):
+                status = (
+                    "DELETED"
+                    if dto.get("removed")
+                    else ("TRASHED" if dto.get("deleted") else EXISTS)
+                )
+            return cls(
+                uuid=str(dto["uuid"]),
+                id=_int(dto.get("id", 0), "folder id"),
+                parent_uuid=dto.get("parentUuid") or dto.get("parent_uuid"),
+                name=str(dto.get("plainName") or dto.get("plain_name") or ""),
+                created=parse_time(dto.get("creationTime") or dto.get("createdAt")),
+                modified=parse_time(dto.get("modificationTime") or dto.get("updatedAt")),
+                status=status,
+            )
+        except KeyError as exc:
+            raise ProtocolError(f"folder record lacks {exc}") from exc
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    uuid: str
+    id: int
+    folder_uuid: str
+    plain_name: str
+    type: str
+    size: int
+    file_id: str | None
+    bucket: str | None
+    created: float
+    modified: float
+    status: str
+
+    @property
+    def name(self) -> str:
+        return join_name(self.plain_name, self.type)
+
+    @classmethod
+    def from_dto(cls, dto: dict[str, Any]) -> FileEntry:
+        try:
+            return cls(
+                uuid=str(dto["uuid"]),
+                id=_int(dto.get("id", 0), "file id"),
+                folder_uuid=str(dto.get("folderUuid") or ""),
+                plain_name=str(dto.get("plainName") or ""),
+                type=str(dto.get("type") or ""),
+                size=_int(dto.get("size", 0), "file size"),
+                file_id=dto.get("fileId") or None,
+                bucket=dto.get("bucket") or None,
+                created=parse_time(dto.get("creationTime") or dto.get("createdAt")),
+                modified=parse_time(dto.get("modificationTime") or dto.get("updatedAt")),
+                status=str(dto.get("status") or EXISTS),
+            )
+        except KeyError as exc:
+            raise ProtocolError(f"file record lacks {exc}") from exc
+
+
+def _dedupe(entries: Iterable[E]) -> list[E]:
+    seen: set[str] = set()
+    out: list[E] = []
+    for entry in entries:
+        if entry.uuid not in seen:
+            seen.add(entry.uuid)
+            out.append(entry)
+    return out
+
+
+class DriveAPI:
+    def __init__(
+        self,
+        http: Http,
+        sessions: SessionManager,
+        *,
+        retry: RetryPolicy | None = None,
+        list_window: int = 4,
+    ) -> None:
+        self._http = http
+        self._sessions = sessions
+        self._retry = retry or RetryPolicy()
+        self._window = max(1, list_window)
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expected: tuple[int, ...] = (200,),
+        json: object = None,
+        params: dict[str, str | int] | None = None,
+        recover: Recover[Any] | None = None,
+        what: str | None = None,
+    ) -> Any:
+        url = f"{self._http.drive_url}{path}"
+
+        async def with_token(token: str) -> Any:
+            resp = await self._http.send(
+                method, url, json=json, params=params, headers=bearer(token), expected=expected
+            )
+            if resp.status_code == 204 or not resp.content:
+                return None
+            return json_body(resp)
+
+        async def attempt() -> Any:
+            return await self._sessions.authorized(with_token)
+
+        return await self._retry.run(attempt, recover=recover, what=what or f"{method} {path}")
+
+    # --- listing ----------------------------------------------------------------------------
+
+    async def _list_all(
+        self, path: str, key: str, parse: Callable[[dict[str, Any]], Any]
+    ) -> list[Any]:
+        async def page(offset: int) -> list[Any]:
+            params: dict[str, str | int] = {
+                "limit": PAGE_SIZE,
+                "offset": offset,
+                "sort": "plainName",
+                "order": "ASC",
+            }
+            body = await self._call("GET", path, params=params, what=f"list {path}@{offset}")
+            items = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ProtocolError(f"listing answer lacks '{key}'")
+            return [parse(item) for item in items]
+
+        first = await page(0)
+        if len(first) < PAGE_SIZE:
+            return _dedupe(first)
+
+        # Big folder: keep a window of page requests in flight. Workers take the next offset
+        # until some page comes back short; pages past the end are just empty. Shared state
+        # (next_offset, end, pages) is only touched between awaits, so no lock is needed.
+        pages: dict[int, list[Any]] = {0: first}
+        next_offset = PAGE_SIZE
+        end: int | None = None
+
+        async def worker() -> None:
+            nonlocal next_offset, end
+            while end is None or next_offset <= end:
+                offset = next_offset
+                next_offset += PAGE_SIZE
+                items = await page(offset)
+                pages[offset] = items
+                if len(items) < PAGE_SIZE and (end is None or offset < end):
+                    end = offset
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(self._window):
+                nursery.start_soon(worker)
+        # Concurrent changes can shift entries between pages: de-duplicate by uuid.
+        return _dedupe(item for offset in sorted(pages) for item in pages[offset])
+
+    async def list_folders(self, folder_uuid: str) -> list[FolderEntry]:
+        """Every sub-folder of ``folder_uuid`` (all pages)."""
+        return await self._list_all(
+            f"/folders/content/{folder_uuid}/folders", "folders", FolderEntry.from_dto
+        )
+
+    async def list_files(self, folder_uuid: str) -> list[FileEntry]:
+        """Every file in ``folder_uuid`` (all pages, status EXISTS)."""
+        return await self._list_all(
+            f"/folders/content/{folder_uuid}/files", "files", FileEntry.from_dto
+        )
+
+    # --- metadata and existence -------------------------------------------------------------
+
+    async def file_meta(self, uuid: str) -> FileEntry:
+        """A file's record, whatever its status (check ``.status == "EXISTS"``)."""
+        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta"))
+
+    async def folder_meta(self, uuid: str) -> FolderEntry:
+        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta"))
+
+    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
+        """The files of ``folder_uuid`` whose full name is one of ``names``."""
+        wanted = list(dict.fromkeys(names))
+        found: list[FileEntry] = []
+        for start in range(0, len(wanted), EXISTENCE_BATCH):
+            batch = wanted[start : start + EXISTENCE_BATCH]
+            criteria = [dict(zip(("plainName", "type"), split_name(n), strict=True)) for n in batch]
+            body = await self._call(
+                "POST",
+                f"/folders/content/{folder_uuid}/files/existence",
+                json={"files": criteria},
+                expected=(200, 201),
+            )
+            items = body.get("existentFiles") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ProtocolError("existence answer lacks 'existentFiles'")
+            # An empty type matches any extension server-side: filter by the exact full name.
+            names_set = set(batch)
+            found.extend(
+                e
+                for e in map(FileEntry.from_dto, items)
+                if e.name in names_set and e.status == EXISTS
+            )
+        return _dedupe(found)
+
+    async def folders_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FolderEntry]:
+        """The sub-folders of ``folder_uuid`` named one of ``names``."""
+        wanted = list(dict.fromkeys(names))
+        found: list[FolderEntry] = []
+        for start in range(0, len(wanted), EXISTENCE_BATCH):
+            batch = wanted[start : start + EXISTENCE_BATCH]
+            body = await self._call(
+                "POST",
+                f"/folders/content/{folder_uuid}/folders/existence",
+                json={"plainNames": batch},
+                expected=(200, 201),
+            )
+            items = body.get("existentFolders") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ProtocolError("existence answer lacks 'existentFolders'")
+            names_set = set(batch)
+            found.extend(
+                e
+                for e in map(FolderEntry.from_dto, items)
+                if e.name in names_set and e.status == EXISTS
+            )
+        return _dedupe(found)
+
+    # --- folders ----------------------------------------------------------------------------
+
+    async def create_folder(
+        self,
+        parent_uuid: str,
+        name: str,
+        *,
+        ctime: float | None = None,
+        mtime: float | None = None,
+    ) -> FolderEntry:
+        """``POST /folders``; 409 → :class:`Conflict` (a folder of that name exists)."""
+        check_name(name, folder=True)
+        body: dict[str, Any] = {"plainName": name, "parentFolderUuid": parent_uuid}
+        if ctime is not None:
+            body["creationTime"] = format_time(ctime)
+        if mtime is not None:
+            body["modificationTime"] = format_time(mtime)
+
+        async def recover() -> FolderEntry | None:
+            hits = await self.folders_exist(parent_uuid, [name])
+            return hits[0] if hits else None
+
+        dto = await self._call(
+            "POST",
+            "/folders",
+            json=body,
+            expected=(200, 201),
+            recover=recover,
+            what=f"create folder {name!r}",
+        )
+        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+
+    async def rename_folder(self, uuid: str, new_name: str) -> FolderEntry:
+        check_name(new_name, folder=True)
+
+        async def recover() -> FolderEntry | None:
+            meta = await self.folder_meta(uuid)
+            return meta if meta.name == new_name else None
+
+        dto = await self._call(
+            "PUT",
+            f"/folders/{uuid}/meta",
+            json={"plainName": new_name},
+            recover=recover,
+        )
+        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+
+    async def move_folder(
+        self, uuid: str, dest_folder_uuid: str, new_name: str | None = None
+    ) -> FolderEntry:
+        """Move (and optionally rename) a folder: ``PATCH /folders/{uuid}``."""
+        body: dict[str, Any] = {"destinationFolder": dest_folder_uuid}
+        if new_name is not None:
+            check_name(new_name, folder=True)
+            body["name"] = new_name
+
+        async def recover() -> FolderEntry | None:
+            meta = await self.folder_meta(uuid)
+            landed = meta.parent_uuid == dest_folder_uuid and (
+                new_name is None or meta.name == new_name
+            )
+            return meta if landed else None
+
+        dto = await self._call("PATCH", f"/folders/{uuid}", json=body, recover=recover)
+        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+
+    async def delete_folder(self, uuid: str) -> None:
+        """Permanent delete of a folder and everything under it (``204``)."""
+
+        async def recover() -> bool | None:
+            try:
+                meta = await self.folder_meta(uuid)
+            except NotFound:
+                return True
+            return True if meta.status != EXISTS else None
+
+        await self._call("DELETE", f"/folders/{uuid}", expected=(204,), recover=recover)
+
+    # --- files ------------------------------------------------------------------------------
+
+    async def create_file(
+        self,
+        folder_uuid: str,
+        name: str,
+        size: int,
+        file_id: str | None,
+        *,
+        ctime: float | None = None,
+        mtime: float | None = None,
+    ) -> FileEntry:
+        """Publish a file entry (``POST /files``, 201). ``file_id`` is None iff ``size`` is 0."""
+        check_name(name, folder=False)
+        if (file_id is None) != (size == 0):
+            raise ValueError("file_id must be given exactly when size > 0")
+        plain, ext = split_name(name)
+        body: dict[str, Any] = {
+            "plainName": plain,
+            "type": ext,
+            "size": size,
+            "bucket": self._sessions.session.bucket,
+            "folderUuid": folder_uuid,
+            "encryptVersion": ENCRYPT_VERSION,
+        }
+        if file_id is not None:
+            body["fileId"] = file_id
+        if ctime is not None:
+            body["creationTime"] = format_time(ctime)
+            body["date"] = format_time(ctime)
+        if mtime is not None:
+            body["modificationTime"] = format_time(mtime)
+
+        async def recover() -> FileEntry | None:
+            # Adopt only the entry our own attempt made: same name, same network object.
+            for entry in await self.files_exist(folder_uuid, [name]):
+                if entry.file_id == file_id and entry.size == size:
+                    return entry
+            return None
+
+        dto = await self._call(
+            "POST",
+            "/files",
+            json=body,
+            expected=(200, 201),
+            recover=recover,
+            what=f"create file {name!r}",
+        )
+        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+
+    async def replace_file(
+        self, uuid: str, file_id: str | None, size: int, *, mtime: float | None = None
+    ) -> FileEntry:
+        """Point an existing entry at new content (``PUT /files/{uuid}``)."""
+        if (file_id is None) != (size == 0):
+            raise ValueError("file_id must be given exactly when size > 0")
+        body: dict[str, Any] = {"size": size}
+        if file_id is not None:
+            body["fileId"] = file_id
+        if mtime is not None:
+            body["modificationTime"] = format_time(mtime)
+
+        async def recover() -> FileEntry | None:
+            meta = await self.file_meta(uuid)
+            return meta if meta.file_id == file_id and meta.size == size else None
+
+        dto = await self._call("PUT", f"/files/{uuid}", json=body, recover=recover)
+        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+
+    async def rename_file(self, uuid: str, new_name: str) -> FileEntry:
+        """Rename in place (``PUT /files/{uuid}/meta``); 409 → :class:`Conflict`."""
+        check_name(new_name, folder=False)
+        plain, ext = split_name(new_name)
+
+        async def recover() -> FileEntry | None:
+            meta = await self.file_meta(uuid)
+            return meta if meta.name == new_name else None
+
+        dto = await self._call(
+            "PUT",
+            f"/files/{uuid}/meta",
+            json={"plainName": plain, "type": ext},
+            recover=recover,
+        )
+        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+
+    async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> FileEntry:
+        """Move and rename (``PATCH /files/{uuid}``). Both name and type are always sent, so
+        a target without extension really drops the old one (protocol §7.4)."""
+        check_name(new_name, folder=False)
+        plain, ext = split_name(new_name)
+
+        async def recover() -> FileEntry | None:
+            meta = await self.file_meta(uuid)
+            landed = meta.folder_uuid == dest_folder_uuid and meta.name == new_name
+            return meta if landed and meta.status == EXISTS else None
+
+        dto = await self._call(
+            "PATCH",
+            f"/files/{uuid}",
+            json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
+            recover=recover,
+        )
+        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+
+    async def delete_file(self, uuid: str) -> None:
+        """Permanent delete (``DELETE /files/{uuid}``, 200); no trash."""
+
+        async def recover() -> bool | None:
+            try:
+                meta = await self.file_meta(uuid)
+            except NotFound:
+                return True
+            return True if meta.status != EXISTS else None
+
+        await self._call("DELETE", f"/files/{uuid}", expected=(200,), recover=recover)
+
+    async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
+        """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
+        payload = [{"uuid": uuid, "type": kind} for uuid, kind in items]
+        if payload:
+            await self._call(
+                "POST", "/storage/trash/add", json={"items": payload}, expected=(200, 201)
+            )
+
+    # --- account ----------------------------------------------------------------------------
+
+    async def usage(self) -> int:
+        """Bytes used by Drive files."""
+        body = await self._call("GET", "/users/usage")
+        return _int(body.get("drive") if isinstance(body, dict) else None, "usage")
+
+    async def limit(self) -> int:
+        """The account's storage quota in bytes."""
+        body = await self._call("GET", "/users/limit")
+        return _int(body.get("maxSpaceBytes") if isinstance(body, dict) else None, "limit")
+
+    async def file_limits(self) -> int | None:
+        """The plan's per-file upload cap in bytes, ``None`` when there is none."""
+        body = await self._call("GET", "/files/limits")
+        value = body.get("maxUploadFileSize") if isinstance(body, dict) else None
+        if value is None:
+            return None
+        cap = _int(value, "maxUploadFileSize")
+        return cap if cap > 0 else None

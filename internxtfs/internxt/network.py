@@ -1,0 +1,438 @@
+"""The network (bucket) API: encrypted upload and download of file content (protocol §3–§6).
+
+Memory stays bounded by ``chunk_size × parallel`` whatever the file size: request bodies are
+async iterators that read ``chunk_size`` bytes through the caller's ``read(offset, n)``,
+encrypt them at their offset, and hand them to httpx; downloads are decrypted as they stream.
+
+Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
+
+* single part: hashed while the one PUT body streams (the body is produced in order anyway); if
+  the PUT is retried the hasher starts over with the regenerated body.
+* multipart: parts stream concurrently and out of order, and SHA-256 cannot be fed out of order.
+  Buffering finished parts until their turn would cost up to ``parallel × part_size`` bytes, so
+  instead one extra task makes a sequential pass over the source (read → encrypt → hash, chunk by
+  chunk) alongside the part uploads. It costs a second local read and AES pass of the file —
+  cheap next to the network — and keeps memory at one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+from cachetools import TTLCache
+
+from . import crypto
+from .errors import (
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    ProtocolError,
+    SourceError,
+    Unreachable,
+)
+from .http import Http, json_body
+from .retry import RetryPolicy, as_internxt_error, is_retryable
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MULTIPART_THRESHOLD = 100 * MiB  # the network refuses multipart below this (protocol §5.2)
+MIN_PART_SIZE = 5 * MiB  # S3 rule for every part but the last
+MAX_PARTS = 10000
+DEFAULT_PART_SIZE = 30 * MiB
+DEFAULT_CHUNK = 1 * MiB
+_AES_BLOCK = 16
+
+Read = Callable[[int, int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    file_id: str
+    index: str  # 64 hex chars
+    size: int
+    hash: str  # shard hash, 40 hex chars
+    url: str  # presigned GET URL of the object
+
+
+class _FinishLost(Exception):
+    """Finish's answer was lost and the retry found the upload consumed: start over."""
+
+
+class NetworkAPI:
+    def __init__(
+        self,
+        http: Http,
+        bridge_user: str,
+        user_id: str,
+        bucket: str,
+        mnemonic: str,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        new_index: Callable[[], bytes] = crypto.new_index,
+        chunk_size: int = DEFAULT_CHUNK,
+        info_ttl: float = 60.0,
+    ) -> None:
+        self._http = http
+        self._auth = {"authorization": crypto.network_auth_header(bridge_user, user_id)}
+        self.bucket = bucket
+        self._mnemonic = mnemonic
+        self._seed: bytes | None = None
+        self._retry = retry or RetryPolicy()
+        self._new_index = new_index
+        self.chunk_size = chunk_size
+        # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
+        # store drops the entry early (see _object_get).
+        self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def _keys(self, index_hex: str) -> tuple[bytes, bytes]:
+        if self._seed is None:  # PBKDF2 with 2048 rounds: once per client, not per file
+            self._seed = crypto.bip39_seed(self._mnemonic)
+        return crypto.file_key_iv(self._seed, self.bucket, bytes.fromhex(index_hex))
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        params: dict[str, str | int] | None = None,
+        expected: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        resp = await self._http.send(
+            method,
+            f"{self._http.network_url}{path}",
+            kind="network",
+            json=json,
+            params=params,
+            headers={**self._auth, **(headers or {})},
+            expected=expected,
+        )
+        return json_body(resp)
+
+    def _body(
+        self,
+        read: Read,
+        key: bytes,
+        iv: bytes,
+        offset: int,
+        length: int,
+        hasher: crypto.ShardHasher | None = None,
+        done: list[int] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Ciphertext of plaintext ``[offset, offset+length)``, produced chunk by chunk."""
+        chunk = self.chunk_size
+
+        async def gen() -> AsyncIterator[bytes]:
+            ctr = crypto.CtrStream(key, iv, offset)
+            pos, end = offset, offset + length
+            while pos < end:
+                n = min(chunk, end - pos)
+                data = await read(pos, n)
+                if len(data) != n:
+                    raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
+                out = ctr.update(data)
+                if hasher is not None:
+                    hasher.update(out)
+                pos += n
+                if done is not None:
+                    done[0] = pos - offset
+                yield out
+
+        return gen()
+
+    async def _hash_pass(self, read: Read, key: bytes, iv: bytes, size: int) -> str:
+        hasher = crypto.ShardHasher()
+        async for _ in self._body(read, key, iv, 0, size, hasher):
+            await trio.lowlevel.checkpoint()  # let the uploads run between chunks
+        return hasher.hexdigest()
+
+    async def _put(self, url: str, body: AsyncIterator[bytes], length: int) -> str:
+        """PUT one object or part to a presigned URL; returns its ETag (quotes stripped)."""
+        resp = await self._http.send(
+            "PUT",
+            url,
+            kind="object",
+            content=body,
+            headers={"content-type": "application/octet-stream", "content-length": str(length)},
+            expected=(200, 201, 204),
+        )
+        return resp.headers.get("etag", "").strip().strip('"')
+
+    # --- upload -----------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        read: Read,
+        size: int,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        parallel: int = 4,
+    ) -> str:
+        """Encrypt and store ``size`` bytes read through ``read(offset, n)``; returns the
+        network fileId. Zero-byte files have no network object: ``size`` must be > 0.
+
+        ``read`` must return exactly ``n`` bytes (else :class:`SourceError`) and may be called
+        concurrently and more than once for the same range (parallel parts, retried PUTs, the
+        multipart hash pass), so it must read from a stable snapshot of the content.
+        """
+        if size <= 0:
+            raise ValueError("zero-byte files are not uploaded to the network")
+        for attempt in (1, 2):
+            try:
+                if size < MULTIPART_THRESHOLD:
+                    return await self._upload_single(read, size)
+                return await self._upload_multipart(read, size, part_size, max(1, parallel))
+            except _FinishLost:
+                if attempt == 2:
+                    raise ProtocolError("upload finish failed twice") from None
+                log.warning("finish answer lost and upload consumed; uploading again")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _start(self, size: int, parts: int) -> dict[str, Any]:
+        async def call() -> Any:
+            return await self._json(
+                "POST",
+                f"/v2/buckets/{self.bucket}/files/start",
+                params={"multiparts": parts},
+                json={"uploads": [{"index": 0, "size": size}]},
+                expected=(200, 201),
+            )
+
+        # Starting twice only leaves an unused upload slot behind: safe to retry.
+        body = await self._retry.run(call, what="upload start")
+        uploads = body.get("uploads") if isinstance(body, dict) else None
+        if not isinstance(uploads, list) or not uploads or not isinstance(uploads[0], dict):
+            raise ProtocolError("upload start answer lacks 'uploads'")
+        return uploads[0]
+
+    async def _finish(self, index_hex: str, shard: dict[str, Any]) -> str:
+        tries = 0
+
+        async def call() -> Any:
+            nonlocal tries
+            tries += 1
+            return await self._json(
+                "POST",
+                f"/v2/buckets/{self.bucket}/files/finish",
+                json={"index": index_hex, "shards": [shard]},
+                expected=(200, 201),
+            )
+
+        try:
+            body = await self._retry.run(call, what="upload finish")
+        except Conflict:
+            if tries > 1:
+                raise _FinishLost from None
+            raise
+        file_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(file_id, str) or not file_id:
+            raise ProtocolError("upload finish answer lacks 'id'")
+        return file_id
+
+    async def _upload_single(self, read: Read, size: int) -> str:
+        index = self._new_index()
+        key, iv = self._keys(index.hex())
+        slot = await self._start(size, 1)
+        url, uuid = slot.get("url"), slot.get("uuid")
+        if not isinstance(url, str) or not isinstance(uuid, str):
+            raise ProtocolError("upload start answer lacks 'url' or 'uuid'")
+        state: dict[str, Any] = {}
+
+        async def put() -> None:
+            hasher = crypto.ShardHasher()
+            done = [0]
+            await self._put(url, self._body(read, key, iv, 0, size, hasher, done), size)
+            state["hasher"], state["done"] = hasher, done[0]
+
+        await self._retry.run(put, what="upload PUT")
+        if state["done"] == size:
+            digest = state["hasher"].hexdigest()
+        else:  # the server answered before we produced the whole body: hash separately
+            digest = await self._hash_pass(read, key, iv, size)
+        return await self._finish(index.hex(), {"hash": digest, "uuid": uuid})
+
+    async def _upload_multipart(self, read: Read, size: int, part_size: int, parallel: int) -> str:
+        part_size = max(part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+        count = math.ceil(size / part_size)
+        index = self._new_index()
+        key, iv = self._keys(index.hex())
+        slot = await self._start(size, count)
+        urls, uuid, upload_id = slot.get("urls"), slot.get("uuid"), slot.get("UploadId")
+        if not isinstance(urls, list) or len(urls) != count or not isinstance(uuid, str):
+            raise ProtocolError(f"upload start answer lacks {count} part urls")
+        if not isinstance(upload_id, str):
+            raise ProtocolError("upload start answer lacks 'UploadId'")
+
+        etags: dict[int, str] = {}
+        digest: list[str] = []
+        next_part = 0  # shared by the workers; only touched between awaits
+
+        async def upload_part(number: int) -> None:
+            offset = (number - 1) * part_size
+            length = min(part_size, size - offset)
+
+            async def put() -> str:
+                return await self._put(
+                    urls[number - 1], self._body(read, key, iv, offset, length), length
+                )
+
+            etags[number] = await self._retry.run(put, what=f"upload part {number}/{count}")
+
+        async def worker() -> None:
+            nonlocal next_part
+            while next_part < count:
+                next_part += 1
+                await upload_part(next_part)
+
+        async def hash_all() -> None:
+            digest.append(await self._hash_pass(read, key, iv, size))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hash_all)
+            for _ in range(min(parallel, count)):
+                nursery.start_soon(worker)
+
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
+        shard = {"hash": digest[0], "uuid": uuid, "UploadId": upload_id, "parts": parts}
+        return await self._finish(index.hex(), shard)
+
+    # --- download ---------------------------------------------------------------------------
+
+    async def info(self, file_id: str) -> FileInfo:
+        """Index, size, shard hash and download URL of a stored object (cached briefly)."""
+        cached = self._info.get(file_id)
+        if cached is not None:
+            return cached
+
+        async def call() -> Any:
+            return await self._json(
+                "GET",
+                f"/buckets/{self.bucket}/files/{file_id}/info",
+                headers={"x-api-version": "2"},
+            )
+
+        body = await self._retry.run(call, what="file info")
+        try:
+            shards = body["shards"]
+            if not isinstance(shards, list) or len(shards) != 1:
+                # v1 multi-shard objects need the legacy /mirrors flow, which we do not speak.
+                raise ProtocolError(f"file {file_id}: {len(shards)} shards (legacy format)")
+            info = FileInfo(
+                file_id=file_id,
+                index=str(body["index"]),
+                size=int(body["size"]),
+                hash=str(shards[0]["hash"]),
+                url=str(shards[0]["url"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"file info answer is incomplete: {exc}") from exc
+        self._info[file_id] = info
+        return info
+
+    async def _object_get(
+        self, file_id: str, first: int, last: int | None, *, stream: bool
+    ) -> tuple[FileInfo, httpx.Response]:
+        """GET ciphertext bytes ``first..last`` (inclusive; ``None`` = to the end).
+
+        A presigned URL that has expired answers 403/404: fetch fresh info once and retry.
+        """
+        for fresh in (False, True):
+            info = await self.info(file_id)
+            whole = first == 0 and (last is None or last >= info.size - 1)
+            headers = {} if whole else {"range": f"bytes={first}-{'' if last is None else last}"}
+            try:
+                resp = await self._http.send(
+                    "GET",
+                    info.url,
+                    kind="object",
+                    headers=headers,
+                    expected=(200, 206),
+                    stream=stream,
+                )
+            except (NotFound, Forbidden):
+                self._info.pop(file_id, None)
+                if fresh:
+                    raise
+                continue
+            if not whole and resp.status_code != 206:
+                # A server that ignores Range would make us decrypt the wrong bytes.
+                await resp.aclose()
+                raise ProtocolError(f"object GET ignored Range (status {resp.status_code})")
+            return info, resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
+        """Plaintext bytes ``[offset, offset+length)``, clipped to the file's size."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+
+        async def attempt() -> bytes:
+            info = await self.info(file_id)
+            end = min(offset + length, info.size)
+            if offset >= end:
+                return b""
+            aligned = offset - offset % _AES_BLOCK  # CTR can only start on a block boundary
+            info, resp = await self._object_get(file_id, aligned, end - 1, stream=False)
+            data = resp.content
+            if len(data) != end - aligned:
+                raise IntegrityError(
+                    f"range {aligned}-{end - 1} of {file_id}: got {len(data)} bytes"
+                )
+            key, iv = self._keys(info.index)
+            return crypto.CtrStream(key, iv, aligned).update(data)[offset - aligned :]
+
+        return await self._retry.run(attempt, what=f"download {file_id}@{offset}+{length}")
+
+    async def download_stream(self, file_id: str) -> AsyncIterator[bytes]:
+        """The whole plaintext, in order; checks size and shard hash at the end.
+
+        A connection that drops mid-body is resumed with a Range request from the last byte
+        received, so the hash and the keystream simply continue.
+        """
+        info = await self.info(file_id)
+        if info.size == 0:
+            return
+        key, iv = self._keys(info.index)
+        ctr = crypto.CtrStream(key, iv, 0)
+        hasher = crypto.ShardHasher()
+        pos = 0
+        failures = 0
+        while pos < info.size:
+            try:
+                info, resp = await self._object_get(file_id, pos, None, stream=True)
+                try:
+                    async for chunk in resp.aiter_bytes(self.chunk_size):
+                        if pos + len(chunk) > info.size:
+                            raise IntegrityError(f"{file_id}: more bytes than its size")
+                        hasher.update(chunk)
+                        pos += len(chunk)
+                        yield ctr.update(chunk)
+                finally:
+                    await resp.aclose()
+                if pos < info.size:  # cut short: resume from here like a dropped connection
+                    raise Unreachable(f"{file_id}: body ended at {pos} of {info.size}")
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                failures += 1
+                if failures >= self._retry.attempts:
+                    self._retry.record_failure(exc)
+                    raise as_internxt_error(exc) from exc
+                await self._retry.backoff(failures, exc, f"download {file_id}@{pos}")
+        if hasher.hexdigest() != info.hash:
+            raise IntegrityError(f"{file_id}: shard hash mismatch")

@@ -1,0 +1,171 @@
+"""The one retry policy every protocol call goes through.
+
+Exponential backoff with full jitter (delay drawn uniformly from ``[0, min(cap, base·2^n))``),
+so many clients hitting the same trouble spread out instead of retrying in lockstep. A
+``Retry-After`` from the server (429/503) replaces the jittered delay: the server knows better.
+
+Only errors marked ``retryable`` (``Unreachable``, ``ServerError``: dropped connections,
+timeouts, 408, 429, 5xx) are retried; every other 4xx is final.
+
+Calls that are not idempotent (creating a file or folder) pass a ``recover`` hook. A dropped
+connection leaves us not knowing whether the first attempt landed, so before sending again the
+policy asks the hook, which looks (e.g. an existence check by name) and returns the entry that
+landed, or ``None`` to go ahead and resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import trio
+
+from .errors import Conflict, InternxtError, ServerError, Unreachable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Sleep = Callable[[float], Awaitable[None]]
+Random = Callable[[], float]
+Recover = Callable[[], Awaitable[T | None]]
+
+
+@dataclass
+class RetryStats:
+    """Counters for the ``status`` command; shared by every call using the policy."""
+
+    calls: int = 0
+    retries: int = 0
+    recovered: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "calls": self.calls,
+            "retries": self.retries,
+            "recovered": self.recovered,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, InternxtError):
+        return exc.retryable
+    # Streaming bodies can raise httpx errors outside the request wrapper.
+    return isinstance(exc, httpx.TransportError)
+
+
+def as_internxt_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, httpx.TransportError):
+        err = Unreachable(f"{type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        return err
+    return exc
+
+
+class RetryPolicy:
+    def __init__(
+        self,
+        *,
+        attempts: int = 6,
+        base: float = 0.5,
+        cap: float = 30.0,
+        max_retry_after: float = 120.0,
+        sleep: Sleep = trio.sleep,
+        random: Random = _random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self.attempts = attempts
+        self.base = base
+        self.cap = cap
+        # A huge Retry-After would hang a filesystem call for that long; past this bound we
+        # still wait, but only this much, and let the next answer tell us again.
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._random = random
+        self._clock = clock
+        self.stats = RetryStats()
+
+    def delay(self, retry_number: int, exc: BaseException | None = None) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1 = first retry)."""
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, ServerError) and retry_after is not None:
+            return min(max(0.0, float(retry_after)), self.max_retry_after)
+        ceiling = min(self.cap, self.base * (2 ** (retry_number - 1)))
+        return self._random() * ceiling
+
+    def record_failure(self, exc: BaseException) -> None:
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.stats.last_error_at = self._clock()
+
+    async def backoff(self, retry_number: int, exc: BaseException, what: str) -> None:
+        """Account for one retry and wait before it; for callers that loop themselves."""
+        wait = self.delay(retry_number, exc)
+        self.stats.retries += 1
+        self.record_failure(exc)
+        log.info(
+            "%s failed (%s: %s); retry %d/%d in %.2fs",
+            what,
+            type(exc).__name__,
+            exc,
+            retry_number,
+            self.attempts - 1,
+            wait,
+        )
+        await self._sleep(wait)
+
+    async def run(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        recover: Recover[T] | None = None,
+        what: str = "request",
+    ) -> T:
+        """Call ``fn`` until it succeeds, fails for good, or attempts run out."""
+        self.stats.calls += 1
+        ambiguous = False  # an earlier attempt may have reached the server
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if ambiguous and recover is not None:
+                    landed = await recover()
+                    if landed is not None:
+                        self.stats.recovered += 1
+                        log.info("%s: earlier attempt had landed; adopting it", what)
+                        return landed
+                return await fn()
+            except Conflict:
+                # A 409 after a lost answer usually means our own first attempt succeeded.
+                if ambiguous and recover is not None:
+                    landed = await recover()
+                    if landed is not None:
+                        self.stats.recovered += 1
+                        return landed
+                self.stats.failures += 1
+                raise
+            except Exception as exc:
+                if not is_retryable(exc):
+                    self.stats.failures += 1
+                    self.record_failure(exc)
+                    raise
+                if attempt == self.attempts:
+                    self.stats.failures += 1
+                    self.record_failure(exc)
+                    final = as_internxt_error(exc)
+                    if final is exc:
+                        raise
+                    raise final from exc
+                ambiguous = True
+                await self.backoff(attempt, exc, what)
+        raise AssertionError("unreachable")  # pragma: no cover
