@@ -1,0 +1,889 @@
+"""On-disk write-back block cache: a sparse cache file per file plus a persistent block map.
+
+Layout: ``<cache_dir>/data/<local_id>`` holds the file's bytes at their own offsets (sparse),
+and the journal's ``blocks`` table lists which ``block_size`` blocks of it are *present* and
+which of those are *dirty* (changed locally, not uploaded). A block that is not present reads
+as remote bytes below ``record.remote_valid_len`` (fetched on demand) and zeros above it.
+
+Invariants (what makes eviction and partial writes safe):
+
+* A *clean* present block equals what fetching it again would give: remote bytes below
+  ``remote_valid_len``, zeros above. So clean blocks can be evicted at any time; dirty never.
+* In the cache file, ranges of blocks that are not present read as zeros (holes), and bytes
+  past the logical size read as zeros. Eviction punches holes, truncation uses ftruncate, a
+  failed write punches what it may have left, and opening the cache scrubs what a crash in
+  the middle of a write may have left. A partial write into a new block therefore only has to
+  write its own bytes (plus the remote bytes of the block first, if any: read-modify-write).
+* Dirty marks are committed to the journal before :meth:`BlockCache.write` returns, after the
+  data is in the cache file: a crash loses only writes that had not returned.
+
+Usage is counted as present blocks × block size, bounded by ``max_bytes``. When room is
+needed, clean blocks are evicted in LRU order (last read or written); if that is not enough
+a write fails with ENOSPC before changing anything, and fetched blocks that do not fit are
+returned to the reader without being cached.
+
+Concurrency (trio; code between two awaits is atomic). Shared state and its guards:
+
+* ``_FileState.lock`` (one trio.Lock per file) serialises every change to a file's cache file
+  bytes and block map that spans an await: write (read-modify-write fetch, the pwrite in a
+  worker thread), truncate, installing fetched blocks. Reads do not take it.
+* ``_FileState.pins`` / ``file_pins``: blocks (or a whole file, for the uploader) that a task is
+  reading or writing across an await. Eviction, which is synchronous, skips pinned blocks, so
+  a clean block is never punched under a reader's or writer's feet.
+* ``_FileState.inflight``: block -> the fetch bringing it. A read of a block already being
+  fetched waits for that fetch instead of fetching it again. ``epoch`` changes on truncate,
+  drop and invalidate: a fetch started under an older epoch is never installed, and new
+  readers do not join it.
+* ``_lru`` (clean present blocks, oldest first), ``_used`` and ``_reserved`` (blocks promised
+  to a write/install in progress): only changed in synchronous sections.
+
+Read-ahead: a read that starts where the previous one ended (or at 0) is sequential; its
+window doubles from 2 blocks up to ``readahead_max``. When fewer than half the window's blocks
+ahead are present or in flight, the missing ones are fetched: in the background when
+:meth:`BlockCache.run` is running (``await nursery.start(cache.run)``), otherwise as part of
+the same fetch as the read itself.
+
+Recovery on open: a dirty block whose cache file is missing or too short raises
+:class:`JournalDamaged`; so does a fresh state.db next to existing cache files. Clean blocks
+whose file is missing are forgotten (they are fetched again); cache files without a record are
+removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from internxtfs.fs.journal import RECOVERY_HINT, FileRecord, Journal, JournalDamaged, JournalError
+from internxtfs.fs.punch import punch_hole
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+DEFAULT_BLOCK_SIZE = MiB
+MAX_FETCH = 16 * MiB  # largest single ranged fetch: bounds memory held per fetch
+THREAD_IO = 256 * 1024  # local I/O larger than this runs in a worker thread
+ACCESS_SAVE_INTERVAL = 60.0  # seconds between persisting a file's last_access
+
+Fetch = Callable[[FileRecord, int, int], Awaitable[bytes]]
+
+
+class _Fetch:
+    """One ranged remote read of blocks ``first .. first+count-1``."""
+
+    __slots__ = (
+        "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "ready",
+    )  # fmt: skip
+
+    def __init__(self, first: int, count: int, epoch: int, file_id: str | None) -> None:
+        self.first = first
+        self.count = count
+        self.epoch = epoch
+        self.file_id = file_id
+        self.data: bytes | None = None
+        self.error: Exception | None = None
+        self.installed = False
+        # ready: data or error known. done: also installed (or not) in the cache. A writer that
+        # holds the file lock waits for ``ready`` only: the install needs that lock.
+        self.ready = trio.Event()
+        self.done = trio.Event()
+
+
+class _FileState:
+    """In-memory view of one file's cache (see the module docstring for the guards)."""
+
+    def __init__(self) -> None:
+        self.present: set[int] = set()
+        self.dirty: set[int] = set()
+        self.lock = trio.Lock()
+        self.pins: dict[int, int] = {}
+        self.file_pins = 0
+        self.inflight: dict[int, _Fetch] = {}
+        self.epoch = 0
+        self.dropped = False
+        self.next_offset = -1  # where a sequential read would continue
+        self.window = 0  # read-ahead window, blocks
+        self.access_saved = 0.0
+
+    def pinned(self, block: int) -> bool:
+        return self.file_pins > 0 or block in self.pins
+
+
+def _runs(blocks: Iterable[int], max_len: int) -> Iterator[tuple[int, int]]:
+    """Sorted blocks as (first, count) runs of consecutive numbers, each at most max_len."""
+    start = prev = -2
+    for b in sorted(blocks):
+        if b == prev + 1 and b - start < max_len:
+            prev = b
+            continue
+        if start >= 0:
+            yield start, prev - start + 1
+        start = prev = b
+    if start >= 0:
+        yield start, prev - start + 1
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) < length:  # a hole at the end of the cache file reads as zeros
+        data += bytes(length - len(data))
+    return data
+
+
+class BlockCache:
+    def __init__(
+        self,
+        cache_dir: Path,
+        journal: Journal,
+        max_bytes: int,
+        fetch: Fetch,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        *,
+        readahead_max: int = 16 * MiB,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if block_size <= 0 or block_size % 4096:
+            raise ValueError("block_size must be a positive multiple of 4096")
+        self.journal = journal
+        self.block_size = block_size
+        self.max_bytes = max_bytes
+        self._max_blocks = max_bytes // block_size
+        self._fetch = fetch
+        self._readahead_blocks = max(1, readahead_max // block_size)
+        self._wall_clock = wall_clock
+        self.data_dir = Path(cache_dir) / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._data_prefix = f"{self.data_dir}{os.sep}"
+        self._states: dict[int, _FileState] = {}
+        self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._used = 0  # present blocks
+        self._reserved = 0  # blocks promised to writes/installs in progress
+        self._bg: trio.Nursery | None = None
+        self._check_block_size()
+        self._recover()
+
+    # --- opening and recovery -------------------------------------------------------------
+
+    def _check_block_size(self) -> None:
+        stored = self.journal.get_meta("block_size")
+        if stored is None:
+            self.journal.set_meta("block_size", str(self.block_size))
+        elif int(stored) != self.block_size:
+            raise JournalError(
+                f"the cache was written with block size {stored}, not {self.block_size}"
+            )
+
+    def _recover(self) -> None:
+        files = {int(p.name): p for p in self.data_dir.iterdir() if p.name.isdigit()}
+        if self.journal.created and files:
+            raise JournalDamaged(
+                f"{self.journal.path} is new but {self.data_dir} holds {len(files)} cache "
+                f"file(s): the state database was lost. {RECOVERY_HINT}"
+            )
+        stale_rows: dict[int, list[int]] = {}
+        for local_id, block, dirty in self.journal.load_blocks():
+            if self.journal.get(local_id) is None:
+                stale_rows.setdefault(local_id, []).append(block)
+                continue
+            st = self._states.setdefault(local_id, _FileState())
+            st.present.add(block)
+            if dirty:
+                st.dirty.add(block)
+        with self.journal.transaction():
+            for local_id, blocks in stale_rows.items():
+                self.journal.delete_blocks(local_id, blocks)
+            for local_id, st in list(self._states.items()):
+                self._recover_file(local_id, st, files.get(local_id))
+        for local_id, path in files.items():
+            record = self.journal.get(local_id)
+            if record is None or local_id not in self._states:
+                log.info("removing cache file %s without cached blocks", path)
+                path.unlink(missing_ok=True)
+        # LRU order after a restart: files by last access, blocks in order within a file.
+        clean = [
+            (self._record(i).last_access, i, b)
+            for i, st in self._states.items()
+            for b in st.present - st.dirty
+        ]
+        for _, i, b in sorted(clean):
+            self._lru[(i, b)] = None
+        self._used = sum(len(st.present) for st in self._states.values())
+        if self._used > self._max_blocks:
+            self._evict(self._used - self._max_blocks)
+        log.info(
+            "block cache: %d files, %d blocks cached, %d dirty",
+            len(self._states),
+            self._used,
+            sum(len(st.dirty) for st in self._states.values()),
+        )
+
+    def _recover_file(self, local_id: int, st: _FileState, path: Path | None) -> None:
+        record = self._record(local_id)
+        size = path.stat().st_size if path is not None else -1
+        if st.dirty:
+            last_dirty = max(st.dirty)
+            if size <= last_dirty * self.block_size:
+                what = "missing" if path is None else f"only {size} bytes"
+                raise JournalDamaged(
+                    f"cache file of {record.name!r} (local id {local_id}) is {what} but holds "
+                    f"unsent data up to block {last_dirty}. {RECOVERY_HINT}"
+                )
+        if path is None:
+            log.warning("cache file of local id %d is gone; forgetting its clean blocks", local_id)
+            self.journal.delete_blocks(local_id, st.present)
+            del self._states[local_id]
+            return
+        # Scrub what an interrupted write may have left: bytes past the logical size and in
+        # blocks that are not present must read as zeros (see the module docstring).
+        fd = os.open(path, os.O_RDWR)
+        try:
+            if size > record.size:
+                os.ftruncate(fd, record.size)
+            for first, count in self._data_runs(fd):
+                for b in range(first, first + count):
+                    if b not in st.present:
+                        punch_hole(fd, b * self.block_size, self.block_size)
+        finally:
+            os.close(fd)
+
+    def _data_runs(self, fd: int) -> Iterator[tuple[int, int]]:
+        """Block runs of the file that hold allocated data (SEEK_DATA/SEEK_HOLE)."""
+        bs = self.block_size
+        end = os.fstat(fd).st_size
+        pos = 0
+        while pos < end:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    return
+                raise
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            yield start // bs, (stop - 1) // bs - start // bs + 1
+            pos = stop
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Background task for read-ahead: ``await nursery.start(cache.run)``."""
+        async with trio.open_nursery() as nursery:
+            self._bg = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._bg = None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _record(self, local_id: int) -> FileRecord:
+        record = self.journal.get(local_id)
+        if record is None:
+            raise KeyError(f"no journal record for local id {local_id}")
+        return record
+
+    def _state(self, local_id: int) -> _FileState:
+        st = self._states.get(local_id)
+        if st is None:
+            self._record(local_id)
+            st = self._states[local_id] = _FileState()
+        return st
+
+    def path(self, local_id: int) -> Path:
+        return self.data_dir / str(local_id)
+
+    def _open(self, local_id: int) -> int:
+        # A string join, not Path: this runs on every write.
+        return os.open(f"{self._data_prefix}{local_id}", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def _pin(self, st: _FileState, blocks: Iterable[int]) -> Iterator[None]:
+        pinned = list(blocks)
+        for b in pinned:
+            st.pins[b] = st.pins.get(b, 0) + 1
+        try:
+            yield
+        finally:
+            for b in pinned:
+                if st.pins[b] == 1:
+                    del st.pins[b]
+                else:
+                    st.pins[b] -= 1
+
+    @contextmanager
+    def pinned(self, local_id: int) -> Iterator[None]:
+        """Keep every block of a file from eviction (the uploader holds this while uploading)."""
+        st = self._state(local_id)
+        st.file_pins += 1
+        try:
+            yield
+        finally:
+            st.file_pins -= 1
+
+    # --- space --------------------------------------------------------------------------------
+
+    def _make_room(self, blocks: int) -> bool:
+        """Reserve room for ``blocks`` new present blocks, evicting clean ones if needed."""
+        over = self._used + self._reserved + blocks - self._max_blocks
+        if over > 0 and self._evict(over) < over:
+            return False
+        self._reserved += blocks
+        return True
+
+    def _evict(self, want: int) -> int:
+        """Evict up to ``want`` clean, unpinned blocks, oldest first; returns how many."""
+        victims: dict[int, list[int]] = {}
+        found = 0
+        for local_id, block in self._lru:
+            if found >= want:
+                break
+            if self._states[local_id].pinned(block):
+                continue
+            victims.setdefault(local_id, []).append(block)
+            found += 1
+        if found < want:
+            return 0  # not enough: evict nothing, the caller fails without side effects
+        evicted = 0
+        with self.journal.transaction():
+            for local_id, blocks in victims.items():
+                evicted += self._evict_blocks(local_id, blocks)
+        log.debug("evicted %d clean blocks", evicted)
+        return evicted
+
+    def _evict_blocks(self, local_id: int, blocks: list[int]) -> int:
+        st = self._states[local_id]
+        record = self.journal.get(local_id)
+        # Unlink the whole file only when nobody may hold it open: a writer's worker thread
+        # could otherwise write into an unlinked inode (writers hold the lock and pins).
+        whole = len(blocks) == len(st.present) and not st.dirty
+        busy = st.lock.locked() or bool(st.pins) or st.file_pins > 0
+        if whole and not busy and record is not None and not record.dirty:
+            self.path(local_id).unlink(missing_ok=True)  # the whole file is clean: drop it
+            done = blocks
+        else:
+            done = []
+            fd = self._open(local_id)
+            try:
+                for first, count in _runs(blocks, 1 << 30):
+                    try:
+                        punch_hole(fd, first * self.block_size, count * self.block_size)
+                    except OSError as exc:
+                        log.warning("cannot punch cache file of %d: %s", local_id, exc)
+                        continue
+                    done.extend(range(first, first + count))
+            finally:
+                os.close(fd)
+        for b in done:
+            st.present.discard(b)
+            del self._lru[(local_id, b)]
+        self._used -= len(done)
+        self.journal.delete_blocks(local_id, done)
+        return len(done)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def read(self, local_id: int, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset+length)`` clipped to the logical size."""
+        record = self._record(local_id)
+        st = self._state(local_id)
+        end = min(offset + length, record.size)
+        if length <= 0 or offset >= end:
+            return b""
+        bs = self.block_size
+        first, last = offset // bs, (end - 1) // bs
+        window = self._sequential(st, offset, end)
+        # Pinned for the whole call: a block seen present must not be evicted before it is read.
+        with self._pin(st, range(first, last + 1)):
+            got = await self._bring(local_id, st, first, last, window)
+            data = await self._assemble(local_id, st, offset, end, got)
+        self._touch(local_id, st, first, last)
+        return data
+
+    def _sequential(self, st: _FileState, offset: int, end: int) -> int:
+        """Read-ahead window (blocks) for this read; updates the file's sequential state."""
+        ahead_of = offset - st.next_offset
+        if offset == 0 or 0 <= ahead_of <= self.block_size:
+            st.window = min(self._readahead_blocks, max(2, st.window * 2))
+            st.next_offset = end
+        elif -self.block_size <= ahead_of < 0:
+            # Slightly behind: the kernel's own read-ahead sends neighbouring requests out of
+            # order, or the same range is read again. Neither grows nor resets the window.
+            return 0
+        else:
+            st.window = 0
+            st.next_offset = end
+        return st.window
+
+    async def _bring(
+        self, local_id: int, st: _FileState, first: int, last: int, window: int
+    ) -> dict[int, bytes]:
+        """Make blocks first..last available: present, or their fetched bytes in the result."""
+        got: dict[int, bytes] = {}
+        bs = self.block_size
+        for _ in range(5):  # a background fetch that failed or was superseded is retried here
+            record = self._record(local_id)
+            limit = -(-record.remote_valid_len // bs)  # blocks holding remote bytes
+            need = [
+                b
+                for b in range(first, min(last + 1, limit))
+                if b not in st.present and b not in got
+            ]
+            ahead = self._ahead(st, last, min(window, limit - last - 1))
+            if not need and not ahead:
+                return got
+            waits = {id(f): f for b in need if (f := st.inflight.get(b)) is not None}
+            fresh = [b for b in need if b not in st.inflight]
+            if self._bg is not None:
+                for start, count in _runs(ahead, MAX_FETCH // bs):
+                    f = self._register(st, record, start, count)
+                    self._bg.start_soon(self._run_fetch, local_id, st, record, f)
+            else:
+                fresh.extend(ahead)
+            mine = [self._register(st, record, s, c) for s, c in _runs(fresh, MAX_FETCH // bs)]
+            if len(mine) == 1:
+                await self._run_fetch(local_id, st, record, mine[0])
+            elif mine:
+                async with trio.open_nursery() as nursery:
+                    for f in mine:
+                        nursery.start_soon(self._run_fetch, local_id, st, record, f)
+            for f in [*mine, *waits.values()]:
+                await f.done.wait()
+                if f.data is None and f in mine and f.error is not None:
+                    raise f.error
+                if f.data is not None:
+                    for b in range(max(first, f.first), min(last + 1, f.first + f.count)):
+                        got[b] = f.data[(b - f.first) * bs : (b - f.first + 1) * bs]
+            window = 0  # read-ahead is asked for once per read
+        raise OSError(errno.EIO, "remote read kept failing")
+
+    def _ahead(self, st: _FileState, last: int, window: int) -> list[int]:
+        """Blocks after ``last`` to fetch now for read-ahead (empty if enough are coming)."""
+        if window <= 0:
+            return []
+        span = range(last + 1, last + 1 + window)
+        coming = 0
+        for b in span:
+            if b not in st.present and b not in st.inflight:
+                break
+            coming += 1
+        if coming * 2 >= window:
+            return []
+        return [b for b in span if b not in st.present and b not in st.inflight]
+
+    def _register(self, st: _FileState, record: FileRecord, first: int, count: int) -> _Fetch:
+        f = _Fetch(first, count, st.epoch, record.remote_file_id)
+        for b in range(first, first + count):
+            st.inflight[b] = f
+        return f
+
+    async def _run_fetch(
+        self, local_id: int, st: _FileState, record: FileRecord, f: _Fetch, install: bool = True
+    ) -> None:
+        bs = self.block_size
+        try:
+            offset = f.first * bs
+            length = min(f.count * bs, record.remote_valid_len - offset)
+            data = await self._fetch(record, offset, length)
+            if len(data) != length:
+                raise OSError(
+                    errno.EIO, f"remote returned {len(data)} bytes for {length} at {offset}"
+                )
+            f.data = data
+            f.ready.set()
+            if install:
+                await self._install(local_id, st, f)
+        except Exception as exc:  # handed to the waiting readers, who raise or retry
+            if f.data is None:
+                f.error = exc
+            log.debug("fetch of blocks %d+%d of %d failed: %r", f.first, f.count, local_id, exc)
+        finally:
+            f.ready.set()
+            for b in range(f.first, f.first + f.count):
+                if st.inflight.get(b) is f:
+                    del st.inflight[b]
+            f.done.set()
+
+    async def _install(self, local_id: int, st: _FileState, f: _Fetch) -> None:
+        """Store fetched blocks as clean (if still wanted and there is room)."""
+        assert f.data is not None
+        bs = self.block_size
+        async with st.lock:
+            record = self.journal.get(local_id)
+            if st.dropped or st.epoch != f.epoch or record is None:
+                return
+            if record.remote_file_id != f.file_id:
+                return  # the remote content changed since the fetch started
+            valid = record.remote_valid_len
+            blocks = [
+                b
+                for b in range(f.first, f.first + f.count)
+                if b not in st.present and b * bs < valid
+            ]
+            if not blocks or not self._make_room(len(blocks)):
+                return
+            writes = []
+            for start, count in _runs(blocks, 1 << 30):
+                lo = (start - f.first) * bs
+                hi = min((start - f.first + count) * bs, valid - f.first * bs)
+                writes.append((start * bs, memoryview(f.data)[lo:hi]))
+            try:
+                await self._write_local(local_id, writes, sum(len(w[1]) for w in writes))
+            except OSError as exc:
+                self._reserved -= len(blocks)
+                self._scrub_after_failure(local_id, st, blocks)
+                log.warning("cannot cache fetched blocks of %d: %s", local_id, exc)
+                return
+            self._reserved -= len(blocks)
+            if st.dropped:
+                return
+            st.present.update(blocks)
+            self._used += len(blocks)
+            for b in blocks:
+                self._lru[(local_id, b)] = None
+            self.journal.set_blocks(local_id, blocks, dirty=False)
+            f.installed = True
+
+    async def _assemble(
+        self, local_id: int, st: _FileState, offset: int, end: int, got: dict[int, bytes]
+    ) -> bytes:
+        """Bytes [offset, end): present blocks from the cache file, else fetched, else zeros.
+
+        The caller pins the blocks. Only the requested bytes are read from the cache file.
+        """
+        bs = self.block_size
+        # Segments in order: (lo, hi, None) = read the cache file, (lo, hi, bytes) = given.
+        segments: list[tuple[int, int, bytes | None]] = []
+        for b in range(offset // bs, (end - 1) // bs + 1):
+            lo, hi = max(offset, b * bs), min(end, (b + 1) * bs)
+            if b in st.present:
+                if segments and segments[-1][2] is None and segments[-1][1] == lo:
+                    segments[-1] = (segments[-1][0], hi, None)
+                else:
+                    segments.append((lo, hi, None))
+            else:
+                chunk = got.get(b, b"")[lo - b * bs : hi - b * bs]
+                segments.append((lo, hi, chunk + bytes(hi - lo - len(chunk))))
+        ranges = [(lo, hi) for lo, hi, data in segments if data is None]
+        local: list[bytes] = []
+        if ranges:
+            if sum(hi - lo for lo, hi in ranges) > THREAD_IO:
+                local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
+            else:
+                local = self._pread_ranges(local_id, ranges)
+        it = iter(local)
+        return b"".join(next(it) if data is None else data for _, _, data in segments)
+
+    def _pread_ranges(self, local_id: int, ranges: list[tuple[int, int]]) -> list[bytes]:
+        fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+        try:
+            return [_pread_exact(fd, hi - lo, lo) for lo, hi in ranges]
+        finally:
+            os.close(fd)
+
+    def _touch(self, local_id: int, st: _FileState, first: int, last: int) -> None:
+        for b in range(first, last + 1):
+            key = (local_id, b)
+            if key in self._lru:
+                self._lru.move_to_end(key)
+        now = self._wall_clock()
+        if now - st.access_saved >= ACCESS_SAVE_INTERVAL:
+            st.access_saved = now
+            self.journal.update(local_id, last_access=now)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def _write_local(
+        self, local_id: int, writes: list[tuple[int, bytes | memoryview]], total: int
+    ) -> None:
+        def work() -> None:
+            fd = self._open(local_id)
+            try:
+                for offset, data in writes:
+                    _pwrite_all(fd, data, offset)
+            finally:
+                os.close(fd)
+
+        if total > THREAD_IO:
+            await trio.to_thread.run_sync(work)
+        else:
+            work()
+
+    def _scrub_after_failure(self, local_id: int, st: _FileState, blocks: Iterable[int]) -> None:
+        """After a failed local write: make blocks that are not present read as zeros again,
+        and forget clean present ones that may now hold part of the failed write."""
+        bs = self.block_size
+        record = self.journal.get(local_id)
+        try:
+            fd = os.open(self.path(local_id), os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            forget = []
+            for b in blocks:
+                if b in st.present and b in st.dirty:
+                    continue  # dirty data stays; a failed write may change it (POSIX allows)
+                punch_hole(fd, b * bs, bs)
+                if b in st.present:
+                    forget.append(b)
+            if record is not None and os.fstat(fd).st_size > record.size:
+                os.ftruncate(fd, record.size)
+        except OSError as exc:
+            log.error("cannot clean up cache file of %d after a failed write: %s", local_id, exc)
+            return
+        finally:
+            os.close(fd)
+        for b in forget:
+            st.present.discard(b)
+            self._lru.pop((local_id, b), None)
+        self._used -= len(forget)
+        self.journal.delete_blocks(local_id, forget)
+
+    async def write(
+        self, local_id: int, offset: int, data: bytes, *, mtime_ns: int | None = None
+    ) -> None:
+        """Write at any offset (sparse, past EOF). Durable in the cache when it returns.
+
+        Raises OSError(ENOSPC) when the cache is full of unsent data or the disk is full;
+        nothing is changed then (bytes of dirty blocks in the range may be partly written,
+        as POSIX allows for a failed write).
+        """
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        if not data:
+            return
+        bs = self.block_size
+        st = self._state(local_id)
+        async with st.lock:
+            record = self._record(local_id)
+            end = offset + len(data)
+            first, last = offset // bs, (end - 1) // bs
+            span = range(first, last + 1)
+            # Pinned from here: eviction must not turn a present clean block of the span into a
+            # missing one after we decided it needs no read-modify-write.
+            with self._pin(st, span):
+                writes: list[tuple[int, bytes | memoryview]] = []
+                for b in sorted({first, last}):
+                    base = await self._rmw_base(local_id, st, record, b, offset, end)
+                    if base:
+                        writes.append((b * bs, base))
+                writes.append((offset, data))
+                new = [b for b in span if b not in st.present]
+                if not self._make_room(len(new)):
+                    raise OSError(errno.ENOSPC, "the cache is full of data not uploaded yet")
+                try:
+                    await self._write_local(local_id, writes, len(data))
+                except OSError as exc:
+                    self._reserved -= len(new)
+                    self._scrub_after_failure(local_id, st, span)
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise OSError(exc.errno, "the cache disk is full") from exc
+                    raise
+                self._reserved -= len(new)
+                if st.dropped or self.journal.get(local_id) is None:
+                    return  # unlinked and forgotten while we wrote
+                self._commit_write(local_id, st, span, end, mtime_ns)
+
+    def _commit_write(
+        self, local_id: int, st: _FileState, span: range, end: int, mtime_ns: int | None
+    ) -> None:
+        """Persist a write's dirty marks, size and generation (synchronous: decided now, not
+        before the pwrite's await, since an upload may have marked blocks clean meanwhile)."""
+        record = self._record(local_id)
+        newly_dirty = [b for b in span if b not in st.dirty]
+        fields: dict[str, Any] = {"dirty": True}
+        if end > record.size:
+            fields["size"] = end
+        if mtime_ns is not None:
+            fields["mtime_ns"] = mtime_ns
+        if newly_dirty:
+            with self.journal.transaction():
+                self.journal.set_blocks(local_id, newly_dirty, dirty=True)
+                self.journal.update(local_id, **fields)
+        else:  # the common case of a sequential write: one autocommitted UPDATE
+            self.journal.update(local_id, **fields)
+        self._used += sum(1 for b in span if b not in st.present)
+        st.present.update(span)
+        st.dirty.update(span)
+        for b in newly_dirty:
+            self._lru.pop((local_id, b), None)
+
+    async def _rmw_base(
+        self, local_id: int, st: _FileState, record: FileRecord, b: int, offset: int, end: int
+    ) -> bytes:
+        """Remote bytes of block ``b`` if a write of [offset, end) only covers part of them."""
+        bs = self.block_size
+        lo, hi = b * bs, min((b + 1) * bs, record.remote_valid_len)
+        if b in st.present or hi <= lo or (offset <= lo and end >= hi):
+            return b""
+        f = st.inflight.get(b)
+        if f is None:
+            # We hold the file lock, so this fetch must not install itself; the write stores
+            # its bytes together with the new ones.
+            f = self._register(st, record, b, 1)
+            await self._run_fetch(local_id, st, record, f, install=False)
+        else:
+            await f.ready.wait()
+        if f.data is None:
+            raise f.error or OSError(errno.EIO, "remote read failed")
+        start = (b - f.first) * bs
+        return f.data[start : start + hi - lo]
+
+    async def truncate(self, local_id: int, size: int, *, mtime_ns: int | None = None) -> None:
+        """Set the logical size. Shrinking lowers remote_valid_len: later growth reads zeros."""
+        if size < 0:
+            raise OSError(errno.EINVAL, "negative size")
+        bs = self.block_size
+        st = self._state(local_id)
+        async with st.lock:
+            record = self._record(local_id)
+            fields: dict[str, Any] = {"dirty": True, "size": size}
+            if mtime_ns is not None:
+                fields["mtime_ns"] = mtime_ns
+            if size == record.size:
+                if mtime_ns is not None:
+                    self.journal.update(local_id, mtime_ns=mtime_ns, bump=True)
+                return
+            keep = -(-size // bs)  # blocks that still hold bytes
+            if size < record.size:
+                path = self.path(local_id)
+                if path.exists():
+                    os.truncate(path, size)  # zeros the tail of the last block, frees the rest
+                fields["remote_valid_len"] = min(record.remote_valid_len, size)
+                gone = [b for b in st.present if b >= keep]
+                for b in gone:
+                    st.present.discard(b)
+                    st.dirty.discard(b)
+                    self._lru.pop((local_id, b), None)
+                self._used -= len(gone)
+            # In-flight fetches now hold bytes that may no longer count: never install them.
+            st.epoch += 1
+            st.inflight.clear()
+            with self.journal.transaction():
+                if size < record.size:
+                    self.journal.delete_blocks_from(local_id, keep)
+                self.journal.update(local_id, **fields)
+
+    # --- upload support -------------------------------------------------------------------
+
+    async def ensure_complete(self, local_id: int) -> None:
+        """Bring every block below remote_valid_len into the cache (before an upload).
+
+        Hold :meth:`pinned` around this and the upload, or eviction may undo it.
+        Raises OSError(ENOSPC) when the cache cannot hold the file.
+        """
+        bs = self.block_size
+        st = self._state(local_id)
+        while True:
+            record = self._record(local_id)
+            limit = -(-record.remote_valid_len // bs)
+            missing = [b for b in range(limit) if b not in st.present]
+            if not missing:
+                return
+            start, count = next(_runs(missing, MAX_FETCH // bs))
+            waits = [f for b in range(start, start + count) if (f := st.inflight.get(b))]
+            if waits:
+                await waits[0].done.wait()
+                continue
+            f = self._register(st, record, start, count)
+            await self._run_fetch(local_id, st, record, f)
+            if f.error is not None:
+                raise f.error
+            if not f.installed and st.epoch == f.epoch and not st.dropped:
+                raise OSError(errno.ENOSPC, "the cache cannot hold this file for its upload")
+
+    def reader(
+        self, local_id: int, size: int | None = None
+    ) -> Callable[[int, int], Awaitable[bytes]]:
+        """``async read(offset, n)`` over the complete local content, for the uploader.
+
+        Reads are clipped to ``size`` (default: the current size). Raises OSError(EIO) when a
+        block that holds remote bytes is not in the cache (call :meth:`ensure_complete`).
+        """
+        st = self._state(local_id)
+        limit_size = self._record(local_id).size if size is None else size
+        bs = self.block_size
+
+        async def read(offset: int, n: int) -> bytes:
+            end = min(offset + n, limit_size)
+            if n <= 0 or offset >= end:
+                return b""
+            record = self._record(local_id)
+            for b in range(offset // bs, (end - 1) // bs + 1):
+                if b not in st.present and b * bs < record.remote_valid_len:
+                    raise OSError(errno.EIO, f"block {b} of local id {local_id} is not cached")
+            return await self._assemble(local_id, st, offset, end, {})
+
+        return read
+
+    def mark_clean(self, local_id: int, generation: int) -> bool:
+        """After an upload of ``generation``: its dirty blocks become clean, the record too.
+
+        Does nothing and returns False if the file changed since (generation moved). Safe
+        inside the caller's journal transaction if it is the last change in it.
+        """
+        record = self.journal.get(local_id)
+        if record is None or record.generation != generation:
+            return False
+        with self.journal.transaction():
+            self.journal.clean_blocks(local_id)
+            self.journal.update(local_id, dirty=False)
+        st = self._states.get(local_id)
+        if st is not None:
+            for b in sorted(st.dirty):
+                self._lru[(local_id, b)] = None
+            st.dirty.clear()
+        return True
+
+    # --- forgetting -----------------------------------------------------------------------
+
+    def drop(self, local_id: int) -> None:
+        """Remove a file's cache file and block map (the file is gone)."""
+        st = self._states.pop(local_id, None)
+        if st is not None:
+            st.dropped = True
+            st.epoch += 1
+            st.inflight.clear()
+            for b in st.present:
+                self._lru.pop((local_id, b), None)
+            self._used -= len(st.present)
+        self.path(local_id).unlink(missing_ok=True)
+        self.journal.delete_blocks_from(local_id, 0)
+
+    def invalidate(self, local_id: int) -> None:
+        """Forget clean blocks (the remote content changed elsewhere); dirty blocks stay."""
+        st = self._states.get(local_id)
+        if st is None:
+            return
+        st.epoch += 1
+        st.inflight.clear()
+        clean = [b for b in st.present if b not in st.dirty and not st.pinned(b)]
+        if clean:
+            with self.journal.transaction():
+                self._evict_blocks(local_id, clean)
+
+    # --- status ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        dirty_blocks = sum(len(st.dirty) for st in self._states.values())
+        return {
+            "bytes_cached": self._used * self.block_size,
+            "bytes_dirty": dirty_blocks * self.block_size,
+            "bytes_max": self.max_bytes,
+            "files_cached": sum(1 for st in self._states.values() if st.present),
+            "files_dirty": sum(1 for r in self.journal.all_files() if r.dirty and not r.deleted),
+        }

@@ -1,0 +1,412 @@
+"""The persistent record of every file with local state: ``<cache_dir>/state.db`` (SQLite).
+
+One row per regular file the mount holds local state for (cached blocks, unsent content, a
+rename or delete of a file not uploaded yet), the block map of its cache file, a small
+key/value table for mount-wide state and a list of network objects that may be orphaned.
+Crash recovery (issue 4) is built on this: on start every ``dirty`` row is uploaded again and
+every ``deleted`` row with a ``remote_uuid`` is deleted again.
+
+Durability: WAL mode with ``synchronous=NORMAL`` (default). A commit is in the WAL file when
+the call returns, so it survives ``kill -9`` of the process; it survives power loss only with
+``synchronous="FULL"`` (an fsync per commit). Every public call that changes something is one
+small transaction, or part of the caller's :meth:`Journal.transaction` block.
+
+Calls are synchronous: SQLite on a local disk answers in microseconds, and a synchronous call
+cannot be interleaved with another trio task, which keeps every change atomic. The connection
+belongs to the thread that opened it (the trio thread); never call a Journal from a worker
+thread.
+
+Records are cached in memory (``_records``, written through on every change), so ``get`` is a
+dict lookup on the hot read/write path. Records are frozen dataclasses: callers never see a
+half-updated record, and must call :meth:`update` to change one.
+
+Generation rule: ``update(..., dirty=True)`` bumps ``generation`` (any change that makes a file
+dirty is a change the uploader must notice), and ``update(..., bump=True)`` does it explicitly.
+Nothing else changes implicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+RECOVERY_HINT = (
+    "the cache state cannot be trusted; refusing to start instead of guessing. "
+    "Move the cache directory aside (its data/ files hold the unsent content) and mount "
+    "with a fresh --cache-dir; see docs/semantics.md, 'Damaged cache state'."
+)
+
+_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE files (
+    local_id INTEGER PRIMARY KEY,
+    remote_uuid TEXT,
+    parent_uuid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    dirty INTEGER NOT NULL,
+    remote_file_id TEXT,
+    remote_size INTEGER NOT NULL,
+    remote_valid_len INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    last_access REAL NOT NULL,
+    pending_file_id TEXT,
+    pending_generation INTEGER
+);
+CREATE INDEX files_remote ON files(remote_uuid) WHERE remote_uuid IS NOT NULL;
+CREATE INDEX files_pending ON files(dirty, deleted) WHERE dirty OR deleted;
+-- One row per block present in a file's cache file (dirty = changed locally, not uploaded).
+CREATE TABLE blocks (
+    local_id INTEGER NOT NULL,
+    block_no INTEGER NOT NULL,
+    dirty INTEGER NOT NULL,
+    PRIMARY KEY (local_id, block_no)
+) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Network objects uploaded but (maybe) never referenced by a drive entry. reason:
+-- 'unpublished' = certainly unreferenced (safe to delete), 'uncertain' = a crash hit between
+-- upload and journaling the publish (check the drive before deleting).
+CREATE TABLE orphans (
+    file_id TEXT PRIMARY KEY,
+    local_id INTEGER,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class JournalError(Exception):
+    """The cache state cannot be used."""
+
+
+class JournalDamaged(JournalError):
+    """state.db or a cache file is damaged or missing: refuse to start (issue 4)."""
+
+
+class JournalVersionError(JournalError):
+    """state.db was written by a newer (or unknown) version of internxtfs."""
+
+
+class JournalAccountMismatch(JournalError):
+    """The cache directory belongs to another Internxt account."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """Local state of one regular file. See the module docstring of journal.py."""
+
+    local_id: int
+    remote_uuid: str | None  # drive entry; None until the file is first published
+    parent_uuid: str  # folder it lives in (locally: renames of unsent files only change this)
+    name: str  # full name, extension included
+    size: int  # logical size
+    mtime_ns: int
+    dirty: bool  # local content/mtime differs from the remote entry
+    remote_file_id: str | None  # network object the remote entry points to (None: 0 bytes)
+    remote_size: int  # size of that object
+    # Bytes of the remote object that still count: min(remote_size, lowest size truncated to
+    # since the last upload). Bytes at or after it are zeros or written locally.
+    remote_valid_len: int
+    generation: int  # bumped on every local change (uploader's "changed while uploading?")
+    deleted: bool  # unlinked locally; if remote_uuid is set, its remote delete is pending
+    last_access: float  # wall-clock seconds, coarse (eviction order after a restart)
+    pending_file_id: str | None = None  # uploaded network object being published
+    pending_generation: int | None = None  # generation that object holds
+
+
+_FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
+_BOOL_FIELDS = {"dirty", "deleted"}
+_UPDATABLE = set(_FIELDS) - {"local_id"}
+
+
+def _row_to_record(row: sqlite3.Row | tuple[Any, ...]) -> FileRecord:
+    values = dict(zip(_FIELDS, row, strict=True))
+    for name in _BOOL_FIELDS:
+        values[name] = bool(values[name])
+    return FileRecord(**values)
+
+
+class Journal:
+    """SQLite-backed record of local file state. Synchronous; use from the trio thread only."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA (OFF loses data)")
+        self.path = Path(path)
+        # True when this call created the database: the block cache uses it to notice a
+        # state.db that vanished while cache files remained.
+        self.created = not self.path.exists()
+        if not self.created and self.path.stat().st_size == 0:
+            # We checkpoint right after creating the schema, so a real state.db is never empty.
+            raise JournalDamaged(f"{self.path} is empty: {RECOVERY_HINT}")
+        self._depth = 0  # nesting of transaction()
+        self._undo: dict[int, FileRecord | None] = {}  # in-memory rollback of a transaction
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise JournalDamaged(f"cannot open {self.path} ({exc}): {RECOVERY_HINT}") from exc
+        try:
+            self._open(synchronous.upper())
+        except JournalError:
+            self._db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise JournalDamaged(f"{self.path} is damaged ({exc}): {RECOVERY_HINT}") from exc
+
+    def _open(self, synchronous: str) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA foreign_keys=OFF")
+        if self.created:
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            # Move the schema out of the WAL so state.db itself is never empty (see __init__).
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            check = db.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                detail = "; ".join(str(r[0]) for r in check[:3])
+                raise JournalDamaged(f"{self.path} failed its check ({detail}): {RECOVERY_HINT}")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "schema_version" not in tables:
+                raise JournalDamaged(f"{self.path} has no schema version: {RECOVERY_HINT}")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                raise JournalDamaged(f"{self.path} has no schema version: {RECOVERY_HINT}")
+            if row[0] != SCHEMA_VERSION:
+                raise JournalVersionError(
+                    f"{self.path} has schema version {row[0]}, this internxtfs knows "
+                    f"{SCHEMA_VERSION}; use the internxtfs version that wrote it"
+                )
+        cols = ", ".join(_FIELDS)
+        self._records: dict[int, FileRecord] = {}
+        self._by_remote: dict[str, int] = {}  # remote_uuid -> local_id
+        for record in map(_row_to_record, db.execute(f"SELECT {cols} FROM files")):
+            self._put(record.local_id, record)
+
+    def close(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # closing must not fail; the WAL is replayed next time
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
+        self._db.close()
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group changes into one commit. Nests (only the outermost block commits).
+
+        On an exception everything in the block is rolled back, the in-memory records too.
+        """
+        outer = self._depth == 0
+        if outer:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._undo = {}
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                self._db.execute("ROLLBACK")
+                undo, self._undo = self._undo, {}
+                for local_id, old in undo.items():
+                    self._put(local_id, old)
+            raise
+        self._depth -= 1
+        if outer:
+            self._db.execute("COMMIT")
+            self._undo = {}
+
+    def _remember(self, local_id: int) -> None:
+        if self._depth and local_id not in self._undo:
+            self._undo[local_id] = self._records.get(local_id)
+
+    def _put(self, local_id: int, record: FileRecord | None) -> None:
+        """Change the in-memory copy (records + remote uuid index) after the SQL succeeded."""
+        self._remember(local_id)
+        old = self._records.pop(local_id, None)
+        if old is not None and old.remote_uuid is not None:
+            self._by_remote.pop(old.remote_uuid, None)
+        if record is not None:
+            self._records[local_id] = record
+            if record.remote_uuid is not None:
+                self._by_remote[record.remote_uuid] = local_id
+
+    # --- file records ---------------------------------------------------------------------
+
+    def new_file(
+        self,
+        *,
+        parent_uuid: str,
+        name: str,
+        size: int = 0,
+        mtime_ns: int = 0,
+        dirty: bool = False,
+        remote_uuid: str | None = None,
+        remote_file_id: str | None = None,
+        remote_size: int = 0,
+        remote_valid_len: int | None = None,
+        last_access: float = 0.0,
+    ) -> FileRecord:
+        """Add a record; ``remote_valid_len`` defaults to ``remote_size``."""
+        valid = remote_size if remote_valid_len is None else remote_valid_len
+        values = (remote_uuid, parent_uuid, name, size, mtime_ns, int(dirty), remote_file_id,
+                  remote_size, valid, 0, 0, last_access)  # fmt: skip
+        cur = self._db.execute(
+            "INSERT INTO files (remote_uuid, parent_uuid, name, size, mtime_ns, dirty,"
+            " remote_file_id, remote_size, remote_valid_len, generation, deleted, last_access)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            values,
+        )
+        assert cur.lastrowid is not None
+        record = FileRecord(
+            local_id=cur.lastrowid,
+            remote_uuid=remote_uuid,
+            parent_uuid=parent_uuid,
+            name=name,
+            size=size,
+            mtime_ns=mtime_ns,
+            dirty=dirty,
+            remote_file_id=remote_file_id,
+            remote_size=remote_size,
+            remote_valid_len=valid,
+            generation=0,
+            deleted=False,
+            last_access=last_access,
+        )
+        self._put(record.local_id, record)
+        return record
+
+    def get(self, local_id: int) -> FileRecord | None:
+        return self._records.get(local_id)
+
+    def find_by_remote(self, remote_uuid: str) -> FileRecord | None:
+        local_id = self._by_remote.get(remote_uuid)
+        return None if local_id is None else self._records.get(local_id)
+
+    def update(self, local_id: int, *, bump: bool = False, **fields: Any) -> FileRecord:
+        """Change fields of a record; returns the new record. KeyError if it does not exist.
+
+        ``dirty=True`` or ``bump=True`` also increments ``generation``.
+        """
+        old = self._records[local_id]
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise TypeError(f"unknown FileRecord fields: {sorted(unknown)}")
+        if (bump or fields.get("dirty") is True) and "generation" not in fields:
+            fields["generation"] = old.generation + 1
+        if not fields:
+            return old
+        # copy + setattr: dataclasses.replace re-validates every field and is 5x slower, and
+        # this runs on every write().
+        new = copy.copy(old)
+        for name, value in fields.items():
+            object.__setattr__(new, name, value)
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        params = [int(v) if name in _BOOL_FIELDS else v for name, v in fields.items()]
+        self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
+        self._put(local_id, new)
+        return new
+
+    def delete(self, local_id: int) -> None:
+        """Forget a record and its block map (the block cache removes the cache file)."""
+        with self.transaction():
+            self._db.execute("DELETE FROM files WHERE local_id = ?", (local_id,))
+            self._db.execute("DELETE FROM blocks WHERE local_id = ?", (local_id,))
+            self._put(local_id, None)
+
+    def dirty_files(self) -> list[FileRecord]:
+        """Records with something to send: new content, or a pending remote delete."""
+        return [
+            r
+            for r in self._records.values()
+            if (r.dirty and not r.deleted) or (r.deleted and r.remote_uuid is not None)
+        ]
+
+    def all_files(self) -> list[FileRecord]:
+        return list(self._records.values())
+
+    # --- block map (used by the block cache) ------------------------------------------------
+
+    def load_blocks(self) -> Iterator[tuple[int, int, bool]]:
+        """Every (local_id, block_no, dirty) row, ordered by file then block."""
+        for local_id, block_no, dirty in self._db.execute(
+            "SELECT local_id, block_no, dirty FROM blocks ORDER BY local_id, block_no"
+        ):
+            yield local_id, block_no, bool(dirty)
+
+    def set_blocks(self, local_id: int, block_nos: Iterable[int], dirty: bool) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO blocks (local_id, block_no, dirty) VALUES (?, ?, ?)",
+            [(local_id, b, int(dirty)) for b in block_nos],
+        )
+
+    def delete_blocks(self, local_id: int, block_nos: Iterable[int]) -> None:
+        self._db.executemany(
+            "DELETE FROM blocks WHERE local_id = ? AND block_no = ?",
+            [(local_id, b) for b in block_nos],
+        )
+
+    def delete_blocks_from(self, local_id: int, first_block: int) -> None:
+        self._db.execute(
+            "DELETE FROM blocks WHERE local_id = ? AND block_no >= ?", (local_id, first_block)
+        )
+
+    def clean_blocks(self, local_id: int) -> None:
+        self._db.execute("UPDATE blocks SET dirty = 0 WHERE local_id = ? AND dirty", (local_id,))
+
+    # --- orphaned network objects ---------------------------------------------------------
+
+    def add_orphan(self, file_id: str, local_id: int | None, reason: str) -> None:
+        if reason not in ("unpublished", "uncertain"):
+            raise ValueError(reason)
+        self._db.execute(
+            "INSERT OR REPLACE INTO orphans (file_id, local_id, reason) VALUES (?, ?, ?)",
+            (file_id, local_id, reason),
+        )
+
+    def orphans(self) -> list[tuple[str, int | None, str]]:
+        """(network file id, local_id, reason) of objects to clean up (see the schema)."""
+        return list(self._db.execute("SELECT file_id, local_id, reason FROM orphans"))
+
+    def remove_orphan(self, file_id: str) -> None:
+        self._db.execute("DELETE FROM orphans WHERE file_id = ?", (file_id,))
+
+    # --- mount-wide key/value state -------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def bind_account(self, user_uuid: str) -> None:
+        """Tie the cache directory to one account; refuse another account's cache."""
+        bound = self.get_meta("account")
+        if bound is None:
+            self.set_meta("account", user_uuid)
+        elif bound != user_uuid:
+            raise JournalAccountMismatch(
+                f"{self.path} holds the state of another Internxt account ({bound}); "
+                "use a different --cache-dir for this one"
+            )

@@ -1,0 +1,467 @@
+"""Background publishing of dirty files: encrypt-then-upload, then create or replace the entry.
+
+A file is uploaded after ``quiet_period`` seconds without a new :meth:`Uploader.schedule` (so
+a file being written is not uploaded at every close), several files at a time. One upload:
+
+1. pin the file in the block cache, fetch whatever remote blocks it lacks (``ensure_complete``)
+   and snapshot ``generation``, ``size`` and ``mtime_ns``;
+2. ``network.upload(reader, size)`` streams the cache file into a new network object (size 0:
+   no object); if the file changed meanwhile (generation moved) the object is *not* published
+   (it would mix two versions): it is recorded as an orphan and the file is uploaded again;
+3. under :meth:`lock_for` (the operations layer takes it for rename/unlink of the file), the
+   record is re-read: the object id is journaled as ``pending_file_id`` first, then the entry is
+   created in the record's *current* parent/name (a rename of a file never uploaded only
+   changed the journal) or, if it exists, pointed at the new object (``replace_file``: old or
+   new content is always there, never neither);
+4. one journal transaction stores the remote identity and, if the generation still matches,
+   marks the file clean (``BlockCache.mark_clean``); otherwise it stays dirty and is queued
+   again.
+
+A create answered with Conflict (the name exists remotely) goes to the ``on_conflict`` hook:
+it returns the uuid of an entry to replace with our content, or None to try the create again
+with the record as the hook left it (e.g. renamed), or raises (default: the Conflict is
+recorded as the file's error, it stays dirty and is retried with backoff).
+
+Records with ``deleted`` set and a ``remote_uuid`` are remote deletes not sent yet: the entry
+is deleted (NotFound counts as done) and ``remote_uuid`` cleared. The record itself and the
+cache file belong to the operations layer, which drops them on the last close.
+
+Failures: the client already retried retryable errors; whatever still fails is recorded
+(``stats()['errors']``) and the file stays queued, dirty in the journal, retried after a
+backoff doubling from ``backoff_initial`` up to ``backoff_max``. Nothing is dropped. Quota
+(QuotaExceeded) and per-file size (FileTooLarge) errors are recorded the same way.
+
+Crash recovery: :meth:`resume` queues every dirty record. A ``pending_file_id`` left by a crash
+may be referenced by the remote entry (the crash hit after the create/replace but before the
+journal commit) or not; it is moved to the journal's orphans as 'uncertain' and the file is
+uploaded again (a create then meets Conflict and the hook decides).
+
+Scheduling and fairness: at most ``concurrency`` uploads run at once. Files of at least
+``big_file_threshold`` bytes may use only ``concurrency - 1`` of them, so one slot is always
+free for small files; among files whose quiet period is over, the oldest due goes first.
+
+Shared state between trio tasks (all mutated only between awaits, no lock needed):
+``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
+``_errors``/``_failures`` and ``_changed`` (an Event replaced on every state change, which
+wakes the scheduler and :meth:`wait_idle`). ``_locks`` (per-file trio.Lock) serialises the
+publish step against rename/unlink in the operations layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.internxt.errors import Conflict, FileTooLarge, NotFound, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+class _Entry(Protocol):
+    uuid: str
+
+
+ConflictHook = Callable[[FileRecord, Conflict], Awaitable[str | None]]
+
+
+async def _raise_conflict(record: FileRecord, error: Conflict) -> str | None:
+    raise error
+
+
+@dataclass
+class _Queued:
+    due: float
+    attempts: int = 0  # failures in a row (backoff)
+
+
+@dataclass
+class _Failure:
+    error: Exception
+    attempts: int
+    at: float
+
+
+class Uploader:
+    def __init__(
+        self,
+        journal: Journal,
+        cache: BlockCache,
+        network: Any,
+        drive: Any,
+        *,
+        concurrency: int = 4,
+        quiet_period: float = 1.0,
+        big_file_threshold: int = 16 * MiB,
+        backoff_initial: float = 5.0,
+        backoff_max: float = 300.0,
+        on_conflict: ConflictHook = _raise_conflict,
+        clock: Callable[[], float] = trio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.journal = journal
+        self.cache = cache
+        self.network = network
+        self.drive = drive
+        self.concurrency = concurrency
+        self.quiet_period = quiet_period
+        self.big_file_threshold = big_file_threshold
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.on_conflict = on_conflict
+        self._clock = clock
+        self._sleep = sleep
+        self._queue: dict[int, _Queued] = {}
+        self._running: dict[int, int] = {}  # local_id -> size being uploaded
+        self._errors: dict[int, _Failure] = {}  # last failure per file (cleared on success)
+        self._failures: dict[int, int] = {}  # failures ever, per file: wait_idle compares them
+        self._locks: dict[int, trio.Lock] = {}
+        self._changed = trio.Event()
+        self._tasks: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._uploaded = 0  # counters for stats()
+        self._retries = 0
+        # Network objects this process uploaded and did not publish yet, by local_id: reused
+        # when only the publish step failed (not after a restart, see the module docstring).
+        self._unpublished: dict[int, tuple[int, str | None]] = {}
+
+    # --- API for the operations layer ------------------------------------------------------
+
+    def lock_for(self, local_id: int) -> trio.Lock:
+        """The lock serialising a file's publish step with its rename/unlink."""
+        lock = self._locks.get(local_id)
+        if lock is None:
+            lock = self._locks[local_id] = trio.Lock()
+        return lock
+
+    def schedule(self, local_id: int, *, immediate: bool = False) -> None:
+        """Queue a file for upload after the quiet period (``immediate``: now, e.g. fsync)."""
+        now = self._clock()
+        due = now if immediate else now + self.quiet_period
+        entry = self._queue.get(local_id)
+        if entry is None:
+            self._queue[local_id] = _Queued(due)
+        elif immediate:
+            entry.due = now
+        else:
+            entry.due = max(entry.due, due)  # quiet since the last schedule; keeps a backoff
+        self._notify()
+
+    def resume(self) -> None:
+        """At start: queue every record with unsent changes (crash recovery)."""
+        count = 0
+        with self.journal.transaction():
+            for record in self.journal.dirty_files():
+                if record.pending_file_id is not None:
+                    self.journal.add_orphan(record.pending_file_id, record.local_id, "uncertain")
+                    self.journal.update(
+                        record.local_id, pending_file_id=None, pending_generation=None
+                    )
+                self._queue[record.local_id] = _Queued(self._clock())
+                count += 1
+        if count:
+            log.info("resuming %d pending upload(s) from the journal", count)
+        self._notify()
+
+    async def wait_idle(
+        self, local_id: int | None = None, timeout: float | None = None
+    ) -> dict[int, Exception]:
+        """Wait until the file (or every pending file) is stored, or failed since the call.
+
+        Pending files are started at once (no quiet period). With a ``local_id``: returns {}
+        when stored, raises the upload's error if it failed (fsync). Without: returns the
+        errors of the files that failed since the call ({} = everything stored). Raises
+        TimeoutError after ``timeout`` seconds.
+        """
+        start = dict(self._failures)
+        with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+            while True:
+                pending = self._pending_ids() if local_id is None else {local_id}
+                pending = {i for i in pending if self._has_work(i)}
+                failed = {
+                    i: self._errors[i].error
+                    for i in pending
+                    if self._failures.get(i, 0) > start.get(i, 0) and i in self._errors
+                }
+                if len(failed) == len(pending):
+                    if local_id is not None and failed:
+                        raise failed[local_id]
+                    return failed
+                for i in pending - set(failed) - set(self._running):
+                    self.schedule(i, immediate=True)
+                changed = self._changed
+                await changed.wait()
+        assert scope.cancelled_caught
+        raise TimeoutError("uploads still pending after %.0f s" % (timeout or 0))
+
+    def stats(self) -> dict[str, Any]:
+        pending = [r for r in self.journal.dirty_files() if not r.deleted]
+        return {
+            "pending_files": len(pending),
+            "pending_bytes": sum(r.size for r in pending),
+            "queued": len(self._queue),
+            "in_flight": len(self._running),
+            "in_flight_bytes": sum(self._running.values()),
+            "uploaded": self._uploaded,
+            "retries": self._retries,
+            "errors": {
+                i: {
+                    "error": f"{type(f.error).__name__}: {f.error}",
+                    "attempts": f.attempts,
+                    "quota": isinstance(f.error, QuotaExceeded),
+                    "too_large": isinstance(f.error, FileTooLarge),
+                }
+                for i, f in self._errors.items()
+            },
+        }
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The scheduler; ``await nursery.start(uploader.run)``. Runs until cancelled/closed."""
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                async with trio.open_nursery() as tasks:
+                    self._tasks = tasks
+                    task_status.started()
+                    await self._schedule_loop()
+            finally:
+                self._tasks = None
+                self._scope = None
+
+    async def close(self, timeout: float) -> int:
+        """Upload what is pending for at most ``timeout`` s, then stop. Returns files left."""
+        async with trio.open_nursery() as nursery:
+            if self._tasks is None:  # not running (e.g. its nursery is gone): run it here
+                await nursery.start(self.run)
+            try:
+                errors = await self.wait_idle(timeout=timeout)
+                if errors:
+                    log.warning("%d file(s) could not be uploaded: %s", len(errors), errors)
+            except TimeoutError:
+                log.warning("flush timed out after %.0f s", timeout)
+            if self._scope is not None:
+                self._scope.cancel()
+        left = len(self._pending_ids())
+        return left
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _has_work(self, local_id: int) -> bool:
+        record = self.journal.get(local_id)
+        if record is None:
+            return False
+        if record.deleted:
+            return record.remote_uuid is not None
+        return record.dirty or local_id in self._running
+
+    def _pending_ids(self) -> set[int]:
+        ids = {r.local_id for r in self.journal.dirty_files()}
+        return ids | set(self._queue) | set(self._running)
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            self._dispatch()
+            now = self._clock()
+            # Wake at the next due time; entries already due but not started wait for a slot,
+            # i.e. for a change (an upload ending notifies), not for a timer.
+            future = [q.due for q in self._queue.values() if q.due > now]
+            delay = min(future) - now if future else float("inf")
+            await self._wait(delay, self._changed)
+
+    async def _wait(self, delay: float, changed: trio.Event) -> None:
+        """Return after ``delay`` (with the injected sleep) or when ``changed`` is set."""
+        async with trio.open_nursery() as nursery:
+
+            async def timer() -> None:
+                await self._sleep(delay)
+                nursery.cancel_scope.cancel()
+
+            async def wake() -> None:
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+            if delay != float("inf"):
+                nursery.start_soon(timer)
+            nursery.start_soon(wake)
+
+    def _dispatch(self) -> None:
+        """Start due uploads while slots are free (see 'Scheduling and fairness')."""
+        assert self._tasks is not None
+        now = self._clock()
+        due = sorted(
+            (q.due, i) for i, q in self._queue.items() if q.due <= now and i not in self._running
+        )
+        big_running = sum(1 for s in self._running.values() if s >= self.big_file_threshold)
+        big_limit = max(1, self.concurrency - 1)
+        for _, local_id in due:
+            if len(self._running) >= self.concurrency:
+                return
+            record = self.journal.get(local_id)
+            if record is None or not self._has_work(local_id):
+                del self._queue[local_id]
+                continue
+            size = 0 if record.deleted else record.size
+            big = size >= self.big_file_threshold
+            if big and big_running >= big_limit:
+                continue
+            big_running += big
+            del self._queue[local_id]
+            self._running[local_id] = size
+            self._tasks.start_soon(self._run_one, local_id)
+
+    async def _run_one(self, local_id: int) -> None:
+        try:
+            await self._process(local_id)
+        except Exception as exc:  # anything: the file stays dirty and is retried later
+            if self.journal.get(local_id) is None:
+                log.debug("local id %d was removed during its upload: %r", local_id, exc)
+            else:
+                self._failed(local_id, exc)
+        else:
+            self._errors.pop(local_id, None)
+        finally:
+            self._running.pop(local_id, None)
+            if self._has_work(local_id) and local_id not in self._queue:
+                # Changed during the upload: go again after the quiet period.
+                self._queue[local_id] = _Queued(self._clock() + self.quiet_period)
+            lock = self._locks.get(local_id)
+            if self.journal.get(local_id) is None and lock is not None and not lock.locked():
+                del self._locks[local_id]
+            self._notify()
+
+    def _failed(self, local_id: int, exc: Exception) -> None:
+        previous = self._errors.get(local_id)
+        attempts = previous.attempts + 1 if previous else 1
+        self._errors[local_id] = _Failure(exc, attempts, self._clock())
+        self._failures[local_id] = self._failures.get(local_id, 0) + 1
+        self._retries += 1
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempts - 1))
+        self._queue[local_id] = _Queued(self._clock() + delay, attempts)
+        level = logging.WARNING if attempts == 1 else logging.DEBUG
+        log.log(level, "upload of local id %d failed (attempt %d, retry in %.0f s): %r",
+                local_id, attempts, delay, exc)  # fmt: skip
+
+    # --- one upload -------------------------------------------------------------------------
+
+    async def _process(self, local_id: int) -> None:
+        record = self.journal.get(local_id)
+        if record is None:
+            return
+        if record.deleted:
+            await self._delete_remote(record)
+            return
+        if not record.dirty:
+            return
+        with self.cache.pinned(local_id):
+            await self.cache.ensure_complete(local_id)
+            record = self.journal.get(local_id)
+            if record is None or record.deleted:
+                return
+            generation, size, mtime_ns = record.generation, record.size, record.mtime_ns
+            file_id = await self._upload_content(local_id, generation, size)
+        await self._publish(local_id, generation, size, mtime_ns, file_id)
+
+    async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
+        if size == 0:
+            return None
+        kept = self._unpublished.get(local_id)
+        if kept is not None and kept[0] == generation:
+            return kept[1]  # uploaded before, only publishing failed: same content
+        log.debug("uploading local id %d (%d bytes, generation %d)", local_id, size, generation)
+        file_id: str = await self.network.upload(self.cache.reader(local_id, size), size)
+        self._unpublished[local_id] = (generation, file_id)
+        return file_id
+
+    def _orphan(self, local_id: int, file_id: str | None) -> None:
+        self._unpublished.pop(local_id, None)
+        if file_id is not None:
+            self.journal.add_orphan(file_id, local_id, "unpublished")
+
+    async def _publish(
+        self, local_id: int, generation: int, size: int, mtime_ns: int, file_id: str | None
+    ) -> None:
+        async with self.lock_for(local_id):
+            record = self.journal.get(local_id)
+            if record is None or record.deleted or record.generation != generation:
+                # Unlinked, or changed while uploading: this object would publish a mix.
+                self._orphan(local_id, file_id)
+                return
+            # Journaled before the drive call: after a crash here, resume() knows this object
+            # may be referenced (see the module docstring).
+            self.journal.update(local_id, pending_file_id=file_id, pending_generation=generation)
+            mtime = mtime_ns / 1e9
+            uuid = record.remote_uuid
+            if uuid is not None:
+                try:
+                    await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
+                except NotFound:
+                    log.warning("remote entry of %r vanished; creating it again", record.name)
+                    record = self.journal.update(local_id, remote_uuid=None)
+                    uuid = None
+            if uuid is None:
+                uuid = await self._create(record, size, file_id, mtime)
+            self._unpublished.pop(local_id, None)
+            with self.journal.transaction():
+                current = self.journal.get(local_id)
+                assert current is not None  # dropping a record takes this lock
+                same = current.generation == generation
+                # Changed during the drive call: remote bytes that a truncation since has cut
+                # off must still not count (current.remote_valid_len is already that bound).
+                valid = size if same else min(size, current.remote_valid_len)
+                self.journal.update(
+                    local_id,
+                    remote_uuid=uuid,
+                    remote_file_id=file_id,
+                    remote_size=size,
+                    remote_valid_len=valid,
+                    pending_file_id=None,
+                    pending_generation=None,
+                )
+                self.cache.mark_clean(local_id, generation)  # last: see its docstring
+            self._uploaded += 1
+            log.debug("published local id %d as %s (%d bytes)", local_id, uuid, size)
+
+    async def _create(
+        self, record: FileRecord, size: int, file_id: str | None, mtime: float
+    ) -> str:
+        """Create the entry (or replace the one the conflict hook names); returns its uuid."""
+        for _ in range(3):
+            try:
+                entry: _Entry = await self.drive.create_file(
+                    record.parent_uuid, record.name, size, file_id, mtime=mtime
+                )
+                return entry.uuid
+            except Conflict as exc:
+                target = await self.on_conflict(record, exc)
+                if target is not None:
+                    await self.drive.replace_file(target, file_id, size, mtime=mtime)
+                    return target
+                fresh = self.journal.get(record.local_id)
+                if fresh is None or fresh.deleted:
+                    raise
+                record = fresh
+        raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
+
+    async def _delete_remote(self, record: FileRecord) -> None:
+        if record.remote_uuid is None:
+            return
+        async with self.lock_for(record.local_id):
+            try:
+                await self.drive.delete_file(record.remote_uuid)
+            except NotFound:
+                log.info("remote entry of %r was already gone", record.name)
+            if self.journal.get(record.local_id) is not None:
+                self.journal.update(record.local_id, remote_uuid=None)

@@ -1,0 +1,1 @@
+"""Fidelity tests: Internxt's own clients (rclone's Internxt backend) against the emulator."""

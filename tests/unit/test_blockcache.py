@@ -1,0 +1,364 @@
+"""Block cache against a fake remote: sparse writes, RMW, read-ahead, eviction, recovery."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from internxtfs.fs import blockcache as bc_module
+from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.journal import FileRecord, Journal, JournalDamaged
+
+MiB = 1024 * 1024
+_BASE = bytes(range(251)) * (16 * MiB // 251 + 2)
+
+
+def pattern(offset: int, n: int) -> bytes:
+    """Deterministic 'remote content' of any size without storing it."""
+    out = bytearray()
+    while n > 0:
+        start = offset % 251
+        take = min(n, 16 * MiB)
+        out += _BASE[start : start + take]
+        offset += take
+        n -= take
+    return bytes(out)
+
+
+class FakeRemote:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.delay = delay
+        self.fail: Exception | None = None
+
+    async def __call__(self, record: FileRecord, offset: int, length: int) -> bytes:
+        self.calls.append((offset, length))
+        if self.delay:
+            await trio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        assert offset + length <= record.remote_valid_len, "fetched past remote_valid_len"
+        return pattern(offset, length)
+
+    @property
+    def fetched(self) -> int:
+        return sum(n for _, n in self.calls)
+
+
+def open_cache(
+    tmp_path: Path, max_bytes: int = 1 << 40, remote: FakeRemote | None = None
+) -> tuple[Journal, BlockCache, FakeRemote]:
+    remote = remote or FakeRemote()
+    journal = Journal(tmp_path / "state.db")
+    return journal, BlockCache(tmp_path, journal, max_bytes, remote), remote
+
+
+def remote_file(journal: Journal, size: int) -> int:
+    return journal.new_file(
+        parent_uuid="p", name="r", size=size, remote_uuid="u", remote_file_id="f",
+        remote_size=size,
+    ).local_id  # fmt: skip
+
+
+def local_file(journal: Journal) -> int:
+    return journal.new_file(parent_uuid="p", name="n", dirty=True).local_id
+
+
+async def test_sparse_write_past_eof(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 5 * MiB + 3, b"abc")
+    await cache.write(fid, 10, b"xy")
+    assert journal.get(fid).size == 5 * MiB + 6
+    data = await cache.read(fid, 0, 6 * MiB)
+    expected = bytearray(5 * MiB + 6)
+    expected[10:12] = b"xy"
+    expected[5 * MiB + 3 :] = b"abc"
+    assert data == bytes(expected)
+    assert remote.calls == []
+    assert cache.stats()["bytes_dirty"] == 2 * MiB  # only the two blocks written
+    assert os.stat(cache.path(fid)).st_blocks * 512 < 1 * MiB  # sparse on disk
+
+
+async def test_write_past_eof_of_remote_file(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 100)
+    await cache.write(fid, 2 * MiB, b"tail")
+    data = await cache.read(fid, 0, 3 * MiB)
+    assert data == pattern(0, 100) + bytes(2 * MiB - 100) + b"tail"
+    assert remote.calls == [(0, 100)]
+
+
+async def test_truncate_down_then_up_reads_zeros(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 3 * MiB)
+    assert await cache.read(fid, 0, 10) == pattern(0, 10)  # block 0 cached (clean)
+    await cache.truncate(fid, 1000)
+    assert journal.get(fid).remote_valid_len == 1000
+    await cache.truncate(fid, 3 * MiB)
+    record = journal.get(fid)
+    assert record.size == 3 * MiB and record.remote_valid_len == 1000 and record.dirty
+    remote.calls.clear()
+    data = await cache.read(fid, 0, 3 * MiB)
+    assert data == pattern(0, 1000) + bytes(3 * MiB - 1000)
+    assert remote.calls == []  # nothing after 1000 is ever fetched
+
+
+async def test_truncate_of_uncached_block_then_grow(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 3 * MiB)
+    await cache.truncate(fid, MiB + 10)
+    await cache.truncate(fid, 2 * MiB)
+    data = await cache.read(fid, MiB, MiB)
+    assert data == pattern(MiB, 10) + bytes(MiB - 10)
+    assert remote.calls[-1] == (MiB, 10)
+
+
+async def test_partial_block_write_fetches_only_that_block(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 10 * MiB)
+    await cache.write(fid, 5 * MiB + 7, b"0123456789")
+    assert remote.calls == [(5 * MiB, MiB)]
+    await cache.write(fid, 3 * MiB, b"z" * MiB)  # a whole block: no read-modify-write
+    assert remote.calls == [(5 * MiB, MiB)]
+    got = await cache.read(fid, 5 * MiB, MiB)
+    assert got == pattern(5 * MiB, 7) + b"0123456789" + pattern(5 * MiB + 17, MiB - 17)
+    assert await cache.read(fid, 3 * MiB, MiB) == b"z" * MiB
+
+
+async def test_small_read_of_huge_file_fetches_about_one_block(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 10 * 1024 * MiB)
+    assert await cache.read(fid, 5 * 1024 * MiB + 5, 4096) == pattern(5 * 1024 * MiB + 5, 4096)
+    assert remote.fetched == MiB
+    assert await cache.read(fid, 0, 4096) == pattern(0, 4096)  # start of file: some read-ahead
+    assert remote.fetched <= MiB + 3 * MiB
+
+
+async def test_sequential_reads_read_ahead_inline(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    size = 40 * MiB
+    fid = remote_file(journal, size)
+    chunk = 128 * 1024
+    for off in range(0, size, chunk):
+        assert await cache.read(fid, off, chunk) == pattern(off, chunk)
+    assert remote.fetched == size  # every byte once
+    assert len(remote.calls) <= 10  # coalesced into large ranged reads, window grew
+    assert max(n for _, n in remote.calls) >= 8 * MiB
+
+
+async def test_sequential_reads_read_ahead_background(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path, remote=FakeRemote(delay=0.01))
+    size = 40 * MiB
+    fid = remote_file(journal, size)
+    chunk = 128 * 1024
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        for off in range(0, size, chunk):
+            assert await cache.read(fid, off, chunk) == pattern(off, chunk)
+        nursery.cancel_scope.cancel()
+    assert remote.fetched == size
+    assert len(remote.calls) <= 12
+
+
+async def test_concurrent_reads_fetch_once(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path, remote=FakeRemote(delay=0.1))
+    fid = remote_file(journal, 100 * MiB)
+    results: list[bytes] = []
+
+    async def reader() -> None:
+        results.append(await cache.read(fid, 50 * MiB + 100, 4096))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(reader)
+    assert results == [pattern(50 * MiB + 100, 4096)] * 10
+    assert remote.calls == [(50 * MiB, MiB)]
+
+
+async def test_write_waits_for_inflight_fetch_of_same_block(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path, remote=FakeRemote(delay=0.1))
+    fid = remote_file(journal, 4 * MiB)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cache.read, fid, 2 * MiB + 5, 10)
+        await trio.sleep(0.01)
+        nursery.start_soon(cache.write, fid, 2 * MiB + 1, b"W")
+    assert remote.calls == [(2 * MiB, MiB)]
+    data = await cache.read(fid, 2 * MiB, 8)
+    assert data == pattern(2 * MiB, 1) + b"W" + pattern(2 * MiB + 2, 6)
+
+
+async def test_eviction_never_touches_dirty_blocks(tmp_path: Path) -> None:
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=4 * MiB)
+    dirty = local_file(journal)
+    payload = os.urandom(3 * MiB)
+    await cache.write(dirty, 0, payload)
+    big = remote_file(journal, 20 * MiB)
+    for off in range(0, 20 * MiB, MiB):  # random-looking reads, each fills the free block
+        assert await cache.read(big, off + 11, 100) == pattern(off + 11, 100)
+        assert cache.stats()["bytes_cached"] <= 4 * MiB
+    assert await cache.read(dirty, 0, 3 * MiB) == payload
+    assert cache.stats()["bytes_dirty"] == 3 * MiB
+
+
+async def test_reads_work_when_cache_is_full_of_dirty_data(tmp_path: Path) -> None:
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=2 * MiB)
+    dirty = local_file(journal)
+    await cache.write(dirty, 0, b"d" * 2 * MiB)
+    big = remote_file(journal, 8 * MiB)
+    assert await cache.read(big, 3 * MiB, 4096) == pattern(3 * MiB, 4096)  # served, not cached
+    assert cache.stats()["bytes_cached"] == 2 * MiB
+
+
+async def test_enospc_when_full_of_dirty_data_corrupts_nothing(tmp_path: Path) -> None:
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=2 * MiB)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * 2 * MiB)
+    before = journal.get(fid)
+    with pytest.raises(OSError) as info:
+        await cache.write(fid, 2 * MiB, b"b" * 10)
+    assert info.value.errno == errno.ENOSPC
+    assert journal.get(fid) == before
+    await cache.write(fid, 100, b"c")  # a block already present still takes writes
+    assert await cache.read(fid, 99, 3) == b"aca"
+
+
+async def test_disk_full_surfaces_as_enospc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal, cache, _remote = open_cache(tmp_path)
+    fid = remote_file(journal, 3 * MiB)
+    assert await cache.read(fid, 0, 10) == pattern(0, 10)
+    real = bc_module._pwrite_all
+
+    def half_then_full(fd: int, data: bytes | memoryview, offset: int) -> None:
+        real(fd, memoryview(data)[: len(data) // 2], offset)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bc_module, "_pwrite_all", half_then_full)
+    before = journal.get(fid)
+    with pytest.raises(OSError) as info:
+        await cache.write(fid, 10, b"x" * 5000)  # into the present clean block 0
+    assert info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        await cache.write(fid, 2 * MiB, b"y" * 5000)  # into a block not present
+    monkeypatch.setattr(bc_module, "_pwrite_all", real)
+    assert journal.get(fid) == before
+    assert await cache.read(fid, 0, 3 * MiB) == pattern(0, 3 * MiB)  # old content everywhere
+
+
+async def test_persistence_across_reopen(tmp_path: Path) -> None:
+    journal, cache, _remote = open_cache(tmp_path)
+    fid = remote_file(journal, 5 * MiB)
+    await cache.write(fid, MiB + 5, b"hello")
+    await cache.write(fid, 7 * MiB, b"end")
+    assert await cache.read(fid, 3 * MiB, 10) == pattern(3 * MiB, 10)  # a clean block too
+    generation = journal.get(fid).generation
+    # No close: like kill -9.
+    journal2, cache2, remote2 = open_cache(tmp_path)
+    record = journal2.get(fid)
+    assert record.dirty and record.size == 7 * MiB + 3 and record.generation == generation
+    assert cache2.stats()["bytes_dirty"] == 2 * MiB
+    assert await cache2.read(fid, MiB, 10) == pattern(MiB, 5) + b"hello"
+    assert await cache2.read(fid, 3 * MiB, 10) == pattern(3 * MiB, 10)
+    assert await cache2.read(fid, 7 * MiB, 10) == b"end"
+    assert remote2.calls == []  # all from the cache
+
+
+async def test_missing_cache_file_of_dirty_file_is_damage(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"data")
+    journal.close()
+    cache.path(fid).unlink()
+    with pytest.raises(JournalDamaged, match="missing"):
+        open_cache(tmp_path)
+
+
+async def test_short_cache_file_of_dirty_file_is_damage(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 3 * MiB, b"data")
+    journal.close()
+    os.truncate(cache.path(fid), MiB)
+    with pytest.raises(JournalDamaged):
+        open_cache(tmp_path)
+
+
+async def test_lost_state_db_is_damage(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    await cache.write(local_file(journal), 0, b"data")
+    journal.close()
+    (tmp_path / "state.db").unlink()
+    with pytest.raises(JournalDamaged):
+        open_cache(tmp_path)
+
+
+async def test_missing_cache_file_of_clean_file_is_refetched(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    fid = remote_file(journal, MiB)
+    await cache.read(fid, 0, 10)
+    journal.close()
+    cache.path(fid).unlink()
+    _journal2, cache2, remote2 = open_cache(tmp_path)
+    assert await cache2.read(fid, 0, 10) == pattern(0, 10)
+    assert remote2.calls == [(0, MiB)]
+
+
+async def test_mark_clean_checks_generation_and_allows_eviction(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path, max_bytes=2 * MiB)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * MiB)
+    generation = journal.get(fid).generation
+    await cache.write(fid, 0, b"b")
+    assert not cache.mark_clean(fid, generation)
+    assert journal.get(fid).dirty
+    assert cache.mark_clean(fid, journal.get(fid).generation)
+    assert not journal.get(fid).dirty and cache.stats()["bytes_dirty"] == 0
+    journal.update(fid, remote_file_id="f", remote_size=MiB, remote_valid_len=MiB)
+    other = local_file(journal)
+    await cache.write(other, 0, b"c" * 2 * MiB)  # needs the clean block's room
+    assert cache.stats()["bytes_cached"] == 2 * MiB
+    assert not cache.path(fid).exists()  # whole clean file dropped
+
+
+async def test_ensure_complete_and_reader(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    size = 3 * MiB + 500
+    fid = remote_file(journal, size)
+    await cache.write(fid, MiB + 1, b"!")
+    read = cache.reader(fid)
+    with pytest.raises(OSError):
+        await read(0, 10)
+    await cache.ensure_complete(fid)
+    expected = bytearray(pattern(0, size))
+    expected[MiB + 1] = ord("!")
+    got = b"".join([await read(off, 300_000) for off in range(0, size, 300_000)])
+    assert got == bytes(expected)
+    assert remote.fetched == size
+
+
+async def test_fetch_error_propagates_and_is_retried_next_time(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, MiB)
+    remote.fail = OSError(errno.EIO, "boom")
+    with pytest.raises(OSError):
+        await cache.read(fid, 5, 5)
+    remote.fail = None
+    assert await cache.read(fid, 5, 5) == pattern(5, 5)
+
+
+async def test_drop(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"x" * 10)
+    cache.drop(fid)
+    journal.delete(fid)
+    assert not cache.path(fid).exists()
+    assert cache.stats()["bytes_cached"] == 0
+    _journal2, cache2, _ = open_cache(tmp_path)
+    assert cache2.stats()["bytes_cached"] == 0

@@ -1,0 +1,97 @@
+"""Journal: records, transactions, schema version and damage detection."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from internxtfs.fs.journal import (
+    Journal,
+    JournalAccountMismatch,
+    JournalDamaged,
+    JournalVersionError,
+)
+
+
+def test_records_roundtrip_and_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    r = j.new_file(parent_uuid="p", name="a.txt", size=5, mtime_ns=7, dirty=True)
+    assert j.get(r.local_id) == r
+    r2 = j.update(r.local_id, remote_uuid="u1", size=9)
+    assert r2.size == 9 and r2.generation == r.generation  # update bumps nothing by itself
+    assert j.find_by_remote("u1") == r2
+    r3 = j.update(r.local_id, dirty=True)
+    assert r3.generation == r2.generation + 1  # dirty=True is a change the uploader must see
+    j.set_meta("k", "v")
+    # Not closed: like kill -9, the WAL holds the commits.
+    j2 = Journal(tmp_path / "state.db")
+    assert j2.get(r.local_id) == r3
+    assert j2.get_meta("k") == "v"
+    assert [x.local_id for x in j2.dirty_files()] == [r.local_id]
+    j2.delete(r.local_id)
+    assert j2.get(r.local_id) is None and j2.find_by_remote("u1") is None
+
+
+def test_transaction_rolls_back_memory_too(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    r = j.new_file(parent_uuid="p", name="a")
+    with pytest.raises(RuntimeError), j.transaction():
+        j.update(r.local_id, name="b", remote_uuid="x")
+        j.new_file(parent_uuid="p", name="c")
+        raise RuntimeError
+    assert j.get(r.local_id) == r
+    assert len(j.all_files()) == 1 and j.find_by_remote("x") is None
+    assert len(Journal(tmp_path / "state.db").all_files()) == 1
+
+
+def test_unknown_field_rejected(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    r = j.new_file(parent_uuid="p", name="a")
+    with pytest.raises(TypeError):
+        j.update(r.local_id, colour="red")
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    Journal(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalVersionError):
+        Journal(tmp_path / "state.db")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_db_detected(tmp_path: Path, damage: str) -> None:
+    j = Journal(tmp_path / "state.db")
+    for i in range(2000):
+        j.new_file(parent_uuid="p", name=f"file-{i}" * 5, size=i)
+    j.close()
+    path = tmp_path / "state.db"
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(data[:4096] + b"\xa5" * (len(data) - 4096))
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(JournalDamaged):
+        Journal(path)
+
+
+def test_bind_account(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    j.bind_account("user-1")
+    j.bind_account("user-1")
+    with pytest.raises(JournalAccountMismatch):
+        j.bind_account("user-2")
+
+
+def test_orphans(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    j.add_orphan("f1", 3, "unpublished")
+    assert j.orphans() == [("f1", 3, "unpublished")]
+    j.remove_orphan("f1")
+    assert j.orphans() == []
