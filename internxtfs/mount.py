@@ -24,11 +24,12 @@ import trio
 
 from internxtfs.config import Profile, save_profile
 from internxtfs.fs.blockcache import BlockCache
-from internxtfs.fs.journal import Journal
+from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
+from internxtfs.internxt.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,19 @@ async def run_mount(
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
 
-        async def fetch(record: object, offset: int, length: int) -> bytes:
-            file_id = record.remote_file_id  # type: ignore[attr-defined]
-            return await client.network.download_range(file_id, offset, length)
+        async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
+            assert record.remote_file_id is not None
+            return await client.network.download_range(record.remote_file_id, offset, length)
+
+        async def adopt_existing(record: FileRecord, error: Conflict) -> str | None:
+            # A file we never saw has the name we are publishing (a stale listing, or our own
+            # create that landed before a crash): the file last written here wins, as on a
+            # local disk, so its entry gets our content.
+            for entry in await client.drive.files_exist(record.parent_uuid, [record.name]):
+                if entry.name == record.name:
+                    log.info("%r exists remotely; replacing its content", record.name)
+                    return str(entry.uuid)
+            return None
 
         cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)
         uploader = Uploader(
@@ -109,6 +120,7 @@ async def run_mount(
             client.drive,
             concurrency=config.upload_concurrency,
             quiet_period=config.upload_delay,
+            on_conflict=adopt_existing,
         )
         operations = Filesystem(
             drive=client.drive,
@@ -122,6 +134,7 @@ async def run_mount(
         unmounted = False
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(cache.run)
                 await nursery.start(uploader.run)
                 uploader.resume()
                 nursery.start_soon(_signals, nursery.cancel_scope)

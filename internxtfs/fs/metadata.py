@@ -131,9 +131,13 @@ class Metadata:
                     entry.name,
                 )
                 continue
-            node = self.table.by_uuid(entry.uuid)
+            # A file this mount created keeps the inode it had before its upload gave it a uuid.
+            node = None if record is None else self.table.by_local(record.local_id)
+            if node is None:
+                node = self.table.by_uuid(entry.uuid)
             if node is None:
                 node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=entry.name)
+            if node.uuid != entry.uuid:
                 self.table.set_uuid(node, entry.uuid)
             node.parent, node.name = dir_node.ino, entry.name
             if record is not None and node.local_id is None:

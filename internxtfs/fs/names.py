@@ -13,6 +13,8 @@ import logging
 
 import pyfuse3
 
+from internxtfs.internxt.names import name_problem
+
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
@@ -32,14 +34,16 @@ def encode(name: str) -> bytes:
     return name.encode("utf-8")
 
 
-def check_file_name(name: str) -> None:
-    # Internxt refuses only a name whose plainName and type are both empty, which no POSIX
-    # name can produce; "/" and NUL never reach us.
-    if not name:
+def _check(name: str, *, folder: bool) -> None:
+    problem = name_problem(name, folder=folder)
+    if problem is not None:
+        log.warning("refusing name %r: %s", name, problem)
         raise pyfuse3.FUSEError(errno.EINVAL)
+
+
+def check_file_name(name: str) -> None:
+    _check(name, folder=False)
 
 
 def check_folder_name(name: str) -> None:
-    if not name.strip() or "\\" in name:
-        log.warning("Internxt refuses folder name %r (blank or containing a backslash)", name)
-        raise pyfuse3.FUSEError(errno.EINVAL)
+    _check(name, folder=True)

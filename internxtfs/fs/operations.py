@@ -178,18 +178,27 @@ class Filesystem(pyfuse3.Operations):
         self.cache.drop(local_id)
         self.journal.delete(local_id)
 
+    def _sync_uuid(self, node: Node) -> None:
+        """Learn the uuid the uploader gave a file we created (call under its lock)."""
+        if node.local_id is None:
+            return
+        record = self.journal.get(node.local_id)
+        if record is not None and record.remote_uuid != node.uuid and record.remote_uuid:
+            self.table.set_uuid(node, record.remote_uuid)
+
     async def _remove_file(self, parent: Node, node: Node) -> None:
         """Delete a file remotely (if it exists there) and unlink it locally."""
         lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
         if lock is not None:
             await lock.acquire()
         try:
+            self._sync_uuid(node)
             if node.uuid is not None:
                 await self._delete_remote("file", node.uuid)
             if node.local_id is not None:
                 if node.open_handles or node.lookups:
                     # Still open: keep the data readable until the last close, never publish.
-                    self.journal.update(node.local_id, deleted=True, dirty=False)
+                    self.journal.update(node.local_id, deleted=True, remote_uuid=None)
                 else:
                     self._drop_local(node)
             self.table.unlink_child(parent, node.name)
@@ -201,7 +210,7 @@ class Filesystem(pyfuse3.Operations):
     async def _delete_remote(self, kind: str, uuid: str) -> None:
         try:
             if self.options.delete_mode == "trash":
-                await self.drive.trash([{"uuid": uuid, "type": kind}])
+                await self.drive.trash([(uuid, kind)])
             elif kind == "file":
                 await self.drive.delete_file(uuid)
             else:
@@ -523,6 +532,7 @@ class Filesystem(pyfuse3.Operations):
         if lock is not None:
             await lock.acquire()
         try:
+            self._sync_uuid(node)
             if node.uuid is not None:
                 await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
             if node.local_id is not None:

@@ -68,7 +68,7 @@ def test_mnemonic_entropy_encryption_and_seed() -> None:
 
 def test_invalid_mnemonics_are_rejected() -> None:
     words = VECTORS["mnemonic"]["mnemonic"].split()
-    assert not crypto.is_valid_mnemonic(" ".join(words[:-1] + ["abandon"]))
+    assert not crypto.is_valid_mnemonic(" ".join([*words[:-1], "abandon"]))
     assert not crypto.is_valid_mnemonic("not a mnemonic")
     assert crypto.is_valid_mnemonic(crypto.generate_mnemonic())
 
