@@ -40,6 +40,8 @@ def start_emulator(data: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        # Its own session: Ctrl-C must reach the mount (which flushes first), not the emulator.
+        start_new_session=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

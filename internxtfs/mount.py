@@ -131,25 +131,40 @@ async def run_mount(
             options=config.fs,
         )
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
-        unmounted = False
+        # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
+        # made us stop serving (terminate); only in the second case must we unmount ourselves.
+        state = {"terminated": False, "flushed": False, "main_returned": False}
+
+        async def stop_on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+                async for signum in sigs:
+                    log.info("received %s; flushing, then unmounting", signal.Signals(signum).name)
+                    # Keep serving while flushing, so nothing touching the mount hangs.
+                    await _flush(uploader, config.flush_timeout)
+                    state["flushed"] = state["terminated"] = True
+                    pyfuse3.terminate()
+                    return
+
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(cache.run)
                 await nursery.start(uploader.run)
                 uploader.resume()
-                nursery.start_soon(_signals, nursery.cancel_scope)
+                nursery.start_soon(stop_on_signal)
                 if on_ready is not None:
                     nursery.start_soon(_announce_ready, config.mountpoint, on_ready)
                 await pyfuse3.main()
-                unmounted = True
-                log.info("unmounted; storing what is pending")
-                await _flush(uploader, config.flush_timeout)
+                state["main_returned"] = True
+                if not state["flushed"]:
+                    log.info("unmounted; storing what is pending")
+                    await _flush(uploader, config.flush_timeout)
+                    state["flushed"] = True
                 nursery.cancel_scope.cancel()
         finally:
-            if not unmounted:
+            if not state["flushed"]:
                 with trio.CancelScope(shield=True):
                     await _flush(uploader, config.flush_timeout)
-            pyfuse3.close(unmount=not unmounted)
+            pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
             journal.close()
 
 
@@ -160,14 +175,6 @@ async def _flush(uploader: Uploader, timeout: float) -> None:
             "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
             left,
         )
-
-
-async def _signals(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("received %s; flushing and unmounting", signal.Signals(signum).name)
-            pyfuse3.terminate()
-            return
 
 
 async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None]) -> None:
