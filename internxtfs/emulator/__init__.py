@@ -1,0 +1,1 @@
+"""A local Internxt-compatible server (drive + network APIs + object store) for tests."""

@@ -1,0 +1,1 @@
+"""Shared test helpers: run the Internxt emulator as a real process."""

@@ -1,0 +1,212 @@
+"""Run ``internxtfs-emulator serve`` as a subprocess for tests.
+
+The emulator is started exactly as users would start it (the console script, a fresh data dir,
+a free port), and stopped by PID with SIGTERM. ``restart()`` keeps the data dir and the port so
+clients holding URLs keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("internxtfs-emulator")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("internxtfs-emulator")
+    return [found] if found else [sys.executable, "-m", "internxtfs.emulator"]
+
+
+class EmulatorProcess:
+    """One emulator server process on a data dir (a temporary one unless given)."""
+
+    def __init__(self, data_dir: Path | str | None = None, extra_args: list[str] | None = None):
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="inxt-emulator-"))
+        self.extra_args = list(extra_args or [])
+        self.port = 0
+        self.url = ""
+        self.drive_url = ""
+        self.network_url = ""
+        self.ready: dict[str, Any] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "emulator.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, extra_args: list[str] | None = None) -> EmulatorProcess:
+        if self.running:
+            raise RuntimeError("emulator already running")
+        if extra_args is not None:
+            self.extra_args = list(extra_args)
+        cmd = [
+            *_command(),
+            "serve",
+            "--data",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            *self.extra_args,
+        ]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log_path.open("ab")
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file)
+        try:
+            line = self._read_ready_line()
+        except BaseException:
+            self.stop()
+            raise
+        self.ready = json.loads(line)
+        self.url = self.ready["url"]
+        self.drive_url = self.ready["drive_url"]
+        self.network_url = self.ready["network_url"]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def _read_ready_line(self) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        deadline = time.monotonic() + START_TIMEOUT
+        buffer = b""
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"emulator not ready; log: {self._log_tail()}")
+            readable, _, _ = select.select([stdout], [], [], min(remaining, 0.2))
+            if readable:
+                chunk = os.read(stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError(f"emulator exited early; log: {self._log_tail()}")
+                buffer += chunk
+            elif self._proc.poll() is not None:
+                raise RuntimeError(f"emulator exited early; log: {self._log_tail()}")
+        return buffer.split(b"\n", 1)[0].decode()
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    log.warning("emulator %d ignored SIGTERM; killing it", proc.pid)
+                    proc.kill()
+                    proc.wait(STOP_TIMEOUT)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def restart(self) -> EmulatorProcess:
+        """Stop and start again on the same data dir and port."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start() if not self.running else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # --- admin API ---------------------------------------------------------------------------
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        # With --tls-cert the emulator uses a test CA the harness does not know; the admin API
+        # is a local test control channel, so it skips verification there.
+        verify = not self.url.startswith("https://")
+        response = httpx.request(
+            method, f"{self.url}/_emulator{path}", json=body, timeout=30, verify=verify
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def add_user(
+        self,
+        email: str = "user@example.com",
+        password: str = "correct horse battery staple",
+        totp_secret: str | None = None,
+        quota: int | None = None,
+        mnemonic: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an account; the answer also carries the plain ``password`` and ``mnemonic``."""
+        if self.running:
+            body: dict[str, Any] = {"email": email, "password": password}
+            if totp_secret:
+                body["totp_secret"] = totp_secret
+            if quota is not None:
+                body["quota"] = quota
+            if mnemonic:
+                body["mnemonic"] = mnemonic
+            user = self._admin("POST", "/users", body)
+        else:
+            cmd = [*_command(), "add-user", "--data", str(self.data_dir)]
+            cmd += ["--email", email, "--password", password]
+            if totp_secret:
+                cmd += ["--totp-secret", totp_secret]
+            if quota is not None:
+                cmd += ["--quota", str(quota)]
+            if mnemonic:
+                cmd += ["--mnemonic", mnemonic]
+            done = subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+            user = json.loads(done.stdout)
+        user["password"] = password
+        if totp_secret:
+            user["totp_secret"] = totp_secret
+        return user
+
+    def update_user(self, email: str, **fields: Any) -> dict[str, Any]:
+        """quota, max_file_size, empty_file_cap, platforms, password (+mnemonic/old_password),
+        totp_secret, failed_logins."""
+        return self._admin("PATCH", f"/users/{email}", fields)
+
+    def set_faults(self, **knobs: Any) -> dict[str, Any]:
+        """latency_ms, bandwidth, fail_rate, throttle_rate, reset_rate, token_lifetime,
+        fail_next, throttle_next, reset_next, fault_path_regex, seed."""
+        return self._admin("POST", "/faults", knobs)
+
+    def stats(self) -> dict[str, Any]:
+        return self._admin("GET", "/stats")
+
+    def reset_stats(self) -> None:
+        self._admin("POST", "/stats/reset")
