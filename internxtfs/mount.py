@@ -15,13 +15,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
 
+from internxtfs import control, sdnotify
 from internxtfs.config import Profile, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
@@ -135,15 +137,60 @@ async def run_mount(
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
         state = {"terminated": False, "flushed": False, "main_returned": False}
 
+        def status() -> dict[str, Any]:
+            manager = client.session_manager
+            return {
+                "mountpoint": str(config.mountpoint),
+                "account": manager.session.email,
+                "uploads": uploader.stats(),
+                "cache": cache.stats(),
+                "network": client.retry.stats.as_dict(),
+                "session": {
+                    "expires_at": manager.session.expires_at,
+                    "refreshes": manager.refreshes,
+                    "relogins": manager.relogins,
+                },
+            }
+
+        async def stop(reason: str, timeout: float) -> None:
+            log.info("%s; flushing, then unmounting", reason)
+            sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
+            # Keep serving while flushing, so nothing touching the mount hangs.
+            await _flush(uploader, timeout)
+            state["flushed"] = state["terminated"] = True
+            pyfuse3.terminate()
+
         async def stop_on_signal() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
                 async for signum in sigs:
-                    log.info("received %s; flushing, then unmounting", signal.Signals(signum).name)
-                    # Keep serving while flushing, so nothing touching the mount hangs.
-                    await _flush(uploader, config.flush_timeout)
-                    state["flushed"] = state["terminated"] = True
-                    pyfuse3.terminate()
+                    await stop(f"received {signal.Signals(signum).name}", config.flush_timeout)
                     return
+
+        async def control_request(
+            req: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+        ) -> None:
+            cmd = req.get("cmd")
+            if cmd == "status":
+                await send(status())
+                return
+            if cmd not in ("flush", "umount"):
+                await send({"error": f"unknown command {cmd!r}"})
+                return
+            timeout = req.get("timeout")
+            result = await _wait_with_progress(uploader, status, send, timeout)
+            if cmd == "umount":
+                result["unmounting"] = True
+                await send(result)
+                await stop("umount requested", 0 if result["pending"] else config.flush_timeout)
+            else:
+                await send(result)
+
+        async def announce_then_report() -> None:
+            await _announce_ready(config.mountpoint, on_ready)
+            while os.environ.get("NOTIFY_SOCKET"):
+                stats = uploader.stats()
+                sdnotify.notify(STATUS=_status_line(stats))
+                await trio.sleep(5)
 
         try:
             async with trio.open_nursery() as nursery:
@@ -151,8 +198,10 @@ async def run_mount(
                 await nursery.start(uploader.run)
                 uploader.resume()
                 nursery.start_soon(stop_on_signal)
-                if on_ready is not None:
-                    nursery.start_soon(_announce_ready, config.mountpoint, on_ready)
+                await nursery.start(
+                    control.serve, control.socket_path(config.mountpoint), control_request
+                )
+                nursery.start_soon(announce_then_report)
                 await pyfuse3.main()
                 state["main_returned"] = True
                 if not state["flushed"]:
@@ -177,10 +226,51 @@ async def _flush(uploader: Uploader, timeout: float) -> None:
         )
 
 
-async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None]) -> None:
+async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
     # The mount answers once the request loop runs: a stat served by us proves it.
     await trio.to_thread.run_sync(os.stat, mountpoint)
-    on_ready()
+    sdnotify.notify(READY=1, STATUS="mounted")
+    if on_ready is not None:
+        on_ready()
+
+
+def _status_line(uploads: dict[str, Any]) -> str:
+    line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
+    if uploads["errors"]:
+        line += f", {len(uploads['errors'])} failing"
+    return line
+
+
+async def _wait_with_progress(
+    uploader: Uploader,
+    status: Callable[[], dict[str, Any]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Wait until everything pending is stored (or failed), sending progress twice a second."""
+    errors: dict[int, Exception] = {}
+    timed_out = False
+    async with trio.open_nursery() as nursery:
+
+        async def progress() -> None:
+            while True:
+                await send({"progress": status()["uploads"]})
+                await trio.sleep(0.5)
+
+        nursery.start_soon(progress)
+        try:
+            errors = await uploader.wait_idle(timeout=timeout)
+        except TimeoutError:
+            timed_out = True
+        nursery.cancel_scope.cancel()
+    stats = uploader.stats()
+    return {
+        "done": True,
+        "timed_out": timed_out,
+        "pending": stats["pending_files"],
+        "errors": {str(k): f"{type(v).__name__}: {v}" for k, v in errors.items()},
+        "uploads": stats,
+    }
 
 
 def spawn_daemon(argv: list[str], timeout: float = 60.0) -> int:

@@ -1,0 +1,134 @@
+"""The control socket of a running mount: ``internxtfs status | flush | umount MOUNTPOINT``.
+
+Each mount listens on a Unix socket whose path is derived from its mountpoint (so the commands
+need nothing but the mountpoint), mode 0600: only the user who mounted it can talk to it.
+Requests and answers are JSON lines: the client sends ``{"cmd": ...}``; ``status`` answers one
+object; ``flush`` and ``umount`` send ``{"progress": ...}`` lines while they wait and end with
+``{"done": true, ...}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+def canonical_mountpoint(mountpoint: str | Path) -> str:
+    """Absolute path with symlinks resolved in the parents only: never touches the mountpoint
+    itself, which may be a dead FUSE mount that answers every stat with ENOTCONN."""
+    absolute = os.path.abspath(mountpoint)
+    parent, name = os.path.split(absolute)
+    return os.path.join(os.path.realpath(parent), name) if name else absolute
+
+
+def runtime_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/internxtfs")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return (
+        Path(xdg) / "internxtfs"
+        if xdg
+        else Path(tempfile.gettempdir()) / f"internxtfs-{os.getuid()}"
+    )
+
+
+def socket_path(mountpoint: str | Path) -> Path:
+    digest = hashlib.sha256(canonical_mountpoint(mountpoint).encode()).hexdigest()[:20]
+    return runtime_dir() / f"{digest}.sock"
+
+
+@contextlib.contextmanager
+def _listening_socket(path: Path) -> Iterator[socket.socket]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left over from a mount that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.listen(8)
+        yield sock
+    finally:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+async def serve(
+    path: Path, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    with _listening_socket(path) as raw:
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(raw))
+        task_status.started()
+
+        async def session(stream: trio.SocketStream) -> None:
+            async with stream:
+                try:
+                    request = json.loads(await _read_line(stream))
+
+                    async def send(obj: dict[str, Any]) -> None:
+                        await stream.send_all(json.dumps(obj, default=str).encode() + b"\n")
+
+                    await handler(request, send)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the client went away (Ctrl-C on `internxtfs flush`)
+                except Exception:
+                    log.exception("control request failed")
+
+        await trio.serve_listeners(session, [listener])
+
+
+async def _read_line(stream: trio.SocketStream, limit: int = 65536) -> bytes:
+    data = b""
+    while b"\n" not in data:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("control request too long")
+    return data.split(b"\n", 1)[0]
+
+
+class NotMounted(Exception):
+    pass
+
+
+async def request(mountpoint: str | Path, cmd: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+    """Send one command; yield every answer line."""
+    path = socket_path(mountpoint)
+    try:
+        stream = await trio.open_unix_socket(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            raise NotMounted(f"no internxtfs mount answers at {mountpoint}") from None
+        raise
+    async with stream:
+        await stream.send_all(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        buffer = b""
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                yield json.loads(line)
