@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from internxtfs import config
+from internxtfs import config, vault
 from internxtfs.internxt import endpoints
 from internxtfs.internxt import errors as ie
 
@@ -86,6 +86,43 @@ def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int
     return f"login failed: {exc.message}", EXIT_FAIL
 
 
+# --- key material for the sealed profile ----------------------------------------------------
+
+
+def read_passphrase_fd(fd: int) -> str:
+    with os.fdopen(fd, "r", closefd=True) as fh:
+        return fh.readline().rstrip("\n")
+
+
+def passphrase_from_args(args: argparse.Namespace, *, new: bool) -> str | None:
+    if getattr(args, "passphrase_fd", None) is not None:
+        return read_passphrase_fd(args.passphrase_fd)
+    if not getattr(args, "passphrase", False):
+        return None
+    if not _interactive():
+        raise UsageError("--passphrase needs a terminal; use --passphrase-fd or --key-file")
+    first = getpass.getpass("Passphrase for the stored secrets: ")
+    if new and getpass.getpass("Again: ") != first:
+        raise UsageError("the passphrases differ")
+    if not first:
+        raise UsageError("an empty passphrase protects nothing")
+    return first
+
+
+def open_profile(args: argparse.Namespace) -> tuple[config.Profile, str | None]:
+    """Load a profile, asking for its passphrase when it has one and a terminal is there."""
+    passphrase = passphrase_from_args(args, new=False)
+    key_file = getattr(args, "key_file", None)
+    try:
+        return config.load_profile(args.profile, key_file=key_file, passphrase=passphrase), None
+    except config.PassphraseNeeded:
+        if not _interactive():
+            raise
+        passphrase = getpass.getpass(f"Passphrase of profile {args.profile!r}: ")
+        profile = config.load_profile(args.profile, key_file=key_file, passphrase=passphrase)
+        return profile, passphrase
+
+
 # --- login / logout ---------------------------------------------------------------------------
 
 
@@ -108,6 +145,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("--password-file is required when not running interactively")
+    passphrase = passphrase_from_args(args, new=True)
     totp_secret = (
         normalise_totp_secret(read_secret_file(args.totp_secret_file))
         if args.totp_secret_file
@@ -138,6 +176,12 @@ def cmd_login(args: argparse.Namespace) -> int:
         network_url=network_url,
         session=session,  # type: ignore[arg-type]
         credentials=Credentials(email, password, totp_secret),
+        key=vault.key_material(
+            args.profile,
+            config.profile_dir(args.profile),
+            key_file=args.key_file,
+            passphrase=passphrase,
+        ),
     )
     path = config.save_profile(profile)
     print(f"Logged in as {email}; profile {args.profile!r} saved in {path}")
@@ -153,7 +197,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     from internxtfs.internxt.client import InternxtClient
 
     try:
-        profile = config.load_profile(args.profile)
+        profile, _ = open_profile(args)
     except config.ProfileError as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -227,7 +271,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     mount_config = mount_config_from_args(args)
     try:
-        profile = config.load_profile(args.profile)
+        profile, typed_passphrase = open_profile(args)
     except config.ProfileError as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -240,7 +284,12 @@ def cmd_mount(args: argparse.Namespace) -> int:
             log_path = mount_config.cache_dir / "mount.log"  # type: ignore[attr-defined]
             log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             argv = ["--log-file", str(log_path), *argv]
-        status = mount.spawn_daemon(argv)
+        # A typed passphrase reaches the daemon through a pipe, never argv or the environment.
+        argv = [a for a in argv if a != "--passphrase"]
+        secret = typed_passphrase if typed_passphrase is not None else None
+        if secret is None and profile.key is not None and profile.key.source == "passphrase":
+            secret = profile.key.secret.decode()
+        status = mount.spawn_daemon(argv, passphrase=secret)
         if status != 0:
             print("internxtfs: the mount did not start; see the log", file=sys.stderr)
         return status
@@ -391,6 +440,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- argument parsing -------------------------------------------------------------------------
 
 
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--key-file", help="key that seals the stored secrets (default: $INTERNXTFS_KEY_FILE)"
+    )
+    group.add_argument(
+        "--passphrase", action="store_true", help="seal/open the stored secrets with a passphrase"
+    )
+    group.add_argument("--passphrase-fd", type=int, help="read that passphrase from this fd")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="internxtfs", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -409,10 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--drive-url", help=f"default: ${endpoints.DRIVE_URL_ENV} or production")
     login.add_argument("--network-url", help=f"default: ${endpoints.NETWORK_URL_ENV} or production")
     login.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    _key_options(login)
     login.set_defaults(func=cmd_login)
 
     logout = sub.add_parser("logout", help="revoke the session and remove the stored profile")
     logout.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    _key_options(logout)
     logout.set_defaults(func=cmd_logout)
 
     mount = sub.add_parser("mount", help="mount the Internxt Drive of a profile")
@@ -431,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-o", help="allow_other,uid=N,gid=N,umask=M")
     mount.add_argument("--debug-fuse", action="store_true", help=argparse.SUPPRESS)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    _key_options(mount)
     mount.set_defaults(func=cmd_mount)
 
     status = sub.add_parser("status", help="pending uploads, errors, cache and session state")

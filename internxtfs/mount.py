@@ -273,17 +273,26 @@ async def _wait_with_progress(
     }
 
 
-def spawn_daemon(argv: list[str], timeout: float = 60.0) -> int:
+def spawn_daemon(argv: list[str], timeout: float = 60.0, passphrase: str | None = None) -> int:
     """Run ``internxtfs <argv> -f`` in the background; return once it is mounted (0) or failed."""
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "internxtfs", *argv, "-f", "--ready-fd", str(write_fd)]
+    keep = [write_fd]
+    secret_fd = None
+    if passphrase is not None:
+        secret_fd, secret_w = os.pipe()
+        os.write(secret_w, passphrase.encode() + b"\n")  # a pipe buffer holds far more
+        os.close(secret_w)
+        cmd += ["--passphrase-fd", str(secret_fd)]
+        keep.append(secret_fd)
     proc = subprocess.Popen(
         cmd,
-        pass_fds=(write_fd,),
+        pass_fds=tuple(keep),
         start_new_session=True,
         stdin=subprocess.DEVNULL,
     )
-    os.close(write_fd)
+    for fd in keep:
+        os.close(fd)
     with os.fdopen(read_fd, "rb") as pipe:
         # The child writes one line when the mount answers; EOF without it means it failed.
         line = pipe.readline()
