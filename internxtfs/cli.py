@@ -231,6 +231,18 @@ def parse_mount_o(text: str | None) -> dict[str, str | bool]:
     return parsed
 
 
+def _user_id(text: str) -> int:
+    import pwd
+
+    return int(text) if text.isdigit() else pwd.getpwnam(text).pw_uid
+
+
+def _group_id(text: str) -> int:
+    import grp
+
+    return int(text) if text.isdigit() else grp.getgrnam(text).gr_gid
+
+
 def mount_config_from_args(args: argparse.Namespace) -> object:
     from internxtfs.fs.operations import MountOptions
     from internxtfs.mount import MountConfig, default_cache_dir
@@ -243,12 +255,12 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
     )
     try:
         if "uid" in extra:
-            fs.uid = int(str(extra.pop("uid")))
+            fs.uid = _user_id(str(extra.pop("uid")))
         if "gid" in extra:
-            fs.gid = int(str(extra.pop("gid")))
+            fs.gid = _group_id(str(extra.pop("gid")))
         if "umask" in extra:
             fs.umask = int(str(extra.pop("umask")), 8)
-    except ValueError as exc:
+    except (ValueError, KeyError) as exc:
         raise UsageError(f"bad -o value: {exc}") from None
     for ignored in ("rw", "nosuid", "nodev", "noexec", "auto", "noauto", "_netdev", "user"):
         extra.pop(ignored, None)
@@ -275,11 +287,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
     except config.ProfileError as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    try:
+        mount.clear_stale_mount(Path(args.mountpoint).resolve())
+    except mount.AlreadyMounted as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     if not os.path.isdir(args.mountpoint):
         print(f"internxtfs: mountpoint {args.mountpoint} is not a directory", file=sys.stderr)
         return EXIT_USAGE
     if not args.foreground:
-        argv = [a for a in sys.argv[1:] if a not in ("-f", "--foreground")]
+        argv = [a for a in args.argv if a not in ("-f", "--foreground")]
         if not args.log_file:
             log_path = mount_config.cache_dir / "mount.log"  # type: ignore[attr-defined]
             log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -518,6 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _JOURNAL_PRIORITY.get(record.levelno, 2 if record.levelno > logging.ERROR else 6)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else (logging.INFO if args.verbose else logging.WARNING)
     if args.command in ("mount", "demo"):
@@ -525,7 +551,12 @@ def setup_logging(args: argparse.Namespace) -> None:
     handler: logging.Handler = (
         logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
     )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not args.log_file and os.environ.get("JOURNAL_STREAM"):
+        # Under systemd, stderr goes to the journal: sd-daemon "<N>" prefixes set priorities,
+        # and journald adds the time itself.
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
@@ -536,6 +567,7 @@ def setup_logging(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
     try:
         return int(args.func(args))

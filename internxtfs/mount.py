@@ -57,15 +57,41 @@ def default_cache_dir(profile: str) -> Path:
     return Path(base) / "internxtfs" / profile
 
 
+class AlreadyMounted(Exception):
+    pass
+
+
+def _mounted_at(mountpoint: Path) -> str | None:
+    """The filesystem type mounted at ``mountpoint``, from /proc/self/mountinfo (no I/O on it)."""
+    target = str(mountpoint)
+    found = None
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            sep = fields.index("-")
+            # mountinfo escapes spaces etc. as octal (\040)
+            point = fields[4].encode().decode("unicode_escape")
+            if point == target:
+                found = fields[sep + 1]  # the last match is the one on top
+    return found
+
+
 def clear_stale_mount(mountpoint: Path) -> None:
-    """A mount whose process died leaves "Transport endpoint is not connected"; clear it."""
+    """A mount whose process died answers ENOTCONN ("Transport endpoint is not connected")
+    for ever; clear it so this mount can take its place. A live mount is left alone."""
+    fstype = _mounted_at(mountpoint)
+    if fstype is None:
+        return
     try:
-        os.stat(mountpoint)
+        # readdir always reaches the daemon (stat may be answered from the kernel's cache).
+        os.listdir(mountpoint)
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise
-        log.warning("%s is a dead mount (process gone); unmounting it first", mountpoint)
+        log.warning("%s is a dead mount (its process is gone); unmounting it first", mountpoint)
         subprocess.run(["fusermount3", "-uz", str(mountpoint)], check=False)
+        return
+    raise AlreadyMounted(f"{mountpoint} is already mounted ({fstype})")
 
 
 def fuse_options(opts: MountOptions, debug: bool) -> set[str]:
@@ -289,7 +315,10 @@ def spawn_daemon(argv: list[str], timeout: float = 60.0, passphrase: str | None 
         cmd,
         pass_fds=tuple(keep),
         start_new_session=True,
+        # A daemon must not hold its caller's terminal or pipes open; it logs to its log file.
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for fd in keep:
         os.close(fd)

@@ -48,12 +48,16 @@ class Metadata:
         journal: Any,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        remote_changed: Callable[[int], None] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
         self.journal = journal
         self.ttl = ttl
         self.clock = clock
+        # Called with a local id whose clean cached blocks belong to a network object another
+        # client has since replaced (the block cache's ``invalidate``).
+        self.remote_changed = remote_changed
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -87,6 +91,15 @@ class Metadata:
         assert dir_node.uuid is not None
         before = self._mutations.get(dir_node.ino, 0)
         started = self.clock()
+        # The remote object each record pointed to before the fetch: one our uploader publishes
+        # while the listing is in flight must not be taken for a change made elsewhere.
+        published = {
+            r.local_id: (r.remote_file_id, r.remote_size) for r in self.journal.all_files()
+        }
+        # Files with no remote entry yet: one whose first upload is published while the fetch
+        # is in flight is in neither the (older) listing nor the not-uploaded records, and
+        # would vanish from the directory until the next refresh.
+        unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
         folders: list[Any] = []
         files: list[Any] = []
 
@@ -105,10 +118,17 @@ class Metadata:
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
             return
-        dir_node.children = self._merge(dir_node, folders, files)
+        dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
         dir_node.listed_at = started
 
-    def _merge(self, dir_node: Node, folders: list[Any], files: list[Any]) -> dict[str, int]:
+    def _merge(
+        self,
+        dir_node: Node,
+        folders: list[Any],
+        files: list[Any],
+        published: dict[int, tuple[str | None, int]] | None = None,
+        unpublished: set[int] | None = None,
+    ) -> dict[str, int]:
         children: dict[str, int] = {}
         for entry in folders:
             node = self.table.by_uuid(entry.uuid)
@@ -119,7 +139,8 @@ class Metadata:
             _apply_times(node, entry)
             children[entry.name] = node.ino
 
-        local_by_remote, pending_here = self._local_records(dir_node)
+        listed = {entry.uuid for entry in files}
+        local_by_remote, pending_here = self._local_records(dir_node, unpublished or set(), listed)
         for entry in files:
             record = local_by_remote.get(entry.uuid)
             if record is not None and record.deleted:
@@ -142,9 +163,37 @@ class Metadata:
             node.parent, node.name = dir_node.ino, entry.name
             if record is not None and node.local_id is None:
                 self.table.set_local(node, record.local_id)
+            remote = (entry.file_id, entry.size)
             if record is not None and record.dirty:
                 node.size = record.size  # local content not uploaded yet wins
                 node.mtime_ns = record.mtime_ns or node.mtime_ns
+            elif record is not None and (record.remote_file_id, record.remote_size) != remote:
+                if published is None or published.get(record.local_id) != (
+                    record.remote_file_id,
+                    record.remote_size,
+                ):
+                    # We published this file during the fetch: the listing is older than us.
+                    log.debug("listing of %s predates our upload of %r", dir_node.uuid, entry.name)
+                    node.size, node.file_id = record.size, record.remote_file_id
+                    node.mtime_ns = record.mtime_ns or node.mtime_ns
+                else:
+                    # Another client replaced the content in place (same uuid, new object):
+                    # the cached blocks are of the old object and must never be served again.
+                    log.info("%r changed remotely; dropping its cached content", entry.name)
+                    if self.remote_changed is not None:
+                        self.remote_changed(record.local_id)
+                    node.size = entry.size
+                    node.file_id = entry.file_id
+                    _apply_times(node, entry)
+                    self.journal.update(
+                        record.local_id,
+                        bump=True,
+                        size=entry.size,
+                        mtime_ns=node.mtime_ns,
+                        remote_file_id=entry.file_id,
+                        remote_size=entry.size,
+                        remote_valid_len=entry.size,
+                    )
             else:
                 node.size = entry.size
                 node.file_id = entry.file_id
@@ -170,13 +219,18 @@ class Metadata:
             children[record.name] = node.ino
         return children
 
-    def _local_records(self, dir_node: Node) -> tuple[dict[str, Any], list[Any]]:
+    def _local_records(
+        self, dir_node: Node, unpublished: set[int], listed: set[str]
+    ) -> tuple[dict[str, Any], list[Any]]:
         by_remote: dict[str, Any] = {}
         pending: list[Any] = []
         for record in self.journal.all_files():
+            here = record.parent_uuid == dir_node.uuid and not record.deleted
             if record.remote_uuid:
                 by_remote[record.remote_uuid] = record
-            elif record.parent_uuid == dir_node.uuid and not record.deleted:
+                if here and record.local_id in unpublished and record.remote_uuid not in listed:
+                    pending.append(record)  # published during the fetch: listed from here
+            elif here:
                 pending.append(record)
         return by_remote, pending
 

@@ -252,7 +252,9 @@ class Uploader:
                 log.warning("flush timed out after %.0f s", timeout)
             if self._scope is not None:
                 self._scope.cancel()
-        left = len(self._pending_ids())
+        # Only what still has work counts: a queue entry of a file unlinked before its quiet
+        # period ended is not a pending upload (it made unmount warn of unstored files).
+        left = len({i for i in self._pending_ids() if self._has_work(i)})
         return left
 
     def _notify(self) -> None:

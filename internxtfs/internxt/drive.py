@@ -152,7 +152,7 @@ class DriveAPI:
         sessions: SessionManager,
         *,
         retry: RetryPolicy | None = None,
-        list_window: int = 4,
+        list_window: int = 16,
     ) -> None:
         self._http = http
         self._sessions = sessions

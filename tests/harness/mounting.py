@@ -8,10 +8,10 @@ password file, then ``internxtfs mount MOUNTPOINT -f`` in the background; unmoun
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ class MountedFS:
         cli("login", "--email", self.user["email"], "--password-file", str(pw), env=self.env)
 
     def mount(self, *extra: str, wait: float = 30.0) -> None:
+        # The mount says "ready" on a pipe once it answers (as the daemon mode uses); polling
+        # ismount/stat is not enough: a dead mount at the same place still answers from the
+        # kernel's attribute cache for a moment.
+        ready_r, ready_w = os.pipe()
         args = [
             str(BIN / "internxtfs"),
             "--log-file",
@@ -65,22 +69,26 @@ class MountedFS:
             "mount",
             str(self.mountpoint),
             "-f",
+            "--ready-fd",
+            str(ready_w),
             "--cache-dir",
             str(self.cache_dir),
             "--upload-delay",
             "0.2",
             *extra,
         ]
-        self.proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mount exited with {self.proc.returncode}:\n{self.log()}")
-            if os.path.ismount(self.mountpoint):
-                os.stat(self.mountpoint)
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"mount did not come up in {wait}s:\n{self.log()}")
+        self.proc = subprocess.Popen(
+            args, env=self.env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
+        )
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as pipe:
+            ready, _, _ = select.select([pipe], [], [], wait)
+            line = pipe.readline() if ready else b""
+        if line.strip() != b"ready":
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise RuntimeError(f"mount did not come up ({self.proc.returncode}):\n{self.log()}")
 
     def unmount(self, timeout: float = 120.0) -> int:
         if self.proc is None:

@@ -247,20 +247,14 @@ class RcloneNamespace:
         )
         return env
 
-    def run(
-        self,
-        argv: list[str],
-        *,
-        input: bytes | None = None,
-        check: bool = True,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess[bytes]:
-        """Run ``argv`` in the emulator's mount and network namespaces."""
+    def nsenter_argv(self, argv: list[str]) -> list[str]:
+        """``argv`` wrapped to run in the emulator's mount and network namespaces."""
         if self.pid == 0 or self._proc is None or self._proc.poll() is not None:
             raise RuntimeError(f"emulator namespace is not running; log:\n{self.log_tail()}")
-        # nsenter execs argv (no --pid, so no fork): a timeout kill reaches the client itself.
+        # nsenter execs argv (no --pid, so no fork): a timeout kill reaches the client itself,
+        # and a Popen of this command has the client's own PID.
         # --wd keeps relative paths meaningful; entering a mount namespace resets the cwd.
-        cmd = [
+        return [
             "nsenter",
             f"--target={self.pid}",
             "--mount",
@@ -269,11 +263,30 @@ class RcloneNamespace:
             "--",
             *argv,
         ]
+
+    def popen(
+        self, argv: list[str], *, extra_env: dict[str, str] | None = None, **kw: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start a long-running process (a mount, a server) inside the namespaces."""
+        return subprocess.Popen(
+            self.nsenter_argv(argv), env={**self.env(), **(extra_env or {})}, **kw
+        )
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        input: bytes | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``argv`` in the emulator's mount and network namespaces."""
         result = subprocess.run(
-            cmd,
+            self.nsenter_argv(argv),
             input=input,
             capture_output=True,
-            env=self.env(),
+            env={**self.env(), **(extra_env or {})},
             timeout=timeout,
             check=False,
         )
