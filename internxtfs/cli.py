@@ -278,6 +278,14 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
     )
 
 
+def _last_errors(log_file: str, most: int = 5) -> list[str]:
+    try:
+        lines = Path(log_file).read_text(errors="replace").splitlines()[-200:]
+    except OSError:
+        return []
+    return [line for line in lines if " ERROR " in line][-most:]
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     from internxtfs import mount
 
@@ -308,7 +316,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
             secret = profile.key.secret.decode()
         status = mount.spawn_daemon(argv, passphrase=secret)
         if status != 0:
-            print("internxtfs: the mount did not start; see the log", file=sys.stderr)
+            log_file = args.log_file or str(mount_config.cache_dir / "mount.log")  # type: ignore[attr-defined]
+            print(f"internxtfs: the mount did not start; log: {log_file}", file=sys.stderr)
+            for line in _last_errors(log_file):
+                print(f"  {line}", file=sys.stderr)
         return status
 
     ready_fd = args.ready_fd
@@ -319,8 +330,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
 
+    from internxtfs.fs.journal import JournalError
+
     try:
         trio.run(mount.run_mount, profile, mount_config, on_ready)
+    except JournalError as exc:
+        log.error("cannot mount: %s", exc)
+        return EXIT_FAIL
+    except mount.AlreadyMounted as exc:
+        log.error("%s", exc)
+        return EXIT_FAIL
     except ie.InternxtError as exc:
         message, status = describe_auth_error(exc, profile.drive_url)
         log.error("%s", message)
@@ -448,6 +467,29 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return _flush_like(args, "umount")
 
 
+def cmd_salvage(args: argparse.Namespace) -> int:
+    from internxtfs.mount import default_cache_dir
+    from internxtfs.salvage import salvage
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(args.profile)
+    if not (cache_dir / "state.db").exists() and not (cache_dir / "data").is_dir():
+        print(f"internxtfs: {cache_dir} holds no internxtfs cache", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        report = salvage(cache_dir, Path(args.to) if args.to else None)
+    except BlockingIOError:
+        print(f"internxtfs: a running mount uses {cache_dir}; unmount it first", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"salvaged {len(report.saved)} file(s) into {report.destination}")
+    print(f"  (see {report.destination / 'MANIFEST.txt'}; copy them back into the mount)")
+    if report.skipped_clean:
+        print(f"  {report.skipped_clean} cached file(s) were already stored remotely: skipped")
+    for name in report.lost:
+        print(f"  LOST (no cache file): {name}", file=sys.stderr)
+    print(f"the damaged cache was moved to {report.moved_cache_to}; the next mount starts afresh")
+    return EXIT_FAIL if report.lost else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from internxtfs.demo import run_demo
 
@@ -527,6 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint")
     umount.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     umount.set_defaults(func=cmd_umount)
+
+    salvage = sub.add_parser(
+        "salvage", help="copy unsent data out of a damaged cache into lost+found"
+    )
+    salvage.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    salvage.add_argument("--cache-dir", help="the mount's --cache-dir (default: the profile's)")
+    salvage.add_argument("--to", help="where to put the salvaged files")
+    salvage.set_defaults(func=cmd_salvage)
 
     demo = sub.add_parser("demo", help="mount a demo account on the bundled emulator")
     demo.add_argument("mountpoint")

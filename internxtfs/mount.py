@@ -32,6 +32,7 @@ from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
 from internxtfs.internxt.errors import Conflict
+from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,16 @@ async def run_mount(
 ) -> None:
     config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     clear_stale_mount(config.mountpoint)
+    try:
+        with lock_cache(config.cache_dir):
+            await _run_mount(profile, config, on_ready)
+    except BlockingIOError:
+        raise AlreadyMounted(f"another mount uses the cache directory {config.cache_dir}") from None
+
+
+async def _run_mount(
+    profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
+) -> None:
 
     async def persist(session: Session) -> None:
         profile.session = session

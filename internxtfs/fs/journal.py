@@ -43,8 +43,9 @@ SCHEMA_VERSION = 1
 
 RECOVERY_HINT = (
     "the cache state cannot be trusted; refusing to start instead of guessing. "
-    "Move the cache directory aside (its data/ files hold the unsent content) and mount "
-    "with a fresh --cache-dir; see docs/semantics.md, 'Damaged cache state'."
+    "Run 'internxtfs salvage --cache-dir DIR' (same --profile/--cache-dir as the mount): it "
+    "copies the unsent content into a lost+found directory and moves the cache aside; see "
+    "docs/semantics.md, 'Damaged cache state'."
 )
 
 _SCHEMA = """
