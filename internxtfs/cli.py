@@ -251,6 +251,7 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
     fs = MountOptions(
         dir_cache_ttl=args.dir_cache_ttl,
         delete_mode=args.delete_mode,
+        fsync=args.fsync,
         allow_other=bool(extra.pop("allow_other", False)),
     )
     try:
@@ -549,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--dir-cache-ttl", type=float, default=10.0)
     mount.add_argument("--delete-mode", choices=("permanent", "trash"), default="permanent")
     mount.add_argument("--flush-timeout", type=float, default=60.0)
+    mount.add_argument(
+        "--fsync",
+        choices=("remote", "local"),
+        default="remote",
+        help="fsync returns once stored remotely (default) or once durable in the cache",
+    )
     mount.add_argument("-o", help="allow_other,uid=N,gid=N,umask=M")
     mount.add_argument("--debug-fuse", action="store_true", help=argparse.SUPPRESS)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)

@@ -20,11 +20,14 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyfuse3
+import trio
 
 from internxtfs.fs import names
+from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.metadata import Metadata
@@ -45,6 +48,7 @@ class MountOptions:
     attr_timeout: float = 1.0
     delete_mode: str = "permanent"  # or "trash"
     statfs_ttl: float = 30.0
+    fsync: str = "remote"  # or "local": see docs/semantics.md
 
 
 @dataclass
@@ -52,7 +56,8 @@ class OpenFile:
     node: Node
     writable: bool
     append: bool
-    wrote: bool = False
+    wrote: bool = False  # written since the last flush/fsync persisted it
+    unsent: bool = False  # persisted changes whose upload release() must schedule
 
 
 @dataclass
@@ -201,6 +206,7 @@ class Filesystem(pyfuse3.Operations):
             self._sync_uuid(node)
             if node.uuid is not None:
                 await self._delete_remote("file", node.uuid)
+                crash_point("after-remote-delete")
             if node.local_id is not None:
                 if node.open_handles or node.lookups:
                     # Still open: keep the data readable until the last close, never publish.
@@ -286,8 +292,9 @@ class Filesystem(pyfuse3.Operations):
             # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
             # means uploading its content again with the new modificationTime.
             self.journal.update(local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
-            if node.open_handles == 0:
-                self.uploader.schedule(local_id)
+            # Scheduled even while open (the descriptor may be read-only and never schedule
+            # at close): the quiet period delays it, and a write meanwhile restarts it.
+            self.uploader.schedule(local_id)
         return self.attrs(node)
 
     # --- directories ------------------------------------------------------------------------
@@ -433,6 +440,8 @@ class Filesystem(pyfuse3.Operations):
         if not handle.wrote or node.local_id is None or node.unlinked:
             return None
         self.journal.update(node.local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
+        handle.wrote = False
+        handle.unsent = True
         return node.local_id
 
     @fuse_handler
@@ -445,9 +454,9 @@ class Filesystem(pyfuse3.Operations):
         del self._handles[fh]
         node = handle.node
         node.open_handles -= 1
-        local_id = self._persist_changes(handle)
-        if local_id is not None:
-            self.uploader.schedule(local_id)
+        self._persist_changes(handle)
+        if handle.unsent and node.local_id is not None and not node.unlinked:
+            self.uploader.schedule(node.local_id)
         if node.unlinked and node.open_handles == 0 and node.lookups == 0:
             self._drop_local(node)
             self.table.remove(node)
@@ -465,8 +474,15 @@ class Filesystem(pyfuse3.Operations):
                 local_id = node.local_id
         if local_id is None:
             return
+        if self.options.fsync == "local":
+            # S3QL's meaning: durable in the local cache (data and journal on disk); the
+            # upload follows as after close().
+            await trio.to_thread.run_sync(self._fsync_local, local_id)
+            return
         self.uploader.schedule(local_id, immediate=True)
         await self.uploader.wait_idle(local_id)
+        # Stored: unless written again, closing this descriptor has nothing left to upload.
+        handle.unsent = handle.wrote
 
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -548,11 +564,24 @@ class Filesystem(pyfuse3.Operations):
             self._sync_uuid(node)
             if node.uuid is not None:
                 await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
         finally:
             if lock is not None:
                 lock.release()
+
+    def _fsync_local(self, local_id: int) -> None:
+        # Runs in a worker thread: only file descriptors, no journal or trio state.
+        for path in (self.cache.path(local_id), Path(f"{self.journal.path}-wal")):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # a 0-byte file has no cache file; a checkpointed journal no WAL
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # --- space --------------------------------------------------------------------------------
 
