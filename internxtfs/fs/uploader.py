@@ -57,6 +57,7 @@ from typing import Any, Protocol
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.internxt.errors import Conflict, FileTooLarge, NotFound, QuotaExceeded
 
@@ -373,8 +374,12 @@ class Uploader:
             if record is None or record.deleted:
                 return
             generation, size, mtime_ns = record.generation, record.size, record.mtime_ns
+            started = self._clock()
             file_id = await self._upload_content(local_id, generation, size)
-        await self._publish(local_id, generation, size, mtime_ns, file_id)
+        if await self._publish(local_id, generation, size, mtime_ns, file_id):
+            elapsed = max(self._clock() - started, 1e-6)
+            log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", record.name, size, elapsed,
+                     size / elapsed / 1e6)  # fmt: skip
 
     async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
         if size == 0:
@@ -394,13 +399,14 @@ class Uploader:
 
     async def _publish(
         self, local_id: int, generation: int, size: int, mtime_ns: int, file_id: str | None
-    ) -> None:
+    ) -> bool:
+        """Point the drive entry at the uploaded object; False when it was not published."""
         async with self.lock_for(local_id):
             record = self.journal.get(local_id)
             if record is None or record.deleted or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
                 self._orphan(local_id, file_id)
-                return
+                return False
             # Journaled before the drive call: after a crash here, resume() knows this object
             # may be referenced (see the module docstring).
             self.journal.update(local_id, pending_file_id=file_id, pending_generation=generation)
@@ -409,12 +415,14 @@ class Uploader:
             if uuid is not None:
                 try:
                     await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
+                    crash_point("after-replace")
                 except NotFound:
                     log.warning("remote entry of %r vanished; creating it again", record.name)
                     record = self.journal.update(local_id, remote_uuid=None)
                     uuid = None
             if uuid is None:
                 uuid = await self._create(record, size, file_id, mtime)
+                crash_point("after-create")
             self._unpublished.pop(local_id, None)
             with self.journal.transaction():
                 current = self.journal.get(local_id)
@@ -435,6 +443,7 @@ class Uploader:
                 self.cache.mark_clean(local_id, generation)  # last: see its docstring
             self._uploaded += 1
             log.debug("published local id %d as %s (%d bytes)", local_id, uuid, size)
+            return True
 
     async def _create(
         self, record: FileRecord, size: int, file_id: str | None, mtime: float
