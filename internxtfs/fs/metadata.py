@@ -156,6 +156,12 @@ class Metadata:
             node = None if record is None else self.table.by_local(record.local_id)
             if node is None:
                 node = self.table.by_uuid(entry.uuid)
+                if node is not None and node.local_id is not None:
+                    owner = self.journal.get(node.local_id)
+                    if owner is not None and owner.remote_uuid not in (None, entry.uuid):
+                        # That inode's content now lives in another entry (our side of a
+                        # kept-both conflict): this entry gets an inode of its own.
+                        node = None
             if node is None:
                 node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=entry.name)
             if node.uuid != entry.uuid:

@@ -50,6 +50,7 @@ publish step against rename/unlink in the operations layer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -413,6 +414,9 @@ class Uploader:
             mtime = mtime_ns / 1e9
             uuid = record.remote_uuid
             if uuid is not None:
+                record = await self._keep_both_if_changed_remotely(local_id, record)
+                uuid = record.remote_uuid
+            if uuid is not None:
                 try:
                     await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
                     crash_point("after-replace")
@@ -444,6 +448,34 @@ class Uploader:
             self._uploaded += 1
             log.debug("published local id %d as %s (%d bytes)", local_id, uuid, size)
             return True
+
+    async def _keep_both_if_changed_remotely(self, local_id: int, record: FileRecord) -> FileRecord:
+        """Conflict policy: if another client changed the file since our local changes began,
+        theirs keeps the name and ours is published beside it under a marked name."""
+        assert record.remote_uuid is not None
+        try:
+            entry = await self.drive.file_meta(record.remote_uuid)
+        except NotFound:
+            return record  # the replace below finds it gone too and creates it again
+        if entry.status != "EXISTS":
+            log.warning("%r was deleted elsewhere; storing our version again", record.name)
+            return self.journal.update(local_id, remote_uuid=None)
+        # Our base content, or the object of our own publish cut short by a crash.
+        ours = {record.remote_file_id, record.pending_file_id}
+        if entry.file_id in ours:
+            return record
+        stem, dot, ext = record.name.rpartition(".")
+        if not stem:  # no extension (or a leading dot only)
+            stem, dot, ext = record.name, "", ""
+        stamp = time.strftime("%Y-%m-%d %H%M%S")
+        kept = f"{stem} (internxtfs conflict {stamp}){dot}{ext}"
+        log.warning(
+            "%r changed elsewhere while it had unsent local changes: keeping both; the other "
+            "version keeps the name, ours is stored as %r",
+            record.name,
+            kept,
+        )
+        return self.journal.update(local_id, remote_uuid=None, name=kept)
 
     async def _create(
         self, record: FileRecord, size: int, file_id: str | None, mtime: float

@@ -58,6 +58,7 @@ class Entry:
     size: int
     file_id: str | None
     modified: float
+    status: str = "EXISTS"
 
 
 class FakeDrive:
@@ -104,6 +105,11 @@ class FakeDrive:
         entry = self.entries[uuid]
         entry.file_id, entry.size, entry.modified = file_id, size, mtime or 0.0
         return entry
+
+    async def file_meta(self, uuid: str) -> Entry:
+        if uuid not in self.entries:
+            raise NotFound("File not found", status=404)
+        return self.entries[uuid]
 
     async def delete_file(self, uuid: str) -> None:
         self.log.append(f"delete {uuid}")
