@@ -163,8 +163,18 @@ def cmd_login(args: argparse.Namespace) -> int:
         except ie.TwoFactorRequired:
             if not _interactive():
                 raise
-            code = input("Two-factor code: ").strip()
-            session = trio.run(attempt, code)
+            print(
+                "This account has two-factor authentication. To let an unattended mount log in "
+                "again by itself, paste the 2FA secret (base32, or the otpauth:// URI of the QR "
+                "code); it is stored sealed. Leave empty to type a one-time code instead."
+            )
+            pasted = getpass.getpass("2FA secret (optional): ").strip()
+            if pasted:
+                totp_secret = normalise_totp_secret(pasted)
+                session = trio.run(attempt, None)
+            else:
+                code = input("Two-factor code: ").strip()
+                session = trio.run(attempt, code)
     except ie.InternxtError as exc:
         message, status = describe_auth_error(exc, drive_url)
         print(f"internxtfs: {message}", file=sys.stderr)
