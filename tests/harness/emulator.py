@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,27 @@ def _command() -> list[str]:
         return [str(script)]
     found = shutil.which("internxtfs-emulator")
     return [found] if found else [sys.executable, "-m", "internxtfs.emulator"]
+
+
+def read_ready_line(proc: subprocess.Popen[bytes], log_tail: Callable[[], str]) -> str:
+    """The emulator's one JSON "ready" line from its stdout, within START_TIMEOUT."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    deadline = time.monotonic() + START_TIMEOUT
+    buffer = b""
+    while b"\n" not in buffer:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"emulator not ready; log:\n{log_tail()}")
+        readable, _, _ = select.select([stdout], [], [], min(remaining, 0.2))
+        if readable:
+            chunk = os.read(stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError(f"emulator exited early; log:\n{log_tail()}")
+            buffer += chunk
+        elif proc.poll() is not None:
+            raise RuntimeError(f"emulator exited early; log:\n{log_tail()}")
+    return buffer.split(b"\n", 1)[0].decode()
 
 
 class EmulatorProcess:
@@ -91,23 +113,8 @@ class EmulatorProcess:
         return self
 
     def _read_ready_line(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        stdout = self._proc.stdout
-        deadline = time.monotonic() + START_TIMEOUT
-        buffer = b""
-        while b"\n" not in buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"emulator not ready; log: {self._log_tail()}")
-            readable, _, _ = select.select([stdout], [], [], min(remaining, 0.2))
-            if readable:
-                chunk = os.read(stdout.fileno(), 4096)
-                if not chunk:
-                    raise RuntimeError(f"emulator exited early; log: {self._log_tail()}")
-                buffer += chunk
-            elif self._proc.poll() is not None:
-                raise RuntimeError(f"emulator exited early; log: {self._log_tail()}")
-        return buffer.split(b"\n", 1)[0].decode()
+        assert self._proc is not None
+        return read_ready_line(self._proc, self._log_tail)
 
     def _log_tail(self) -> str:
         try:

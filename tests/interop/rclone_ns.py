@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import trustme
 
+from tests.harness.emulator import read_ready_line
+
 GATEWAY = "gateway.internxt.com"
 GATEWAY_URL = f"https://{GATEWAY}"
-START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 # Runs as PID of the unshared process: bring up loopback, hide the real hosts file behind ours
@@ -177,23 +176,8 @@ class RcloneNamespace:
         return self
 
     def _read_ready_line(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        stdout = self._proc.stdout
-        deadline = time.monotonic() + START_TIMEOUT
-        buffer = b""
-        while b"\n" not in buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"emulator not ready in the namespace; log:\n{self.log_tail()}")
-            readable, _, _ = select.select([stdout], [], [], min(remaining, 0.2))
-            if readable:
-                chunk = os.read(stdout.fileno(), 4096)
-                if not chunk:
-                    raise RuntimeError(f"emulator exited early; log:\n{self.log_tail()}")
-                buffer += chunk
-            elif self._proc.poll() is not None:
-                raise RuntimeError(f"emulator exited early; log:\n{self.log_tail()}")
-        return buffer.split(b"\n", 1)[0].decode()
+        assert self._proc is not None
+        return read_ready_line(self._proc, self.log_tail)
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
