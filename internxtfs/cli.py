@@ -390,6 +390,8 @@ def format_status(st: dict[str, object]) -> str:
         f"  session: valid until {expires:%Y-%m-%d %H:%M} UTC;"
         f" {sess['refreshes']} refresh(es), {sess['relogins']} re-login(s)",
     ]
+    if sess.get("error"):
+        lines.append(f"  session cannot be renewed: {sess['error']}")
     if net.get("last_error"):
         lines.append(f"  last network error: {net['last_error']}")
     for local_id, err in (up.get("errors") or {}).items():
@@ -553,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-f", "--foreground", action="store_true")
     mount.add_argument("--cache-dir")
     mount.add_argument("--cache-size", type=parse_size, default=10 * 1024**3)
-    mount.add_argument("--upload-concurrency", type=int, default=6)
+    mount.add_argument("--upload-concurrency", type=int, default=8)
     mount.add_argument(
         "--upload-delay", type=float, default=1.0, help="quiet seconds before an upload starts"
     )

@@ -44,7 +44,7 @@ class MountConfig:
     mountpoint: Path
     cache_dir: Path
     cache_size: int = DEFAULT_CACHE_SIZE
-    upload_concurrency: int = 6
+    upload_concurrency: int = 8
     upload_delay: float = 1.0
     flush_timeout: float = 60.0
     fs: MountOptions = field(default_factory=MountOptions)
@@ -186,6 +186,8 @@ async def _run_mount(
                     "expires_at": manager.session.expires_at,
                     "refreshes": manager.refreshes,
                     "relogins": manager.relogins,
+                    # Set when the session cannot be renewed (e.g. the password changed).
+                    "error": manager.last_error,
                 },
             }
 

@@ -1,0 +1,1025 @@
+#!/usr/bin/env python3
+"""internxtfs benchmarks: absolute numbers and ratios, all measured in one run.
+
+Run as root with the project's venv: ``/work/venv/bin/python bench/run.py [--quick]``.
+See bench/README.md for what each ratio compares and why. Nothing here asserts a time: the
+script prints a table (and writes it as JSON with ``--json``), and its exit status only says
+whether every benchmark ran.
+
+Comparison points, all on this machine in this run:
+* a local directory on the same disk as the cache and the emulator data;
+* pyfuse3's own ``examples/passthroughfs.py``, downloaded at run time from the pyfuse3 sdist of
+  the installed version (never vendored);
+* rclone's ``mount`` of the same emulator, run inside the interop namespace
+  (tests/interop/rclone_ns.py), with its I/O done inside that namespace too;
+* for the listing benchmark, the listing pages fetched one after another with httpx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from internxtfs.internxt.client import InternxtClient  # noqa: E402
+from tests.harness.emulator import EmulatorProcess  # noqa: E402
+from tests.harness.mounting import MountedFS, fuse_available  # noqa: E402
+from tests.interop import rclone_ns  # noqa: E402
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+PASSWORD = "bench-password"
+LIST_PAGE = 50  # the server's page size for folder listings (protocol §7.2)
+
+
+# --- sizes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sizes:
+    seq_bytes: int = GiB
+    io_chunk: int = MiB
+    small_files: int = 1000
+    small_size: int = 4096
+    latency_ms: int = 30
+    list_files: int = 5000
+    rss_bytes: int = 2 * GiB
+    rounds: int = 3
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            seq_bytes=128 * MiB, small_files=100, list_files=1000, rss_bytes=256 * MiB, rounds=2
+        )
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    bench: str
+    subject: str
+    value: float | None
+    unit: str
+    baseline: str = ""
+    baseline_value: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    not_measured: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        print(f"  {row.bench}: {row.subject} = {_fmt(row.value)} {row.unit}", flush=True)
+        return row
+
+    def skip(self, what: str, why: str) -> None:
+        self.not_measured.append((what, why))
+        print(f"  not measured: {what}: {why}", flush=True)
+
+    def table(self) -> str:
+        head = ("benchmark", "subject", "value", "baseline", "ratio", "target", "")
+        lines = [head]
+        for r in self.rows:
+            base = f"{r.baseline} {_fmt(r.baseline_value)}" if r.baseline else ""
+            verdict = "" if r.ok is None else ("PASS" if r.ok else "MISS")
+            lines.append(
+                (
+                    r.bench,
+                    r.subject,
+                    f"{_fmt(r.value)} {r.unit}",
+                    base,
+                    _fmt(r.ratio, 3),
+                    r.target,
+                    verdict,
+                )
+            )
+        widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+        out = []
+        for n, line in enumerate(lines):
+            out.append("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
+            if n == 0:
+                out.append("  ".join("-" * w for w in widths))
+        for r in self.rows:
+            if r.note:
+                out.append(f"* {r.bench} / {r.subject}: {r.note}")
+        for what, why in self.not_measured:
+            out.append(f"not measured: {what}: {why}")
+        return "\n".join(out)
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def filesystem_type(path: Path) -> str:
+    """fstype of the mount holding ``path`` (longest matching mountpoint in /proc/mounts)."""
+    best, kind = "", "?"
+    real = str(path.resolve())
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            parts = line.split()
+            point = parts[1].replace("\\040", " ")
+            if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) > len(
+                best
+            ):
+                best, kind = point, parts[2]
+    return kind
+
+
+def pick_tmp_root(requested: str | None) -> Path:
+    candidates = [requested] if requested else [tempfile.gettempdir(), "/var/tmp", str(REPO.parent)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir() and filesystem_type(Path(candidate)) != "tmpfs":
+            return Path(tempfile.mkdtemp(prefix="internxtfs-bench-", dir=candidate))
+    raise SystemExit(f"no non-tmpfs temp dir among {candidates}; pass --tmp-dir")
+
+
+def drop_caches() -> bool:
+    """Drop the page cache so 'cold' reads really read; False when not permitted."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_mount(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        if os.path.ismount(path):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} not mounted after {timeout}s")
+
+
+# --- I/O kernels (also run inside the rclone namespace, so self-contained source) -----------
+
+IO_KERNELS = textwrap.dedent(
+    '''
+    import os, time
+
+    def pattern(chunk):
+        # Incompressible and position-dependent enough to catch misplaced blocks on read.
+        base = os.urandom(chunk)
+        return base
+
+    def seq_write(path, total, chunk, data):
+        """Seconds from open to the end of close()."""
+        view = memoryview(data)
+        start = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = 0
+            while done < total:
+                n = os.write(fd, view[: min(chunk, total - done)])
+                done += n
+        finally:
+            os.close(fd)
+        return time.perf_counter() - start
+
+    def seq_read(path, chunk, data):
+        """(seconds, bytes, mismatches): read to EOF, comparing against the written pattern."""
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        total = bad = 0
+        start = time.perf_counter()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while True:
+                n = os.readv(fd, [view])
+                if n == 0:
+                    break
+                if view[:n] != data[total % len(data): total % len(data) + n]:
+                    bad += 1
+                total += n
+        finally:
+            os.close(fd)
+        return time.perf_counter() - start, total, bad
+
+    def small_files(folder, count, size):
+        payload = os.urandom(size)
+        start = time.perf_counter()
+        for i in range(count):
+            fd = os.open(os.path.join(folder, "f%05d.bin" % i), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, payload)
+            finally:
+                os.close(fd)
+        return time.perf_counter() - start
+    '''
+)
+_kernels: dict[str, Any] = {}
+exec(IO_KERNELS, _kernels)
+seq_write: Callable[[str, int, int, bytes], float] = _kernels["seq_write"]
+seq_read: Callable[[str, int, bytes], tuple[float, int, int]] = _kernels["seq_read"]
+small_files: Callable[[str, int, int], float] = _kernels["small_files"]
+
+
+def chunk_pattern(size: int) -> bytes:
+    # A chunk whose length does not divide MiB-aligned offsets evenly would be better at
+    # catching misplaced blocks, but the read loop compares chunk by chunk; a random chunk
+    # repeated still catches lost, zeroed or truncated data.
+    return os.urandom(size)
+
+
+def mibps(nbytes: int, seconds: float) -> float:
+    return nbytes / MiB / seconds
+
+
+# --- RSS sampling --------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Polls /proc/<pid>/status; keeps the largest VmRSS and the last VmHWM seen."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.max_rss_kib = 0
+        self.hwm_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> bool:
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        self.max_rss_kib = max(self.max_rss_kib, int(line.split()[1]))
+                    elif line.startswith("VmHWM:"):
+                        self.hwm_kib = max(self.hwm_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self._sample():
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.max_rss_kib, self.hwm_kib) / 1024
+
+
+# --- the comparison filesystems ------------------------------------------------------------
+
+
+def fetch_passthrough(dest: Path) -> Path:
+    """pyfuse3's examples/passthroughfs.py from the sdist of the installed pyfuse3."""
+    version = metadata.version("pyfuse3")
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:"),
+            *("--no-deps", f"pyfuse3=={version}", "-d", str(dest)),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (sdist,) = dest.glob("pyfuse3-*.tar.gz")
+    member = f"pyfuse3-{version}/examples/passthroughfs.py"
+    with tarfile.open(sdist) as tar:
+        source = tar.extractfile(member)
+        if source is None:
+            raise RuntimeError(f"{member} not in {sdist.name}")
+        script = dest / "passthroughfs.py"
+        script.write_bytes(source.read())
+    return script
+
+
+class Passthrough:
+    def __init__(self, script: Path, source: Path, mountpoint: Path) -> None:
+        self.script, self.source, self.mountpoint = script, source, mountpoint
+        self.proc: subprocess.Popen[bytes] | None = None
+        source.mkdir(parents=True, exist_ok=True)
+        mountpoint.mkdir(parents=True, exist_ok=True)
+
+    def mount(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.script), str(self.source), str(self.mountpoint)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_mount(self.mountpoint, self.proc)
+
+    def unmount(self) -> None:
+        if self.proc is None:
+            return
+        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=False)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False)
+        self.proc = None
+
+
+class Bench:
+    def __init__(self, root: Path, sizes: Sizes, report: Report) -> None:
+        self.root = root
+        self.sizes = sizes
+        self.report = report
+        self.emulator = EmulatorProcess(root / "emulator").start()
+        self._users = 0
+        self._mounts: list[MountedFS] = []
+        self._passthroughs: list[Passthrough] = []
+
+    def close(self) -> None:
+        for m in self._mounts:
+            with contextlib.suppress(Exception):
+                m.unmount(timeout=30)
+        for p in self._passthroughs:
+            with contextlib.suppress(Exception):
+                p.unmount()
+        self.emulator.cleanup()
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def new_user(self) -> dict[str, Any]:
+        self._users += 1
+        return self.emulator.add_user(email=f"bench{self._users}@example.com", password=PASSWORD)
+
+    def new_mount(self, name: str, user: dict[str, Any] | None = None) -> MountedFS:
+        m = MountedFS(self.emulator, user or self.new_user(), self.root / name)
+        m.login()
+        self._mounts.append(m)
+        return m
+
+    def unmount(self, m: MountedFS) -> float:
+        """Unmount (the uploader flushes first); returns the seconds it took."""
+        start = time.perf_counter()
+        code = m.unmount(timeout=3600)
+        elapsed = time.perf_counter() - start
+        if code != 0:
+            raise RuntimeError(f"mount exited with {code}:\n{m.log()}")
+        return elapsed
+
+    def latency(self, ms: int) -> None:
+        self.emulator.set_faults(latency_ms=ms)
+
+    @contextlib.asynccontextmanager
+    async def _api(self, user: dict[str, Any]) -> AsyncIterator[InternxtClient]:
+        """Our protocol client, logged in as ``user`` (for setup and checks, not timed)."""
+        async with InternxtClient(
+            drive_url=self.emulator.drive_url, network_url=self.emulator.network_url
+        ) as client:
+            await client.login(user["email"], PASSWORD)
+            yield client
+
+    # --- 1. sequential write and cold read ------------------------------------------------
+
+    def sequential(self, passthrough_script: Path | None) -> dict[str, float]:
+        """Median of ``rounds`` runs, the subjects interleaved within each round.
+
+        Before every timed run the page cache is written back and dropped, so no run pays
+        for the previous one's writeback. Writes rewrite the same file (O_TRUNC).
+        """
+        s = self.sizes
+        data = chunk_pattern(s.io_chunk)
+        runs: dict[str, list[float]] = {}
+        size_txt = f"{s.seq_bytes // MiB} MiB in {s.io_chunk // 1024} KiB writes"
+
+        def timed(key: str, fn: Callable[[], float]) -> None:
+            drop_caches()
+            runs.setdefault(key, []).append(fn())
+
+        def write(path: Path) -> Callable[[], float]:
+            return lambda: mibps(s.seq_bytes, seq_write(str(path), s.seq_bytes, s.io_chunk, data))
+
+        def read(path: Path) -> Callable[[], float]:
+            def run() -> float:
+                seconds, total, bad = seq_read(str(path), s.io_chunk, data)
+                if total != s.seq_bytes or bad:
+                    raise RuntimeError(f"read of {path}: {total} bytes, {bad} bad chunks")
+                return mibps(total, seconds)
+
+            return run
+
+        local = self.root / "local"
+        local.mkdir()
+        pt: Passthrough | None = None
+        if passthrough_script is not None:
+            pt = Passthrough(passthrough_script, self.root / "pt-src", self.root / "pt-mnt")
+            self._passthroughs.append(pt)
+            pt.mount()
+        self.latency(0)
+        m = self.new_mount("seq")
+        # The uploader starts only after close() anyway; a long quiet period keeps one
+        # round's upload out of the next round's timed write. Unmount uploads what is left.
+        m.mount("--upload-delay", "3600", "--flush-timeout", "3600")
+
+        # Warm-up, not timed: the first large write after boot (or after memory was given back
+        # to the host) pays for faulting in fresh guest pages, whichever subject comes first.
+        seq_write(str(local / "warmup"), 2 * s.seq_bytes, s.io_chunk, data)
+        (local / "warmup").unlink()
+        for _ in range(s.rounds):
+            timed("local_write", write(local / "big"))
+            if pt is not None:
+                timed("pt_write", write(pt.mountpoint / "big"))
+            timed("ixt_write", write(m.mountpoint / "big"))
+        upload_s = self.unmount(m)
+        for _ in range(s.rounds):
+            timed("local_read", read(local / "big"))
+            if pt is not None:
+                pt.unmount()  # cold: the FUSE inode's page cache goes with the mount
+                pt.mount()
+                timed("pt_read", read(pt.mountpoint / "big"))
+            shutil.rmtree(m.cache_dir, ignore_errors=True)  # cold: data from the emulator
+            m.mount()
+            timed("ixt_read", read(m.mountpoint / "big"))
+            self.unmount(m)
+        if pt is not None:
+            pt.unmount()
+            (pt.source / "big").unlink()
+        (local / "big").unlink()
+        shutil.rmtree(m.cache_dir, ignore_errors=True)
+
+        speeds = {key: statistics.median(values) for key, values in runs.items()}
+        speeds["ixt_upload"] = mibps(s.seq_bytes, upload_s)
+
+        def spread(key: str) -> str:
+            values = runs.get(key, [])
+            return f"median of {len(values)}: " + ", ".join(f"{v:.0f}" for v in values)
+
+        r = self.report
+        pt_w, pt_r = speeds.get("pt_write"), speeds.get("pt_read")
+        w, rd = speeds["ixt_write"], speeds["ixt_read"]
+        r.add(
+            Row(
+                "1 seq write",
+                "local dir",
+                speeds["local_write"],
+                "MiB/s",
+                note=f"{size_txt}; {spread('local_write')}",
+            )
+        )
+        if pt_w is not None:
+            r.add(Row("1 seq write", "passthroughfs", pt_w, "MiB/s", note=spread("pt_write")))
+        r.add(
+            Row(
+                "1 seq write",
+                "internxtfs (to close)",
+                w,
+                "MiB/s",
+                "passthrough",
+                pt_w,
+                w / pt_w if pt_w else None,
+                ">= 0.8",
+                w / pt_w >= 0.8 if pt_w else None,
+                note=f"{spread('ixt_write')}; vs local dir {w / speeds['local_write']:.3f}x",
+            )
+        )
+        r.add(
+            Row(
+                "1 upload",
+                "internxtfs flush at unmount",
+                speeds["ixt_upload"],
+                "MiB/s",
+                note="info only: encrypt + upload of the file written, to the emulator",
+            )
+        )
+        caches = "page cache dropped before each run" if drop_caches() else "page cache NOT dropped"
+        r.add(
+            Row(
+                "1 cold read",
+                "local dir",
+                speeds["local_read"],
+                "MiB/s",
+                note=f"{caches}; {spread('local_read')}",
+            )
+        )
+        if pt_r is not None:
+            r.add(
+                Row(
+                    "1 cold read",
+                    "passthroughfs (remounted)",
+                    pt_r,
+                    "MiB/s",
+                    note=spread("pt_read"),
+                )
+            )
+        r.add(
+            Row(
+                "1 cold read",
+                "internxtfs (cache dir deleted, remounted)",
+                rd,
+                "MiB/s",
+                "passthrough",
+                pt_r,
+                rd / pt_r if pt_r else None,
+                ">= 0.6",
+                rd / pt_r >= 0.6 if pt_r else None,
+                note=spread("ixt_read"),
+            )
+        )
+        return speeds
+
+    # --- 2. many small files, parallel vs one-at-a-time uploads --------------------------
+
+    def small(self) -> None:
+        s = self.sizes
+        results: dict[str, tuple[float, float]] = {}
+        for label, extra in (
+            ("default", []),
+            ("one at a time", ["--upload-concurrency", "1"]),
+        ):
+            self.latency(0)
+            user = self.new_user()
+            m = self.new_mount(f"small-{len(results)}", user)
+            # The harness passes --upload-delay 0.2; give the real default back, and let the
+            # flush at unmount take as long as it needs (60 s is the default).
+            m.mount("--upload-delay", "1.0", "--flush-timeout", "3600", *extra)
+            folder = m.mountpoint / "small"
+            folder.mkdir()
+            self.latency(s.latency_ms)
+            start = time.perf_counter()
+            written = small_files(str(folder), s.small_files, s.small_size)
+            self.unmount(m)
+            total = time.perf_counter() - start
+            self.latency(0)
+            stored = trio.run(self._count_files, user, "small")
+            if stored != s.small_files:
+                raise RuntimeError(f"{label}: {stored} of {s.small_files} files stored")
+            results[label] = (total, written)
+            shutil.rmtree(m.cache_dir, ignore_errors=True)
+        par, one = results["default"][0], results["one at a time"][0]
+        what = f"{s.small_files} x {s.small_size} B, {s.latency_ms} ms latency"
+        self.report.add(
+            Row(
+                "2 small files",
+                "upload-concurrency 1",
+                one,
+                "s",
+                note=f"{what}; writing took {results['one at a time'][1]:.2f} s of it",
+            )
+        )
+        self.report.add(
+            Row(
+                "2 small files",
+                "default settings",
+                par,
+                "s",
+                "one at a time",
+                one,
+                par / one,
+                "<= 0.2",
+                par / one <= 0.2,
+                note=f"write + upload until unmount returns; writing took "
+                f"{results['default'][1]:.2f} s of it",
+            )
+        )
+
+    async def _count_files(self, user: dict[str, Any], folder_name: str) -> int:
+        async with self._api(user) as client:
+            root = client.session.root_folder_uuid
+            folders = [f for f in await client.drive.list_folders(root) if f.name == folder_name]
+            return len(await client.drive.list_files(folders[0].uuid)) if folders else -1
+
+    # --- 3. ls -l of a big folder, cold --------------------------------------------------
+
+    def listing(self) -> None:
+        s = self.sizes
+        self.latency(0)
+        user = self.new_user()
+        folder_uuid, token = trio.run(self._populate, user, "big", s.list_files)
+        self.latency(s.latency_ms)
+
+        # Baseline: the folder's file pages one after another, as a naive client would.
+        url = f"{self.emulator.drive_url}/folders/content/{folder_uuid}/files"
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(headers=headers, timeout=60) as http:
+            http.get(url, params={"limit": 1, "offset": 0}).raise_for_status()  # connect
+            pages = seen = 0
+            start = time.perf_counter()
+            while True:
+                params = {"limit": LIST_PAGE, "offset": seen, "sort": "plainName", "order": "ASC"}
+                answer = http.get(url, params=params)
+                answer.raise_for_status()
+                items = answer.json()["files"]
+                pages += 1
+                seen += len(items)
+                if len(items) < LIST_PAGE:
+                    break
+            sequential = time.perf_counter() - start
+        if seen != s.list_files:
+            raise RuntimeError(f"listing pages gave {seen} files, not {s.list_files}")
+
+        m = self.new_mount("ls", user)
+        m.mount()  # fresh mount, empty cache: nothing listed yet
+        start = time.perf_counter()
+        done = subprocess.run(
+            ["ls", "-l", str(m.mountpoint / "big")], capture_output=True, check=True
+        )
+        elapsed = time.perf_counter() - start
+        lines = done.stdout.count(b"\n") - 1  # minus "total N"
+        self.unmount(m)
+        shutil.rmtree(m.cache_dir, ignore_errors=True)
+        self.latency(0)
+        if lines != s.list_files:
+            raise RuntimeError(f"ls -l listed {lines} entries, not {s.list_files}")
+        what = f"{s.list_files} files, {s.latency_ms} ms latency"
+        self.report.add(
+            Row(
+                "3 ls -l cold",
+                "pages one after another (httpx)",
+                sequential,
+                "s",
+                note=f"{what}; {pages} page requests",
+            )
+        )
+        self.report.add(
+            Row(
+                "3 ls -l cold",
+                "internxtfs ls -l (fresh mount)",
+                elapsed,
+                "s",
+                "sequential pages",
+                sequential,
+                elapsed / sequential,
+                "<= 0.2",
+                elapsed / sequential <= 0.2,
+            )
+        )
+
+    async def _populate(self, user: dict[str, Any], name: str, count: int) -> tuple[str, str]:
+        """A folder of ``count`` empty files, created through the API (fast, no latency)."""
+        async with self._api(user) as client:
+            root = client.session.root_folder_uuid
+            folder = await client.drive.create_folder(root, name)
+            limiter = trio.CapacityLimiter(16)
+
+            async def one(i: int) -> None:
+                async with limiter:
+                    await client.drive.create_file(folder.uuid, f"entry-{i:05d}.dat", 0, None)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(count):
+                    nursery.start_soon(one, i)
+            return folder.uuid, client.session.token
+
+    # --- 4. peak RSS while writing and uploading a big file --------------------------------
+
+    def rss(self) -> None:
+        s = self.sizes
+        self.latency(0)
+        m = self.new_mount("rss")
+        m.mount("--flush-timeout", "3600")
+        assert m.proc is not None
+        data = chunk_pattern(s.io_chunk)
+        with RssSampler(m.proc.pid) as sampler:
+            write_s = seq_write(str(m.mountpoint / "huge"), s.rss_bytes, s.io_chunk, data)
+            flush_s = self.unmount(m)
+        shutil.rmtree(m.cache_dir, ignore_errors=True)
+        self.report.add(
+            Row(
+                "4 peak RSS",
+                "internxtfs mount process",
+                sampler.peak_mib,
+                "MiB",
+                "limit",
+                200.0,
+                sampler.peak_mib / 200.0,
+                "<= 1.0 (200 MiB)",
+                sampler.peak_mib <= 200.0,
+                note=f"{s.rss_bytes // MiB} MiB file: write {write_s:.1f} s, upload at unmount "
+                f"{flush_s:.1f} s; max VmRSS polled {sampler.max_rss_kib // 1024} MiB, "
+                f"VmHWM {sampler.hwm_kib // 1024} MiB",
+            )
+        )
+
+
+# --- rclone mount in the interop namespace ------------------------------------------------
+
+
+class RcloneBench:
+    """The same I/O through ``rclone mount`` of the emulator, all inside the namespace."""
+
+    def __init__(self, root: Path, sizes: Sizes, report: Report) -> None:
+        self.root = root
+        self.sizes = sizes
+        self.report = report
+        self.ns = rclone_ns.RcloneNamespace(root / "rclone")
+        self.mountpoint = root / "rclone" / "mnt"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kernels = root / "rclone" / "io_kernels.py"
+
+    def __enter__(self) -> RcloneBench:
+        self.ns.start()
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        self.kernels.write_text(IO_KERNELS)
+        self.ns.add_user("rclone@example.com", PASSWORD)
+        self.ns.config_create("ixt", "rclone@example.com", PASSWORD)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.unmount()
+        self.ns.stop()
+        self.ns.discard_data()
+
+    def mount(self, *extra: str) -> None:
+        cache = self.root / "rclone" / "vfs-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        cmd = [
+            "nsenter",
+            f"--target={self.ns.pid}",
+            "--mount",
+            "--net",
+            "--",
+            self.ns.rclone_bin,
+            "mount",
+            "ixt:",
+            str(self.mountpoint),
+            "--cache-dir",
+            str(cache),
+            "--log-file",
+            str(self.root / "rclone" / "mount.log"),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(cmd, env=self.ns.env(), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        probe = "import os,sys; sys.exit(0 if os.path.ismount(sys.argv[1]) else 1)"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rclone mount exited with {self.proc.returncode}")
+            if self.ns.python("-c", probe, str(self.mountpoint), check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("rclone mount did not come up")
+
+    def unmount(self) -> float:
+        start = time.perf_counter()
+        if self.proc is not None:
+            self.ns.run(["fusermount3", "-u", str(self.mountpoint)], check=False)
+            try:
+                self.proc.wait(3600)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        return time.perf_counter() - start
+
+    def kernel(self, call: str, timeout: float = 3600) -> Any:
+        code = f"import json,sys; sys.path.insert(0, {str(self.kernels.parent)!r})\n"
+        code += "from io_kernels import *\n"
+        code += f"print(json.dumps({call}))\n"
+        done = self.ns.python("-c", code, timeout=timeout)
+        return json.loads(done.stdout)
+
+    def sequential(self, speeds: dict[str, float]) -> None:
+        s = self.sizes
+        path = str(self.mountpoint / "seq.bin")
+        args = f"{s.seq_bytes}, {s.io_chunk}"
+        # writes: close() returns once the data is in rclone's VFS cache (like ours).
+        self.mount("--vfs-cache-mode", "writes", "--vfs-write-back", "0s")
+        write_s = self.kernel(f"seq_write({path!r}, {args}, os.urandom({s.io_chunk}))")
+        # Wait for the background upload, asking the remote (not the mount) for the size.
+        start = time.perf_counter()
+        while time.perf_counter() - start < 3600:
+            listed = self.ns.rclone("lsf", "--format", "s", "ixt:seq.bin", check=False)
+            if listed.returncode == 0 and listed.stdout.strip() == str(s.seq_bytes).encode():
+                break
+            time.sleep(0.5)
+        upload_s = time.perf_counter() - start
+        self.unmount()
+        # Cold read: fresh VFS cache, no cache mode, pattern check not possible across
+        # processes (random data), so it checks the size.
+        self.mount("--vfs-cache-mode", "off")
+        drop_caches()
+        read_s, total, _ = self.kernel(f"seq_read({path!r}, {s.io_chunk}, b'\\0')")
+        self.unmount()
+        if total != s.seq_bytes:
+            raise RuntimeError(f"rclone read {total} bytes, not {s.seq_bytes}")
+        w, rd = mibps(s.seq_bytes, write_s), mibps(s.seq_bytes, read_s)
+        r = self.report
+        pt_w, pt_r = speeds.get("pt_write"), speeds.get("pt_read")
+        r.add(
+            Row(
+                "1 seq write",
+                "rclone mount (vfs writes, to close)",
+                w,
+                "MiB/s",
+                "internxtfs",
+                speeds["ixt_write"],
+                speeds["ixt_write"] / w,
+                note=f"ratio = internxtfs / rclone; rclone/passthrough = "
+                f"{w / pt_w if pt_w else float('nan'):.3f}; its upload finished "
+                f"{upload_s:.1f} s after close",
+            )
+        )
+        r.add(
+            Row(
+                "1 cold read",
+                "rclone mount (cache off, remounted)",
+                rd,
+                "MiB/s",
+                "internxtfs",
+                speeds["ixt_read"],
+                speeds["ixt_read"] / rd,
+                note=f"ratio = internxtfs / rclone; rclone/passthrough = "
+                f"{rd / pt_r if pt_r else float('nan'):.3f}; HTTPS (rclone) vs HTTP (ours)",
+            )
+        )
+
+    def listing(self, ixt_seconds: float | None) -> None:
+        s = self.sizes
+        # Populate with our own client inside the namespace (rclone would take minutes).
+        code = textwrap.dedent(
+            f"""
+            import trio
+            from internxtfs.internxt.client import InternxtClient
+            async def main():
+                url = {rclone_ns.GATEWAY_URL!r}
+                client = InternxtClient(drive_url=url + "/drive", network_url=url + "/network")
+                await client.login("rclone@example.com", {PASSWORD!r})
+                async with client:
+                    root = client.session.root_folder_uuid
+                    folder = await client.drive.create_folder(root, "listing")
+                    limiter = trio.CapacityLimiter(16)
+                    async def one(i):
+                        async with limiter:
+                            await client.drive.create_file(folder.uuid, f"entry-{{i:05d}}.dat",
+                                                           0, None)
+                    async with trio.open_nursery() as n:
+                        for i in range({s.list_files}):
+                            n.start_soon(one, i)
+            trio.run(main)
+            """
+        )
+        self.ns.python("-c", code, timeout=600)
+        self.ns.admin("POST", "/faults", {"latency_ms": s.latency_ms})
+        try:
+            self.mount("--vfs-cache-mode", "off")
+            code = (
+                "import subprocess,sys,time,json; t=time.perf_counter(); "
+                "o=subprocess.run(['ls','-l',sys.argv[1]],capture_output=True,check=True).stdout;"
+                "print(json.dumps([time.perf_counter()-t, o.count(b'\\n')-1]))"
+            )
+            done = self.ns.python("-c", code, str(self.mountpoint / "listing"), timeout=600)
+            seconds, lines = json.loads(done.stdout)
+            self.unmount()
+        finally:
+            self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        if lines != s.list_files:
+            raise RuntimeError(f"rclone ls -l listed {lines} entries")
+        self.report.add(
+            Row(
+                "3 ls -l cold",
+                "rclone mount ls -l (fresh mount)",
+                seconds,
+                "s",
+                "internxtfs",
+                ixt_seconds,
+                (ixt_seconds / seconds) if ixt_seconds else None,
+                note="ratio = internxtfs / rclone (HTTPS in the namespace)",
+            )
+        )
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--tmp-dir", help="where to create the work dir (not tmpfs)")
+    parser.add_argument(
+        "--only",
+        default="seq,small,ls,rss,rclone",
+        help="comma-separated subset of seq,small,ls,rss,rclone (default: all)",
+    )
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+
+    reason = fuse_available()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    sizes = Sizes.quick() if args.quick else Sizes()
+    root = pick_tmp_root(args.tmp_dir)
+    report = Report()
+    print(f"work dir {root} ({filesystem_type(root)}); sizes {sizes}", flush=True)
+    failed = False
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        nonlocal failed
+        print(f"== {name}", flush=True)
+        try:
+            yield
+        except Exception as exc:
+            failed = True
+            traceback.print_exc()
+            report.skip(name, f"failed: {exc!r}"[:500])
+
+    bench = Bench(root, sizes, report)
+    speeds: dict[str, float] = {}
+    ls_seconds: float | None = None
+    try:
+        if "seq" in only:
+            script: Path | None = None
+            with step("fetch passthroughfs.py"):
+                script = fetch_passthrough(root / "pyfuse3-sdist")
+            if script is None:
+                report.skip("passthroughfs", "could not fetch the pyfuse3 sdist")
+            with step("1. sequential write / cold read"):
+                speeds = bench.sequential(script)
+        if "small" in only:
+            with step("2. small files"):
+                bench.small()
+        if "ls" in only:
+            with step("3. ls -l cold"):
+                bench.listing()
+                ls_seconds = report.rows[-1].value
+        if "rss" in only:
+            with step("4. peak RSS"):
+                bench.rss()
+    finally:
+        bench.close()
+
+    if "rclone" in only:
+        why = rclone_ns.unavailable_reason()
+        if why:
+            report.skip("rclone mount column", why)
+        else:
+            with step("rclone mount"), RcloneBench(root, sizes, report) as rc:
+                if "ixt_write" in speeds:
+                    rc.sequential(speeds)
+                if ls_seconds is not None:
+                    rc.listing(ls_seconds)
+
+    print()
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "sizes": sizes.__dict__,
+                    "rows": [r.__dict__ for r in report.rows],
+                    "not_measured": report.not_measured,
+                },
+                indent=2,
+            )
+        )
+    if args.keep:
+        print(f"work dir kept: {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
