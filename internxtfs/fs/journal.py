@@ -50,8 +50,10 @@ RECOVERY_HINT = (
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
+-- AUTOINCREMENT: a local_id is never reused, so nothing keyed by a dropped file's id (its
+-- cache file, an upload in flight, an orphan row) can ever be taken for a new file's.
 CREATE TABLE files (
-    local_id INTEGER PRIMARY KEY,
+    local_id INTEGER PRIMARY KEY AUTOINCREMENT,
     remote_uuid TEXT,
     parent_uuid TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -171,6 +173,11 @@ class Journal:
         db = self._db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
+        # Truncate the WAL when a checkpoint resets it: SQLite otherwise rewrites the old file
+        # in place, and its frames are not page aligned, so once those pages have left the page
+        # cache (a big write pushes them out) every commit waits for a disk read first.
+        # Appending to a fresh WAL: p90 of a write's commit ~300 us -> ~50 us (bench/).
+        db.execute("PRAGMA journal_size_limit=0")
         db.execute("PRAGMA foreign_keys=OFF")
         if self.created:
             with self.transaction():

@@ -22,8 +22,18 @@ from typing import Any, Protocol
 import trio
 
 from internxtfs.fs.inodes import InodeTable, Node
+from internxtfs.internxt.errors import InternxtError, RequestRejected
 
 log = logging.getLogger(__name__)
+
+OFFLINE_RETRY = 30.0  # seconds a folder is served from its last listing after a failed one
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 class DriveListing(Protocol):
@@ -78,7 +88,25 @@ class Metadata:
         lock = self._locks.setdefault(dir_node.ino, trio.Lock())
         async with lock:
             if not self.is_fresh(dir_node):
-                await self._refresh(dir_node)
+                try:
+                    await self._refresh(dir_node)
+                except InternxtError as exc:
+                    # Internxt unreachable, failing or refusing our session: the last listing
+                    # (merged with our own changes) keeps cached files reachable, as the issue
+                    # asks of an outage; tried again after OFFLINE_RETRY seconds (each failed
+                    # listing costs the retry policy's ~10 s of backoff). Not when the caller
+                    # asked for the server's answer (invalidate(): rmdir's emptiness check),
+                    # nor when the folder is gone (a definite answer, not trouble).
+                    stale_ok = dir_node.children is not None and dir_node.listed_at > 0
+                    if isinstance(exc, RequestRejected) or not stale_ok:
+                        raise
+                    log.warning(
+                        "cannot list folder %s (%s); using the listing from %.0f s ago",
+                        dir_node.uuid,
+                        exc,
+                        self.clock() - dir_node.listed_at,
+                    )
+                    dir_node.listed_at = self.clock() + max(0.0, OFFLINE_RETRY - self.ttl)
         assert dir_node.children is not None
         return dir_node.children
 
@@ -109,9 +137,18 @@ class Metadata:
         async def get_files() -> None:
             files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(get_folders)
-            nursery.start_soon(get_files)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(get_folders)
+                nursery.start_soon(get_files)
+        except BaseExceptionGroup as group:
+            # Both calls fail together when Internxt is down. Raise the typed error itself:
+            # a group is "unexpected" for the errno mapping (EIO and a traceback per lookup)
+            # and hides the error from children()'s fallback to the last listing.
+            leaves = _leaves(group)
+            if leaves and all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from group
+            raise
 
         if dir_node.children is not None and self._mutations.get(dir_node.ino, 0) != before:
             # We changed this directory while the listing was in flight: our own view is newer.

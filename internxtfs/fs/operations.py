@@ -205,7 +205,18 @@ class Filesystem(pyfuse3.Operations):
         try:
             self._sync_uuid(node)
             if node.uuid is not None:
-                await self._delete_remote("file", node.uuid)
+                # Journal the delete before sending it: a crash after the remote delete must
+                # not leave a record with unsent content that the next mount would publish
+                # again (resurrecting the file). A deleted record with a remote_uuid is a
+                # pending remote delete, which the uploader resends at the next mount.
+                if node.local_id is not None:
+                    self.journal.update(node.local_id, deleted=True)
+                try:
+                    await self._delete_remote("file", node.uuid)
+                except BaseException:
+                    if node.local_id is not None:
+                        self.journal.update(node.local_id, deleted=False)
+                    raise
                 crash_point("after-remote-delete")
             if node.local_id is not None:
                 if node.open_handles or node.lookups:

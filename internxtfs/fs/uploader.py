@@ -61,6 +61,7 @@ from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.internxt.errors import Conflict, FileTooLarge, NotFound, QuotaExceeded
+from internxtfs.internxt.retry import is_retryable
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class Uploader:
         # Network objects this process uploaded and did not publish yet, by local_id: reused
         # when only the publish step failed (not after a restart, see the module docstring).
         self._unpublished: dict[int, tuple[int, str | None]] = {}
+        # Records found unlinked at resume(): no descriptor survives a restart, so nobody else
+        # will drop them; they go once their pending remote delete is done.
+        self._drop_after_delete: set[int] = set()
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -160,6 +164,11 @@ class Uploader:
 
     def resume(self) -> None:
         """At start: queue every record with unsent changes (crash recovery)."""
+        for record in self.journal.all_files():
+            if record.deleted:
+                self._drop_after_delete.add(record.local_id)
+                if record.remote_uuid is None:
+                    self._drop_record(record.local_id)
         count = 0
         with self.journal.transaction():
             for record in self.journal.dirty_files():
@@ -223,6 +232,8 @@ class Uploader:
                     "too_large": isinstance(f.error, FileTooLarge),
                 }
                 for i, f in self._errors.items()
+                # A file unlinked while failing has nothing left to upload.
+                if self._has_work(i)
             },
         }
 
@@ -336,6 +347,7 @@ class Uploader:
                 self._failed(local_id, exc)
         else:
             self._errors.pop(local_id, None)
+            self._retry_network_failures_now()
         finally:
             self._running.pop(local_id, None)
             if self._has_work(local_id) and local_id not in self._queue:
@@ -345,6 +357,16 @@ class Uploader:
             if self.journal.get(local_id) is None and lock is not None and not lock.locked():
                 del self._locks[local_id]
             self._notify()
+
+    def _retry_network_failures_now(self) -> None:
+        """An upload went through: Internxt answers again. Files waiting out a backoff after
+        network trouble (an outage) go now instead of up to ``backoff_max`` later; files that
+        failed for their own reasons (quota, size) keep their backoff."""
+        now = self._clock()
+        for i, failure in self._errors.items():
+            queued = self._queue.get(i)
+            if queued is not None and queued.due > now and is_retryable(failure.error):
+                queued.due = now
 
     def _failed(self, local_id: int, exc: Exception) -> None:
         previous = self._errors.get(local_id)
@@ -411,7 +433,11 @@ class Uploader:
             # Journaled before the drive call: after a crash here, resume() knows this object
             # may be referenced (see the module docstring).
             self.journal.update(local_id, pending_file_id=file_id, pending_generation=generation)
-            mtime = mtime_ns / 1e9
+            # Internxt keeps milliseconds: send the local time cut to its millisecond. The float
+            # of the raw ns time (…123.999999 s) rounds up to the next millisecond on the way
+            # (datetime keeps microseconds), and a listing refresh then moved the file's stat
+            # mtime, which matches the local ns time only to the millisecond it was cut to.
+            mtime = (mtime_ns // 1_000_000) / 1000
             uuid = record.remote_uuid
             if uuid is not None:
                 record = await self._keep_both_if_changed_remotely(local_id, record)
@@ -460,8 +486,12 @@ class Uploader:
         if entry.status != "EXISTS":
             log.warning("%r was deleted elsewhere; storing our version again", record.name)
             return self.journal.update(local_id, remote_uuid=None)
-        # Our base content, or the object of our own publish cut short by a crash.
+        # Our base content, or the object of our own publish cut short by a crash (resume()
+        # moved that pending object to the 'uncertain' orphans: the replace may have landed).
         ours = {record.remote_file_id, record.pending_file_id}
+        ours |= {
+            f for f, lid, why in self.journal.orphans() if lid == local_id and why == "uncertain"
+        }
         if entry.file_id in ours:
             return record
         stem, dot, ext = record.name.rpartition(".")
@@ -508,3 +538,11 @@ class Uploader:
                 log.info("remote entry of %r was already gone", record.name)
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)
+                if record.local_id in self._drop_after_delete:
+                    self._drop_record(record.local_id)
+
+    def _drop_record(self, local_id: int) -> None:
+        # Record first, then the cache file (the order operations._drop_local explains).
+        self._drop_after_delete.discard(local_id)
+        self.journal.delete(local_id)
+        self.cache.drop(local_id)

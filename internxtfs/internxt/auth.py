@@ -21,12 +21,15 @@ import trio
 
 from . import crypto
 from .errors import (
+    AccountBlocked,
     AuthError,
     InternxtError,
     InvalidMnemonic,
     ProtocolError,
     SessionExpired,
     TwoFactorRequired,
+    WrongCredentials,
+    WrongTwoFactorCode,
 )
 from .http import Http, bearer, json_body
 from .retry import RetryPolicy
@@ -271,6 +274,12 @@ class SessionManager:
         self._lock = trio.Lock()
         self.refreshes = 0
         self.relogins = 0
+        # Why the session cannot be renewed (None while it can): shown by ``status``.
+        self.last_error: str | None = None
+        # Credentials the server refused at a re-login. Never sent again: every failed login
+        # counts towards Internxt's lockout (10 in a row block the account), and a mount
+        # retries all day. New credentials (a new ``login``) are tried again.
+        self._refused: Credentials | None = None
 
     @property
     def session(self) -> Session:
@@ -338,6 +347,11 @@ class SessionManager:
         creds = self.credentials
         if creds is None:
             raise SessionExpired("the session expired and no credentials are stored to log in")
+        if self._refused is not None and creds == self._refused:
+            raise WrongCredentials(
+                f"the stored credentials were refused ({self.last_error}); not trying them "
+                "again: run `internxtfs login` again, then remount"
+            )
         try:
             new = await login(
                 self._http,
@@ -351,6 +365,17 @@ class SessionManager:
             raise SessionExpired(
                 "the session expired and the account needs a 2FA code; log in again"
             ) from exc
+        except (WrongCredentials, WrongTwoFactorCode, AccountBlocked) as exc:
+            self._refused = creds
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "the session expired and logging in again with the stored credentials was "
+                "refused (%s); pending changes stay in the cache: run `internxtfs login` "
+                "again, then remount",
+                self.last_error,
+            )
+            raise
+        self.last_error = None
         self.relogins += 1
         log.info("logged in again with stored credentials")
         return new

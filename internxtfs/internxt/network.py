@@ -50,6 +50,9 @@ MAX_PARTS = 10000
 DEFAULT_PART_SIZE = 30 * MiB
 DEFAULT_CHUNK = 1 * MiB
 _AES_BLOCK = 16
+# Ranges at least this large are decrypted in a worker thread (cryptography releases the GIL),
+# so the trio thread keeps serving reads and receiving other ranges meanwhile.
+THREAD_DECRYPT = 1 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes]]
 
@@ -394,7 +397,12 @@ class NetworkAPI:
                     f"range {aligned}-{end - 1} of {file_id}: got {len(data)} bytes"
                 )
             key, iv = self._keys(info.index)
-            return crypto.CtrStream(key, iv, aligned).update(data)[offset - aligned :]
+            ctr = crypto.CtrStream(key, iv, aligned)
+            if len(data) >= THREAD_DECRYPT:
+                plain = await trio.to_thread.run_sync(ctr.update, data)
+            else:
+                plain = ctr.update(data)
+            return plain[offset - aligned :]
 
         return await self._retry.run(attempt, what=f"download {file_id}@{offset}+{length}")
 

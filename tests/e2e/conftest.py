@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.durability import mount_factory
 from tests.harness.mounting import MountedFS, fuse_available
 
 
@@ -42,3 +43,9 @@ def mounted_factory(emulator: Any, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def mounted(mounted_factory: Any) -> MountedFS:
     return mounted_factory()
+
+
+@pytest.fixture
+def new_mount(emulator: Any, tmp_path: Path) -> Iterator[Any]:
+    """Mounts that can be killed and mounted again (see tests/harness/durability.py)."""
+    yield from mount_factory(emulator, tmp_path)

@@ -606,6 +606,26 @@ async def test_401_refreshes_then_relogs_in_with_stored_credentials() -> None:
         await DriveAPI(http, sm2, retry=policy(Sleeps())).usage()
 
 
+async def test_refused_credentials_are_not_sent_again() -> None:
+    """A changed password: every failed login counts towards Internxt's account lockout, so a
+    mount must not retry the refused password on every call (issue 4)."""
+    fake = FakeAuth()
+    http = make_http(fake)
+    session = await login(http, "a@b.c", "pw")
+    sm = SessionManager(http, session, Credentials("a@b.c", "old password"))
+    drive = DriveAPI(http, sm, retry=policy(Sleeps()))
+    fake.valid.clear()
+    fake.refresh_works = False
+    for _ in range(5):
+        with pytest.raises(WrongCredentials):
+            await drive.usage()
+    assert fake.log.count("/auth/cli/login/access") == 2  # first login + one re-login
+    assert sm.last_error is not None and "WrongCredentials" in sm.last_error
+    sm.credentials = Credentials("a@b.c", "pw")  # new credentials are tried
+    assert await drive.usage() == 123
+    assert sm.relogins == 1 and sm.last_error is None
+
+
 async def test_concurrent_401s_renew_once() -> None:
     fake = FakeAuth()
     http = make_http(fake)

@@ -1,0 +1,216 @@
+"""Network and service faults: an outage, 429/5xx/reset storms, a full quota, expiring sessions.
+
+Every check of the mount during trouble is bounded (``bounded``): a FUSE call that hangs fails
+the test instead of hanging CI. What ends up stored is read with the protocol client, not
+through the mount (``tests/harness/remote.py``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import remote
+from tests.harness.durability import (
+    MiB,
+    bounded,
+    flush,
+    flush_ok,
+    login_profile,
+    new_user,
+    status,
+    wait_for,
+    write_file,
+)
+from tests.harness.mounting import MountedFS, cli
+
+
+def data(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def test_outage_serves_the_cache_and_resumes_by_itself(new_mount: Any) -> None:
+    """Emulator down: cached reads, listings and writes keep working (writes up to the cache
+    bound, then ENOSPC), status shows the pending uploads and the error, nothing hangs; when it
+    is back, the uploads resume without help and everything is stored."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1", "--cache-size", "8M")
+    emulator = m.emulator
+    mnt = m.mountpoint
+    stored = {f"dir/s{i}.bin": data(i, 500_000 + i) for i in range(3)}
+    (mnt / "dir").mkdir()
+    for path, content in stored.items():
+        write_file(mnt / path, content)
+    flush_ok(m)
+
+    emulator.stop()
+    try:
+        time.sleep(1.5)  # past --dir-cache-ttl and the kernel's entry/attr timeouts
+        # Reads of cached files, and the listings leading to them, still work.
+        for path, content in stored.items():
+            assert bounded(lambda p=path: read(mnt / p), 30, f"read {path}") == content
+        assert sorted(bounded(lambda: os.listdir(mnt / "dir"), 30, "listdir")) == [
+            "s0.bin", "s1.bin", "s2.bin",
+        ]  # fmt: skip
+        # Writes go to the cache: new files, and an edit of a stored file.
+        written = {f"dir/new{i}.bin": data(100 + i, 1_000_000) for i in range(3)}
+        for path, content in written.items():
+            bounded(lambda p=path, c=content: write_file(mnt / p, c), 30, f"write {path}")
+        edited = stored["dir/s0.bin"][:1000] + b"edited during the outage"
+        bounded(lambda: write_file(mnt / "dir/s0.bin", edited), 30, "overwrite")
+        # The cache holds 8 MiB: unsent data fills it and the next writer gets ENOSPC.
+        with pytest.raises(OSError) as full:
+            bounded(lambda: write_file(mnt / "dir/too-much.bin", data(9, 8 * MiB)), 30, "fill")
+        assert full.value.errno == errno.ENOSPC
+        bounded(lambda: os.unlink(mnt / "dir/too-much.bin"), 30, "unlink of a file not stored")
+        # The mount says what is going on.
+        st = bounded(lambda: status(m), 30, "status")
+        assert st["uploads"]["pending_files"] == 4, st["uploads"]
+        wait_for(
+            "an upload error in status",
+            lambda: status(m)["uploads"]["errors"] and status(m)["network"]["last_error"],
+        )
+        assert "Unreachable" in status(m)["network"]["last_error"]
+
+        # fsync during the outage reports the failure instead of hanging.
+        def fsync_one() -> None:
+            with open(mnt / "dir/new0.bin", "rb") as fh:
+                os.fsync(fh.fileno())
+
+        with pytest.raises(OSError) as failed:
+            bounded(fsync_one, 60, "fsync")
+        assert failed.value.errno == errno.EIO
+    finally:
+        emulator.start()  # same data dir and port
+
+    expected = stored | written | {"dir/s0.bin": edited}
+    # No flush: the uploader retries on its own.
+    wait_for("the uploads to resume", lambda: status(m)["uploads"]["pending_files"] == 0, 90)
+    assert remote.snapshot(emulator, m.user) == expected
+    assert status(m)["uploads"]["errors"] == {}
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_429_5xx_and_resets_are_retried_without_duplicates(new_mount: Any) -> None:
+    """Uploads, overwrites and renames under 5xx bursts, 429 with Retry-After and connections
+    cut mid-body: every file ends up stored once, with the right content."""
+    m: MountedFS = new_mount()
+    emulator = m.emulator
+    mnt = m.mountpoint
+    emulator.set_faults(fail_rate=0.15, throttle_rate=0.05, reset_rate=0.3, seed=4)
+    expected: dict[str, bytes] = {}
+    try:
+        (mnt / "d").mkdir()
+        for i in range(24):
+            path = f"d/f{i}.bin"
+            expected[path] = data(200 + i, random.Random(i).randrange(1, 1_500_000))
+            write_file(mnt / path, expected[path])
+        flush_ok(m, timeout=120)
+        for i in range(0, 24, 4):  # overwrite some, rename others
+            path = f"d/f{i}.bin"
+            expected[path] = data(300 + i, 400_000)
+            write_file(mnt / path, expected[path])
+            os.rename(mnt / f"d/f{i + 1}.bin", mnt / f"d/g{i + 1}.bin")
+            expected[f"d/g{i + 1}.bin"] = expected.pop(f"d/f{i + 1}.bin")
+        flush_ok(m, timeout=120)
+        injected = emulator.stats()["faults_injected"]
+    finally:
+        emulator.set_faults(fail_rate=0, throttle_rate=0, reset_rate=0)
+    assert injected.get("429") and injected.get("reset"), injected
+    assert injected.get("500", 0) + injected.get("503", 0) > 0, injected
+    assert remote.snapshot(emulator, m.user) == expected  # snapshot() refuses duplicates
+    assert status(m)["network"]["retries"] > 0
+    m.remount(cold=True)
+    assert sorted(os.listdir(m.mountpoint / "d")) == sorted(p[2:] for p in expected)
+
+
+def test_quota_exceeded_keeps_the_data_and_stores_it_when_space_is_freed(
+    new_mount: Any, emulator: Any
+) -> None:
+    user = new_user(emulator, quota=3 * MiB)
+    m: MountedFS = new_mount(user=user)
+    mnt = m.mountpoint
+    small, big = data(1, MiB), data(2, 3 * MiB)
+    with open(mnt / "small.bin", "wb") as fh:
+        fh.write(small)
+        os.fsync(fh.fileno())
+    with open(mnt / "big.bin", "wb") as fh:
+        fh.write(big)
+        with pytest.raises(OSError) as full:
+            bounded(lambda: os.fsync(fh.fileno()), 60, "fsync")
+    assert full.value.errno in (errno.ENOSPC, errno.EDQUOT)
+    st = status(m)["uploads"]
+    assert st["pending_files"] == 1
+    assert [e["quota"] for e in st["errors"].values()] == [True], st["errors"]
+    assert "quota" in cli("status", str(mnt), env=m.env).stdout.lower()
+    # The data stays readable from the cache; nothing of it is visible remotely.
+    assert (mnt / "big.bin").read_bytes() == big
+    assert remote.snapshot(emulator, m.user) == {"small.bin": small}
+    assert flush(m, timeout=30).returncode == 1  # flush reports what it could not store
+
+    emulator.update_user(user["email"], quota=100 * MiB)
+    flush_ok(m)
+    assert remote.snapshot(emulator, m.user) == {"small.bin": small, "big.bin": big}
+
+
+def test_sessions_expire_refresh_relogin_with_totp_then_password_change(
+    new_mount: Any, emulator: Any
+) -> None:
+    """Tokens that live 4 s: the mount refreshes them while busy and logs in again (password +
+    stored TOTP secret) after an idle spell. When the password changes, re-login fails: a clear
+    error in the log and status, no data lost, no account lockout from retrying a bad
+    password; after ``internxtfs login`` with the new password and a remount, it is stored."""
+    user = new_user(emulator, totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    emulator.set_faults(token_lifetime=4)
+    try:
+        m: MountedFS = new_mount(user=user)
+        mnt = m.mountpoint
+        expected: dict[str, bytes] = {}
+        for i in range(16):
+            if i in (5, 11):
+                time.sleep(4.5)  # idle past the token's (and refresh token's) lifetime
+            expected[f"f{i}"] = data(i, 20_000 + i)
+            write_file(mnt / f"f{i}", expected[f"f{i}"])
+            time.sleep(0.5)
+        flush_ok(m)
+        session = status(m)["session"]
+        assert session["refreshes"] >= 1 and session["relogins"] >= 2, session
+        assert remote.snapshot(emulator, user) == expected
+
+        # The password changes elsewhere; the token runs out; re-login cannot work.
+        emulator.update_user(user["email"], password="a new password", old_password="pw-dur")
+        user["password"] = "a new password"
+        time.sleep(4.5)
+        expected["late.bin"] = data(99, 300_000)
+        write_file(mnt / "late.bin", expected["late.bin"])
+        assert flush(m, timeout=20).returncode == 1
+        st = status(m)
+        assert st["uploads"]["pending_files"] == 1
+        assert "WrongCredentials" in str(st["session"].get("error")), st["session"]
+        assert "WrongCredentials" in m.log_file.read_text()
+        # Cached data stays readable; more writes keep going into the cache.
+        assert bounded(lambda: read(mnt / "f3"), 30, "read") == expected["f3"]
+        expected["later.bin"] = b"written while logged out"
+        bounded(lambda: write_file(mnt / "later.bin", expected["later.bin"]), 30, "write")
+        for _ in range(12):  # activity must not turn into a login attempt each time
+            assert flush(m, timeout=5).returncode == 1
+        assert emulator._admin("GET", f"/users/{user['email']}")["failedLogins"] <= 2
+
+        # The running mount keeps its credentials: log in again, then remount.
+        done = login_profile(m, password="a new password")
+        assert done.returncode == 0, done.stderr
+        m.unmount()
+        m.mount()
+        flush_ok(m)
+        assert remote.snapshot(emulator, user) == expected
+    finally:
+        emulator.set_faults(token_lifetime=None)
