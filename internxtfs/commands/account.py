@@ -1,0 +1,199 @@
+"""login and logout, the sealed profile's key material, and what each auth failure means."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import trio
+
+from internxtfs import config, vault
+from internxtfs.commands import (
+    EXIT_AUTH,
+    EXIT_FAIL,
+    EXIT_UNREACHABLE,
+    UsageError,
+    interactive,
+)
+from internxtfs.internxt import endpoints
+from internxtfs.internxt import errors as ie
+
+
+def read_secret_file(path: str) -> str:
+    """A secret from a file, or from standard input for ``-``; one trailing newline dropped."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return text[:-1] if text.endswith("\n") else text
+
+
+def normalise_totp_secret(text: str) -> str:
+    """Accept a base32 secret or an ``otpauth://`` URI (what authenticator QR codes hold)."""
+    text = text.strip()
+    if text.startswith("otpauth://"):
+        import pyotp
+
+        return pyotp.parse_uri(text).secret
+    return text.replace(" ", "").upper()
+
+
+def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int]:
+    if isinstance(exc, ie.WrongCredentials):
+        return "login failed: wrong email or password", EXIT_AUTH
+    if isinstance(exc, ie.TwoFactorRequired):
+        return (
+            "this account has two-factor authentication on: give the current code with "
+            "--code NNNNNN, or the TOTP secret with --totp-secret-file FILE",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.WrongTwoFactorCode):
+        return "login failed: the two-factor code is wrong or has expired", EXIT_AUTH
+    if isinstance(exc, ie.AccountBlocked):
+        return (
+            "Internxt has blocked this account after too many failed logins; "
+            "contact Internxt support to unblock it",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.PlanNotAllowed):
+        return (
+            "your Internxt plan does not allow third-party access (CLI, rclone, internxtfs); "
+            "a plan that includes it is needed",
+            EXIT_AUTH,
+        )
+    if isinstance(exc, ie.InvalidMnemonic):
+        return f"login failed: {exc.message}", EXIT_AUTH
+    if isinstance(exc, ie.Unreachable):
+        return f"cannot reach Internxt at {drive_url}: {exc.message}", EXIT_UNREACHABLE
+    return f"login failed: {exc.message}", EXIT_FAIL
+
+
+def read_passphrase_fd(fd: int) -> str:
+    with os.fdopen(fd, "r", closefd=True) as fh:
+        return fh.readline().rstrip("\n")
+
+
+def passphrase_from_args(args: argparse.Namespace, *, new: bool) -> str | None:
+    if getattr(args, "passphrase_fd", None) is not None:
+        return read_passphrase_fd(args.passphrase_fd)
+    if not getattr(args, "passphrase", False):
+        return None
+    if not interactive():
+        raise UsageError("--passphrase needs a terminal; use --passphrase-fd or --key-file")
+    first = getpass.getpass("Passphrase for the stored secrets: ")
+    if new and getpass.getpass("Again: ") != first:
+        raise UsageError("the passphrases differ")
+    if not first:
+        raise UsageError("an empty passphrase protects nothing")
+    return first
+
+
+def open_profile(args: argparse.Namespace) -> tuple[config.Profile, str | None]:
+    """Load a profile, asking for its passphrase when it has one and a terminal is there."""
+    passphrase = passphrase_from_args(args, new=False)
+    key_file = getattr(args, "key_file", None)
+    try:
+        return config.load_profile(args.profile, key_file=key_file, passphrase=passphrase), None
+    except config.PassphraseNeeded:
+        if not interactive():
+            raise
+        passphrase = getpass.getpass(f"Passphrase of profile {args.profile!r}: ")
+        profile = config.load_profile(args.profile, key_file=key_file, passphrase=passphrase)
+        return profile, passphrase
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from internxtfs.internxt.auth import Credentials
+    from internxtfs.internxt.client import InternxtClient
+
+    drive_url = (args.drive_url or endpoints.drive_url()).rstrip("/")
+    network_url = (args.network_url or endpoints.network_url()).rstrip("/")
+    email = args.email or (input("Email: ").strip() if interactive() else "")
+    if not email:
+        raise UsageError("--email is required when not running interactively")
+    if args.password_file:
+        password = read_secret_file(args.password_file)
+    elif interactive():
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("--password-file is required when not running interactively")
+    passphrase = passphrase_from_args(args, new=True)
+    totp_secret = (
+        normalise_totp_secret(read_secret_file(args.totp_secret_file))
+        if args.totp_secret_file
+        else None
+    )
+    code = args.code
+
+    async def attempt(code: str | None) -> object:
+        async with InternxtClient(drive_url=drive_url, network_url=network_url) as client:
+            return await client.login(email, password, code=code, totp_secret=totp_secret)
+
+    try:
+        try:
+            session = trio.run(attempt, code)
+        except ie.TwoFactorRequired:
+            if not interactive():
+                raise
+            print(
+                "This account has two-factor authentication. To let an unattended mount log in "
+                "again by itself, paste the 2FA secret (base32, or the otpauth:// URI of the QR "
+                "code); it is stored sealed. Leave empty to type a one-time code instead."
+            )
+            pasted = getpass.getpass("2FA secret (optional): ").strip()
+            if pasted:
+                totp_secret = normalise_totp_secret(pasted)
+                session = trio.run(attempt, None)
+            else:
+                code = input("Two-factor code: ").strip()
+                session = trio.run(attempt, code)
+    except ie.InternxtError as exc:
+        message, status = describe_auth_error(exc, drive_url)
+        print(f"internxtfs: {message}", file=sys.stderr)
+        return status
+
+    profile = config.Profile(
+        name=args.profile,
+        drive_url=drive_url,
+        network_url=network_url,
+        session=session,  # type: ignore[arg-type]
+        credentials=Credentials(email, password, totp_secret),
+        key=vault.key_material(
+            args.profile,
+            config.profile_dir(args.profile),
+            key_file=args.key_file,
+            passphrase=passphrase,
+        ),
+    )
+    path = config.save_profile(profile)
+    print(f"Logged in as {email}; profile {args.profile!r} saved in {path}")
+    if code and not totp_secret:
+        print(
+            "Note: no TOTP secret was stored, so when this session ends an unattended mount "
+            "cannot log in again by itself; add --totp-secret-file to allow that."
+        )
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from internxtfs.internxt.client import InternxtClient
+
+    try:
+        profile, _ = open_profile(args)
+    except config.ProfileError as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+    async def revoke() -> None:
+        async with InternxtClient(
+            profile.session, drive_url=profile.drive_url, network_url=profile.network_url
+        ) as client:
+            await client.logout()
+
+    try:
+        trio.run(revoke)
+    except ie.InternxtError as exc:
+        print(f"internxtfs: could not revoke the session remotely: {exc.message}", file=sys.stderr)
+    config.delete_profile(args.profile)
+    print(f"Logged out; profile {args.profile!r} removed")
+    return 0

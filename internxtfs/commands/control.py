@@ -1,0 +1,133 @@
+"""status, flush and umount of a running mount, through its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import trio
+
+from internxtfs.commands import (
+    EXIT_FAIL,
+)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_status(st: dict[str, object]) -> str:
+    import datetime
+
+    up = st["uploads"]
+    cache = st["cache"]
+    net = st["network"]
+    sess = st["session"]
+    assert isinstance(up, dict) and isinstance(cache, dict)
+    assert isinstance(net, dict) and isinstance(sess, dict)
+    expires = datetime.datetime.fromtimestamp(float(sess["expires_at"]), datetime.UTC)
+    lines = [
+        f"internxtfs on {st['mountpoint']} ({st['account']})",
+        f"  pending uploads: {up['pending_files']} file(s), {_human(up['pending_bytes'])}"
+        f" ({up['in_flight']} in flight, {up['queued']} queued)",
+        f"  uploaded since mount: {up['uploaded']} file(s); upload retries: {up['retries']}",
+        f"  cache: {_human(cache['bytes_cached'])} of {_human(cache['bytes_max'])}"
+        f" ({_human(cache['bytes_dirty'])} not uploaded yet)",
+        f"  requests: {net['calls']}, retried {net['retries']}, failed {net['failures']}",
+        f"  session: valid until {expires:%Y-%m-%d %H:%M} UTC;"
+        f" {sess['refreshes']} refresh(es), {sess['relogins']} re-login(s)",
+    ]
+    if sess.get("error"):
+        lines.append(f"  session cannot be renewed: {sess['error']}")
+    if net.get("last_error"):
+        lines.append(f"  last network error: {net['last_error']}")
+    for local_id, err in (up.get("errors") or {}).items():
+        lines.append(f"  failing upload #{local_id}: {err['error']} ({err['attempts']} attempts)")
+    return "\n".join(lines)
+
+
+def _control(mountpoint: str, cmd: str, **kw: object) -> list[dict[str, object]]:
+    from internxtfs import control
+
+    answers: list[dict[str, object]] = []
+
+    async def talk() -> None:
+        async for answer in control.request(mountpoint, cmd, **kw):
+            if "progress" in answer and sys.stderr.isatty():
+                p = answer["progress"]
+                assert isinstance(p, dict)
+                print(
+                    f"\r  {p['pending_files']} file(s), {_human(p['pending_bytes'])} to upload"
+                    f" ({p['in_flight']} in flight)   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            answers.append(answer)
+
+    trio.run(talk)
+    if sys.stderr.isatty() and any("progress" in a for a in answers):
+        print(file=sys.stderr)
+    return answers
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from internxtfs.control import NotMounted
+
+    try:
+        (answer,) = _control(args.mountpoint, "status")
+    except NotMounted as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(json.dumps(answer, indent=2) if args.json else format_status(answer))
+    return 0
+
+
+def _flush_like(args: argparse.Namespace, cmd: str) -> int:
+    from internxtfs.control import NotMounted
+
+    try:
+        answers = _control(args.mountpoint, cmd, timeout=args.timeout)
+    except NotMounted as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    result = next((a for a in answers if a.get("done")), None)
+    if result is None:
+        print("internxtfs: the mount stopped answering", file=sys.stderr)
+        return EXIT_FAIL
+    if cmd == "umount":
+        from internxtfs.control import canonical_mountpoint
+
+        target = canonical_mountpoint(args.mountpoint)
+        for _ in range(600):
+            with open("/proc/self/mounts") as fh:
+                if not any(line.split()[1] == target for line in fh):
+                    break
+            time.sleep(0.1)
+    errors = result.get("errors") or {}
+    assert isinstance(errors, dict)
+    for local_id, err in errors.items():
+        print(f"internxtfs: upload #{local_id} failed: {err}", file=sys.stderr)
+    if result.get("pending"):
+        print(
+            f"internxtfs: {result['pending']} file(s) not stored yet"
+            + ("; they stay in the cache and resume at the next mount" if cmd == "umount" else ""),
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    print("everything is stored" + ("; unmounted" if cmd == "umount" else ""))
+    return 0
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    return _flush_like(args, "flush")
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    return _flush_like(args, "umount")
