@@ -38,10 +38,18 @@ Concurrency (trio; code between two awaits is atomic). Shared state and its guar
   to a write/install in progress): only changed in synchronous sections.
 
 Read-ahead: a read that starts where the previous one ended (or at 0) is sequential; its
-window doubles from 2 blocks up to ``readahead_max``. When fewer than half the window's blocks
-ahead are present or in flight, the missing ones are fetched: in the background when
+window doubles from 2 blocks up to ``readahead_max``. Once a read-ahead fetch's worth of the
+window ahead (``READAHEAD_FETCH``, or half the window while it is small) is neither present nor
+in flight, or the very next block is missing, the missing ones are fetched: in the background,
+in ranged reads of at most ``READAHEAD_FETCH`` so that several are in flight at once, when
 :meth:`BlockCache.run` is running (``await nursery.start(cache.run)``), otherwise as part of
-the same fetch as the read itself.
+the same fetch as the read itself. With :meth:`BlockCache.run` running, a fetch is installed
+in the background too and readers wait only for its bytes (``_Fetch.ready``): a block not yet
+present is served from the fetched bytes in memory, a present one from the cache file (present
+always wins, so a write that lands meanwhile is seen).
+
+Truncating a large cache file to 0 (``open(O_TRUNC)``) renames it aside
+(``<id>.discarded-<n>``) and unlinks it in a worker thread; leftovers are removed on open.
 
 Recovery on open: a dirty block whose cache file is missing or too short raises
 :class:`JournalDamaged`; so does a fresh state.db next to existing cache files. Clean blocks
@@ -52,6 +60,7 @@ removed.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import time
@@ -71,12 +80,21 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 DEFAULT_BLOCK_SIZE = MiB
 MAX_FETCH = 16 * MiB  # largest single ranged fetch: bounds memory held per fetch
+# One background read-ahead fetch. The window is split into fetches of this size, so several
+# are in flight at once (one ranged GET at a time leaves the network idle while the previous
+# one is decrypted and installed).
+READAHEAD_FETCH = 8 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
 # Local writes larger than this run in a worker thread. A FUSE write is at most 1 MiB
 # (max_write), and handing it to a thread costs more than the page-cache copy itself:
 # inline, a 1 MiB write takes ~0.3 ms of the trio thread and half the CPU (bench/).
 THREAD_WRITE = MiB
 ACCESS_SAVE_INTERVAL = 60.0  # seconds between persisting a file's last_access
+# A cache file truncated to 0 that holds at least this much is renamed aside and unlinked in a
+# worker thread: freeing 1 GiB of extents takes ~150-200 ms on ext4, which open(O_TRUNC) of a
+# big file would otherwise wait for (rclone and restic rewrite files that way).
+DISCARD_ASIDE = 64 * MiB
+ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
 Fetch = Callable[[FileRecord, int, int], Awaitable[bytes]]
 
@@ -144,11 +162,38 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         offset += n
 
 
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:  # left for the next open's clean-up
+        log.warning("cannot remove %s: %s", path, exc)
+
+
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     data = os.pread(fd, length, offset)
     if len(data) < length:  # a hole at the end of the cache file reads as zeros
         data += bytes(length - len(data))
     return data
+
+
+class _Locked:
+    """``async with _Locked(lock)``: ``async with lock`` without a trip through trio's scheduler
+    when the lock is free (every write takes its file's lock; with this, a write that needs no
+    fetch never yields, like pyfuse3's passthrough example). Fair like the lock."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: trio.Lock) -> None:
+        self.lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            self.lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 class BlockCache:
@@ -180,6 +225,7 @@ class BlockCache:
         self._used = 0  # present blocks
         self._reserved = 0  # blocks promised to writes/installs in progress
         self._bg: trio.Nursery | None = None
+        self._asides = itertools.count()
         self._check_block_size()
         self._recover()
 
@@ -195,6 +241,9 @@ class BlockCache:
             )
 
     def _recover(self) -> None:
+        for p in self.data_dir.iterdir():
+            if ASIDE_MARK in p.name:  # a truncation's old cache file whose unlink was cut short
+                p.unlink(missing_ok=True)
         files = {int(p.name): p for p in self.data_dir.iterdir() if p.name.isdigit()}
         if self.journal.created and files:
             raise JournalDamaged(
@@ -435,9 +484,13 @@ class BlockCache:
 
     async def _bring(
         self, local_id: int, st: _FileState, first: int, last: int, window: int
-    ) -> dict[int, bytes]:
-        """Make blocks first..last available: present, or their fetched bytes in the result."""
-        got: dict[int, bytes] = {}
+    ) -> dict[int, memoryview]:
+        """Make blocks first..last available: present, or their fetched bytes in the result.
+
+        With :meth:`run` running, fetches are installed in the background and the reader waits
+        only for their bytes (``ready``), not for the write into the cache file (``done``).
+        """
+        got: dict[int, memoryview] = {}
         bs = self.block_size
         for _ in range(5):  # a background fetch that failed or was superseded is retried here
             record = self._record(local_id)
@@ -453,41 +506,50 @@ class BlockCache:
             waits = {id(f): f for b in need if (f := st.inflight.get(b)) is not None}
             fresh = [b for b in need if b not in st.inflight]
             if self._bg is not None:
-                for start, count in _runs(ahead, MAX_FETCH // bs):
+                for start, count in _runs(ahead, READAHEAD_FETCH // bs):
                     f = self._register(st, record, start, count)
                     self._bg.start_soon(self._run_fetch, local_id, st, record, f)
             else:
                 fresh.extend(ahead)
             mine = [self._register(st, record, s, c) for s, c in _runs(fresh, MAX_FETCH // bs)]
-            if len(mine) == 1:
+            if self._bg is not None:
+                for f in mine:  # installed in the background; we wait for the bytes only
+                    self._bg.start_soon(self._run_fetch, local_id, st, record, f)
+            elif len(mine) == 1:
                 await self._run_fetch(local_id, st, record, mine[0])
             elif mine:
                 async with trio.open_nursery() as nursery:
                     for f in mine:
                         nursery.start_soon(self._run_fetch, local_id, st, record, f)
             for f in [*mine, *waits.values()]:
-                await f.done.wait()
+                # ``ready``, not ``done``: a block installed meanwhile is read from the cache
+                # file by _assemble (present wins), one still being installed from these bytes.
+                await f.ready.wait()
                 if f.data is None and f in mine and f.error is not None:
                     raise f.error
                 if f.data is not None:
+                    view = memoryview(f.data)
                     for b in range(max(first, f.first), min(last + 1, f.first + f.count)):
-                        got[b] = f.data[(b - f.first) * bs : (b - f.first + 1) * bs]
+                        got[b] = view[(b - f.first) * bs : (b - f.first + 1) * bs]
             window = 0  # read-ahead is asked for once per read
         raise OSError(errno.EIO, "remote read kept failing")
 
     def _ahead(self, st: _FileState, last: int, window: int) -> list[int]:
-        """Blocks after ``last`` to fetch now for read-ahead (empty if enough are coming)."""
+        """Blocks after ``last`` to fetch now for read-ahead (empty if enough are coming).
+
+        The window is topped up once a whole read-ahead fetch of it is missing (half of it
+        while the window is small), or at once when the next block is missing.
+        """
         if window <= 0:
             return []
         span = range(last + 1, last + 1 + window)
-        coming = 0
-        for b in span:
-            if b not in st.present and b not in st.inflight:
-                break
-            coming += 1
-        if coming * 2 >= window:
+        missing = [b for b in span if b not in st.present and b not in st.inflight]
+        if not missing:
             return []
-        return [b for b in span if b not in st.present and b not in st.inflight]
+        enough = min(READAHEAD_FETCH // self.block_size, max(1, window // 2))
+        if len(missing) < enough and missing[0] != last + 1:
+            return []
+        return missing
 
     def _register(self, st: _FileState, record: FileRecord, first: int, count: int) -> _Fetch:
         f = _Fetch(first, count, st.epoch, record.remote_file_id)
@@ -563,7 +625,7 @@ class BlockCache:
             f.installed = True
 
     async def _assemble(
-        self, local_id: int, st: _FileState, offset: int, end: int, got: dict[int, bytes]
+        self, local_id: int, st: _FileState, offset: int, end: int, got: dict[int, memoryview]
     ) -> bytes:
         """Bytes [offset, end): present blocks from the cache file, else fetched, else zeros.
 
@@ -571,7 +633,7 @@ class BlockCache:
         """
         bs = self.block_size
         # Segments in order: (lo, hi, None) = read the cache file, (lo, hi, bytes) = given.
-        segments: list[tuple[int, int, bytes | None]] = []
+        segments: list[tuple[int, int, bytes | memoryview | None]] = []
         for b in range(offset // bs, (end - 1) // bs + 1):
             lo, hi = max(offset, b * bs), min(end, (b + 1) * bs)
             if b in st.present:
@@ -580,8 +642,11 @@ class BlockCache:
                 else:
                     segments.append((lo, hi, None))
             else:
-                chunk = got.get(b, b"")[lo - b * bs : hi - b * bs]
-                segments.append((lo, hi, chunk + bytes(hi - lo - len(chunk))))
+                fetched = got.get(b)
+                piece = b"" if fetched is None else fetched[lo - b * bs : hi - b * bs]
+                if len(piece) < hi - lo:  # past the remote bytes: zeros
+                    piece = bytes(piece) + bytes(hi - lo - len(piece))
+                segments.append((lo, hi, piece))
         ranges = [(lo, hi) for lo, hi, data in segments if data is None]
         local: list[bytes] = []
         if ranges:
@@ -672,7 +737,7 @@ class BlockCache:
             return
         bs = self.block_size
         st = self._state(local_id)
-        async with st.lock:
+        async with _Locked(st.lock):
             record = self._record(local_id)
             end = offset + len(data)
             first, last = offset // bs, (end - 1) // bs
@@ -764,9 +829,7 @@ class BlockCache:
                 return
             keep = -(-size // bs)  # blocks that still hold bytes
             if size < record.size:
-                path = self.path(local_id)
-                if path.exists():
-                    os.truncate(path, size)  # zeros the tail of the last block, frees the rest
+                self._shrink_file(local_id, size)
                 fields["remote_valid_len"] = min(record.remote_valid_len, size)
                 gone = [b for b in st.present if b >= keep]
                 for b in gone:
@@ -781,6 +844,30 @@ class BlockCache:
                 if size < record.size:
                     self.journal.delete_blocks_from(local_id, keep)
                 self.journal.update(local_id, **fields)
+
+    def _shrink_file(self, local_id: int, size: int) -> None:
+        """Cut the cache file to ``size`` (the caller holds the file lock)."""
+        path = self.path(local_id)
+        try:
+            allocated = os.stat(path).st_blocks * 512
+        except FileNotFoundError:
+            return
+        if size > 0 or allocated < DISCARD_ASIDE:
+            os.truncate(path, size)  # zeros the tail of the last block, frees the rest
+            return
+        # Nobody writes the old file any more (writers and installs hold the lock we hold);
+        # a reader that opened it before reads what it would have read before the truncate.
+        aside = f"{path}{ASIDE_MARK}{next(self._asides)}"
+        os.rename(path, aside)
+        if self._bg is None:
+            _unlink_quietly(aside)
+        else:
+            self._bg.start_soon(self._discard, aside)
+
+    @staticmethod
+    async def _discard(path: str) -> None:
+        with trio.CancelScope(shield=True):  # unmounting waits for it rather than leave it
+            await trio.to_thread.run_sync(_unlink_quietly, path)
 
     # --- upload support -------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 # httpcore receives a response body in socket reads of at most 64 KiB, each one a round trip
 # through trio and h11 in the trio thread: downloading 1 GiB cost ~2.5 s of its CPU, the
-# largest share of a cold read. With 1 MiB reads it is ~1.4 s (bench/). A read returns what
-# the socket holds, so small responses are unaffected. (A class attribute of httpcore's
-# HTTP/1.1 connection; there is no per-client setting.)
+# largest share of a cold read; with 1 MiB reads, ~1.4 s (ranged GETs of 8 MiB from the
+# emulator on loopback). A read returns what the socket holds, so small responses are
+# unaffected. (A class attribute of httpcore's HTTP/1.1 connection; no per-client setting.)
 RECEIVE_BYTES = 1024 * 1024
 if getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", RECEIVE_BYTES) < RECEIVE_BYTES:
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = RECEIVE_BYTES

@@ -362,3 +362,105 @@ async def test_drop(tmp_path: Path) -> None:
     assert cache.stats()["bytes_cached"] == 0
     _journal2, cache2, _ = open_cache(tmp_path)
     assert cache2.stats()["bytes_cached"] == 0
+
+
+class CountingRemote(FakeRemote):
+    """FakeRemote that records how many fetches were in flight at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.active = 0
+        self.most = 0
+
+    async def __call__(self, record: FileRecord, offset: int, length: int) -> bytes:
+        self.active += 1
+        self.most = max(self.most, self.active)
+        try:
+            return await super().__call__(record, offset, length)
+        finally:
+            self.active -= 1
+
+
+async def test_read_ahead_keeps_several_fetches_in_flight(tmp_path: Path) -> None:
+    remote = CountingRemote(delay=0.02)
+    journal, cache, _ = open_cache(tmp_path, remote=remote)
+    size = 64 * MiB
+    fid = remote_file(journal, size)
+    chunk = 128 * 1024
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        for off in range(0, size, chunk):
+            assert await cache.read(fid, off, chunk) == pattern(off, chunk)
+        nursery.cancel_scope.cancel()
+    assert remote.fetched == size  # every byte once
+    assert remote.most >= 2  # the window is fetched in several ranged reads at once
+    assert max(n for _, n in remote.calls) <= bc_module.READAHEAD_FETCH
+
+
+async def test_reader_is_served_before_the_fetch_is_installed(tmp_path: Path) -> None:
+    journal, cache, remote = open_cache(tmp_path)
+    fid = remote_file(journal, 4 * MiB)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        # Installing fetched blocks takes the file lock: while we hold it nothing is installed,
+        # and the readers must still get their bytes (from the fetch, in memory).
+        async with cache._state(fid).lock:
+            with trio.fail_after(5):
+                assert await cache.read(fid, MiB + 5, 100) == pattern(MiB + 5, 100)
+                # Joins the fetch of block 1 that is still waiting to be installed.
+                assert await cache.read(fid, MiB + 105, 4096) == pattern(MiB + 105, 4096)
+                await trio.sleep(0.05)  # the read-ahead of blocks 2-3 arrives, not installed
+                assert await cache.read(fid, 2 * MiB, 300) == pattern(2 * MiB, 300)
+            assert cache.stats()["bytes_cached"] == 0
+        for _ in range(500):  # released: the installs go ahead
+            if cache.stats()["bytes_cached"] == 3 * MiB:
+                break
+            await trio.sleep(0.01)
+        assert cache.stats()["bytes_cached"] == 3 * MiB
+        calls = len(remote.calls)
+        assert await cache.read(fid, MiB, 3 * MiB) == pattern(MiB, 3 * MiB)
+        assert len(remote.calls) == calls  # from the cache file now
+        nursery.cancel_scope.cancel()
+    assert sorted(remote.calls) == [(MiB, MiB), (2 * MiB, 2 * MiB)]  # each block fetched once
+
+
+async def test_a_write_after_a_pending_install_wins(tmp_path: Path) -> None:
+    journal, cache, _ = open_cache(tmp_path)
+    fid = remote_file(journal, 2 * MiB)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        st = cache._state(fid)
+        await st.lock.acquire()  # hold back the install of block 1
+        assert await cache.read(fid, MiB, 10) == pattern(MiB, 10)
+        st.lock.release()
+        await cache.write(fid, MiB + 2, b"new")  # queued behind the install, or before it
+        assert await cache.read(fid, MiB, 10) == pattern(MiB, 2) + b"new" + pattern(MiB + 5, 5)
+        await trio.sleep(0.05)
+        assert await cache.read(fid, MiB, 10) == pattern(MiB, 2) + b"new" + pattern(MiB + 5, 5)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("background", [False, True])
+async def test_truncate_of_a_big_cache_file_to_zero_unlinks_it_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    monkeypatch.setattr(bc_module, "DISCARD_ASIDE", 2 * MiB)
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * (3 * MiB))
+    async with trio.open_nursery() as nursery:
+        if background:
+            await nursery.start(cache.run)
+        await cache.truncate(fid, 0)
+        assert not cache.path(fid).exists()
+        assert cache.stats()["bytes_cached"] == 0
+        await cache.write(fid, MiB, b"b" * 10)
+        assert await cache.read(fid, 0, 2 * MiB) == bytes(MiB) + b"b" * 10
+        nursery.cancel_scope.cancel()
+    assert sorted(p.name for p in cache.data_dir.iterdir()) == [str(fid)]
+    # A leftover of an unlink that never ran (a crash) is removed when the cache opens.
+    (cache.data_dir / f"{fid}{bc_module.ASIDE_MARK}7").write_bytes(b"old")
+    journal.close()
+    _journal2, cache2, _ = open_cache(tmp_path)
+    assert sorted(p.name for p in cache2.data_dir.iterdir()) == [str(fid)]
+    assert await cache2.read(fid, MiB, 10) == b"b" * 10
