@@ -14,7 +14,7 @@ from .dto import file_dto, now_iso, parse_time
 from .errors import bad_request, conflict, drive_error, not_found, payment_required
 from .folder_routes import live_folder, resolve_folder_path
 from .store import Row, Store
-from .validation import is_uuid, json_body, path_uuid
+from .validation import destination_folder, is_uuid, json_body, path_uuid
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +191,7 @@ async def move(request: web.Request) -> web.Response:
     store = emulator_of(request).store
     uuid = path_uuid(request)
     body = await json_body(request)
-    destination = body.get("destinationFolder")
-    if not is_uuid(destination):
-        raise bad_request(["destinationFolder must be a UUID"])
-    destination = destination.lower()
+    destination = destination_folder(body)
     row = store.file(user["id"], uuid)
     if row is None or row["status"] == "DELETED":
         raise drive_error(422, f"File {uuid} can not be moved")

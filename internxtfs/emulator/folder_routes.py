@@ -14,6 +14,7 @@ from .dto import file_dto, folder_dto, folder_row_snake, now_iso, parse_time
 from .errors import ApiError, bad_request, conflict, drive_error, not_found
 from .store import Row, Store
 from .validation import (
+    destination_folder,
     is_uuid,
     json_body,
     limit_offset,
@@ -321,10 +322,7 @@ async def move(request: web.Request) -> web.Response:
     store = emulator_of(request).store
     uuid = path_uuid(request)
     body = await json_body(request)
-    destination = body.get("destinationFolder")
-    if not is_uuid(destination):
-        raise bad_request(["destinationFolder must be a UUID"])
-    destination = destination.lower()
+    destination = destination_folder(body)
     name = body.get("name")
     if name is not None and not valid_folder_name(name):
         raise bad_request("Invalid folder name")

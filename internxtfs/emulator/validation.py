@@ -19,6 +19,14 @@ def is_uuid(value: Any) -> bool:
     return isinstance(value, str) and bool(_UUID.match(value))
 
 
+def destination_folder(body: dict[str, Any]) -> str:
+    """The ``destinationFolder`` of a move body, validated like the server's DTO."""
+    destination = body.get("destinationFolder")
+    if not is_uuid(destination):
+        raise bad_request(["destinationFolder must be a UUID"])
+    return str(destination).lower()
+
+
 def path_uuid(request: web.Request, name: str = "uuid") -> str:
     value = request.match_info[name]
     if not is_uuid(value):

@@ -255,50 +255,48 @@ class DriveAPI:
 
     async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
         """The files of ``folder_uuid`` whose full name is one of ``names``."""
-        wanted = list(dict.fromkeys(names))
-        found: list[FileEntry] = []
-        for start in range(0, len(wanted), EXISTENCE_BATCH):
-            batch = wanted[start : start + EXISTENCE_BATCH]
-            criteria = [dict(zip(("plainName", "type"), split_name(n), strict=True)) for n in batch]
-            body = await self._call(
-                "POST",
-                f"/folders/content/{folder_uuid}/files/existence",
-                json={"files": criteria},
-                expected=(200, 201),
-            )
-            items = body.get("existentFiles") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise ProtocolError("existence answer lacks 'existentFiles'")
-            # An empty type matches any extension server-side: filter by the exact full name.
-            names_set = set(batch)
-            found.extend(
-                e
-                for e in map(FileEntry.from_dto, items)
-                if e.name in names_set and e.status == EXISTS
-            )
-        return _dedupe(found)
+        return await self._existing(
+            f"/folders/content/{folder_uuid}/files/existence",
+            names,
+            lambda batch: {
+                "files": [
+                    dict(zip(("plainName", "type"), split_name(n), strict=True)) for n in batch
+                ]
+            },
+            "existentFiles",
+            FileEntry.from_dto,
+        )
 
     async def folders_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FolderEntry]:
         """The sub-folders of ``folder_uuid`` named one of ``names``."""
+        return await self._existing(
+            f"/folders/content/{folder_uuid}/folders/existence",
+            names,
+            lambda batch: {"plainNames": batch},
+            "existentFolders",
+            FolderEntry.from_dto,
+        )
+
+    async def _existing(
+        self,
+        path: str,
+        names: Iterable[str],
+        body_for: Callable[[list[str]], dict[str, Any]],
+        answer_key: str,
+        parse: Callable[[dict[str, Any]], E],
+    ) -> list[E]:
+        """Existence checks in batches the server accepts, filtered by exact full name: for
+        files an empty type matches any extension server-side."""
         wanted = list(dict.fromkeys(names))
-        found: list[FolderEntry] = []
+        found: list[E] = []
         for start in range(0, len(wanted), EXISTENCE_BATCH):
             batch = wanted[start : start + EXISTENCE_BATCH]
-            body = await self._call(
-                "POST",
-                f"/folders/content/{folder_uuid}/folders/existence",
-                json={"plainNames": batch},
-                expected=(200, 201),
-            )
-            items = body.get("existentFolders") if isinstance(body, dict) else None
+            body = await self._call("POST", path, json=body_for(batch), expected=(200, 201))
+            items = body.get(answer_key) if isinstance(body, dict) else None
             if not isinstance(items, list):
-                raise ProtocolError("existence answer lacks 'existentFolders'")
+                raise ProtocolError(f"existence answer lacks {answer_key!r}")
             names_set = set(batch)
-            found.extend(
-                e
-                for e in map(FolderEntry.from_dto, items)
-                if e.name in names_set and e.status == EXISTS
-            )
+            found.extend(e for e in map(parse, items) if e.name in names_set and e.status == EXISTS)
         return _dedupe(found)
 
     # --- folders ----------------------------------------------------------------------------
