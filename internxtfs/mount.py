@@ -111,17 +111,19 @@ async def run_mount(
 ) -> None:
     config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     clear_stale_mount(config.mountpoint)
-    try:
-        with lock_cache(config.cache_dir):
-            await _run_mount(profile, config, on_ready)
-    except BlockingIOError:
-        raise AlreadyMounted(f"another mount uses the cache directory {config.cache_dir}") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock_cache(config.cache_dir))
+        except BlockingIOError:
+            raise AlreadyMounted(
+                f"another mount uses the cache directory {config.cache_dir}"
+            ) from None
+        await _run_mount(profile, config, on_ready)
 
 
 async def _run_mount(
     profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
 ) -> None:
-
     async def persist(session: Session) -> None:
         profile.session = session
         save_profile(profile)
