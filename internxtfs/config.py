@@ -114,7 +114,11 @@ def profile_key_source(name: str) -> str | None:
 
 
 def load_profile(
-    name: str, *, key_file: str | None = None, passphrase: str | None = None
+    name: str,
+    *,
+    key_file: str | None = None,
+    passphrase: str | None = None,
+    key: vault.KeyMaterial | None = None,
 ) -> Profile:
     directory = profile_dir(name)
     path = directory / "profile.json"
@@ -127,9 +131,10 @@ def load_profile(
     except (OSError, ValueError) as exc:
         raise ProfileError(f"cannot read profile {name!r} at {path}: {exc}") from exc
     recorded = document.get("key_source")
-    key = vault.key_material(
-        name, directory, key_file=key_file, passphrase=passphrase, recorded=recorded
-    )
+    if key is None:
+        key = vault.key_material(
+            name, directory, key_file=key_file, passphrase=passphrase, recorded=recorded
+        )
     if key is None:
         if recorded == "passphrase":
             raise PassphraseNeeded(f"profile {name!r} is protected by a passphrase")

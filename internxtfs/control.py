@@ -114,12 +114,31 @@ class NotMounted(Exception):
 
 async def request(mountpoint: str | Path, cmd: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
     """Send one command; yield every answer line."""
-    path = socket_path(mountpoint)
+    try:
+        async for answer in request_at(socket_path(mountpoint), cmd, **args):
+            yield answer
+    except NotMounted:
+        raise NotMounted(f"no internxtfs mount answers at {mountpoint}") from None
+
+
+async def tell_every_mount(cmd: str, **args: Any) -> list[dict[str, Any]]:
+    """Send a command to every mount of this user that answers (e.g. after a new login)."""
+    answers: list[dict[str, Any]] = []
+    directory = runtime_dir()
+    for path in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
+        with trio.move_on_after(10), contextlib.suppress(NotMounted, OSError, ValueError):
+            async for answer in request_at(path, cmd, **args):
+                answers.append(answer)
+    return answers
+
+
+async def request_at(path: Path, cmd: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+    """Send one command to the control socket at ``path``; yield every answer line."""
     try:
         stream = await trio.open_unix_socket(str(path))
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            raise NotMounted(f"no internxtfs mount answers at {mountpoint}") from None
+            raise NotMounted(f"nothing answers at {path}") from None
         raise
     async with stream:
         await stream.send_all(json.dumps({"cmd": cmd, **args}).encode() + b"\n")

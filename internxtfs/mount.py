@@ -24,7 +24,7 @@ import pyfuse3
 import trio
 
 from internxtfs import control, sdnotify
-from internxtfs.config import Profile, save_profile
+from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.operations import Filesystem, MountOptions
@@ -207,12 +207,34 @@ async def _run_mount(
                     await stop(f"received {signal.Signals(signum).name}", config.flush_timeout)
                     return
 
+        async def reload_credentials(name: object) -> dict[str, Any]:
+            """A new ``internxtfs login`` of this profile: use it without a remount."""
+            if name != str(profile_dir(profile.name)):  # same name, another config root
+                return {"ignored": True}
+            try:
+                fresh = await trio.to_thread.run_sync(
+                    lambda: load_profile(profile.name, key=profile.key)
+                )
+            except ProfileError as exc:
+                log.error("cannot read the new login of profile %r: %s", profile.name, exc)
+                return {"error": str(exc)}
+            if fresh.session.user_uuid != profile.session.user_uuid:
+                log.error("profile %r now holds another account; remount to use it", profile.name)
+                return {"error": "the profile now holds another account; remount to use it"}
+            profile.session, profile.credentials = fresh.session, fresh.credentials
+            await client.session_manager.use_new_login(fresh.session, fresh.credentials)
+            uploader.retry_failed_now()
+            return {"reloaded": True}
+
         async def control_request(
             req: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
         ) -> None:
             cmd = req.get("cmd")
             if cmd == "status":
                 await send(status())
+                return
+            if cmd == "reload-credentials":
+                await send(await reload_credentials(req.get("profile")))
                 return
             if cmd not in ("flush", "umount"):
                 await send({"error": f"unknown command {cmd!r}"})

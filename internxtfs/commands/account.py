@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import os
 import sys
@@ -167,6 +168,19 @@ def cmd_login(args: argparse.Namespace) -> int:
     )
     path = config.save_profile(profile)
     print(f"Logged in as {email}; profile {args.profile!r} saved in {path}")
+    # A mount of this profile that is running (maybe waiting after a password change) takes
+    # the new login at once.
+    from internxtfs import control
+
+    answers = trio.run(
+        functools.partial(
+            control.tell_every_mount,
+            "reload-credentials",
+            profile=str(config.profile_dir(args.profile)),
+        )
+    )
+    if any(a.get("reloaded") for a in answers):
+        print("The running mount of this profile now uses this login.")
     if code and not totp_secret:
         print(
             "Note: no TOTP secret was stored, so when this session ends an unattended mount "

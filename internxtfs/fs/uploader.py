@@ -358,6 +358,16 @@ class Uploader:
                 del self._locks[local_id]
             self._notify()
 
+    def retry_failed_now(self) -> None:
+        """Something that made uploads fail has been fixed (new credentials): try them all now
+        rather than after their backoff."""
+        now = self._clock()
+        for i in self._errors:
+            queued = self._queue.get(i)
+            if queued is not None and queued.due > now:
+                queued.due = now
+        self._notify()
+
     def _retry_network_failures_now(self) -> None:
         """An upload went through: Internxt answers again. Files waiting out a backoff after
         network trouble (an outage) go now instead of up to ``backoff_max`` later; files that

@@ -285,6 +285,15 @@ class SessionManager:
     def session(self) -> Session:
         return self._session
 
+    async def use_new_login(self, session: Session, credentials: Credentials | None) -> None:
+        """Adopt what a new ``internxtfs login`` stored (e.g. after a password change), while
+        running: its session at once, its credentials for later re-logins."""
+        async with self._lock:
+            self.credentials = credentials
+            self._session = session
+            self.last_error = None
+        log.info("using the session and credentials of a new login")
+
     def _margin(self) -> float:
         # Renew when less than a third of the lifetime is left, but never wait until the last
         # two days of a long token (the CLI's rule), so a mount idle over a weekend survives.

@@ -168,7 +168,7 @@ def test_sessions_expire_refresh_relogin_with_totp_then_password_change(
     """Tokens that live 4 s: the mount refreshes them while busy and logs in again (password +
     stored TOTP secret) after an idle spell. When the password changes, re-login fails: a clear
     error in the log and status, no data lost, no account lockout from retrying a bad
-    password; after ``internxtfs login`` with the new password and a remount, it is stored."""
+    password; after ``internxtfs login`` with the new password, the running mount stores it."""
     user = new_user(emulator, totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
     emulator.set_faults(token_lifetime=4)
     try:
@@ -205,12 +205,13 @@ def test_sessions_expire_refresh_relogin_with_totp_then_password_change(
             assert flush(m, timeout=5).returncode == 1
         assert emulator._admin("GET", f"/users/{user['email']}")["failedLogins"] <= 2
 
-        # The running mount keeps its credentials: log in again, then remount.
+        # A new `internxtfs login` reaches the running mount: no remount, and what waited
+        # in the cache is stored.
         done = login_profile(m, password="a new password")
         assert done.returncode == 0, done.stderr
-        m.unmount()
-        m.mount()
+        assert "running mount of this profile now uses this login" in done.stdout
         flush_ok(m)
+        assert status(m)["session"].get("error") is None
         assert remote.snapshot(emulator, user) == expected
     finally:
         emulator.set_faults(token_lifetime=None)
