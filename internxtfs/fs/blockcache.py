@@ -131,6 +131,9 @@ class _FileState:
         self.file_pins = 0
         self.inflight: dict[int, _Fetch] = {}
         self.epoch = 0
+        # Clean blocks invalidated (remote content changed) while pinned by a reader: no longer
+        # present, so nobody new reads them; their space is released once the pins are gone.
+        self.stale: set[int] = set()
         self.dropped = False
         self.next_offset = -1  # where a sequential read would continue
         self.window = 0  # read-ahead window, blocks
@@ -372,11 +375,37 @@ class BlockCache:
         try:
             yield
         finally:
+            released = []
             for b in pinned:
                 if st.pins[b] == 1:
                     del st.pins[b]
+                    released.append(b)
                 else:
                     st.pins[b] -= 1
+            if st.stale:
+                self._release_stale(st, released)
+
+    def _release_stale(self, st: _FileState, blocks: Iterable[int]) -> None:
+        """Punch out invalidated blocks whose last pin just went (unless fetched again)."""
+        gone = [b for b in blocks if b in st.stale and b not in st.present and not st.pinned(b)]
+        if not gone:
+            return
+        st.stale.difference_update(gone)
+        local_id = next((i for i, x in self._states.items() if x is st), None)
+        if local_id is None or st.dropped:
+            return
+        try:
+            fd = self._open(local_id)
+        except OSError:
+            return  # no cache file: nothing to release
+        try:
+            for first, count in _runs(sorted(gone), 1 << 30):
+                try:
+                    punch_hole(fd, first * self.block_size, count * self.block_size)
+                except OSError as exc:
+                    log.warning("cannot punch cache file of %d: %s", local_id, exc)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def pinned(self, local_id: int) -> Iterator[None]:
@@ -387,6 +416,8 @@ class BlockCache:
             yield
         finally:
             st.file_pins -= 1
+            if st.stale and st.file_pins == 0:
+                self._release_stale(st, list(st.stale))
 
     # --- space --------------------------------------------------------------------------------
 
@@ -618,6 +649,7 @@ class BlockCache:
             if st.dropped:
                 return
             st.present.update(blocks)
+            st.stale.difference_update(blocks)  # fetched again: the new bytes are in place
             self._used += len(blocks)
             for b in blocks:
                 self._lru[(local_id, b)] = None
@@ -787,6 +819,7 @@ class BlockCache:
             self.journal.update(local_id, **fields)
         self._used += sum(1 for b in span if b not in st.present)
         st.present.update(span)
+        st.stale.difference_update(span)  # written: these bytes are the file's now
         st.dirty.update(span)
         for b in newly_dirty:
             self._lru.pop((local_id, b), None)
@@ -963,9 +996,19 @@ class BlockCache:
         st.epoch += 1
         st.inflight.clear()
         clean = [b for b in st.present if b not in st.dirty and not st.pinned(b)]
-        if clean:
-            with self.journal.transaction():
+        # A reader holds these: punching them now could hand it zeros. They stop being present
+        # at once (new reads fetch the new content) and are punched when the reader is done.
+        held = [b for b in st.present if b not in st.dirty and st.pinned(b)]
+        with self.journal.transaction():
+            if clean:
                 self._evict_blocks(local_id, clean)
+            if held:
+                for b in held:
+                    st.present.discard(b)
+                    self._lru.pop((local_id, b), None)
+                self._used -= len(held)
+                self.journal.delete_blocks(local_id, held)
+                st.stale.update(held)
 
     # --- status ---------------------------------------------------------------------------
 

@@ -464,3 +464,49 @@ async def test_truncate_of_a_big_cache_file_to_zero_unlinks_it_aside(
     _journal2, cache2, _ = open_cache(tmp_path)
     assert sorted(p.name for p in cache2.data_dir.iterdir()) == [str(fid)]
     assert await cache2.read(fid, MiB, 10) == b"b" * 10
+
+
+class VersionedRemote(FakeRemote):
+    """Remote content that another client can replace: version 1 is all 0x01 bytes."""
+
+    version = 0
+
+    async def __call__(self, record: FileRecord, offset: int, length: int) -> bytes:
+        data = await super().__call__(record, offset, length)
+        return b"\x01" * length if self.version else data
+
+
+async def test_invalidate_while_a_reader_holds_the_block(tmp_path: Path) -> None:
+    remote = VersionedRemote()
+    journal, cache, _ = open_cache(tmp_path, remote=remote)
+    lid = remote_file(journal, 2 * MiB)
+    assert await cache.read(lid, 0, 100) == pattern(0, 100)
+    st = cache._states[lid]
+    used = cache.stats()["bytes_cached"]
+
+    with cache._pin(st, [0]):  # a reader is in the middle of reading block 0
+        remote.version = 1
+        cache.invalidate(lid)
+        assert 0 in st.stale and 0 not in st.present
+        assert cache.stats()["bytes_cached"] < used
+        # Anyone reading now gets the new content, not the block the old reader holds.
+        assert await cache.read(lid, 0, 100) == b"\x01" * 100
+        assert 0 not in st.stale  # fetched again: nothing left to release
+    assert await cache.read(lid, 0, 100) == b"\x01" * 100
+
+
+async def test_invalidated_pinned_block_is_released_when_unpinned(tmp_path: Path) -> None:
+    remote = VersionedRemote()
+    journal, cache, _ = open_cache(tmp_path, remote=remote)
+    lid = remote_file(journal, 2 * MiB)
+    await cache.read(lid, 0, 2 * MiB)
+    st = cache._states[lid]
+    with cache._pin(st, [1]):
+        remote.version = 1
+        cache.invalidate(lid)
+        assert st.stale == {1} and not st.present
+    assert not st.stale
+    allocated = os.stat(cache.path(lid)).st_blocks * 512
+    assert allocated < MiB  # the stale block's space was given back
+    assert [b for lid_, b, _ in journal.load_blocks() if lid_ == lid] == []
+    assert await cache.read(lid, MiB, 10) == b"\x01" * 10
