@@ -58,6 +58,20 @@ def read_ready_line(proc: subprocess.Popen[bytes], log_tail: Callable[[], str]) 
     return buffer.split(b"\n", 1)[0].decode()
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (the emulator shuts down cleanly), SIGKILL after ``timeout``; close its stdout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("emulator %d ignored SIGTERM; killing it", proc.pid)
+            proc.kill()
+            proc.wait(timeout)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 class EmulatorProcess:
     """One emulator server process on a data dir (a temporary one unless given)."""
 
@@ -125,16 +139,7 @@ class EmulatorProcess:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    log.warning("emulator %d ignored SIGTERM; killing it", proc.pid)
-                    proc.kill()
-                    proc.wait(STOP_TIMEOUT)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc, STOP_TIMEOUT)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,7 @@ from typing import Any
 
 import trustme
 
-from tests.harness.emulator import read_ready_line
+from tests.harness.emulator import read_ready_line, stop_process
 
 GATEWAY = "gateway.internxt.com"
 GATEWAY_URL = f"https://{GATEWAY}"
@@ -189,15 +188,7 @@ class RcloneNamespace:
         """Stop the emulator by its PID; the namespaces die with their last process."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(STOP_TIMEOUT)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None
