@@ -65,7 +65,8 @@ def sha256_file(path: Path) -> str:
 
 
 def reveal(ns: RcloneNamespace, obscured: str) -> str:
-    return ns.rclone("reveal", obscured).stdout.decode().strip()
+    # An obscured value is base64url of a random IV and may start with "-": end the flags first.
+    return ns.rclone("reveal", "--", obscured).stdout.decode().strip()
 
 
 def wrong_totp(secret: str) -> str:
