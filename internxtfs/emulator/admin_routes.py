@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import random
+import re
 from typing import Any
 
 from aiohttp import web
@@ -47,9 +48,14 @@ def apply_knobs(knobs: Knobs, changes: dict[str, Any]) -> None:
             continue
         if name not in _FIELD_TYPES:
             raise ValueError(f"unknown knob {key}")
-        if name == "fault_path_regex":
+        if name in ("fault_path_regex", "fault_method"):
             if value is not None and not isinstance(value, str):
-                raise ValueError("fault_path_regex must be a string or null")
+                raise ValueError(f"{name} must be a string or null")
+            if name == "fault_path_regex" and value:
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    raise ValueError(f"fault_path_regex: {exc}") from None
             clean[name] = value or None
             continue
         if name == "token_lifetime" and value is None:

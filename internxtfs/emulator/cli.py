@@ -71,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reset-rate", type=_rate, default=0.0, help="fraction of object transfers cut mid-body"
     )
+    serve.add_argument(
+        "--lose-answer-rate",
+        type=_rate,
+        default=0.0,
+        help="fraction of API calls carried out whose answer is then cut off",
+    )
     serve.add_argument("--fault-path-regex", help="only paths matching this get faults")
+    serve.add_argument("--fault-method", help="only requests with this HTTP method get faults")
     serve.add_argument(
         "--token-lifetime",
         type=_non_negative,
@@ -97,8 +104,10 @@ async def _serve(args: argparse.Namespace) -> None:
         fail_rate=args.fail_rate,
         throttle_rate=args.throttle_rate,
         reset_rate=args.reset_rate,
+        lose_answer_rate=args.lose_answer_rate,
         token_lifetime=args.token_lifetime,
         fault_path_regex=args.fault_path_regex,
+        fault_method=args.fault_method,
     )
     app = build_app(store, knobs, seed=args.seed, public_url=args.public_url)
     ssl_context = None

@@ -23,13 +23,19 @@ class Knobs:
     fail_rate: float = 0.0  # fraction of API requests answered 500/503
     throttle_rate: float = 0.0  # fraction of API requests answered 429
     reset_rate: float = 0.0  # fraction of object transfers cut mid-body
+    # Fraction of API requests that are carried out in full and whose answer is then lost (the
+    # connection is cut): the client cannot tell whether its create/move/delete happened.
+    lose_answer_rate: float = 0.0
     token_lifetime: int | None = None  # seconds; None = Internxt's 3 days / 7 days
     # Deterministic one-shot variants: the next N eligible requests get the fault.
     fail_next: int = 0
     throttle_next: int = 0
     reset_next: int = 0
+    lose_answer_next: int = 0
     # Only paths matching this regex get faults (None = all API / object paths).
     fault_path_regex: str | None = None
+    # ... and only requests with this HTTP method (None = any).
+    fault_method: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""Realism and fault injection: latency, 5xx, 429, bandwidth caps and mid-body resets.
+"""Realism and fault injection: latency, 5xx, 429, bandwidth caps, mid-body resets, lost answers.
 
 Knobs live in :class:`~.context.Knobs` and can change at run time; every random draw comes from
 the emulator's seeded ``random.Random`` so a run is reproducible with ``--seed``.
@@ -26,10 +26,13 @@ API_PREFIXES = ("/drive/", "/network/")
 OBJECT_PREFIX = "/objects/"
 
 
-def _eligible(emu: Emulator, path: str, default: bool) -> bool:
+def _eligible(emu: Emulator, request: web.Request, default: bool) -> bool:
+    method = emu.knobs.fault_method
+    if method and request.method != method.upper():
+        return False
     pattern = emu.knobs.fault_path_regex
     if pattern:
-        return re.search(pattern, path) is not None
+        return re.search(pattern, request.path) is not None
     return default
 
 
@@ -70,7 +73,8 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
     emu = emulator_of(request)
     if emu.knobs.latency_ms > 0:
         await asyncio.sleep(emu.knobs.latency_ms / 1000)
-    if _eligible(emu, path, path.startswith(API_PREFIXES)):
+    eligible = _eligible(emu, request, path.startswith(API_PREFIXES))
+    if eligible:
         if _draw(emu, "fail_next", emu.knobs.fail_rate):
             status = emu.rng.choice((500, 503))
             _count(emu, str(status))
@@ -80,13 +84,23 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
             _count(emu, "429")
             log.info("injected 429 on %s %s", request.method, path)
             return _fault_response(path, 429, {"Retry-After": "1"})
-    return await handler(request)
+    response = await handler(request)
+    # Only a request that succeeded changed anything worth hiding; an error answer passes.
+    if (
+        eligible
+        and response.status < 400
+        and _draw(emu, "lose_answer_next", emu.knobs.lose_answer_rate)
+    ):
+        _count(emu, "lost_answer")
+        log.info("carried out %s %s, then lost its answer", request.method, path)
+        abort_connection(request)  # aiohttp then drops the answer it cannot write
+    return response
 
 
 def should_reset(request: web.Request) -> bool:
     """Whether this object transfer gets its connection cut mid-body."""
     emu = emulator_of(request)
-    if not _eligible(emu, request.path, True):
+    if not _eligible(emu, request, True):
         return False
     if _draw(emu, "reset_next", emu.knobs.reset_rate):
         _count(emu, "reset")

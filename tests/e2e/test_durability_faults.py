@@ -11,6 +11,7 @@ import errno
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.harness.durability import (
     bounded,
     flush,
     flush_ok,
+    local_tree,
     login_profile,
     new_user,
     status,
@@ -131,6 +133,89 @@ def test_429_5xx_and_resets_are_retried_without_duplicates(new_mount: Any) -> No
     assert status(m)["network"]["retries"] > 0
     m.remount(cold=True)
     assert sorted(os.listdir(m.mountpoint / "d")) == sorted(p[2:] for p in expected)
+
+
+UUID = "[0-9a-f-]{36}"
+
+
+def test_lost_answers_to_changes_that_were_made(new_mount: Any) -> None:
+    """The emulator carries out a change and then cuts the connection before answering, once
+    for each kind of change the mount makes, then for a third of all changes at random. Each
+    must be recognised as done (looked up, not resent blindly, not reported as a failure, not
+    taken for a conflict): the tree ends up exactly as written, every call in the mount
+    succeeds, and status shows no error."""
+    m: MountedFS = new_mount()
+    emulator = m.emulator
+    mnt = m.mountpoint
+    expected: dict[str, bytes] = {}
+
+    def losing_one(method: str, path_regex: str, change: Callable[[], None]) -> None:
+        before = emulator.stats()["faults_injected"].get("lost_answer", 0)
+        emulator.set_faults(lose_answer_next=1, fault_method=method, fault_path_regex=path_regex)
+        change()
+        flush_ok(m, timeout=60)
+        after = emulator.stats()["faults_injected"].get("lost_answer", 0)
+        assert after == before + 1, f"no answer to {method} {path_regex} was lost"
+
+    def write(path: str, content: bytes) -> None:
+        expected[path] = content
+        write_file(mnt / path, content)
+
+    def rename(old: str, new: str) -> None:
+        os.rename(mnt / old, mnt / new)
+        for path in [p for p in expected if p == old or p.startswith(old + "/")]:
+            expected[new + path[len(old) :]] = expected.pop(path)
+
+    def remove(path: str) -> None:
+        os.unlink(mnt / path)
+        del expected[path]
+
+    try:
+        losing_one("POST", "^/drive/folders$", lambda: (mnt / "a").mkdir())
+        for d in ("a/b", "c", "gone"):
+            (mnt / d).mkdir()
+        losing_one("POST", "^/drive/files$", lambda: write("a/f0.bin", data(500, 70_000)))
+        for i in range(1, 8):
+            write(f"{'a/b' if i % 2 else 'a'}/f{i}.bin", data(500 + i, 1000 + 37_000 * i))
+        flush_ok(m)
+        losing_one("PUT", f"^/drive/files/{UUID}$", lambda: write("a/f0.bin", data(600, 900)))
+        # A file is renamed in place through the same move call (it sends name and type).
+        losing_one("PATCH", f"^/drive/files/{UUID}$", lambda: rename("a/f2.bin", "a/r.bin"))
+        losing_one("PATCH", f"^/drive/files/{UUID}$", lambda: rename("a/b/f1.bin", "c/f1.bin"))
+        losing_one("PATCH", f"^/drive/folders/{UUID}$", lambda: rename("a/b", "c/b2"))
+        losing_one("PUT", f"^/drive/folders/{UUID}/meta$", lambda: rename("c/b2", "c/b3"))
+        losing_one("DELETE", f"^/drive/files/{UUID}$", lambda: remove("a/f4.bin"))
+        write_file(mnt / "gone/x.txt", b"short-lived")
+        flush_ok(m)
+        os.unlink(mnt / "gone/x.txt")
+        losing_one("DELETE", f"^/drive/folders/{UUID}$", lambda: os.rmdir(mnt / "gone"))
+
+        # Then at random, over every change, while files are written, replaced and moved.
+        emulator.set_faults(
+            lose_answer_rate=0.35,
+            fault_method=None,
+            fault_path_regex=f"^/drive/(files|folders)(/{UUID}(/meta)?)?$",
+            seed=11,
+        )
+        (mnt / "d").mkdir()
+        for i in range(10):
+            write(f"d/g{i}.bin", data(700 + i, 20_000 * i))
+        flush_ok(m, timeout=120)
+        for i in range(0, 10, 2):
+            write(f"d/g{i}.bin", data(800 + i, 3000))
+            rename(f"d/g{i + 1}.bin", f"c/g{i + 1}.bin")
+        flush_ok(m, timeout=120)
+        injected = emulator.stats()["faults_injected"]
+    finally:
+        emulator.set_faults(lose_answer_rate=0, fault_method=None, fault_path_regex=None)
+    assert injected["lost_answer"] >= 12, injected
+    assert remote.snapshot(emulator, m.user) == expected
+    assert status(m)["uploads"]["errors"] == {}
+    m.remount(cold=True)
+    dirs = {str(Path(root).relative_to(m.mountpoint)) for root, _, _ in os.walk(m.mountpoint)}
+    assert dirs == {".", "a", "c", "c/b3", "d"}
+    assert local_tree(m.mountpoint) == expected
+    assert "Traceback" not in m.log_file.read_text()
 
 
 def test_quota_exceeded_keeps_the_data_and_stores_it_when_space_is_freed(

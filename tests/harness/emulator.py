@@ -213,8 +213,9 @@ class EmulatorProcess:
         return self._admin("PATCH", f"/users/{email}", fields)
 
     def set_faults(self, **knobs: Any) -> dict[str, Any]:
-        """latency_ms, bandwidth, fail_rate, throttle_rate, reset_rate, token_lifetime,
-        fail_next, throttle_next, reset_next, fault_path_regex, seed."""
+        """latency_ms, bandwidth, fail_rate, throttle_rate, reset_rate, lose_answer_rate,
+        token_lifetime, fail_next, throttle_next, reset_next, lose_answer_next, fault_path_regex,
+        fault_method, seed."""
         return self._admin("POST", "/faults", knobs)
 
     def stats(self) -> dict[str, Any]:

@@ -144,3 +144,35 @@ def test_admin_api_is_not_reachable_through_the_apis(session: DriveSession) -> N
     assert httpx.get(f"{url}/drive/nothing").json()["statusCode"] == 404
     bad = httpx.post(f"{url}/_emulator/faults", json={"fail_rate": 2})
     assert bad.status_code == 400
+    bad_regex = httpx.post(f"{url}/_emulator/faults", json={"fault_path_regex": "(unclosed"})
+    assert bad_regex.status_code == 400 and "fault_path_regex" in bad_regex.json()["error"]
+
+
+def test_lost_answer_after_the_change_was_made(
+    session: DriveSession, emulator: EmulatorProcess
+) -> None:
+    """The folder is created, but its creator never hears so: it must look before resending."""
+    emulator.set_faults(lose_answer_next=1, fault_path_regex="^/drive/folders$")
+    with pytest.raises(httpx.TransportError):
+        session.drive(
+            "POST", "/folders", json={"plainName": "made", "parentFolderUuid": session.root}
+        )
+    listed = session.drive("GET", f"/folders/content/{session.root}/folders?limit=50&offset=0")
+    assert [f["plainName"] for f in listed.json()["folders"]] == ["made"]
+    again = session.drive(
+        "POST", "/folders", json={"plainName": "made", "parentFolderUuid": session.root}
+    )
+    assert again.status_code == 409  # a blind resend is refused, not duplicated
+    # Errors are not "lost": only a request that changed something loses its answer.
+    emulator.set_faults(lose_answer_next=1, fault_path_regex=None)
+    assert session.drive("GET", "/folders/not-a-uuid/meta").status_code in (400, 404)
+    assert emulator.stats()["faults_injected"]["lost_answer"] == 1
+    with pytest.raises(httpx.TransportError):  # still armed: the next success loses its answer
+        _limit(session)
+    assert emulator.stats()["faults_injected"]["lost_answer"] == 2
+    assert _limit(session) == 200
+    # A method filter narrows any fault to requests of that method.
+    emulator.set_faults(fail_next=1, fault_method="POST")
+    assert _limit(session) == 200
+    assert session.drive("POST", "/folders", json={}).status_code in (500, 503)
+    emulator.set_faults(fault_method=None)
