@@ -182,6 +182,35 @@ def test_crash_while_the_object_upload_is_in_flight(new_mount: Any) -> None:
     check_remote(m, expected)
 
 
+def test_crash_mid_multipart_upload(new_mount: Any) -> None:
+    """kill -9 while the parts of a 110 MiB file (multipart from 100 MiB) stream: no entry is
+    published (the unfinished network upload is never finished, so it holds no object), and the
+    next mount uploads the whole file again, byte-identical."""
+    m: MountedFS = new_mount()
+    emulator = m.emulator
+    expected = {"big.bin": data(25, 110 * MiB + 12_345)}
+    emulator.set_faults(bandwidth=8 * MiB)  # per part: a 30 MiB part takes ~4 s
+    try:
+        with RemoteWatcher(emulator, m.user, only(expected), interval=0.5) as watcher:
+            before = stats_count(emulator, "PUT /objects/{name}")
+            write_file(m.mountpoint / "big.bin", expected["big.bin"])
+            # One file, several PUTs at once: its parts (a single-part upload is one PUT).
+            wait_for(
+                "several part PUTs in flight",
+                lambda: stats_count(emulator, "PUT /objects/{name}") >= before + 2,
+            )
+            wait_for("a watcher poll", lambda: watcher.polls >= 2)
+            m.kill()
+            assert remote.entries(emulator, m.user, download=False) == []
+            emulator.set_faults(bandwidth=0)
+            remount_after_crash(m)
+            flush_ok(m, timeout=120)
+    finally:
+        emulator.set_faults(bandwidth=0)
+    assert watcher.polls > 0 and not watcher.violations, watcher.violations
+    check_remote(m, expected)
+
+
 def _hold_drive_call(emulator: Any, path_regex: str) -> None:
     """Make every request to the matching drive path fail with 5xx until released."""
     emulator.set_faults(fault_path_regex=path_regex, fail_next=10**6)
