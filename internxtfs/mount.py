@@ -28,6 +28,7 @@ from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.operations import Filesystem, MountOptions
+from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
@@ -37,6 +38,7 @@ from internxtfs.salvage import lock_cache
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 10 * 1024**3
+ORPHAN_SWEEP_TIMEOUT = 30.0  # flush/unmount: at most this long deleting orphaned objects
 
 
 @dataclass
@@ -163,6 +165,7 @@ async def _run_mount(
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
         )
+        sweeper = OrphanSweeper(journal, client.network, client.drive, uploader.lock_for)
         operations = Filesystem(
             drive=client.drive,
             journal=journal,
@@ -181,7 +184,7 @@ async def _run_mount(
             return {
                 "mountpoint": str(config.mountpoint),
                 "account": manager.session.email,
-                "uploads": uploader.stats(),
+                "uploads": uploader.stats() | sweeper.stats(),
                 "cache": cache.stats(),
                 "network": client.retry.stats.as_dict(),
                 "session": {
@@ -197,7 +200,7 @@ async def _run_mount(
             log.info("%s; flushing, then unmounting", reason)
             sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
             # Keep serving while flushing, so nothing touching the mount hangs.
-            await _flush(uploader, timeout)
+            await _flush(uploader, sweeper, timeout)
             state["flushed"] = state["terminated"] = True
             pyfuse3.terminate()
 
@@ -240,7 +243,7 @@ async def _run_mount(
                 await send({"error": f"unknown command {cmd!r}"})
                 return
             timeout = req.get("timeout")
-            result = await _wait_with_progress(uploader, status, send, timeout)
+            result = await _wait_with_progress(uploader, sweeper, status, send, timeout)
             if cmd == "umount":
                 result["unmounting"] = True
                 await send(result)
@@ -260,6 +263,7 @@ async def _run_mount(
                 await nursery.start(cache.run)
                 await nursery.start(uploader.run)
                 uploader.resume()
+                await nursery.start(sweeper.run)
                 nursery.start_soon(stop_on_signal)
                 await nursery.start(
                     control.serve, control.socket_path(config.mountpoint), control_request
@@ -269,19 +273,21 @@ async def _run_mount(
                 state["main_returned"] = True
                 if not state["flushed"]:
                     log.info("unmounted; storing what is pending")
-                    await _flush(uploader, config.flush_timeout)
+                    await _flush(uploader, sweeper, config.flush_timeout)
                     state["flushed"] = True
                 nursery.cancel_scope.cancel()
         finally:
             if not state["flushed"]:
                 with trio.CancelScope(shield=True):
-                    await _flush(uploader, config.flush_timeout)
+                    await _flush(uploader, sweeper, config.flush_timeout)
             pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
             journal.close()
 
 
-async def _flush(uploader: Uploader, timeout: float) -> None:
+async def _flush(uploader: Uploader, sweeper: OrphanSweeper, timeout: float) -> None:
     left = await uploader.close(timeout)
+    with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
+        await sweeper.sweep()
     if left:
         log.warning(
             "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
@@ -306,6 +312,7 @@ def _status_line(uploads: dict[str, Any]) -> str:
 
 async def _wait_with_progress(
     uploader: Uploader,
+    sweeper: OrphanSweeper,
     status: Callable[[], dict[str, Any]],
     send: Callable[[dict[str, Any]], Awaitable[None]],
     timeout: float | None,
@@ -325,8 +332,12 @@ async def _wait_with_progress(
             errors = await uploader.wait_idle(timeout=timeout)
         except TimeoutError:
             timed_out = True
+        if not timed_out:
+            # Objects left unreferenced by what was just stored are deleted before answering.
+            with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
+                await sweeper.sweep()
         nursery.cancel_scope.cancel()
-    stats = uploader.stats()
+    stats = uploader.stats() | sweeper.stats()
     return {
         "done": True,
         "timed_out": timed_out,

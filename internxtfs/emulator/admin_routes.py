@@ -105,10 +105,16 @@ async def add_user(request: web.Request) -> web.Response:
 
 
 async def get_user(request: web.Request) -> web.Response:
-    user = emulator_of(request).store.user_by_email(request.match_info["email"])
+    store = emulator_of(request).store
+    user = store.user_by_email(request.match_info["email"])
     if user is None:
         return web.json_response({"error": "no such user"}, status=404)
-    return web.json_response(describe_user(user))
+    # Both ledgers: the drive's files and the bridge's objects (orphans show as a difference).
+    usage = {
+        "driveUsage": store.drive_usage(user["id"]),
+        "networkUsage": store.network_usage(user["id"]),
+    }
+    return web.json_response(describe_user(user) | usage)
 
 
 async def patch_user(request: web.Request) -> web.Response:

@@ -78,7 +78,9 @@ def _is_count(value: Any) -> bool:
 
 
 def _check_quota(store: Store, user: Row, extra: int) -> None:
-    if store.drive_usage(user["id"]) + extra > user["quota"]:
+    # The bridge counts the bytes of its own bucket entries (``totalUsedSpaceBytes``), not the
+    # drive's files: an object no drive entry points at still takes space until deleted.
+    if store.network_usage(user["id"]) + extra > user["quota"]:
         raise network_error(420, "Max space used")
 
 
@@ -306,8 +308,8 @@ async def finish_upload(request: web.Request) -> web.Response:
     )
 
 
-async def file_info(request: web.Request) -> web.Response:
-    emu = emulator_of(request)
+def _bucket_entry(request: web.Request) -> Row:
+    """The bucket entry named by the path, for its authenticated owner (404/403 otherwise)."""
     user = bridge_user(request)
     bucket, file_id = request.match_info["bucket"], request.match_info["file"]
     if not HEX24.match(bucket):
@@ -315,9 +317,16 @@ async def file_info(request: web.Request) -> web.Response:
     if not HEX24.match(file_id):
         raise network_error(400, "File id is malformed")
     owned_bucket(request, user)
-    entry = emu.store.one("SELECT * FROM entries WHERE id = ? AND bucket = ?", file_id, bucket)
+    store = emulator_of(request).store
+    entry = store.one("SELECT * FROM entries WHERE id = ? AND bucket = ?", file_id, bucket)
     if entry is None:
         raise network_error(404, f"Bucket entry {file_id} not found")
+    return entry
+
+
+async def file_info(request: web.Request) -> web.Response:
+    emu = emulator_of(request)
+    entry = _bucket_entry(request)
     url = presigned_url(emu, request, "GET", entry["name"])
     return web.json_response(
         {
@@ -341,7 +350,18 @@ async def file_info(request: web.Request) -> web.Response:
     )
 
 
+async def delete_file(request: web.Request) -> web.Response:
+    """``DELETE /buckets/{bucket}/files/{file}``: drop the object whatever points at it (the
+    bridge knows nothing of drive entries); its bytes stop counting. 204 with no body."""
+    store = emulator_of(request).store
+    entry = _bucket_entry(request)
+    with store.transaction():
+        store.delete_entry(entry["id"])
+    return web.Response(status=204)
+
+
 def add_routes(add: Any) -> None:
     add("POST", "/v2/buckets/{bucket}/files/start", start_upload)
     add("POST", "/v2/buckets/{bucket}/files/finish", finish_upload)
     add("GET", "/buckets/{bucket}/files/{file}/info", file_info)
+    add("DELETE", "/buckets/{bucket}/files/{file}", delete_file)

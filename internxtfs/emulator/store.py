@@ -192,6 +192,11 @@ class Store:
         )
         return int(total)
 
+    def network_usage(self, user_id: int) -> int:
+        """Bytes of the user's network objects, referenced by a drive entry or not."""
+        total = self.scalar("SELECT COALESCE(SUM(size), 0) FROM entries WHERE user_id = ?", user_id)
+        return int(total)
+
     def folder(self, user_id: int, uuid: str) -> Row | None:
         return self.one("SELECT * FROM folders WHERE uuid = ? AND user_id = ?", uuid, user_id)
 

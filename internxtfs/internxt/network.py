@@ -17,6 +17,7 @@ Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -313,6 +314,27 @@ class NetworkAPI:
         parts = [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
         shard = {"hash": digest[0], "uuid": uuid, "UploadId": upload_id, "parts": parts}
         return await self._finish(index.hex(), shard)
+
+    # --- delete -----------------------------------------------------------------------------
+
+    async def delete(self, file_id: str) -> None:
+        """Delete a network object no drive entry points at (an orphan): ``DELETE
+        /buckets/{bucket}/files/{id}``, 204. Already gone (404) counts as done. The bridge
+        deletes whatever it is asked to, so the caller must know nothing references it."""
+
+        async def call() -> None:
+            with contextlib.suppress(NotFound):
+                await self._http.send(
+                    "DELETE",
+                    f"{self._http.network_url}/buckets/{self.bucket}/files/{file_id}",
+                    kind="network",
+                    headers=self._auth,
+                    expected=(200, 204),  # 204, no body
+                )
+
+        # Idempotent: a resend after a lost answer meets 404, which is success.
+        await self._retry.run(call, what="delete network object")
+        self._info.pop(file_id, None)
 
     # --- download ---------------------------------------------------------------------------
 

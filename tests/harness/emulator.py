@@ -212,6 +212,10 @@ class EmulatorProcess:
         totp_secret, failed_logins."""
         return self._admin("PATCH", f"/users/{email}", fields)
 
+    def user_info(self, email: str) -> dict[str, Any]:
+        """The account as the admin API describes it, with driveUsage and networkUsage."""
+        return self._admin("GET", f"/users/{email}")
+
     def set_faults(self, **knobs: Any) -> dict[str, Any]:
         """latency_ms, bandwidth, fail_rate, throttle_rate, reset_rate, lose_answer_rate,
         token_lifetime, fail_next, throttle_next, reset_next, lose_answer_next, fault_path_regex,

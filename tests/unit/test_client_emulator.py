@@ -383,6 +383,23 @@ async def test_quota_exceeded(emu: Any) -> None:
             await upload_file(client, client.session.root_folder_uuid, "big", Content(2, 600))
 
 
+async def test_deleting_an_unreferenced_object_gives_its_space_back(emu: Any) -> None:
+    account = add_account(emu, quota=1000)
+    async with await logged_in(emu, account) as client:
+        content = Content(3, 700)
+        orphan = await client.network.upload(content.read, content.size)  # no drive entry
+        with pytest.raises(QuotaExceeded):  # the bridge charges for it all the same
+            await client.network.upload(Content(4, 400).read, 400)
+        # The answer to the delete is lost: the resend meets 404, which counts as done.
+        emu.set_faults(lose_answer_next=1, fault_method="DELETE")
+        await client.network.delete(orphan)
+        emu.set_faults(fault_method=None)
+        assert emu.stats()["faults_injected"]["lost_answer"] == 1
+        assert emu.user_info(account["email"])["networkUsage"] == 0
+        await upload_file(client, client.session.root_folder_uuid, "fits", Content(4, 400))
+        await client.network.delete(orphan)  # already gone: still fine
+
+
 async def test_file_size_cap_and_empty_file_cap(emu: Any) -> None:
     account = add_account(emu)
     emu.update_user(account["email"], max_file_size=100, empty_file_cap=0)

@@ -157,6 +157,41 @@ def test_info_and_range_reads(session: DriveSession) -> None:
     assert beyond.headers["Content-Range"] == f"bytes */{len(data)}"
 
 
+def test_delete_object_frees_the_space_it_took(
+    session: DriveSession, emulator: EmulatorProcess
+) -> None:
+    """The bridge charges for every object it holds, referenced by a drive entry or not, and
+    deletes whatever its owner asks it to (204)."""
+    email = session.user["email"]
+    referenced = session.create_file("kept", "bin", b"k" * 300)
+    orphan = session.upload_object(b"o" * 1000)  # finished, never given a drive entry
+    info = emulator.user_info(email)
+    assert (info["driveUsage"], info["networkUsage"]) == (300, 1300)
+    emulator.update_user(email, quota=1500)
+    assert _start(session, 250).status_code == 420  # the orphan's bytes count
+
+    base = f"/buckets/{session.bucket}/files"
+    other = DriveSession(emulator, emulator.add_user(email="mallory@example.com", password="pw"))
+    try:
+        foreign = other.network("DELETE", f"/buckets/{session.bucket}/files/{orphan['id']}")
+        assert foreign.status_code == 403
+    finally:
+        other.close()
+    assert httpx.delete(f"{emulator.network_url}{base}/{orphan['id']}").status_code == 401
+    assert session.network("DELETE", f"{base}/123").status_code == 400
+    gone = session.network("DELETE", f"{base}/{orphan['id']}")
+    assert gone.status_code == 204 and gone.content == b""
+    again = session.network("DELETE", f"{base}/{orphan['id']}")
+    assert again.status_code == 404
+    assert session.network("GET", f"{base}/{orphan['id']}/info").status_code == 404
+    info = emulator.user_info(email)
+    assert (info["driveUsage"], info["networkUsage"]) == (300, 300)
+    assert _start(session, 250).status_code == 200
+    # A permanent drive delete takes the object with it.
+    assert session.drive("DELETE", f"/files/{referenced['uuid']}").status_code == 200
+    assert emulator.user_info(email)["networkUsage"] == 0
+
+
 def test_state_survives_a_restart(session: DriveSession, emulator: EmulatorProcess) -> None:
     folder = session.mkdir("kept")
     created = session.create_file("k", "bin", b"persist me", folder["uuid"])

@@ -1,0 +1,96 @@
+"""Orphan sweeper: which network objects may be deleted, and when (fs/orphans.py).
+
+The end-to-end proof (crash, remount, flush, the bridge's usage back to the drive's) is in
+``tests/e2e/test_durability.py``; these cases pin the rules, including the ones a crash test
+cannot reach cheaply (a record gone, a drive entry that still points at the object).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from internxtfs.fs.journal import Journal
+from internxtfs.fs.orphans import OrphanSweeper
+from internxtfs.internxt.errors import NotFound, Unreachable
+
+
+@dataclass
+class Entry:
+    file_id: str | None
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+        self.fail: Exception | None = None
+
+    async def delete(self, file_id: str) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.deleted.append(file_id)
+
+
+class FakeDrive:
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+
+    async def file_meta(self, uuid: str) -> Entry:
+        if uuid not in self.entries:
+            raise NotFound("File not found", status=404)
+        return self.entries[uuid]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Journal, FakeNetwork, FakeDrive, OrphanSweeper]:
+    journal = Journal(tmp_path / "state.db")
+    network, drive = FakeNetwork(), FakeDrive()
+    locks: dict[int, trio.Lock] = {}
+    sweeper = OrphanSweeper(
+        journal, network, drive, lambda i: locks.setdefault(i, trio.Lock()), interval=3600
+    )
+    return journal, network, drive, sweeper
+
+
+async def test_unpublished_objects_go_at_once(parts: tuple) -> None:
+    journal, network, _, sweeper = parts
+    journal.add_orphan("never-sent", None, "unpublished")
+    assert await sweeper.sweep() == 1
+    assert network.deleted == ["never-sent"] and journal.orphans() == []
+    assert sweeper.stats() == {"orphans": 0, "orphans_deleted": 1}
+
+
+async def test_uncertain_object_waits_for_the_file_to_be_published_again(parts: tuple) -> None:
+    journal, network, drive, sweeper = parts
+    record = journal.new_file(parent_uuid="p", name="f", size=3, mtime_ns=1, dirty=True)
+    journal.add_orphan("maybe", record.local_id, "uncertain")
+    assert await sweeper.sweep() == 0  # still dirty: the entry may point at it
+    journal.update(record.local_id, dirty=False, remote_uuid="E", remote_file_id="new")
+    drive.entries["E"] = Entry("maybe")  # ... and the drive says it does
+    assert await sweeper.sweep() == 0
+    assert network.deleted == [] and journal.orphans() == []  # referenced: not an orphan
+
+
+async def test_uncertain_object_goes_once_the_entry_points_elsewhere(parts: tuple) -> None:
+    journal, network, drive, sweeper = parts
+    record = journal.new_file(parent_uuid="p", name="f", size=3, mtime_ns=1, dirty=False)
+    journal.update(record.local_id, remote_uuid="E", remote_file_id="new")
+    journal.add_orphan("maybe", record.local_id, "uncertain")
+    drive.entries["E"] = Entry("new")
+    network.fail = Unreachable("down")
+    assert await sweeper.sweep() == 0
+    assert journal.orphans() == [("maybe", record.local_id, "uncertain")]  # tried again later
+    network.fail = None
+    assert await sweeper.sweep() == 1
+    assert network.deleted == ["maybe"] and journal.orphans() == []
+
+
+async def test_uncertain_object_of_a_vanished_file_is_kept(parts: tuple) -> None:
+    journal, network, _, sweeper = parts
+    journal.add_orphan("unknown", 12345, "uncertain")
+    assert await sweeper.sweep() == 0
+    assert network.deleted == [] and len(journal.orphans()) == 1
+    assert sweeper.stats()["orphans"] == 1
