@@ -37,6 +37,8 @@ def format_status(st: dict[str, object]) -> str:
         f"  pending uploads: {up['pending_files']} file(s), {_human(up['pending_bytes'])}"
         f" ({up['in_flight']} in flight, {up['queued']} queued)",
         f"  uploaded since mount: {up['uploaded']} file(s); upload retries: {up['retries']}",
+        f"  orphaned network objects: {up.get('orphans', 0)} left,"
+        f" {up.get('orphans_deleted', 0)} deleted since mount",
         f"  cache: {_human(cache['bytes_cached'])} of {_human(cache['bytes_max'])}"
         f" ({_human(cache['bytes_dirty'])} not uploaded yet)",
         f"  requests: {net['calls']}, retried {net['retries']}, failed {net['failures']}",

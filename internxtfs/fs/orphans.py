@@ -9,8 +9,9 @@ deletes whatever it is asked to. So an orphan is deleted only once nothing can p
   landed. It is deleted only after the file has been published again under the file's lock
   (clean in the journal, pointing at another object) *and* the drive entry, read back, points
   at another object. While the file still has unsent changes it waits. If the file's record is
-  gone (unlinked before it was published again), nothing proves the object unreferenced: it is
-  kept, logged once, and counted in ``status``.
+  gone (unlinked before it was published again), the row goes once the object itself is gone
+  (deleting the entry that pointed at it deletes it on Internxt's side); while the object
+  exists nothing proves it unreferenced, so it is kept, logged once, counted in ``status``.
 
 A sweep runs at start, every ``interval`` seconds while there are orphans, and at the end of
 ``internxtfs flush``/unmount. Network failures leave the row for the next sweep.
@@ -35,6 +36,8 @@ UNCERTAIN = "uncertain"
 
 class _Network(Protocol):
     async def delete(self, file_id: str) -> None: ...
+
+    async def info(self, file_id: str) -> Any: ...
 
 
 class _Drive(Protocol):
@@ -89,6 +92,11 @@ class OrphanSweeper:
             return True
         record = self.journal.get(local_id) if local_id is not None else None
         if record is None:
+            try:
+                await self.network.info(file_id)
+            except NotFound:
+                self.journal.remove_orphan(file_id)  # went with the entry that held it
+                return False
             if file_id not in self._kept_logged:
                 self._kept_logged.add(file_id)
                 log.info(

@@ -299,6 +299,25 @@ def test_crash_after_the_drive_create_before_the_journal_knows(new_mount: Any) -
     assert now[0].uuid == first[0].uuid  # the same entry, adopted
 
 
+def test_file_unlinked_after_a_crash_cut_its_publish_short_stays_gone(new_mount: Any) -> None:
+    """The create landed, the process died before journaling it, and after the remount the
+    file is unlinked before it is stored again: the entry the lost create made must go too
+    (nothing deleted comes back), and its object with it."""
+    m: MountedFS = new_mount(crash_at="after-create")
+    write_file(m.mountpoint / "f.txt", data(41, 50_000))
+    wait_for_death(m)
+    assert [f.path for f in remote.entries(m.emulator, m.user, download=False)] == ["f.txt"]
+    remount_after_crash(m, "--upload-delay", HOLD)
+    write_file(m.mountpoint / "keep.txt", b"keep")
+    assert sorted(os.listdir(m.mountpoint)) == ["f.txt", "keep.txt"]
+    os.unlink(m.mountpoint / "f.txt")
+    assert sorted(os.listdir(m.mountpoint)) == ["keep.txt"]
+    flush_ok(m)
+    check_remote(m, {"keep.txt": b"keep"})
+    m.remount(cold=True)
+    assert sorted(os.listdir(m.mountpoint)) == ["keep.txt"]
+
+
 def test_crash_between_network_finish_and_drive_replace(new_mount: Any) -> None:
     """An overwrite whose PUT /files/{uuid} keeps failing: the old content stays complete
     remotely the whole time, and the next mount stores the new content."""

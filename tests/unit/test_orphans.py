@@ -27,6 +27,12 @@ class FakeNetwork:
     def __init__(self) -> None:
         self.deleted: list[str] = []
         self.fail: Exception | None = None
+        self.existing: set[str] = set()
+
+    async def info(self, file_id: str) -> str:
+        if file_id not in self.existing:
+            raise NotFound(f"Bucket entry {file_id} not found", status=404)
+        return file_id
 
     async def delete(self, file_id: str) -> None:
         if self.fail is not None:
@@ -88,9 +94,15 @@ async def test_uncertain_object_goes_once_the_entry_points_elsewhere(parts: tupl
     assert network.deleted == ["maybe"] and journal.orphans() == []
 
 
-async def test_uncertain_object_of_a_vanished_file_is_kept(parts: tuple) -> None:
+async def test_uncertain_object_of_a_vanished_file_is_kept_while_it_exists(
+    parts: tuple,
+) -> None:
     journal, network, _, sweeper = parts
     journal.add_orphan("unknown", 12345, "uncertain")
+    network.existing.add("unknown")
     assert await sweeper.sweep() == 0
     assert network.deleted == [] and len(journal.orphans()) == 1
     assert sweeper.stats()["orphans"] == 1
+    network.existing.clear()  # its entry was deleted, and the object with it
+    assert await sweeper.sweep() == 0
+    assert network.deleted == [] and journal.orphans() == []
