@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -300,3 +301,39 @@ def test_sessions_expire_refresh_relogin_with_totp_then_password_change(
         assert remote.snapshot(emulator, user) == expected
     finally:
         emulator.set_faults(token_lifetime=None)
+
+
+def test_full_cache_disk_is_enospc_and_corrupts_nothing(new_mount: Any, tmp_path: Path) -> None:
+    """The disk under the cache fills up (not the --cache-size bound: the filesystem itself):
+    the writer gets ENOSPC, the mount keeps serving, what was written before is intact, and
+    once space is freed writes and uploads go on; the journal survives a remount."""
+    cache = tmp_path / "m" / "cache"
+    cache.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(cache)], check=True)
+    m: MountedFS | None = None
+    try:
+        m = new_mount("--cache-size", "1G", "--upload-delay", "3600")
+        mnt = m.mountpoint
+        stored = {"a.bin": data(1, 4 * MiB), "pending.bin": data(2, 3 * MiB)}
+        write_file(mnt / "a.bin", stored["a.bin"])
+        flush_ok(m)
+        write_file(mnt / "pending.bin", stored["pending.bin"])  # held back: dirty in the cache
+        with pytest.raises(OSError) as full:
+            bounded(lambda: write_file(mnt / "big.bin", data(3, 40 * MiB)), 60, "fill the disk")
+        assert full.value.errno == errno.ENOSPC
+        # Still serving, and nothing already written was touched.
+        for path, content in stored.items():
+            assert bounded(lambda p=path: read(mnt / p), 30, f"read {path}") == content
+        os.unlink(mnt / "big.bin")
+        write_file(mnt / "after.txt", b"written once space was free")
+        stored["after.txt"] = b"written once space was free"
+        flush_ok(m)
+        assert remote.snapshot(m.emulator, m.user) == stored
+        assert status(m)["uploads"]["errors"] == {}
+        m.remount()  # same cache on the same small disk: the journal opens fine
+        assert local_tree(mnt) == stored
+        assert "Traceback" not in m.log_file.read_text()
+    finally:
+        if m is not None:
+            m.unmount()  # before the disk under its cache goes
+        subprocess.run(["umount", "-l", str(cache)], check=False)
