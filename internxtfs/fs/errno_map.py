@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -41,11 +42,20 @@ _ERRNO: list[tuple[type[BaseException], int]] = [
 ]
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """The journal's SQLite could not write: the disk under the cache is full."""
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+
+
 def to_errno(exc: BaseException) -> int:
     if isinstance(exc, pyfuse3.FUSEError):
         return exc.errno
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
+    if _disk_full(exc):
+        return errno.ENOSPC
     for cls, code in _ERRNO:
         if isinstance(exc, cls):
             return code
@@ -70,7 +80,10 @@ def fuse_handler(
             log.warning("%s failed: %s (%s)", fn.__name__, exc, errno.errorcode.get(code, code))
             raise pyfuse3.FUSEError(code) from exc
         except Exception as exc:
-            log.exception("%s failed unexpectedly", fn.__name__)
+            if _disk_full(exc):  # expected when the cache disk fills up: no traceback
+                log.warning("%s failed: the cache disk is full (%s)", fn.__name__, exc)
+            else:
+                log.exception("%s failed unexpectedly", fn.__name__)
             raise pyfuse3.FUSEError(to_errno(exc)) from exc
 
     return wrapper

@@ -234,15 +234,30 @@ class Journal:
         except BaseException:
             self._depth -= 1
             if outer:
-                self._db.execute("ROLLBACK")
-                undo, self._undo = self._undo, {}
-                for local_id, old in undo.items():
-                    self._put(local_id, old)
+                self._roll_back()
             raise
         self._depth -= 1
         if outer:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # A failed COMMIT (disk full) may leave the transaction open.
+                self._roll_back()
+                raise
             self._undo = {}
+
+    def _roll_back(self) -> None:
+        """End the open transaction and put the in-memory records back as they were.
+
+        SQLite may have rolled back by itself already (SQLITE_FULL does), so a ROLLBACK that
+        finds nothing to end is fine; the records are restored in every case, or memory and
+        disk would disagree from here on.
+        """
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        undo, self._undo = self._undo, {}
+        for local_id, old in undo.items():
+            self._put(local_id, old)
 
     def _remember(self, local_id: int) -> None:
         if self._depth and local_id not in self._undo:

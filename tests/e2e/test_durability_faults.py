@@ -7,6 +7,7 @@ through the mount (``tests/harness/remote.py``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -321,6 +322,27 @@ def test_full_cache_disk_is_enospc_and_corrupts_nothing(new_mount: Any, tmp_path
         with pytest.raises(OSError) as full:
             bounded(lambda: write_file(mnt / "big.bin", data(3, 40 * MiB)), 60, "fill the disk")
         assert full.value.errno == errno.ENOSPC
+        # Another program takes the last bytes of that disk: now even the journal may be out of
+        # room. New files and renames get ENOSPC (or succeed), never EIO, never a broken mount.
+        filler = cache / "someone-else.bin"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                while os.write(fd, bytes(64 * 1024)):
+                    pass
+        finally:
+            os.close(fd)
+        for i in range(3):
+            name = f"x{i}.txt"
+            try:
+                bounded(lambda n=name: write_file(mnt / n, b"x" * 10_000), 30, "create")
+                os.rename(mnt / name, mnt / f"y{i}.txt")
+                stored[f"y{i}.txt"] = b"x" * 10_000
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(mnt / name)
+        filler.unlink()
         # Still serving, and nothing already written was touched.
         for path, content in stored.items():
             assert bounded(lambda p=path: read(mnt / p), 30, f"read {path}") == content

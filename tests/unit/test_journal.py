@@ -95,3 +95,24 @@ def test_orphans(tmp_path: Path) -> None:
     assert j.orphans() == [("f1", 3, "unpublished")]
     j.remove_orphan("f1")
     assert j.orphans() == []
+
+
+def test_disk_full_rolls_back_memory_and_disk_alike(tmp_path: Path) -> None:
+    """SQLITE_FULL (the cache disk is full) in the middle of a transaction, or at its COMMIT:
+    the records in memory go back to what is on disk, and the journal works on afterwards."""
+    j = Journal(tmp_path / "state.db")
+    kept = j.new_file(parent_uuid="p", name="kept.txt", size=1, dirty=True)
+    pages = j._db.execute("PRAGMA page_count").fetchone()[0]
+    j._db.execute(f"PRAGMA max_page_count = {pages}")  # no room to grow: like a full disk
+    with pytest.raises(sqlite3.Error) as full, j.transaction():
+        j.update(kept.local_id, size=2, name="renamed.txt")
+        for i in range(500):  # enough rows to need a new page
+            j.new_file(parent_uuid="p", name=f"n{i}" + "x" * 200)
+    assert full.value.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert j.get(kept.local_id) == kept
+    assert [r.name for r in j.all_files()] == ["kept.txt"]
+    j._db.execute("PRAGMA max_page_count = 1073741823")
+    with j.transaction():
+        j.update(kept.local_id, size=3)
+    reopened = Journal(tmp_path / "state.db")
+    assert [(r.name, r.size) for r in reopened.all_files()] == [("kept.txt", 3)]
