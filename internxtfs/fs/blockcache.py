@@ -63,6 +63,7 @@ import errno
 import itertools
 import logging
 import os
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -797,7 +798,13 @@ class BlockCache:
                 self._reserved -= len(new)
                 if st.dropped or self.journal.get(local_id) is None:
                     return  # unlinked and forgotten while we wrote
-                self._commit_write(local_id, st, span, end, mtime_ns)
+                try:
+                    self._commit_write(local_id, st, span, end, mtime_ns)
+                except sqlite3.Error:
+                    # The journal could not record it (its disk is full): the write failed,
+                    # so blocks it made up must read as before, as after a failed pwrite.
+                    self._scrub_after_failure(local_id, st, span)
+                    raise
 
     def _commit_write(
         self, local_id: int, st: _FileState, span: range, end: int, mtime_ns: int | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -510,3 +511,22 @@ async def test_invalidated_pinned_block_is_released_when_unpinned(tmp_path: Path
     assert allocated < MiB  # the stale block's space was given back
     assert [b for lid_, b, _ in journal.load_blocks() if lid_ == lid] == []
     assert await cache.read(lid, MiB, 10) == b"\x01" * 10
+
+
+async def test_write_the_journal_cannot_record_leaves_no_trace(tmp_path: Path) -> None:
+    """The data reached the cache file but the journal's disk was full: the write fails, and
+    the blocks it made up read as before (zeros here), also after a later partial write."""
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * 10)
+    pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.Error):
+        for i in range(1, 2000):  # each new block adds journal rows; one of them will not fit
+            await cache.write(fid, i * MiB, b"b" * 100)
+    failed_at = i
+    assert journal.get(fid).size <= failed_at * MiB
+    journal._db.execute("PRAGMA max_page_count = 1073741823")
+    await cache.write(fid, failed_at * MiB + 50, b"c")  # a partial write of the same block
+    block = await cache.read(fid, failed_at * MiB, 100)
+    assert block == bytes(50) + b"c"  # the file ends there
