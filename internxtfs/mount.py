@@ -165,7 +165,13 @@ async def _run_mount(
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
         )
-        sweeper = OrphanSweeper(journal, client.network, client.drive, uploader.lock_for)
+        sweeper = OrphanSweeper(
+            journal,
+            client.network,
+            client.drive,
+            uploader.lock_for,
+            delete_mode=config.fs.delete_mode,
+        )
         operations = Filesystem(
             drive=client.drive,
             journal=journal,

@@ -352,9 +352,28 @@ async def file_info(request: web.Request) -> web.Response:
 
 async def delete_file(request: web.Request) -> web.Response:
     """``DELETE /buckets/{bucket}/files/{file}``: drop the object whatever points at it (the
-    bridge knows nothing of drive entries); its bytes stop counting. 204 with no body."""
+    bridge knows nothing of drive entries); its bytes stop counting. 204 with no body.
+
+    The bridge's order and wording: ids validated (400) before authentication (401); then
+    ``Bucket  not found`` (404), ``Unauthorized`` (403, another user's bucket), ``Bucket
+    entry  not found`` (404) — its messages leave the ids out, hence the double spaces. (It
+    looks the entry up by id alone; here it must be in that bucket, which no client notices.)
+    """
+    bucket, file_id = request.match_info["bucket"], request.match_info["file"]
+    if not HEX24.match(bucket):
+        raise network_error(400, "Bucket id is malformed")
+    if not HEX24.match(file_id):
+        raise network_error(400, "File id is malformed")
+    user = bridge_user(request)
     store = emulator_of(request).store
-    entry = _bucket_entry(request)
+    owner = store.one("SELECT id FROM users WHERE bucket = ?", bucket)
+    if owner is None:
+        raise network_error(404, "Bucket  not found")
+    if owner["id"] != user["id"]:
+        raise network_error(403, "Unauthorized")
+    entry = store.one("SELECT id FROM entries WHERE id = ? AND bucket = ?", file_id, bucket)
+    if entry is None:
+        raise network_error(404, "Bucket entry  not found")
     with store.transaction():
         store.delete_entry(entry["id"])
     return web.Response(status=204)

@@ -964,8 +964,8 @@ class BlockCache:
     def mark_clean(self, local_id: int, generation: int) -> bool:
         """After an upload of ``generation``: its dirty blocks become clean, the record too.
 
-        Does nothing and returns False if the file changed since (generation moved). Safe
-        inside the caller's journal transaction if it is the last change in it.
+        Does nothing and returns False if the file changed since (generation moved). Inside
+        the caller's journal transaction, the block map follows only when that commits.
         """
         record = self.journal.get(local_id)
         if record is None or record.generation != generation:
@@ -973,11 +973,17 @@ class BlockCache:
         with self.journal.transaction():
             self.journal.clean_blocks(local_id)
             self.journal.update(local_id, dirty=False)
-        st = self._states.get(local_id)
-        if st is not None:
-            for b in sorted(st.dirty):
-                self._lru[(local_id, b)] = None
-            st.dirty.clear()
+
+        def forget_dirty() -> None:
+            # Only once the journal says clean: evictable blocks whose clean state never
+            # reached the disk would be fetched back from an object the entry may not use.
+            st = self._states.get(local_id)
+            if st is not None:
+                for b in sorted(st.dirty):
+                    self._lru[(local_id, b)] = None
+                st.dirty.clear()
+
+        self.journal.on_commit(forget_dirty)
         return True
 
     # --- forgetting -----------------------------------------------------------------------

@@ -32,14 +32,21 @@ import copy
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Older schemas this version upgrades in place (version -> statements to get to the next one).
+_UPGRADES = {
+    1: [
+        "ALTER TABLE orphans ADD COLUMN parent_uuid TEXT",
+        "ALTER TABLE orphans ADD COLUMN name TEXT",
+    ],
+}
 
 RECOVERY_HINT = (
     "the cache state cannot be trusted; refusing to start instead of guessing. "
@@ -80,14 +87,33 @@ CREATE TABLE blocks (
 ) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Network objects uploaded but (maybe) never referenced by a drive entry. reason:
--- 'unpublished' = certainly unreferenced (safe to delete), 'uncertain' = a crash hit between
--- upload and journaling the publish (check the drive before deleting).
+-- 'unpublished' = certainly unreferenced (safe to delete), 'uncertain' = a drive create or
+-- replace pointing at it was sent and its outcome is unknown (a crash, or an error after
+-- sending): check the drive before deleting. parent_uuid/name: where that publish was aimed,
+-- so an entry a lost create made there can still be found after the file moved on.
 CREATE TABLE orphans (
     file_id TEXT PRIMARY KEY,
     local_id INTEGER,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    parent_uuid TEXT,
+    name TEXT
 );
 """
+
+
+UNPUBLISHED = "unpublished"
+UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A network object that may have no drive entry (see the ``orphans`` table)."""
+
+    file_id: str
+    local_id: int | None
+    reason: str  # UNPUBLISHED or UNCERTAIN
+    parent_uuid: str | None  # where the publish that may have referenced it was aimed
+    name: str | None
 
 
 class JournalError(Exception):
@@ -156,6 +182,7 @@ class Journal:
             raise JournalDamaged(f"{self.path} is empty: {RECOVERY_HINT}")
         self._depth = 0  # nesting of transaction()
         self._undo: dict[int, FileRecord | None] = {}  # in-memory rollback of a transaction
+        self._after_commit: list[Callable[[], None]] = []  # see on_commit()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -198,9 +225,18 @@ class Journal:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 raise JournalDamaged(f"{self.path} has no schema version: {RECOVERY_HINT}")
-            if row[0] != SCHEMA_VERSION:
+            version = row[0]
+            if version in _UPGRADES:
+                with self.transaction():
+                    while version in _UPGRADES:
+                        for statement in _UPGRADES[version]:
+                            db.execute(statement)
+                        version += 1
+                    db.execute("UPDATE schema_version SET version = ?", (version,))
+                log.info("upgraded %s to schema version %d", self.path, version)
+            if version != SCHEMA_VERSION:
                 raise JournalVersionError(
-                    f"{self.path} has schema version {row[0]}, this internxtfs knows "
+                    f"{self.path} has schema version {version}, this internxtfs knows "
                     f"{SCHEMA_VERSION}; use the internxtfs version that wrote it"
                 )
         cols = ", ".join(_FIELDS)
@@ -222,12 +258,14 @@ class Journal:
     def transaction(self) -> Iterator[None]:
         """Group changes into one commit. Nests (only the outermost block commits).
 
-        On an exception everything in the block is rolled back, the in-memory records too.
+        On an exception everything in the block is rolled back, the in-memory records too,
+        and callbacks given to :meth:`on_commit` are dropped.
         """
         outer = self._depth == 0
         if outer:
             self._db.execute("BEGIN IMMEDIATE")
             self._undo = {}
+            self._after_commit = []
         self._depth += 1
         try:
             yield
@@ -238,26 +276,45 @@ class Journal:
             raise
         self._depth -= 1
         if outer:
+            if not self._db.in_transaction:
+                # SQLite ended it by itself (SQLITE_FULL does) and the error was caught
+                # inside the block: committing now would keep only part of it.
+                self._roll_back()
+                raise sqlite3.OperationalError("the journal transaction was rolled back")
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error:
-                # A failed COMMIT (disk full) may leave the transaction open.
-                self._roll_back()
+                self._roll_back()  # a failed COMMIT (disk full) may leave it open
                 raise
             self._undo = {}
+            callbacks, self._after_commit = self._after_commit, []
+            for callback in callbacks:
+                callback()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the changes made so far are on disk: at the end of the
+        outermost transaction (never, if it rolls back), or at once outside one. For state
+        kept elsewhere that must not run ahead of the journal (the block cache's dirty map)."""
+        if self._depth == 0:
+            callback()
+        else:
+            self._after_commit.append(callback)
 
     def _roll_back(self) -> None:
         """End the open transaction and put the in-memory records back as they were.
 
         SQLite may have rolled back by itself already (SQLITE_FULL does), so a ROLLBACK that
-        finds nothing to end is fine; the records are restored in every case, or memory and
-        disk would disagree from here on.
+        finds nothing to end is skipped; the records are restored in every case, or memory
+        and disk would disagree from here on.
         """
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
         undo, self._undo = self._undo, {}
-        for local_id, old in undo.items():
-            self._put(local_id, old)
+        self._after_commit = []
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        finally:
+            for local_id, old in undo.items():
+                self._put(local_id, old)
 
     def _remember(self, local_id: int) -> None:
         if self._depth and local_id not in self._undo:
@@ -399,17 +456,35 @@ class Journal:
 
     # --- orphaned network objects ---------------------------------------------------------
 
-    def add_orphan(self, file_id: str, local_id: int | None, reason: str) -> None:
-        if reason not in ("unpublished", "uncertain"):
+    def add_orphan(
+        self,
+        file_id: str,
+        local_id: int | None,
+        reason: str,
+        *,
+        parent_uuid: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Record an object to clean up. 'uncertain' wins: an object once sent to the drive
+        is never downgraded to 'unpublished' (which would get it deleted unchecked)."""
+        if reason not in (UNPUBLISHED, UNCERTAIN):
             raise ValueError(reason)
         self._db.execute(
-            "INSERT OR REPLACE INTO orphans (file_id, local_id, reason) VALUES (?, ?, ?)",
-            (file_id, local_id, reason),
+            "INSERT INTO orphans (file_id, local_id, reason, parent_uuid, name)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (file_id) DO UPDATE SET"
+            " local_id = excluded.local_id, reason = excluded.reason,"
+            " parent_uuid = excluded.parent_uuid, name = excluded.name"
+            " WHERE excluded.reason = 'uncertain' OR orphans.reason = 'unpublished'",
+            (file_id, local_id, reason, parent_uuid, name),
         )
 
     def orphans(self) -> list[tuple[str, int | None, str]]:
         """(network file id, local_id, reason) of objects to clean up (see the schema)."""
-        return list(self._db.execute("SELECT file_id, local_id, reason FROM orphans"))
+        return [(o.file_id, o.local_id, o.reason) for o in self.orphan_rows()]
+
+    def orphan_rows(self) -> list[Orphan]:
+        rows = self._db.execute("SELECT file_id, local_id, reason, parent_uuid, name FROM orphans")
+        return [Orphan(*row) for row in rows]
 
     def remove_orphan(self, file_id: str) -> None:
         self._db.execute("DELETE FROM orphans WHERE file_id = ?", (file_id,))

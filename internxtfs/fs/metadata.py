@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import trio
 
 from internxtfs.fs.inodes import InodeTable, Node
+from internxtfs.fs.journal import UNCERTAIN
 from internxtfs.internxt.errors import InternxtError, RequestRejected
 
 log = logging.getLogger(__name__)
@@ -178,9 +179,18 @@ class Metadata:
 
         listed = {entry.uuid for entry in files}
         local_by_remote, pending_here = self._local_records(dir_node, unpublished or set(), listed)
+        # Entries a create of ours made whose answer never came, for a file renamed, moved or
+        # deleted since: the old name must not come back; the orphan sweeper deletes them.
+        ghosts = {
+            (o.name, o.file_id)
+            for o in self.journal.orphan_rows()
+            if o.reason == UNCERTAIN and o.parent_uuid == dir_node.uuid
+        }
         for entry in files:
             record = local_by_remote.get(entry.uuid)
             if record is not None and record.deleted:
+                continue
+            if record is None and (entry.name, entry.file_id) in ghosts:
                 continue
             if entry.name in children:
                 log.warning(

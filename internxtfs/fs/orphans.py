@@ -5,33 +5,36 @@ deletes whatever it is asked to. So an orphan is deleted only once nothing can p
 
 * ``unpublished``: uploaded, then never sent to the drive (the file changed or was unlinked
   during the upload). Nothing ever referenced it: deleted at the next sweep.
-* ``uncertain``: the object of a publish cut short by a crash; the create/replace may have
-  landed. It is deleted only after the file has been published again under the file's lock
-  (clean in the journal, pointing at another object) *and* the drive entry, read back, points
-  at another object. While the file still has unsent changes it waits. If the file's record is
-  gone (unlinked before it was published again), the row goes once the object itself is gone
-  (deleting the entry that pointed at it deletes it on Internxt's side); while the object
-  exists nothing proves it unreferenced, so it is kept, logged once, counted in ``status``.
+* ``uncertain``: a create/replace pointing at it was sent and its outcome is unknown (a crash
+  cut it short, or it failed after sending). Two entries may point at it: the file's own
+  (a replace, or a create that was adopted since) and, if the file was renamed, moved or
+  unlinked before it was stored again, an entry the lost create made where the publish was
+  aimed (a *ghost*: the file's old name, holding an older version). So it waits until the file
+  has been published again under the file's lock (clean, pointing at another object) and the
+  file's entry, read back, points elsewhere; a ghost at the aimed-at place is then deleted like
+  any file this mount deletes (``delete_mode``), and the object after it. When the file's
+  record is gone, the ghost check runs the same way; the row then goes once the object is gone
+  (deleting its entry deletes it on Internxt's side). An object that still exists with no
+  ghost found (another client may have moved that entry) is kept, logged once and counted in
+  ``status``: nothing proves it unreferenced.
 
-A sweep runs at start, every ``interval`` seconds while there are orphans, and at the end of
-``internxtfs flush``/unmount. Network failures leave the row for the next sweep.
+A sweep runs at start, every ``interval`` seconds, and at the end of ``internxtfs flush`` and
+unmount. Any failure leaves the row for the next sweep; the task itself never dies of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
 
-from internxtfs.fs.journal import Journal
-from internxtfs.internxt.errors import InternxtError, NotFound
+from internxtfs.fs.journal import UNPUBLISHED, Journal, Orphan
+from internxtfs.internxt.errors import NotFound
 
 log = logging.getLogger(__name__)
-
-UNPUBLISHED = "unpublished"
-UNCERTAIN = "uncertain"
 
 
 class _Network(Protocol):
@@ -43,6 +46,12 @@ class _Network(Protocol):
 class _Drive(Protocol):
     async def file_meta(self, uuid: str) -> Any: ...
 
+    async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
+
+    async def delete_file(self, uuid: str) -> None: ...
+
+    async def trash(self, items: Any) -> None: ...
+
 
 class OrphanSweeper:
     def __init__(
@@ -52,12 +61,14 @@ class OrphanSweeper:
         drive: _Drive,
         lock_for: Callable[[int], trio.Lock],
         *,
+        delete_mode: str = "permanent",
         interval: float = 60.0,
     ) -> None:
         self.journal = journal
         self.network = network
         self.drive = drive
         self.lock_for = lock_for
+        self.delete_mode = delete_mode
         self.interval = interval
         self.deleted = 0  # objects deleted by this mount
         self._kept_logged: set[str] = set()
@@ -77,52 +88,89 @@ class OrphanSweeper:
         """Delete every orphan that is certainly unreferenced; returns how many went."""
         async with self._sweeping:
             gone = 0
-            for file_id, local_id, reason in self.journal.orphans():
+            try:
+                rows = self.journal.orphan_rows()
+            except Exception as exc:  # the journal's disk may be full: try again later
+                log.warning("cannot read the orphaned objects: %s", exc)
+                return 0
+            for orphan in rows:
                 try:
-                    if await self._sweep_one(file_id, local_id, reason):
+                    if await self._sweep_one(orphan):
                         gone += 1
-                except InternxtError as exc:
-                    log.info("orphaned object %s not deleted yet: %s", file_id, exc)
+                except Exception as exc:
+                    log.info("orphaned object %s not deleted yet: %s", orphan.file_id, exc)
             self.deleted += gone
             return gone
 
-    async def _sweep_one(self, file_id: str, local_id: int | None, reason: str) -> bool:
-        if reason == UNPUBLISHED:
-            await self._delete(file_id)
+    async def _sweep_one(self, orphan: Orphan) -> bool:
+        if orphan.reason == UNPUBLISHED:
+            await self._delete(orphan.file_id)
             return True
-        record = self.journal.get(local_id) if local_id is not None else None
-        if record is None:
-            try:
-                await self.network.info(file_id)
-            except NotFound:
-                self.journal.remove_orphan(file_id)  # went with the entry that held it
-                return False
-            if file_id not in self._kept_logged:
-                self._kept_logged.add(file_id)
-                log.info(
-                    "keeping network object %s: its file is gone and its last publish was "
-                    "cut short, so a drive entry may still point at it",
-                    file_id,
-                )
+        local_id = orphan.local_id
+        if local_id is not None and self.journal.get(local_id) is not None:
+            async with self.lock_for(local_id):
+                record = self.journal.get(local_id)
+                if record is not None:
+                    if record.dirty or record.deleted or record.pending_file_id:
+                        return False  # not stored again yet: its entry may point at it
+                    if record.remote_file_id == orphan.file_id:
+                        self.journal.remove_orphan(orphan.file_id)  # published after all
+                        return False
+                    if record.remote_uuid is not None:
+                        try:
+                            entry = await self.drive.file_meta(record.remote_uuid)
+                        except NotFound:
+                            entry = None
+                        if entry is not None and entry.file_id == orphan.file_id:
+                            log.warning("object %s is still the file's content", orphan.file_id)
+                            self.journal.remove_orphan(orphan.file_id)
+                            return False
+                    if await self._remove_ghost(orphan, keep=record.remote_uuid):
+                        return False  # trashed with its object
+                    await self._delete(orphan.file_id)
+                    return True
+        # The file is gone from the journal (unlinked, or its record dropped).
+        if await self._remove_ghost(orphan, keep=None):
             return False
-        async with self.lock_for(record.local_id):
-            record = self.journal.get(record.local_id)
-            if record is None or record.dirty or record.deleted or record.pending_file_id:
-                return False  # not published again yet: the entry may still point at it
-            if record.remote_file_id == file_id:
-                self.journal.remove_orphan(file_id)  # published after all: not an orphan
-                return False
-            if record.remote_uuid is not None:
-                try:
-                    entry = await self.drive.file_meta(record.remote_uuid)
-                except NotFound:
-                    entry = None
-                if entry is not None and entry.file_id == file_id:
-                    log.warning("network object %s is still referenced; keeping it", file_id)
-                    self.journal.remove_orphan(file_id)
-                    return False
-            await self._delete(file_id)
-            return True
+        try:
+            await self.network.info(orphan.file_id)
+        except NotFound:
+            self.journal.remove_orphan(orphan.file_id)  # went with the entry that held it
+            return False
+        if orphan.file_id not in self._kept_logged:
+            self._kept_logged.add(orphan.file_id)
+            log.info(
+                "keeping network object %s: its file is gone and its last publish was cut "
+                "short, so a drive entry may still point at it",
+                orphan.file_id,
+            )
+        return False
+
+    async def _remove_ghost(self, orphan: Orphan, keep: str | None) -> bool:
+        """Delete an entry that a lost create made where the publish was aimed, if it still
+        points at this object and is not the file's own entry ``keep``. True when it went to
+        the trash: the trash keeps the object, so it must not be deleted (the row goes)."""
+        if orphan.parent_uuid is None or orphan.name is None:
+            return False
+        try:
+            found = await self.drive.files_exist(orphan.parent_uuid, [orphan.name])
+        except NotFound:  # that folder is gone, and whatever was in it
+            return False
+        for entry in found:
+            if entry.file_id != orphan.file_id or entry.uuid == keep:
+                continue
+            log.warning(
+                "deleting %r: an entry a create cut short by a crash or an error made, for a "
+                "file renamed, moved or deleted since",
+                orphan.name,
+            )
+            if self.delete_mode == "trash":
+                await self.drive.trash([(entry.uuid, "file")])
+                self.journal.remove_orphan(orphan.file_id)
+                return True
+            with contextlib.suppress(NotFound):  # Internxt deletes the object with the entry
+                await self.drive.delete_file(entry.uuid)
+        return False
 
     async def _delete(self, file_id: str) -> None:
         await self.network.delete(file_id)

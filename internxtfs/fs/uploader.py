@@ -33,8 +33,10 @@ backoff doubling from ``backoff_initial`` up to ``backoff_max``. Nothing is drop
 
 Crash recovery: :meth:`resume` queues every dirty record. A ``pending_file_id`` left by a crash
 may be referenced by the remote entry (the crash hit after the create/replace but before the
-journal commit) or not; it is moved to the journal's orphans as 'uncertain' and the file is
-uploaded again (a create then meets Conflict and the hook decides).
+journal commit) or not; it is moved to the journal's orphans as 'uncertain' (with where the
+publish was aimed) and the file is uploaded again (a create then meets Conflict and the hook
+decides). A create/replace that fails without a definite refusal (5xx, dropped connection,
+cancelled) does the same at once. fs/orphans.py deletes such objects once that is safe.
 
 Scheduling and fairness: at most ``concurrency`` uploads run at once. Files of at least
 ``big_file_threshold`` bytes may use only ``concurrency - 1`` of them, so one slot is always
@@ -50,6 +52,7 @@ publish step against rename/unlink in the operations layer.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,8 +62,15 @@ import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
-from internxtfs.fs.journal import FileRecord, Journal
-from internxtfs.internxt.errors import Conflict, FileTooLarge, NotFound, QuotaExceeded
+from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
+from internxtfs.internxt.errors import (
+    AuthError,
+    Conflict,
+    FileTooLarge,
+    NotFound,
+    QuotaExceeded,
+    RequestRejected,
+)
 from internxtfs.internxt.retry import is_retryable
 
 log = logging.getLogger(__name__)
@@ -173,7 +183,13 @@ class Uploader:
         with self.journal.transaction():
             for record in self.journal.dirty_files():
                 if record.pending_file_id is not None:
-                    self.journal.add_orphan(record.pending_file_id, record.local_id, "uncertain")
+                    self.journal.add_orphan(
+                        record.pending_file_id,
+                        record.local_id,
+                        UNCERTAIN,
+                        parent_uuid=record.parent_uuid,
+                        name=record.name,
+                    )
                     self.journal.update(
                         record.local_id, pending_file_id=None, pending_generation=None
                     )
@@ -425,10 +441,34 @@ class Uploader:
         self._unpublished[local_id] = (generation, file_id)
         return file_id
 
+    def _publish_outcome_unknown(self, local_id: int, file_id: str | None) -> None:
+        """A create/replace pointing at ``file_id`` failed without a definite refusal: it may
+        have landed all the same (answer lost, 5xx, retries used up, cancelled). The object
+        becomes an 'uncertain' orphan aimed at where the record is now, so it is never taken
+        for an unpublished one (deleted unchecked) if the file changes before the next
+        attempt; the next attempt may still publish it (see ``_unpublished``), which takes it
+        off the list."""
+        if file_id is None:
+            return
+        record = self.journal.get(local_id)
+        try:
+            with self.journal.transaction():
+                self.journal.add_orphan(
+                    file_id,
+                    local_id,
+                    UNCERTAIN,
+                    parent_uuid=record.parent_uuid if record else None,
+                    name=record.name if record else None,
+                )
+                if record is not None:
+                    self.journal.update(local_id, pending_file_id=None, pending_generation=None)
+        except sqlite3.Error as exc:  # disk full: pending_file_id stays, resume() covers it
+            log.warning("cannot record object %s as uncertain: %s", file_id, exc)
+
     def _orphan(self, local_id: int, file_id: str | None) -> None:
         self._unpublished.pop(local_id, None)
         if file_id is not None:
-            self.journal.add_orphan(file_id, local_id, "unpublished")
+            self.journal.add_orphan(file_id, local_id, UNPUBLISHED)
 
     async def _publish(
         self, local_id: int, generation: int, size: int, mtime_ns: int, file_id: str | None
@@ -448,21 +488,27 @@ class Uploader:
             # (datetime keeps microseconds), and a listing refresh then moved the file's stat
             # mtime, which matches the local ns time only to the millisecond it was cut to.
             mtime = (mtime_ns // 1_000_000) / 1000
-            uuid = record.remote_uuid
-            if uuid is not None:
-                record = await self._keep_both_if_changed_remotely(local_id, record)
+            try:
                 uuid = record.remote_uuid
-            if uuid is not None:
-                try:
-                    await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
-                    crash_point("after-replace")
-                except NotFound:
-                    log.warning("remote entry of %r vanished; creating it again", record.name)
-                    record = self.journal.update(local_id, remote_uuid=None)
-                    uuid = None
-            if uuid is None:
-                uuid = await self._create(record, size, file_id, mtime)
-                crash_point("after-create")
+                if uuid is not None:
+                    record = await self._keep_both_if_changed_remotely(local_id, record)
+                    uuid = record.remote_uuid
+                if uuid is not None:
+                    try:
+                        await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
+                        crash_point("after-replace")
+                    except NotFound:
+                        log.warning("remote entry of %r vanished; creating it again", record.name)
+                        record = self.journal.update(local_id, remote_uuid=None)
+                        uuid = None
+                if uuid is None:
+                    uuid = await self._create(record, size, file_id, mtime)
+                    crash_point("after-create")
+            except (RequestRejected, AuthError):
+                raise  # a definite refusal: nothing points at the object (retry reuses it)
+            except BaseException:
+                self._publish_outcome_unknown(local_id, file_id)
+                raise
             self._unpublished.pop(local_id, None)
             with self.journal.transaction():
                 current = self.journal.get(local_id)
@@ -500,7 +546,7 @@ class Uploader:
         # moved that pending object to the 'uncertain' orphans: the replace may have landed).
         ours = {record.remote_file_id, record.pending_file_id}
         ours |= {
-            f for f, lid, why in self.journal.orphans() if lid == local_id and why == "uncertain"
+            f for f, lid, why in self.journal.orphans() if lid == local_id and why == UNCERTAIN
         }
         if entry.file_id in ours:
             return record

@@ -17,7 +17,6 @@ Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -323,7 +322,7 @@ class NetworkAPI:
         deletes whatever it is asked to, so the caller must know nothing references it."""
 
         async def call() -> None:
-            with contextlib.suppress(NotFound):
+            try:
                 await self._http.send(
                     "DELETE",
                     f"{self._http.network_url}/buckets/{self.bucket}/files/{file_id}",
@@ -331,6 +330,10 @@ class NetworkAPI:
                     headers=self._auth,
                     expected=(200, 204),  # 204, no body
                 )
+            except NotFound as exc:
+                # Only the object's own absence is success; "Bucket not found" is not.
+                if "bucket entry" not in exc.message.lower():
+                    raise
 
         # Idempotent: a resend after a lost answer meets 404, which is success.
         await self._retry.run(call, what="delete network object")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -299,23 +300,59 @@ def test_crash_after_the_drive_create_before_the_journal_knows(new_mount: Any) -
     assert now[0].uuid == first[0].uuid  # the same entry, adopted
 
 
-def test_file_unlinked_after_a_crash_cut_its_publish_short_stays_gone(new_mount: Any) -> None:
-    """The create landed, the process died before journaling it, and after the remount the
-    file is unlinked before it is stored again: the entry the lost create made must go too
-    (nothing deleted comes back), and its object with it."""
-    m: MountedFS = new_mount(crash_at="after-create")
+def _lost_create_then(m: MountedFS, change: Callable[[], None]) -> None:
+    """Crash right after a create of ``f.txt`` landed (the journal never learnt of it), mount
+    again with object transfers slowed down, and make ``change`` while the file's new upload
+    is still in flight: the entry the lost create made is then a ghost of the old name."""
     write_file(m.mountpoint / "f.txt", data(41, 50_000))
     wait_for_death(m)
     assert [f.path for f in remote.entries(m.emulator, m.user, download=False)] == ["f.txt"]
-    remount_after_crash(m, "--upload-delay", HOLD)
+    puts = stats_count(m.emulator, "PUT /objects/{name}")
+    m.emulator.set_faults(bandwidth=10_000)  # the 50 KB object takes ~5 s
+    try:
+        remount_after_crash(m, "--dir-cache-ttl", "1")
+        wait_for("the upload again", lambda: stats_count(m.emulator, "PUT /objects/{name}") > puts)
+        change()
+        assert status(m)["uploads"]["in_flight"] == 1, "the change came too late to matter"
+    finally:
+        m.emulator.set_faults(bandwidth=0)
+    flush_ok(m)
+
+
+def test_file_unlinked_after_a_crash_cut_its_publish_short_stays_gone(new_mount: Any) -> None:
+    """The file is unlinked before it is stored again: the entry the lost create made goes
+    too (nothing deleted comes back), and its object with it."""
+    m: MountedFS = new_mount(crash_at="after-create")
+
+    def unlink() -> None:
+        os.unlink(m.mountpoint / "f.txt")
+        time.sleep(1.2)  # past the listing TTL: the root is listed from Internxt again
+        assert os.listdir(m.mountpoint) == []
+
+    _lost_create_then(m, unlink)
     write_file(m.mountpoint / "keep.txt", b"keep")
-    assert sorted(os.listdir(m.mountpoint)) == ["f.txt", "keep.txt"]
-    os.unlink(m.mountpoint / "f.txt")
-    assert sorted(os.listdir(m.mountpoint)) == ["keep.txt"]
     flush_ok(m)
     check_remote(m, {"keep.txt": b"keep"})
     m.remount(cold=True)
     assert sorted(os.listdir(m.mountpoint)) == ["keep.txt"]
+
+
+def test_file_renamed_after_a_crash_cut_its_publish_short_moves_whole(new_mount: Any) -> None:
+    """The file is renamed (into another folder) before it is stored again: it is stored
+    under the new name only; the old name neither stays nor shows in the meantime."""
+    m: MountedFS = new_mount(crash_at="after-create")
+    content = data(41, 50_000)
+
+    def rename() -> None:
+        (m.mountpoint / "sub").mkdir()
+        os.rename(m.mountpoint / "f.txt", m.mountpoint / "sub/g.txt")
+        time.sleep(1.2)  # past the listing TTL: the root is listed from Internxt again
+        assert sorted(os.listdir(m.mountpoint)) == ["sub"]
+
+    _lost_create_then(m, rename)
+    check_remote(m, {"sub/g.txt": content})
+    m.remount(cold=True)
+    assert local_tree(m.mountpoint) == {"sub/g.txt": content}
 
 
 def test_crash_between_network_finish_and_drive_replace(new_mount: Any) -> None:

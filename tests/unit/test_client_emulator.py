@@ -398,6 +398,13 @@ async def test_deleting_an_unreferenced_object_gives_its_space_back(emu: Any) ->
         assert emu.user_info(account["email"])["networkUsage"] == 0
         await upload_file(client, client.session.root_folder_uuid, "fits", Content(4, 400))
         await client.network.delete(orphan)  # already gone: still fine
+        # A 404 for the bucket is not "already gone": it must not pass for a deletion.
+        real_bucket, client.network.bucket = client.network.bucket, "f" * 24
+        try:
+            with pytest.raises(NotFound):
+                await client.network.delete(orphan)
+        finally:
+            client.network.bucket = real_bucket
 
 
 async def test_file_size_cap_and_empty_file_cap(emu: Any) -> None:

@@ -177,12 +177,16 @@ def test_delete_object_frees_the_space_it_took(
         assert foreign.status_code == 403
     finally:
         other.close()
+    assert foreign.json() == {"error": "Unauthorized"}
     assert httpx.delete(f"{emulator.network_url}{base}/{orphan['id']}").status_code == 401
-    assert session.network("DELETE", f"{base}/123").status_code == 400
+    # Ids are validated before the credentials are looked at.
+    assert httpx.delete(f"{emulator.network_url}{base}/123").status_code == 400
+    nobody = session.network("DELETE", f"/buckets/{'f' * 24}/files/{orphan['id']}")
+    assert nobody.status_code == 404 and nobody.json() == {"error": "Bucket  not found"}
     gone = session.network("DELETE", f"{base}/{orphan['id']}")
     assert gone.status_code == 204 and gone.content == b""
     again = session.network("DELETE", f"{base}/{orphan['id']}")
-    assert again.status_code == 404
+    assert again.status_code == 404 and again.json() == {"error": "Bucket entry  not found"}
     assert session.network("GET", f"{base}/{orphan['id']}/info").status_code == 404
     info = emulator.user_info(email)
     assert (info["driveUsage"], info["networkUsage"]) == (300, 300)

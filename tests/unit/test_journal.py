@@ -116,3 +116,60 @@ def test_disk_full_rolls_back_memory_and_disk_alike(tmp_path: Path) -> None:
         j.update(kept.local_id, size=3)
     reopened = Journal(tmp_path / "state.db")
     assert [(r.name, r.size) for r in reopened.all_files()] == [("kept.txt", 3)]
+
+
+def test_failed_commit_is_undone_and_on_commit_callbacks_dropped(tmp_path: Path) -> None:
+    """COMMIT itself fails and leaves SQLite's transaction open (as a full disk can): it is
+    rolled back, memory follows, and what waited for the commit never runs."""
+    j = Journal(tmp_path / "state.db")
+    kept = j.new_file(parent_uuid="p", name="kept.txt", size=1, dirty=True)
+    # A deferred constraint is checked only at COMMIT: a way to make exactly COMMIT fail.
+    j._db.execute("PRAGMA foreign_keys=ON")
+    j._db.execute("CREATE TABLE t_parent (id INTEGER PRIMARY KEY)")
+    j._db.execute(
+        "CREATE TABLE t_child (pid INTEGER REFERENCES t_parent(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    ran: list[str] = []
+    with pytest.raises(sqlite3.IntegrityError), j.transaction():
+        j.update(kept.local_id, name="renamed.txt")
+        j.on_commit(lambda: ran.append("after"))
+        j._db.execute("INSERT INTO t_child VALUES (42)")
+    assert not j._db.in_transaction
+    assert j.get(kept.local_id) == kept and ran == []
+    with j.transaction():
+        j.update(kept.local_id, size=5)
+        j.on_commit(lambda: ran.append("after"))
+        assert ran == []  # not before the commit
+    assert ran == ["after"]
+    j.on_commit(lambda: ran.append("now"))  # outside a transaction: at once
+    assert ran == ["after", "now"]
+    assert Journal(tmp_path / "state.db").get(kept.local_id).size == 5
+
+
+def test_uncertain_orphan_is_never_downgraded(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    j.add_orphan("obj", 3, "uncertain", parent_uuid="p", name="f.txt")
+    j.add_orphan("obj", 3, "unpublished")  # would get it deleted without a look
+    (row,) = j.orphan_rows()
+    assert (row.reason, row.parent_uuid, row.name) == ("uncertain", "p", "f.txt")
+    j.add_orphan("other", 4, "unpublished")
+    j.add_orphan("other", 4, "uncertain", parent_uuid="q", name="g")
+    assert ("other", 4, "uncertain") in j.orphans()
+
+
+def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    j.add_orphan("obj", 3, "uncertain")
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 1 wrote
+    db.executescript(
+        "CREATE TABLE o1 (file_id TEXT PRIMARY KEY, local_id INTEGER, reason TEXT NOT NULL);"
+        "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
+        "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
+        "UPDATE schema_version SET version = 1;"
+    )
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.orphans() == [("obj", 3, "uncertain")]
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (2,)
