@@ -38,7 +38,8 @@ from internxtfs.salvage import lock_cache
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 10 * 1024**3
-ORPHAN_SWEEP_TIMEOUT = 30.0  # flush/unmount: at most this long deleting orphaned objects
+ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
+# rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
 
 
 @dataclass

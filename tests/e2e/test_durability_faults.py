@@ -193,6 +193,7 @@ def test_lost_answers_to_changes_that_were_made(new_mount: Any) -> None:
         losing_one("DELETE", f"^/drive/folders/{UUID}$", lambda: os.rmdir(mnt / "gone"))
 
         # Then at random, over every change, while files are written, replaced and moved.
+        forced = emulator.stats()["faults_injected"]["lost_answer"]
         emulator.set_faults(
             lose_answer_rate=0.35,
             fault_method=None,
@@ -210,7 +211,7 @@ def test_lost_answers_to_changes_that_were_made(new_mount: Any) -> None:
         injected = emulator.stats()["faults_injected"]
     finally:
         emulator.set_faults(lose_answer_rate=0, fault_method=None, fault_path_regex=None)
-    assert injected["lost_answer"] >= 12, injected
+    assert injected["lost_answer"] - forced >= 4, injected  # the random phase's own
     assert remote.snapshot(emulator, m.user) == expected
     assert status(m)["uploads"]["errors"] == {}
     m.remount(cold=True)
