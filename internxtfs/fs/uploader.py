@@ -410,6 +410,8 @@ class Uploader:
 
     async def _process(self, local_id: int) -> None:
         record = self.journal.get(local_id)
+        if record is None or record.deleted:
+            self._forget_unpublished(local_id)
         if record is None:
             return
         if record.deleted:
@@ -436,6 +438,7 @@ class Uploader:
         kept = self._unpublished.get(local_id)
         if kept is not None and kept[0] == generation:
             return kept[1]  # uploaded before, only publishing failed: same content
+        self._forget_unpublished(local_id)  # an older version's object: superseded
         log.debug("uploading local id %d (%d bytes, generation %d)", local_id, size, generation)
         file_id: str = await self.network.upload(self.cache.reader(local_id, size), size)
         self._unpublished[local_id] = (generation, file_id)
@@ -464,6 +467,12 @@ class Uploader:
                     self.journal.update(local_id, pending_file_id=None, pending_generation=None)
         except sqlite3.Error as exc:  # disk full: pending_file_id stays, resume() covers it
             log.warning("cannot record object %s as uncertain: %s", file_id, exc)
+
+    def _forget_unpublished(self, local_id: int) -> None:
+        """The object kept for a retry of a failed publish will not be used: an orphan."""
+        kept = self._unpublished.pop(local_id, None)
+        if kept is not None:
+            self._orphan(local_id, kept[1])
 
     def _orphan(self, local_id: int, file_id: str | None) -> None:
         self._unpublished.pop(local_id, None)

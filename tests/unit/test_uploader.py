@@ -13,7 +13,7 @@ import trio
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.uploader import Uploader
-from internxtfs.internxt.errors import Conflict, NotFound, QuotaExceeded, ServerError
+from internxtfs.internxt.errors import Conflict, NotFound, QuotaExceeded, ServerError, Unreachable
 
 MiB = 1024 * 1024
 
@@ -446,3 +446,36 @@ async def test_close_timeout_leaves_pending(setup: Setup, autojump_clock: trio.a
         setup.uploader.schedule(fid)
         assert await setup.uploader.close(timeout=10) == 1
     assert setup.journal.get(fid).dirty  # type: ignore[union-attr]
+
+
+async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
+    setup: Setup, autojump_clock: trio.abc.Clock
+) -> None:
+    """A refused create (quota) leaves its object kept for a retry; once the file changes, it
+    is an orphan the sweeper may delete unchecked. A create that fails without an answer may
+    have landed: its object is 'uncertain' at once, aimed at the file's place, and stays so."""
+    s = setup
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        fid = await s.new_file("a", b"first")
+        s.drive.fail_next = [QuotaExceeded("no space", status=420)]
+        s.uploader.schedule(fid, immediate=True)
+        assert fid in await s.uploader.wait_idle()
+        assert s.journal.orphans() == []  # kept: the retry publishes the same object
+        await s.cache.write(fid, 0, b"FIRST")  # a new version: the kept object is superseded
+        s.uploader.schedule(fid, immediate=True)
+        assert await s.uploader.wait_idle(fid) == {}
+        assert s.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert s.remote_content(fid) == b"FIRST"
+
+        gid = await s.new_file("b", b"second")
+        s.drive.fail_next = [Unreachable("connection dropped")]  # after the retries (client)
+        s.uploader.schedule(gid, immediate=True)
+        assert gid in await s.uploader.wait_idle()
+        (row,) = [o for o in s.journal.orphan_rows() if o.local_id == gid]
+        assert (row.reason, row.parent_uuid, row.name) == ("uncertain", "root", "b")
+        await s.cache.write(gid, 0, b"SECOND")
+        s.uploader.schedule(gid, immediate=True)
+        assert await s.uploader.wait_idle(gid) == {}
+        assert ("obj3", gid, "uncertain") in s.journal.orphans()  # never downgraded
+        nursery.cancel_scope.cancel()
