@@ -315,7 +315,9 @@ class Filesystem(pyfuse3.Operations):
         node = self._dir(inode)
         children = await self.meta.children(node)
         # A snapshot: offsets stay stable while the directory changes under the reader.
-        entries = sorted(children.items())
+        # "." and ".." first, as on a local disk (``ls -a`` shows them).
+        parent = node.parent if self.table.get(node.parent) is not None else node.ino
+        entries = [(".", node.ino), ("..", parent), *sorted(children.items())]
         return self._new_fh(DirHandle(node, entries))
 
     @fuse_handler
@@ -330,7 +332,8 @@ class Filesystem(pyfuse3.Operations):
                 continue
             if not pyfuse3.readdir_reply(token, names.encode(name), self.attrs(node), index + 1):
                 break
-            node.lookups += 1  # readdirplus counts as a lookup
+            if name not in (".", ".."):
+                node.lookups += 1  # readdirplus counts as a lookup, except for these two
 
     @fuse_handler
     async def releasedir(self, fh: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,24 @@ def test_unmount_right_after_write_loses_nothing(mounted: MountedFS) -> None:
     mounted.remount(cold=True)
     for name, content in data.items():
         assert (mnt / name).read_bytes() == content
+
+
+def test_listings_show_dot_and_dotdot(mounted: MountedFS) -> None:
+    """``ls -a`` shows "." and ".." as on a local disk, with the right inodes, and listing
+    them does not disturb the kernel's lookup counts (the mount keeps working after many)."""
+    mnt = mounted.mountpoint
+    (mnt / "d").mkdir()
+    (mnt / "d" / "f").write_bytes(b"x")
+    listed = subprocess.run(
+        ["ls", "-a1i", str(mnt / "d")], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    by_name = {line.split()[1]: int(line.split()[0]) for line in listed if line.strip()}
+    assert sorted(by_name) == [".", "..", "f"]
+    assert by_name["."] == os.stat(mnt / "d").st_ino
+    assert by_name[".."] == os.stat(mnt).st_ino
+    root = subprocess.run(["ls", "-a1", str(mnt)], capture_output=True, text=True, check=True)
+    assert root.stdout.split() == [".", "..", "d"]
+    for _ in range(200):  # many readdirplus rounds, then the tree is still all there
+        os.listdir(mnt / "d")
+    mounted.remount()
+    assert (mnt / "d" / "f").read_bytes() == b"x"
