@@ -37,6 +37,9 @@ class Node:
     lookups: int = 0
     open_handles: int = 0
     unlinked: bool = False  # removed from its directory while still open or looked up
+    # A directory's mtime set here (utimensat, or a change of its entries): Internxt has no
+    # call to store it, so listings from Internxt must not reset it (it lasts until unmount).
+    mtime_pinned: bool = False
     # Children by name, for directories whose listing is loaded; None when never listed.
     children: dict[str, int] | None = field(default=None, repr=False)
     listed_at: float = 0.0

@@ -291,7 +291,7 @@ class Metadata:
 def _apply_times(node: Node, entry: Any) -> None:
     modified = float(entry.modified)
     created = float(entry.created)
-    if not same_millisecond(node.mtime_ns, modified):
+    if not node.mtime_pinned and not same_millisecond(node.mtime_ns, modified):
         node.mtime_ns = seconds_to_ns(modified)
     if not same_millisecond(node.ctime_ns, created):
         node.ctime_ns = seconds_to_ns(created)

@@ -174,6 +174,7 @@ class Filesystem(pyfuse3.Operations):
 
     def _touch_dir(self, parent: Node) -> None:
         parent.mtime_ns = parent.ctime_ns = self.clock_ns()
+        parent.mtime_pinned = True
         self.meta.touch(parent)
 
     def _drop_local(self, node: Node) -> None:
@@ -292,6 +293,7 @@ class Filesystem(pyfuse3.Operations):
             changed = True
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
+            node.mtime_pinned = node.is_dir
             changed = True
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns

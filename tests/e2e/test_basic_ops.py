@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,3 +185,25 @@ def test_listings_show_dot_and_dotdot(mounted: MountedFS) -> None:
         os.listdir(mnt / "d")
     mounted.remount()
     assert (mnt / "d" / "f").read_bytes() == b"x"
+
+
+def test_directory_mtime_set_here_survives_listing_refreshes(mounted_factory: Any) -> None:
+    """Internxt cannot store a folder's mtime after creation: one set here (touch, rsync -a)
+    must last until unmount, not fall back at the next listing from Internxt, or every
+    ``rsync -a`` would set every directory time again."""
+    m: MountedFS = mounted_factory(None, "--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    src = m.workdir / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "f").write_bytes(b"x")
+    for d in (src / "a" / "b", src / "a", src):
+        os.utime(d, (1_577_836_800, 1_577_836_800))
+    subprocess.run(["rsync", "-a", f"{src}/", f"{mnt}/rs/"], check=True)
+    time.sleep(1.5)  # past the listing TTL
+    os.listdir(mnt)
+    os.listdir(mnt / "rs")
+    assert (mnt / "rs" / "a").stat().st_mtime == 1_577_836_800
+    again = subprocess.run(
+        ["rsync", "-ai", f"{src}/", f"{mnt}/rs/"], capture_output=True, text=True, check=True
+    )
+    assert again.stdout == "", again.stdout  # nothing to transfer, no time to set again
