@@ -165,6 +165,7 @@ async def _run_mount(
             concurrency=config.upload_concurrency,
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
+            delete_mode=config.fs.delete_mode,
         )
         sweeper = OrphanSweeper(
             journal,

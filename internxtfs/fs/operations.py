@@ -182,6 +182,12 @@ class Filesystem(pyfuse3.Operations):
         if node.local_id is None:
             return
         local_id = node.local_id
+        if self._remote_delete_pending(node):
+            # Unlinked while open (_unlink_while_open): the uploader deletes the entry, then
+            # forgets the record and cache.
+            self.table.set_local(node, None)
+            self.uploader.delete_when_closed(local_id)
+            return
         self.table.set_local(node, None)
         # Record first, then the cache file: a crash in between leaves a cache file without a
         # record, which the next mount removes. The other order could leave dirty blocks
@@ -189,6 +195,10 @@ class Filesystem(pyfuse3.Operations):
         # dirty record without blocks (uploaded again as zeros).
         self.journal.delete(local_id)
         self.cache.drop(local_id)
+
+    def _remote_delete_pending(self, node: Node) -> bool:
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        return record is not None and record.deleted and record.remote_uuid is not None
 
     def _sync_uuid(self, node: Node) -> None:
         """Learn the uuid the uploader gave a file we created (call under its lock)."""
@@ -205,6 +215,9 @@ class Filesystem(pyfuse3.Operations):
             await lock.acquire()
         try:
             self._sync_uuid(node)
+            if node.uuid is not None and node.open_handles and node.local_id is not None:
+                await self._unlink_while_open(parent, node)
+                return
             if node.uuid is not None:
                 # Journal the delete before sending it: a crash after the remote delete must
                 # not leave a record with unsent content that the next mount would publish
@@ -224,12 +237,30 @@ class Filesystem(pyfuse3.Operations):
                     # Still open: keep the data readable until the last close, never publish.
                     self.journal.update(node.local_id, deleted=True, remote_uuid=None)
                 else:
+                    if node.uuid is not None:
+                        self.journal.update(node.local_id, remote_uuid=None)  # delete done
                     self._drop_local(node)
             self.table.unlink_child(parent, node.name)
             self._touch_dir(parent)
         finally:
             if lock is not None:
                 lock.release()
+
+    async def _unlink_while_open(self, parent: Node, node: Node) -> None:
+        """unlink (or rename over) a stored file that is still open: POSIX keeps it readable
+        through its descriptors, and what is not cached is read from Internxt, so its entry
+        must outlive the name. The entry is moved aside under a hidden name (the name is free
+        for a new file at once) and deleted at the last close; the journal records the
+        pending delete, so a crash meanwhile only delays it to the next mount. Called with
+        the file's lock held."""
+        assert node.uuid is not None and node.local_id is not None and parent.uuid is not None
+        aside = f".internxtfs-unlinked-{node.local_id}"
+        await self.drive.move_file(node.uuid, parent.uuid, aside)
+        # deleted + remote_uuid: a pending remote delete (sent at the last close, see release)
+        self.journal.update(node.local_id, deleted=True, name=aside)
+        self.uploader.hold(node.local_id)
+        self.table.unlink_child(parent, node.name)
+        self._touch_dir(parent)
 
     async def _delete_remote(self, kind: str, uuid: str) -> None:
         try:
@@ -473,9 +504,14 @@ class Filesystem(pyfuse3.Operations):
         self._persist_changes(handle)
         if handle.unsent and node.local_id is not None and not node.unlinked:
             self.uploader.schedule(node.local_id)
-        if node.unlinked and node.open_handles == 0 and node.lookups == 0:
-            self._drop_local(node)
-            self.table.remove(node)
+        if node.unlinked and node.open_handles == 0:
+            if node.lookups == 0:
+                self._drop_local(node)
+                self.table.remove(node)
+            elif self._remote_delete_pending(node):
+                # Last close of a file unlinked while open: no descriptor can reach its data
+                # any more (the kernel's lookups linger only for stat), so its entry can go.
+                self._drop_local(node)
 
     @fuse_handler
     async def fsync(self, fh: int, datasync: bool) -> None:

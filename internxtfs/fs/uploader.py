@@ -116,6 +116,7 @@ class Uploader:
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
         on_conflict: ConflictHook = _raise_conflict,
+        delete_mode: str = "permanent",
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
     ) -> None:
@@ -131,6 +132,7 @@ class Uploader:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
+        self.delete_mode = delete_mode  # for remote deletes sent from here (pending ones)
         self._clock = clock
         self._sleep = sleep
         self._queue: dict[int, _Queued] = {}
@@ -149,6 +151,8 @@ class Uploader:
         # Records found unlinked at resume(): no descriptor survives a restart, so nobody else
         # will drop them; they go once their pending remote delete is done.
         self._drop_after_delete: set[int] = set()
+        # Files unlinked while open: their remote entry waits for the last close (see hold()).
+        self._held: set[int] = set()
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -171,6 +175,19 @@ class Uploader:
         else:
             entry.due = max(entry.due, due)  # quiet since the last schedule; keeps a backoff
         self._notify()
+
+    def hold(self, local_id: int) -> None:
+        """A file unlinked while open: its remote entry (moved aside) must stay until the last
+        close, so reads of what is not cached keep working. Nothing is sent for it meanwhile,
+        and ``flush`` does not wait for it."""
+        self._held.add(local_id)
+
+    def delete_when_closed(self, local_id: int) -> None:
+        """The last descriptor of a held file is closed: delete its remote entry now, then
+        forget the file (record and cache)."""
+        self._held.discard(local_id)
+        self._drop_after_delete.add(local_id)
+        self.schedule(local_id, immediate=True)
 
     def resume(self) -> None:
         """At start: queue every record with unsent changes (crash recovery)."""
@@ -292,7 +309,7 @@ class Uploader:
 
     def _has_work(self, local_id: int) -> bool:
         record = self.journal.get(local_id)
-        if record is None:
+        if record is None or local_id in self._held:
             return False
         if record.deleted:
             return record.remote_uuid is not None
@@ -409,6 +426,8 @@ class Uploader:
     # --- one upload -------------------------------------------------------------------------
 
     async def _process(self, local_id: int) -> None:
+        if local_id in self._held:
+            return
         record = self.journal.get(local_id)
         if record is None or record.deleted:
             self._forget_unpublished(local_id)
@@ -598,7 +617,10 @@ class Uploader:
             return
         async with self.lock_for(record.local_id):
             try:
-                await self.drive.delete_file(record.remote_uuid)
+                if self.delete_mode == "trash":
+                    await self.drive.trash([(record.remote_uuid, "file")])
+                else:
+                    await self.drive.delete_file(record.remote_uuid)
             except NotFound:
                 log.info("remote entry of %r was already gone", record.name)
             if self.journal.get(record.local_id) is not None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.mounting import MountedFS
+from tests.harness import remote
+from tests.harness.mounting import MountedFS, cli
 
 
 def test_write_read_and_stat_stay_stable_across_upload(mounted: MountedFS) -> None:
@@ -207,3 +208,38 @@ def test_directory_mtime_set_here_survives_listing_refreshes(mounted_factory: An
         ["rsync", "-ai", f"{src}/", f"{mnt}/rs/"], capture_output=True, text=True, check=True
     )
     assert again.stdout == "", again.stdout  # nothing to transfer, no time to set again
+
+
+def test_open_file_stays_readable_after_unlink_or_rename_over(mounted: MountedFS) -> None:
+    """POSIX: an unlinked (or renamed-over) file stays readable through descriptors opened
+    before, also the part that was never cached. Its entry goes at the last close; meanwhile
+    the name is free, nothing shows in the listing, and flush does not wait for the reader."""
+    mnt = mounted.mountpoint
+    first, second = os.urandom(3 * 1024 * 1024 + 7), os.urandom(2 * 1024 * 1024)
+    (mnt / "f").write_bytes(first)
+    (mnt / "g").write_bytes(second)
+    (mnt / "new").write_bytes(b"the new g")
+    flush = cli("flush", str(mnt), env=mounted.env)
+    assert flush.returncode == 0, flush.stdout + flush.stderr
+    mounted.remount(cold=True)  # nothing cached: reads after the unlink must reach Internxt
+    fd_f = os.open(mnt / "f", os.O_RDONLY)
+    fd_g = os.open(mnt / "g", os.O_RDONLY)
+    try:
+        assert os.read(fd_f, 4096) == first[:4096]
+        os.unlink(mnt / "f")
+        os.rename(mnt / "new", mnt / "g")
+        (mnt / "f").write_bytes(b"a new f")  # the name is free at once
+        assert sorted(os.listdir(mnt)) == ["f", "g"]
+        flushed = cli("flush", str(mnt), env=mounted.env)
+        assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+        rest = b""
+        while chunk := os.read(fd_f, 1 << 20):
+            rest += chunk
+        assert first[:4096] + rest == first
+        assert os.pread(fd_g, len(second) + 10, 0) == second
+    finally:
+        os.close(fd_f)
+        os.close(fd_g)
+    flushed = cli("flush", str(mnt), env=mounted.env)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    assert remote.snapshot(mounted.emulator, mounted.user) == {"f": b"a new f", "g": b"the new g"}

@@ -435,3 +435,25 @@ def test_crash_after_the_remote_move_of_an_edited_file(new_mount: Any) -> None:
     flush_ok(m)
     check_remote(m, {"dir/b.txt": b"second version"})
     assert local_tree(m.mountpoint) == {"dir/b.txt": b"second version"}
+
+
+def test_crash_while_an_unlinked_file_is_still_open(new_mount: Any) -> None:
+    """A stored file unlinked while open keeps its entry (moved aside) until the last close;
+    a kill -9 before that close must not leave it behind: the next mount deletes it."""
+    m: MountedFS = new_mount()
+    write_file(m.mountpoint / "keep.txt", b"keep")
+    write_file(m.mountpoint / "f.bin", data(80, 300_000))
+    flush_ok(m)
+    fd = os.open(m.mountpoint / "f.bin", os.O_RDONLY)
+    try:
+        os.unlink(m.mountpoint / "f.bin")
+        names = sorted(f.path for f in remote.entries(m.emulator, m.user, download=False))
+        assert len(names) == 2 and names[1] == "keep.txt", names
+        assert names[0].startswith(".internxtfs-unlinked-"), names  # moved aside, kept
+        m.kill()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    remount_after_crash(m)
+    flush_ok(m)
+    check_remote(m, {"keep.txt": b"keep"})
