@@ -166,6 +166,7 @@ async def _run_mount(
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
             delete_mode=config.fs.delete_mode,
+            recovery_parent=session.root_folder_uuid,
         )
         sweeper = OrphanSweeper(
             journal,

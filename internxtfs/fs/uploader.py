@@ -75,6 +75,8 @@ from internxtfs.internxt.retry import is_retryable
 
 log = logging.getLogger(__name__)
 
+RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
+
 MiB = 1024 * 1024
 
 
@@ -117,6 +119,7 @@ class Uploader:
         backoff_max: float = 300.0,
         on_conflict: ConflictHook = _raise_conflict,
         delete_mode: str = "permanent",
+        recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
     ) -> None:
@@ -133,6 +136,9 @@ class Uploader:
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
         self.delete_mode = delete_mode  # for remote deletes sent from here (pending ones)
+        # Where files whose folder was deleted elsewhere are stored (see _rehome); None: fail.
+        self.recovery_parent = recovery_parent
+        self._recovery_uuid: str | None = None
         self._clock = clock
         self._sleep = sleep
         self._queue: dict[int, _Queued] = {}
@@ -601,6 +607,10 @@ class Uploader:
                     record.parent_uuid, record.name, size, file_id, mtime=mtime
                 )
                 return entry.uuid
+            except NotFound as exc:
+                if "folder" not in exc.message.lower() or self.recovery_parent is None:
+                    raise
+                record = await self._rehome(record)
             except Conflict as exc:
                 target = await self.on_conflict(record, exc)
                 if target is not None:
@@ -611,6 +621,27 @@ class Uploader:
                     raise
                 record = fresh
         raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
+
+    async def _rehome(self, record: FileRecord) -> FileRecord:
+        """The file's folder was deleted elsewhere while it had unsent content: store it in
+        the recovery folder at the root instead of failing forever (and out of sight)."""
+        assert self.recovery_parent is not None
+        if self._recovery_uuid is None:
+            try:
+                folder = await self.drive.create_folder(self.recovery_parent, RECOVERY_FOLDER)
+            except Conflict:
+                found = await self.drive.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
+                if not found:
+                    raise
+                folder = found[0]
+            self._recovery_uuid = folder.uuid
+        log.warning(
+            "the folder of %r was deleted elsewhere while it had unsent changes; storing it in "
+            "/%s instead",
+            record.name,
+            RECOVERY_FOLDER,
+        )
+        return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid)
 
     async def _delete_remote(self, record: FileRecord) -> None:
         if record.remote_uuid is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.harness import remote
 from tests.harness.durability import (
@@ -360,3 +361,36 @@ def test_full_cache_disk_is_enospc_and_corrupts_nothing(new_mount: Any, tmp_path
         if m is not None:
             m.unmount()  # before the disk under its cache goes
         subprocess.run(["umount", "-l", str(cache)], check=False)
+
+
+def test_unsent_files_of_a_folder_deleted_elsewhere_are_stored_in_recovery(
+    new_mount: Any,
+) -> None:
+    """Another client deletes a folder while this mount holds unsent changes in it (a new
+    file, an edit of a stored one): they are stored in /internxtfs-recovered instead of
+    failing forever out of sight, and the mount shows them there."""
+    m: MountedFS = new_mount("--upload-delay", "3600", "--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    (mnt / "dir2").mkdir()
+    write_file(mnt / "dir2" / "old.txt", b"stored version")
+    flush_ok(m)
+    write_file(mnt / "dir2" / "new.txt", b"never stored")
+    write_file(mnt / "dir2" / "old.txt", b"edited, not stored")
+
+    async def delete_dir2() -> None:
+        client = await remote._login(m.emulator, m.user)
+        async with client:
+            root = client.session.root_folder_uuid
+            (folder,) = [f for f in await client.drive.list_folders(root) if f.name == "dir2"]
+            await client.drive.delete_folder(folder.uuid)
+
+    trio.run(delete_dir2)
+    flush_ok(m)
+    expected = {
+        "internxtfs-recovered/new.txt": b"never stored",
+        "internxtfs-recovered/old.txt": b"edited, not stored",
+    }
+    assert remote.snapshot(m.emulator, m.user) == expected
+    time.sleep(1.5)  # past the listing TTL
+    assert local_tree(mnt) == expected
+    assert status(m)["uploads"]["errors"] == {}
