@@ -615,13 +615,30 @@ class Filesystem(pyfuse3.Operations):
         try:
             self._sync_uuid(node)
             if node.uuid is not None:
-                await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                try:
+                    await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                except ie.Conflict:
+                    # Another client created that name after our listing: rename(2) replaces
+                    # the target, so its file goes (as a local rename over it would) and the
+                    # move is sent again. A folder of that name stays: EEXIST.
+                    await self._remove_unseen_target(new_parent, new_name)
+                    await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
                 crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
         finally:
             if lock is not None:
                 lock.release()
+
+    async def _remove_unseen_target(self, parent: Node, name: str) -> None:
+        assert parent.uuid is not None
+        self.meta.invalidate(parent)  # our listing missed it: list again next time
+        found = await self.drive.files_exist(parent.uuid, [name])
+        if not found:
+            raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
+        log.info("%r appeared remotely after our listing; the rename replaces it", name)
+        for entry in found:
+            await self._delete_remote("file", entry.uuid)
 
     def _fsync_local(self, local_id: int) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.

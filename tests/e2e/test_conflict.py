@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import trio
+
+from tests.harness import remote
 from tests.harness.mounting import MountedFS, cli
 
 
@@ -32,3 +35,33 @@ def test_remote_change_during_unsent_local_change_keeps_both(
     kept = next(n for n in names if n != "report.txt")
     assert kept.startswith("report (internxtfs conflict ") and kept.endswith(").txt")
     assert (c.mountpoint / kept).read_text() == "ours, not sent yet"
+
+
+def test_rename_over_a_name_created_elsewhere_after_our_listing(mounted_factory: Any) -> None:
+    """rsync's pattern (write a temp file, rename it over the target) when another client
+    created the target after this mount listed the folder: rename(2) replaces it, it does
+    not fail with EEXIST."""
+    m: MountedFS = mounted_factory(None, "--dir-cache-ttl", "600")
+    mnt = m.mountpoint
+    (mnt / ".target.txt.tmp").write_bytes(b"ours, renamed into place")
+    assert cli("flush", str(mnt), env=m.env).returncode == 0
+    assert os.listdir(mnt) == [".target.txt.tmp"]  # listed: the target is not there yet
+
+    async def create_target() -> None:
+        client = await remote._login(m.emulator, m.user)
+        async with client:
+            data = b"theirs"
+
+            async def read(offset: int, length: int) -> bytes:
+                return data[offset : offset + length]
+
+            file_id = await client.network.upload(read, len(data))
+            await client.drive.create_file(
+                client.session.root_folder_uuid, "target.txt", len(data), file_id
+            )
+
+    trio.run(create_target)
+    os.rename(mnt / ".target.txt.tmp", mnt / "target.txt")
+    assert cli("flush", str(mnt), env=m.env).returncode == 0
+    assert remote.snapshot(m.emulator, m.user) == {"target.txt": b"ours, renamed into place"}
+    assert (mnt / "target.txt").read_bytes() == b"ours, renamed into place"
