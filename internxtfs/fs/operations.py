@@ -250,15 +250,31 @@ class Filesystem(pyfuse3.Operations):
         """unlink (or rename over) a stored file that is still open: POSIX keeps it readable
         through its descriptors, and what is not cached is read from Internxt, so its entry
         must outlive the name. The entry is moved aside under a hidden name (the name is free
-        for a new file at once) and deleted at the last close; the journal records the
-        pending delete, so a crash meanwhile only delays it to the next mount. Called with
-        the file's lock held."""
-        assert node.uuid is not None and node.local_id is not None and parent.uuid is not None
-        aside = f".internxtfs-unlinked-{node.local_id}"
-        await self.drive.move_file(node.uuid, parent.uuid, aside)
+        for a new file at once) and deleted at the last close. The pending delete is
+        journaled before the move, so a crash at any point only delays it to the next mount.
+        Called with the file's lock held."""
+        assert node.uuid is not None and node.local_id is not None
+        local_id = node.local_id
+        record = self.journal.get(local_id)
+        assert record is not None
+        aside = f".internxtfs-unlinked-{node.uuid}"  # unique: no other entry has this uuid
         # deleted + remote_uuid: a pending remote delete (sent at the last close, see release)
-        self.journal.update(node.local_id, deleted=True, name=aside)
-        self.uploader.hold(node.local_id)
+        self.journal.update(local_id, deleted=True, name=aside)
+        self.uploader.hold(local_id)
+        try:
+            await self.drive.move_file(node.uuid, record.parent_uuid, aside)
+        except ie.NotFound:
+            # Deleted elsewhere already: nothing to keep aside, only the local data is left.
+            log.info("%r was already gone remotely", node.name)
+            self.journal.update(local_id, remote_uuid=None)
+            self.uploader.unhold(local_id)
+        except BaseException:
+            self.journal.update(local_id, deleted=False, name=record.name)
+            self.uploader.unhold(local_id)
+            raise
+        if node.open_handles == 0:
+            # Closed while the move was on its way: nothing will call release again.
+            self._drop_local(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
 
@@ -621,8 +637,8 @@ class Filesystem(pyfuse3.Operations):
                     # Another client created that name after our listing: rename(2) replaces
                     # the target, so its file goes (as a local rename over it would) and the
                     # move is sent again. A folder of that name stays: EEXIST.
-                    await self._remove_unseen_target(new_parent, new_name)
-                    await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                    if not await self._remove_unseen_target(node, new_parent, new_name):
+                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
                 crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
@@ -630,15 +646,27 @@ class Filesystem(pyfuse3.Operations):
             if lock is not None:
                 lock.release()
 
-    async def _remove_unseen_target(self, parent: Node, name: str) -> None:
+    async def _remove_unseen_target(self, node: Node, parent: Node, name: str) -> bool:
+        """The move of ``node`` to ``parent``/``name`` met Conflict. Returns True when the move
+        is in fact done (the entry there is our own: an earlier attempt landed). Otherwise
+        deletes a file of that name that this mount does not know (another client created it
+        after our listing) so the move can be sent again; anything else is EEXIST."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
         found = await self.drive.files_exist(parent.uuid, [name])
+        if any(entry.uuid == node.uuid for entry in found):
+            return True
         if not found:
             raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
+        for entry in found:
+            if self.table.by_uuid(entry.uuid) is not None or self.journal.find_by_remote(
+                entry.uuid
+            ):
+                raise pyfuse3.FUSEError(errno.EEXIST)  # known here: not ours to delete blindly
         log.info("%r appeared remotely after our listing; the rename replaces it", name)
         for entry in found:
             await self._delete_remote("file", entry.uuid)
+        return False
 
     def _fsync_local(self, local_id: int) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.

@@ -139,6 +139,7 @@ class Uploader:
         # Where files whose folder was deleted elsewhere are stored (see _rehome); None: fail.
         self.recovery_parent = recovery_parent
         self._recovery_uuid: str | None = None
+        self._recovery_lock = trio.Lock()
         self._clock = clock
         self._sleep = sleep
         self._queue: dict[int, _Queued] = {}
@@ -187,6 +188,9 @@ class Uploader:
         close, so reads of what is not cached keep working. Nothing is sent for it meanwhile,
         and ``flush`` does not wait for it."""
         self._held.add(local_id)
+
+    def unhold(self, local_id: int) -> None:
+        self._held.discard(local_id)
 
     def delete_when_closed(self, local_id: int) -> None:
         """The last descriptor of a held file is closed: delete its remote entry now, then
@@ -610,6 +614,8 @@ class Uploader:
             except NotFound as exc:
                 if "folder" not in exc.message.lower() or self.recovery_parent is None:
                     raise
+                if record.parent_uuid == self._recovery_uuid:
+                    self._recovery_uuid = None  # the recovery folder itself was deleted
                 record = await self._rehome(record)
             except Conflict as exc:
                 target = await self.on_conflict(record, exc)
@@ -624,24 +630,31 @@ class Uploader:
 
     async def _rehome(self, record: FileRecord) -> FileRecord:
         """The file's folder was deleted elsewhere while it had unsent content: store it in
-        the recovery folder at the root instead of failing forever (and out of sight)."""
+        the recovery folder at the root instead of failing forever (and out of sight), under
+        a name of its own so two recovered files never take each other's place."""
         assert self.recovery_parent is not None
-        if self._recovery_uuid is None:
-            try:
-                folder = await self.drive.create_folder(self.recovery_parent, RECOVERY_FOLDER)
-            except Conflict:
-                found = await self.drive.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
-                if not found:
-                    raise
-                folder = found[0]
-            self._recovery_uuid = folder.uuid
+        async with self._recovery_lock:  # one create of the folder, not one per upload
+            if self._recovery_uuid is None:
+                try:
+                    folder = await self.drive.create_folder(self.recovery_parent, RECOVERY_FOLDER)
+                except Conflict:
+                    found = await self.drive.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
+                    if not found:
+                        raise
+                    folder = found[0]
+                self._recovery_uuid = folder.uuid
+        stem, dot, ext = record.name.rpartition(".")
+        if not stem:  # no extension (or a leading dot only)
+            stem, dot, ext = record.name, "", ""
+        name = f"{stem} (recovered {record.local_id}){dot}{ext}"
         log.warning(
-            "the folder of %r was deleted elsewhere while it had unsent changes; storing it in "
-            "/%s instead",
+            "the folder of %r was deleted elsewhere while it had unsent changes; storing it as "
+            "/%s/%s instead",
             record.name,
             RECOVERY_FOLDER,
+            name,
         )
-        return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid)
+        return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
     async def _delete_remote(self, record: FileRecord) -> None:
         if record.remote_uuid is None:

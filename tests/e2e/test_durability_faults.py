@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import random
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -386,11 +387,14 @@ def test_unsent_files_of_a_folder_deleted_elsewhere_are_stored_in_recovery(
 
     trio.run(delete_dir2)
     flush_ok(m)
-    expected = {
-        "internxtfs-recovered/new.txt": b"never stored",
-        "internxtfs-recovered/old.txt": b"edited, not stored",
-    }
-    assert remote.snapshot(m.emulator, m.user) == expected
+    got = remote.snapshot(m.emulator, m.user)
+    # Each under a name of its own ("NAME (recovered N).EXT"): recovered files from different
+    # folders never take each other's place.
+    assert sorted(got.values()) == [b"edited, not stored", b"never stored"], got
+    assert all(
+        re.fullmatch(r"internxtfs-recovered/(new|old) \(recovered \d+\)\.txt", p) for p in got
+    )
+    expected = got
     time.sleep(1.5)  # past the listing TTL
     assert local_tree(mnt) == expected
     assert status(m)["uploads"]["errors"] == {}
