@@ -77,6 +77,16 @@ log = logging.getLogger(__name__)
 
 RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
 
+
+def marked_name(name: str, mark: str) -> str:
+    """``a.tar.gz`` -> ``a.tar (MARK).gz``: the mark goes before the extension, so the file
+    still opens with the same program."""
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension (or a leading dot only)
+        stem, dot, ext = name, "", ""
+    return f"{stem} ({mark}){dot}{ext}"
+
+
 MiB = 1024 * 1024
 
 
@@ -588,11 +598,7 @@ class Uploader:
         }
         if entry.file_id in ours:
             return record
-        stem, dot, ext = record.name.rpartition(".")
-        if not stem:  # no extension (or a leading dot only)
-            stem, dot, ext = record.name, "", ""
-        stamp = time.strftime("%Y-%m-%d %H%M%S")
-        kept = f"{stem} (internxtfs conflict {stamp}){dot}{ext}"
+        kept = marked_name(record.name, f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}")
         log.warning(
             "%r changed elsewhere while it had unsent local changes: keeping both; the other "
             "version keeps the name, ours is stored as %r",
@@ -643,10 +649,7 @@ class Uploader:
                         raise
                     folder = found[0]
                 self._recovery_uuid = folder.uuid
-        stem, dot, ext = record.name.rpartition(".")
-        if not stem:  # no extension (or a leading dot only)
-            stem, dot, ext = record.name, "", ""
-        name = f"{stem} (recovered {record.local_id}){dot}{ext}"
+        name = marked_name(record.name, f"recovered {record.local_id}")
         log.warning(
             "the folder of %r was deleted elsewhere while it had unsent changes; storing it as "
             "/%s/%s instead",
