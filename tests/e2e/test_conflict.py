@@ -65,3 +65,26 @@ def test_rename_over_a_name_created_elsewhere_after_our_listing(mounted_factory:
     assert cli("flush", str(mnt), env=m.env).returncode == 0
     assert remote.snapshot(m.emulator, m.user) == {"target.txt": b"ours, renamed into place"}
     assert (mnt / "target.txt").read_bytes() == b"ours, renamed into place"
+
+
+def test_rename_already_made_elsewhere_keeps_the_file(mounted_factory: Any) -> None:
+    """Another client made the very same rename while our listing was stale: Internxt refuses
+    our move (the name is taken, by the file itself). The rename is done; the file must not
+    be taken for a stranger in the way and deleted."""
+    m: MountedFS = mounted_factory(None, "--dir-cache-ttl", "600")
+    mnt = m.mountpoint
+    (mnt / "a.txt").write_bytes(b"precious")
+    assert cli("flush", str(mnt), env=m.env).returncode == 0
+    assert os.listdir(mnt) == ["a.txt"]
+
+    async def rename_elsewhere() -> None:
+        client = await remote._login(m.emulator, m.user)
+        async with client:
+            (entry,) = await client.drive.list_files(client.session.root_folder_uuid)
+            await client.drive.move_file(entry.uuid, client.session.root_folder_uuid, "b.txt")
+
+    trio.run(rename_elsewhere)
+    os.rename(mnt / "a.txt", mnt / "b.txt")
+    assert (mnt / "b.txt").read_bytes() == b"precious"
+    assert cli("flush", str(mnt), env=m.env).returncode == 0
+    assert remote.snapshot(m.emulator, m.user) == {"b.txt": b"precious"}
