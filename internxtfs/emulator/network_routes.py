@@ -308,14 +308,20 @@ async def finish_upload(request: web.Request) -> web.Response:
     )
 
 
-def _bucket_entry(request: web.Request) -> Row:
-    """The bucket entry named by the path, for its authenticated owner (404/403 otherwise)."""
-    user = bridge_user(request)
+def _path_ids(request: web.Request) -> tuple[str, str]:
+    """The bucket and file ids of a ``/buckets/{bucket}/files/{file}`` path, checked (400)."""
     bucket, file_id = request.match_info["bucket"], request.match_info["file"]
     if not HEX24.match(bucket):
         raise network_error(400, "Bucket id is malformed")
     if not HEX24.match(file_id):
         raise network_error(400, "File id is malformed")
+    return bucket, file_id
+
+
+def _bucket_entry(request: web.Request) -> Row:
+    """The bucket entry named by the path, for its authenticated owner (404/403 otherwise)."""
+    user = bridge_user(request)
+    bucket, file_id = _path_ids(request)
     owned_bucket(request, user)
     store = emulator_of(request).store
     entry = store.one("SELECT * FROM entries WHERE id = ? AND bucket = ?", file_id, bucket)
@@ -359,11 +365,7 @@ async def delete_file(request: web.Request) -> web.Response:
     entry  not found`` (404) — its messages leave the ids out, hence the double spaces. (It
     looks the entry up by id alone; here it must be in that bucket, which no client notices.)
     """
-    bucket, file_id = request.match_info["bucket"], request.match_info["file"]
-    if not HEX24.match(bucket):
-        raise network_error(400, "Bucket id is malformed")
-    if not HEX24.match(file_id):
-        raise network_error(400, "File id is malformed")
+    bucket, file_id = _path_ids(request)
     user = bridge_user(request)
     store = emulator_of(request).store
     owner = store.one("SELECT id FROM users WHERE bucket = ?", bucket)
