@@ -8,7 +8,9 @@ The emulator's delays and faults cover the points that do wait on the network.
 
 Points: ``after-create`` and ``after-replace`` (uploader: the drive entry now points at the new
 object, the journal does not know yet); ``after-remote-delete`` and ``after-remote-move``
-(operations: unlink/rename sent to Internxt, the journal not updated yet).
+(operations: unlink/rename sent to Internxt, the journal not updated yet);
+``after-target-aside`` and ``after-source-moved`` (replacement.py: a rename over an existing
+entry with the target moved aside, and with the source moved onto the name).
 
 Unset, which is always the case outside tests, a crash point costs one comparison.
 """

@@ -39,13 +39,24 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_REPLACEMENTS_TABLE = """
+CREATE TABLE replacements (
+    target_uuid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    parent_uuid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    source_uuid TEXT,
+    source_local_id INTEGER,
+    state TEXT NOT NULL
+)"""
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
         "ALTER TABLE orphans ADD COLUMN parent_uuid TEXT",
         "ALTER TABLE orphans ADD COLUMN name TEXT",
     ],
+    2: [_REPLACEMENTS_TABLE],
 }
 
 RECOVERY_HINT = (
@@ -55,7 +66,8 @@ RECOVERY_HINT = (
     "docs/semantics.md, 'Damaged cache state'."
 )
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 -- AUTOINCREMENT: a local_id is never reused, so nothing keyed by a dropped file's id (its
 -- cache file, an upload in flight, an orphan row) can ever be taken for a new file's.
@@ -98,7 +110,14 @@ CREATE TABLE orphans (
     parent_uuid TEXT,
     name TEXT
 );
+-- A rename over an existing entry, step by step (fs/replacement.py): the target is moved
+-- aside to a hidden name first, so a failure or crash before the source lands can put it
+-- back. state: 'aside' = the rename is not known to have landed (restore the target unless
+-- the source is found in its place), 'replaced' = it landed (delete the target).
 """
+    + _REPLACEMENTS_TABLE
+    + ";\n"
+)
 
 
 UNPUBLISHED = "unpublished"
@@ -114,6 +133,23 @@ class Orphan:
     reason: str  # UNPUBLISHED or UNCERTAIN
     parent_uuid: str | None  # where the publish that may have referenced it was aimed
     name: str | None
+
+
+ASIDE = "aside"
+REPLACED = "replaced"
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A rename over an existing entry in progress (see the ``replacements`` table)."""
+
+    target_uuid: str  # the entry being replaced, moved aside under a hidden name
+    kind: str  # 'file' or 'folder'
+    parent_uuid: str  # the folder holding the name (the target's home and the destination)
+    name: str  # the name being replaced
+    source_uuid: str | None  # the entry renamed onto it (None: a file not uploaded yet)
+    source_local_id: int | None  # its journal record, if any
+    state: str  # ASIDE or REPLACED
 
 
 class JournalError(Exception):
@@ -488,6 +524,30 @@ class Journal:
 
     def remove_orphan(self, file_id: str) -> None:
         self._db.execute("DELETE FROM orphans WHERE file_id = ?", (file_id,))
+
+    # --- renames over an existing entry (fs/replacement.py) -------------------------------
+
+    def add_replacement(self, row: Replacement) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO replacements (target_uuid, kind, parent_uuid, name,"
+            " source_uuid, source_local_id, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            dataclasses.astuple(row),
+        )
+
+    def replacements(self) -> list[Replacement]:
+        rows = self._db.execute(
+            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state"
+            " FROM replacements"
+        )
+        return [Replacement(*row) for row in rows]
+
+    def set_replacement_state(self, target_uuid: str, state: str) -> None:
+        self._db.execute(
+            "UPDATE replacements SET state = ? WHERE target_uuid = ?", (state, target_uuid)
+        )
+
+    def remove_replacement(self, target_uuid: str) -> None:
+        self._db.execute("DELETE FROM replacements WHERE target_uuid = ?", (target_uuid,))
 
     # --- mount-wide key/value state -------------------------------------------------------
 

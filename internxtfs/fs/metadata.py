@@ -23,6 +23,7 @@ import trio
 
 from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN
+from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, RequestRejected
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Metadata:
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         remote_changed: Callable[[int], None] | None = None,
+        shown_as: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -69,6 +71,9 @@ class Metadata:
         # Called with a local id whose clean cached blocks belong to a network object another
         # client has since replaced (the block cache's ``invalidate``).
         self.remote_changed = remote_changed
+        # Entries kept aside under a hidden name by a rename over them (fs/replacement.py):
+        # those whose rename has not landed are shown under their own name, the rest hidden.
+        self.shown_as = shown_as or (lambda parent_uuid: {})
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -168,14 +173,25 @@ class Metadata:
         unpublished: set[int] | None = None,
     ) -> dict[str, int]:
         children: dict[str, int] = {}
+        assert dir_node.uuid is not None
+        shown = self.shown_as(dir_node.uuid)
+        folders = [f for f in folders if not f.name.startswith(ASIDE_PREFIX)] + [
+            f for f in folders if f.name.startswith(ASIDE_PREFIX)
+        ]
+        files = [f for f in files if not f.name.startswith(ASIDE_PREFIX)] + [
+            f for f in files if f.name.startswith(ASIDE_PREFIX)
+        ]
         for entry in folders:
+            name = _shown_name(entry, shown, children)
+            if name is None:
+                continue
             node = self.table.by_uuid(entry.uuid)
             if node is None:
-                node = self.table.new_node(is_dir=True, parent=dir_node.ino, name=entry.name)
+                node = self.table.new_node(is_dir=True, parent=dir_node.ino, name=name)
                 self.table.set_uuid(node, entry.uuid)
-            node.parent, node.name = dir_node.ino, entry.name
+            node.parent, node.name = dir_node.ino, name
             _apply_times(node, entry)
-            children[entry.name] = node.ino
+            children[name] = node.ino
 
         listed = {entry.uuid for entry in files}
         local_by_remote, pending_here = self._local_records(dir_node, unpublished or set(), listed)
@@ -192,11 +208,14 @@ class Metadata:
                 continue
             if record is None and (entry.name, entry.file_id) in ghosts:
                 continue
-            if entry.name in children:
+            name = _shown_name(entry, shown, children)
+            if name is None:
+                continue
+            if name in children:
                 log.warning(
                     "folder %s has a file and a folder both named %r; showing the folder",
                     dir_node.uuid,
-                    entry.name,
+                    name,
                 )
                 continue
             # A file this mount created keeps the inode it had before its upload gave it a uuid.
@@ -210,10 +229,10 @@ class Metadata:
                         # kept-both conflict): this entry gets an inode of its own.
                         node = None
             if node is None:
-                node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=entry.name)
+                node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=name)
             if node.uuid != entry.uuid:
                 self.table.set_uuid(node, entry.uuid)
-            node.parent, node.name = dir_node.ino, entry.name
+            node.parent, node.name = dir_node.ino, name
             if record is not None and node.local_id is None:
                 self.table.set_local(node, record.local_id)
             remote = (entry.file_id, entry.size)
@@ -251,7 +270,7 @@ class Metadata:
                 node.size = entry.size
                 node.file_id = entry.file_id
                 _apply_times(node, entry)
-            children[entry.name] = node.ino
+            children[name] = node.ino
 
         for record in pending_here:
             if record.name in children:
@@ -286,6 +305,16 @@ class Metadata:
             elif here:
                 pending.append(record)
         return by_remote, pending
+
+
+def _shown_name(entry: Any, shown: dict[str, str], children: dict[str, int]) -> str | None:
+    """The name a remote entry is listed under, or None to hide it: an entry kept aside by a
+    rename over it shows under its own name until that rename lands (unless the name is
+    taken, e.g. the rename did land and the journal does not know yet); else it is hidden."""
+    if not entry.name.startswith(ASIDE_PREFIX):
+        return str(entry.name)
+    name = shown.get(entry.uuid)
+    return None if name is None or name in children else name
 
 
 def _apply_times(node: Node, entry: Any) -> None:

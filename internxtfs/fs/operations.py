@@ -31,6 +31,7 @@ from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.metadata import Metadata
+from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,16 @@ class Filesystem(pyfuse3.Operations):
         self.clock_ns = clock_ns
         self.monotonic = monotonic
         self.table = InodeTable(root_uuid, clock_ns())
+        # Renames over an existing entry; the mount runs its background task (replacements.run).
+        self.replacements = Replacements(drive, journal, self._delete_remote)
         self.meta = Metadata(
-            drive, self.table, journal, options.dir_cache_ttl, monotonic, cache.invalidate
+            drive,
+            self.table,
+            journal,
+            options.dir_cache_ttl,
+            monotonic,
+            cache.invalidate,
+            shown_as=self.replacements.shown_as,
         )
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
@@ -257,7 +266,7 @@ class Filesystem(pyfuse3.Operations):
         local_id = node.local_id
         record = self.journal.get(local_id)
         assert record is not None
-        aside = f".internxtfs-unlinked-{node.uuid}"  # unique: no other entry has this uuid
+        aside = aside_name(node.uuid)
         # deleted + remote_uuid: a pending remote delete (sent at the last close, see release)
         self.journal.update(local_id, deleted=True, name=aside)
         self.uploader.hold(local_id)
@@ -596,12 +605,8 @@ class Filesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EISDIR)
             if node.is_dir and not target.is_dir:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
-            # Internxt refuses a move onto an existing name, so the target goes first.
-            if target.is_dir:
-                await self._remove_dir(new_parent, target)
-            else:
-                await self._remove_file(new_parent, target)
-        if node.is_dir:
+            await self._rename_over(node, new_parent, new_text, target)
+        elif node.is_dir:
             await self._move_remote_folder(node, new_parent, new_text)
         else:
             await self._move_file(node, new_parent, new_text)
@@ -609,6 +614,76 @@ class Filesystem(pyfuse3.Operations):
         self._touch_dir(old_parent)
         if new_parent is not old_parent:
             self._touch_dir(new_parent)
+
+    async def _rename_over(self, node: Node, new_parent: Node, new_name: str, target: Node) -> None:
+        """rename(2) onto an existing entry: the name holds the old entry or the new one at
+        every moment, whatever fails (the steps are in fs/replacement.py)."""
+        if target.is_dir:
+            self.meta.invalidate(target)  # emptiness must be checked against the server
+            if await self.meta.children(target):
+                raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+
+        async def move() -> None:
+            if node.is_dir:
+                await self._move_remote_folder(node, new_parent, new_name)
+            else:
+                await self._move_file(node, new_parent, new_name)
+
+        lock = None
+        if not target.is_dir and target.local_id is not None:
+            lock = self.uploader.lock_for(target.local_id)  # no publish of it meanwhile
+            await lock.acquire()
+        try:
+            if not target.is_dir:
+                self._sync_uuid(target)
+            if target.uuid is None:
+                # Never uploaded: nothing remote holds the name. Moved first, so a failed
+                # move leaves the target as it was.
+                await move()
+                self._forget_replaced(target)
+                self.table.unlink_child(new_parent, target.name)
+                return
+            if not node.is_dir:
+                self._sync_uuid(node)
+            # An open target keeps its entry (aside) until the last close, as after unlink.
+            keep_open = not target.is_dir and target.open_handles > 0
+            target_uuid = target.uuid
+
+            def landed() -> None:
+                if keep_open:
+                    assert target.local_id is not None
+                    self.journal.update(target.local_id, deleted=True, name=aside_name(target_uuid))
+                    self.uploader.hold(target.local_id)
+                else:
+                    self._forget_replaced(target)
+
+            await self.replacements.rename_over(
+                target_uuid=target_uuid,
+                kind="folder" if target.is_dir else "file",
+                parent_uuid=new_parent.uuid,
+                name=new_name,
+                source_uuid=node.uuid,
+                source_local_id=node.local_id,
+                move=move,
+                keep_target=keep_open,
+                on_landed=landed,
+            )
+            self.table.unlink_child(new_parent, target.name)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _forget_replaced(self, target: Node) -> None:
+        """Local side of a file replaced by a rename: its unsent changes go with it, and its
+        remote entry (if any) is deleted by the replacement's own journaled step."""
+        if target.is_dir or target.local_id is None:
+            return
+        if target.open_handles or target.lookups:
+            # Still referenced: keep the data readable until forget/close, never publish.
+            self.journal.update(target.local_id, deleted=True, remote_uuid=None)
+        else:
+            self.journal.update(target.local_id, remote_uuid=None)
+            self._drop_local(target)
 
     def _check_not_into_itself(self, node: Node, new_parent: Node) -> None:
         current: Node | None = new_parent
@@ -635,10 +710,24 @@ class Filesystem(pyfuse3.Operations):
                     await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
                 except ie.Conflict:
                     # Another client created that name after our listing: rename(2) replaces
-                    # the target, so its file goes (as a local rename over it would) and the
-                    # move is sent again. A folder of that name stays: EEXIST.
-                    if not await self._remove_unseen_target(node, new_parent, new_name):
-                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                    # the target, as a local rename over it would. A folder of that name, or
+                    # an entry this mount knows, stays: EEXIST.
+                    unseen = await self._unseen_target(node, new_parent, new_name)
+                    if unseen is not None:
+                        uuid = node.uuid
+
+                        async def move_again() -> None:
+                            await self.drive.move_file(uuid, new_parent.uuid, new_name)
+
+                        await self.replacements.rename_over(
+                            target_uuid=unseen,
+                            kind="file",
+                            parent_uuid=new_parent.uuid,
+                            name=new_name,
+                            source_uuid=uuid,
+                            source_local_id=node.local_id,
+                            move=move_again,
+                        )
                 crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
@@ -646,16 +735,16 @@ class Filesystem(pyfuse3.Operations):
             if lock is not None:
                 lock.release()
 
-    async def _remove_unseen_target(self, node: Node, parent: Node, name: str) -> bool:
-        """The move of ``node`` to ``parent``/``name`` met Conflict. Returns True when the move
-        is in fact done (the entry there is our own: an earlier attempt landed). Otherwise
-        deletes a file of that name that this mount does not know (another client created it
-        after our listing) so the move can be sent again; anything else is EEXIST."""
+    async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
+        """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move
+        is in fact done (the entry there is our own: an earlier attempt landed), or the uuid
+        of the file there that this mount does not know (another client created it after our
+        listing), which the rename may replace; anything else is EEXIST."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
         found = await self.drive.files_exist(parent.uuid, [name])
         if any(entry.uuid == node.uuid for entry in found):
-            return True
+            return None
         if not found:
             raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
         for entry in found:
@@ -664,9 +753,7 @@ class Filesystem(pyfuse3.Operations):
             ):
                 raise pyfuse3.FUSEError(errno.EEXIST)  # known here: not ours to delete blindly
         log.info("%r appeared remotely after our listing; the rename replaces it", name)
-        for entry in found:
-            await self._delete_remote("file", entry.uuid)
-        return False
+        return str(found[0].uuid)
 
     def _fsync_local(self, local_id: int) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from internxtfs.fs.journal import (
+    ASIDE,
     Journal,
     JournalAccountMismatch,
     JournalDamaged,
     JournalVersionError,
+    Replacement,
 )
 
 
@@ -167,9 +169,24 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         "CREATE TABLE o1 (file_id TEXT PRIMARY KEY, local_id INTEGER, reason TEXT NOT NULL);"
         "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
         "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
+        "DROP TABLE replacements;"
         "UPDATE schema_version SET version = 1;"
     )
     db.close()
     upgraded = Journal(path)
     assert upgraded.orphans() == [("obj", 3, "uncertain")]
-    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert upgraded.replacements() == []
+
+
+def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)  # back to what version 2 wrote: no rename-over state
+    db.executescript("DROP TABLE replacements; UPDATE schema_version SET version = 2;")
+    db.close()
+    upgraded = Journal(path)
+    row = Replacement("t", "file", "p", "n.txt", "s", 4, ASIDE)
+    upgraded.add_replacement(row)
+    assert upgraded.replacements() == [row]
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (3,)

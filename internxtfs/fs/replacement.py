@@ -1,0 +1,253 @@
+"""rename(2) over an existing entry, in steps that never leave the name with nothing behind it.
+
+Internxt refuses to move an entry onto a name that is taken, so a rename over an existing file
+(or an empty folder) takes several requests. Deleting the target first and then moving the
+source lost the target for good whenever the move failed (an outage, a run of 5xx). rename(2)
+promises the target is either the old entry or the new one, never nothing, so instead:
+
+1. a journal row (state ``aside``) records the rename, then the target is moved to a hidden
+   name in its own folder (:func:`aside_name`); the name is now free;
+2. the caller moves the source onto the name;
+3. the row becomes ``replaced`` and the target is deleted (``--delete-mode`` applies) in the
+   background; the row carries that pending delete across a crash.
+
+A failure at step 1 or 2 puts the target back (moves it to its name again) before the error
+reaches the caller. When even that fails (the server is down), the row stays ``aside`` and
+:meth:`Replacements.resolve` finishes the job later (the background task retries it, and every
+start runs it). It decides from the server, not from memory, what the rename did: the source
+found on the name means the rename landed (delete the target); anything else means it did not
+(move the target back). Meanwhile listings show an ``aside`` target under its own name
+(:meth:`Replacements.shown_as`), so it never vanishes from the mount.
+
+Shared state: the journal rows (changed without awaits in between) and ``_active`` (targets
+whose live rename is still running: the background task leaves them alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import trio
+
+from internxtfs.fs.crashpoints import crash_point
+from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
+from internxtfs.fs.uploader import marked_name
+from internxtfs.internxt import errors as ie
+
+log = logging.getLogger(__name__)
+
+ASIDE_PREFIX = ".internxtfs-unlinked-"
+RETRY_INTERVAL = 30.0  # seconds between background attempts at unfinished rows
+RESTORE_TIMEOUT = 60.0  # how long a failed rename may spend putting its target back
+
+
+def aside_name(uuid: str) -> str:
+    """The hidden name of an entry kept aside: unique, since no other entry has its uuid."""
+    return f"{ASIDE_PREFIX}{uuid}"
+
+
+class _Drive(Protocol):
+    async def file_meta(self, uuid: str) -> Any: ...
+    async def folder_meta(self, uuid: str) -> Any: ...
+    async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> Any: ...
+    async def rename_folder(self, uuid: str, new_name: str) -> Any: ...
+    async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
+    async def folders_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
+
+
+RemoteDelete = Callable[[str, str], Awaitable[None]]  # (kind, uuid); NotFound counts as done
+
+
+class Replacements:
+    def __init__(self, drive: _Drive, journal: Journal, delete: RemoteDelete) -> None:
+        self.drive = drive
+        self.journal = journal
+        self._delete = delete
+        self._active: set[str] = set()
+        self._wake = trio.Event()
+
+    # --- the live rename --------------------------------------------------------------------
+
+    async def rename_over(
+        self,
+        *,
+        target_uuid: str,
+        kind: str,
+        parent_uuid: str,
+        name: str,
+        source_uuid: str | None,
+        source_local_id: int | None,
+        move: Callable[[], Awaitable[None]],
+        keep_target: bool = False,
+        on_landed: Callable[[], None] | None = None,
+    ) -> None:
+        """Replace entry ``target_uuid`` (at ``parent_uuid``/``name``) by what ``move`` puts
+        there. Returns once the source holds the name; raises the move's error otherwise,
+        with the target back in place (or its restore journaled). ``on_landed`` runs in the
+        journal transaction that records the landing (the caller's local bookkeeping).
+        ``keep_target``: leave the target aside and forget the row, for ``on_landed`` to
+        journal its delete another way (at the last close of an open file)."""
+        row = Replacement(target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, ASIDE)
+        self._active.add(target_uuid)
+        try:
+            self.journal.add_replacement(row)
+            try:
+                await self._move_target(row, aside_name(target_uuid))
+            except ie.NotFound:
+                # Gone already (deleted elsewhere): the name is free, nothing to keep.
+                self.journal.remove_replacement(target_uuid)
+                await move()
+                if on_landed is not None:
+                    on_landed()
+                return
+            except BaseException:
+                await self._settle_after_failure(row)
+                raise
+            crash_point("after-target-aside")
+            try:
+                await move()
+            except BaseException:
+                if await self._settle_after_failure(row):
+                    return  # the move landed all the same (its answer was lost)
+                raise
+            crash_point("after-source-moved")
+            with self.journal.transaction():
+                if keep_target:
+                    self.journal.remove_replacement(target_uuid)
+                else:
+                    self.journal.set_replacement_state(target_uuid, REPLACED)
+                if on_landed is not None:
+                    on_landed()
+            self._wake.set()  # the target's delete runs in the background
+        finally:
+            self._active.discard(target_uuid)
+
+    async def _settle_after_failure(self, row: Replacement) -> bool:
+        """A step failed: find out what the server holds and put the target back if the
+        rename did not land. True when it did land. Never raises: what cannot be settled now
+        stays journaled for the background task."""
+        with trio.CancelScope(shield=True), trio.move_on_after(RESTORE_TIMEOUT):
+            try:
+                return await self._resolve(row, live=True)
+            except Exception as exc:
+                log.warning(
+                    "rename onto %r failed and its old entry could not be put back yet (%s); "
+                    "retrying in the background",
+                    row.name,
+                    exc,
+                )
+                self._wake.set()
+        return False
+
+    # --- settling rows: after a failure, at start, in the background -----------------------
+
+    async def _resolve(self, row: Replacement, *, live: bool = False) -> bool:
+        """Finish one row; returns True when the rename had landed."""
+        if row.state == ASIDE and not await self._landed(row):
+            await self._restore(row)
+            self.journal.remove_replacement(row.target_uuid)
+            if not live:
+                log.warning("a rename onto %r did not complete; its old entry is back", row.name)
+            return False
+        if row.state == ASIDE:
+            self.journal.set_replacement_state(row.target_uuid, REPLACED)
+        if not live:
+            await self._delete(row.kind, row.target_uuid)
+            self.journal.remove_replacement(row.target_uuid)
+        else:
+            self._wake.set()
+        return True
+
+    async def _landed(self, row: Replacement) -> bool:
+        """Does the source hold the name? Asked of the server (or, for a file never uploaded,
+        whose rename only changed the journal, of its record)."""
+        if row.source_uuid is None:
+            record = None if row.source_local_id is None else self.journal.get(row.source_local_id)
+            return (
+                record is not None
+                and not record.deleted
+                and (record.parent_uuid, record.name) == (row.parent_uuid, row.name)
+            )
+        try:
+            if row.kind == "file":
+                meta = await self.drive.file_meta(row.source_uuid)
+                where = (meta.folder_uuid, meta.name)
+            else:
+                meta = await self.drive.folder_meta(row.source_uuid)
+                where = (meta.parent_uuid, meta.name)
+        except ie.NotFound:
+            return False
+        return meta.status == "EXISTS" and where == (row.parent_uuid, row.name)
+
+    async def _restore(self, row: Replacement) -> None:
+        """Move the target back to its name (or beside it, if something else took it)."""
+        try:
+            if row.kind == "file":
+                meta = await self.drive.file_meta(row.target_uuid)
+                where = (meta.folder_uuid, meta.name)
+            else:
+                meta = await self.drive.folder_meta(row.target_uuid)
+                where = (meta.parent_uuid, meta.name)
+            if meta.status != "EXISTS":
+                log.info("the entry a rename would have replaced, %r, is gone", row.name)
+                return
+            if where == (row.parent_uuid, row.name):
+                return  # never moved aside (the first step failed before it landed)
+            await self._move_target(row, row.name)
+        except ie.NotFound:
+            log.info("the entry a rename would have replaced, %r, is gone", row.name)
+        except ie.Conflict:
+            # Someone else's entry took the name meanwhile: keep both, ours beside it.
+            kept = marked_name(row.name, "internxtfs restored")
+            log.warning("%r was taken meanwhile; its old entry is kept as %r", row.name, kept)
+            await self._move_target(row, kept)
+
+    async def _move_target(self, row: Replacement, new_name: str) -> None:
+        if row.kind == "file":
+            await self.drive.move_file(row.target_uuid, row.parent_uuid, new_name)
+        else:
+            await self.drive.rename_folder(row.target_uuid, new_name)
+
+    async def resolve_all(self) -> int:
+        """Settle every journaled row not handled by a live rename; returns how many are
+        left (the server did not answer)."""
+        left = 0
+        for row in self.journal.replacements():
+            if row.target_uuid in self._active:
+                continue
+            try:
+                await self._resolve(row)
+            except Exception as exc:
+                left += 1
+                log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
+        return left
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Background task: settles rows at start, when woken, and every RETRY_INTERVAL."""
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            try:
+                left = await self.resolve_all()
+            except Exception:  # a bug must not end the mount; the rows stay journaled
+                log.exception("settling renames failed")
+                left = 1
+            with trio.move_on_after(RETRY_INTERVAL if left else math.inf):
+                await self._wake.wait()
+
+    # --- what listings show -----------------------------------------------------------------
+
+    def pending(self) -> int:
+        return len(self.journal.replacements())
+
+    def shown_as(self, parent_uuid: str) -> dict[str, str]:
+        """Hidden entries of ``parent_uuid`` that listings must show under another name:
+        uuid -> name, for targets aside whose rename did not (or not yet) land."""
+        return {
+            row.target_uuid: row.name
+            for row in self.journal.replacements()
+            if row.state == ASIDE and row.parent_uuid == parent_uuid
+        }
