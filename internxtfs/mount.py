@@ -29,6 +29,7 @@ from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
+from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
@@ -168,6 +169,7 @@ async def _run_mount(
             delete_mode=config.fs.delete_mode,
             recovery_parent=session.root_folder_uuid,
         )
+        cache.pressure = uploader.relieve_pressure  # backpressure: writers wait for uploads
         sweeper = OrphanSweeper(
             journal,
             client.network,
@@ -193,7 +195,9 @@ async def _run_mount(
             return {
                 "mountpoint": str(config.mountpoint),
                 "account": manager.session.email,
-                "uploads": uploader.stats() | sweeper.stats(),
+                "uploads": uploader.stats()
+                | sweeper.stats()
+                | {"renames_unsettled": operations.replacements.pending()},
                 "cache": cache.stats(),
                 "network": client.retry.stats.as_dict(),
                 "session": {
@@ -209,7 +213,7 @@ async def _run_mount(
             log.info("%s; flushing, then unmounting", reason)
             sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
             # Keep serving while flushing, so nothing touching the mount hangs.
-            await _flush(uploader, sweeper, timeout)
+            await _flush(uploader, sweeper, operations.replacements, timeout)
             state["flushed"] = state["terminated"] = True
             pyfuse3.terminate()
 
@@ -252,7 +256,9 @@ async def _run_mount(
                 await send({"error": f"unknown command {cmd!r}"})
                 return
             timeout = req.get("timeout")
-            result = await _wait_with_progress(uploader, sweeper, status, send, timeout)
+            result = await _wait_with_progress(
+                uploader, sweeper, operations.replacements, status, send, timeout
+            )
             if cmd == "umount":
                 result["unmounting"] = True
                 await send(result)
@@ -273,6 +279,7 @@ async def _run_mount(
                 await nursery.start(uploader.run)
                 uploader.resume()
                 await nursery.start(sweeper.run)
+                await nursery.start(operations.replacements.run)
                 nursery.start_soon(stop_on_signal)
                 await nursery.start(
                     control.serve, control.socket_path(config.mountpoint), control_request
@@ -282,21 +289,24 @@ async def _run_mount(
                 state["main_returned"] = True
                 if not state["flushed"]:
                     log.info("unmounted; storing what is pending")
-                    await _flush(uploader, sweeper, config.flush_timeout)
+                    await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
                     state["flushed"] = True
                 nursery.cancel_scope.cancel()
         finally:
             if not state["flushed"]:
                 with trio.CancelScope(shield=True):
-                    await _flush(uploader, sweeper, config.flush_timeout)
+                    await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
             pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
             journal.close()
 
 
-async def _flush(uploader: Uploader, sweeper: OrphanSweeper, timeout: float) -> None:
+async def _flush(
+    uploader: Uploader, sweeper: OrphanSweeper, replacements: Replacements, timeout: float
+) -> None:
     left = await uploader.close(timeout)
     with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
         await sweeper.sweep()
+        await replacements.resolve_all()
     if left:
         log.warning(
             "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
@@ -322,6 +332,7 @@ def _status_line(uploads: dict[str, Any]) -> str:
 async def _wait_with_progress(
     uploader: Uploader,
     sweeper: OrphanSweeper,
+    replacements: Replacements,
     status: Callable[[], dict[str, Any]],
     send: Callable[[dict[str, Any]], Awaitable[None]],
     timeout: float | None,
@@ -342,9 +353,11 @@ async def _wait_with_progress(
         except TimeoutError:
             timed_out = True
         if not timed_out:
-            # Objects left unreferenced by what was just stored are deleted before answering.
+            # Objects left unreferenced by what was just stored are deleted before answering,
+            # and renames cut short by an outage are settled.
             with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
                 await sweeper.sweep()
+                await replacements.resolve_all()
         nursery.cancel_scope.cancel()
     stats = uploader.stats() | sweeper.stats()
     return {

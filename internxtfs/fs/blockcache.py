@@ -17,10 +17,18 @@ Invariants (what makes eviction and partial writes safe):
 * Dirty marks are committed to the journal before :meth:`BlockCache.write` returns, after the
   data is in the cache file: a crash loses only writes that had not returned.
 
-Usage is counted as present blocks × block size, bounded by ``max_bytes``. When room is
-needed, clean blocks are evicted in LRU order (last read or written); if that is not enough
-a write fails with ENOSPC before changing anything, and fetched blocks that do not fit are
-returned to the reader without being cached.
+Usage is counted in bytes, as the disk holds them: a present block counts ``block_size``
+bytes, except a file's last block, which counts its bytes up to the file's size rounded up to
+a 4 KiB page (a 3 KB file takes 4 KiB, not a whole block), and blocks that are not present
+(holes) count nothing. Usage is bounded by ``max_bytes``. When room is needed, clean blocks
+are evicted in LRU order (last read or written); fetched blocks that do not fit are returned
+to the reader without being cached. When the bound is full of data not uploaded yet, a write
+waits for uploads to drain it (backpressure: ``pressure`` hurries the uploader and says
+whether an upload can free room) and goes on once they have. When nothing can drain (the
+unsent data belongs to files still being written, e.g. one file larger than the bound, or
+uploads keep failing), the bound stretches rather than refuse the write: it is a bound on
+what the cache keeps, and ENOSPC is left to a full disk (see docs/semantics.md). A stretch
+is logged once per episode and shown in :meth:`BlockCache.stats` (``bytes_over_bound``).
 
 Concurrency (trio; code between two awaits is atomic). Shared state and its guards:
 
@@ -34,8 +42,10 @@ Concurrency (trio; code between two awaits is atomic). Shared state and its guar
   fetched waits for that fetch instead of fetching it again. ``epoch`` changes on truncate,
   drop and invalidate: a fetch started under an older epoch is never installed, and new
   readers do not join it.
-* ``_lru`` (clean present blocks, oldest first), ``_used`` and ``_reserved`` (blocks promised
-  to a write/install in progress): only changed in synchronous sections.
+* ``_lru`` (clean present blocks, oldest first), ``_used`` (bytes charged, the sum of every
+  file's ``_FileState.charged``) and ``_reserved`` (bytes promised to a write/install in
+  progress): only changed in synchronous sections. ``_room`` is set whenever room may have
+  been freed (blocks made clean, evicted, truncated, dropped), for writers under backpressure.
 
 Read-ahead: a read that starts where the previous one ended (or at 0) is sequential; its
 window doubles from 2 blocks up to ``readahead_max``. Once a read-ahead fetch's worth of the
@@ -59,6 +69,7 @@ removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -79,7 +90,9 @@ from internxtfs.fs.punch import punch_hole
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+PAGE = 4096  # the unit a file's last block is charged in (what the disk allocates)
 DEFAULT_BLOCK_SIZE = MiB
+PRESSURE_RECHECK = 1.0  # seconds between looks at the uploads while a writer waits for room
 MAX_FETCH = 16 * MiB  # largest single ranged fetch: bounds memory held per fetch
 # One background read-ahead fetch. The window is split into fetches of this size, so several
 # are in flight at once (one ranged GET at a time leaves the network idle while the previous
@@ -98,6 +111,13 @@ DISCARD_ASIDE = 64 * MiB
 ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
 Fetch = Callable[[FileRecord, int, int], Awaitable[bytes]]
+# Called when the bound is full of unsent data: hurry the uploads that can free room, and
+# say whether any can (False: waiting would not help, so the bound stretches).
+Pressure = Callable[[], bool]
+
+
+def _no_pressure_relief() -> bool:
+    return False
 
 
 class _Fetch:
@@ -105,6 +125,7 @@ class _Fetch:
 
     __slots__ = (
         "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "ready",
+        "stretch",
     )  # fmt: skip
 
     def __init__(self, first: int, count: int, epoch: int, file_id: str | None) -> None:
@@ -115,6 +136,8 @@ class _Fetch:
         self.data: bytes | None = None
         self.error: Exception | None = None
         self.installed = False
+        # Installed even past the bound: the uploader needs the whole file in the cache.
+        self.stretch = False
         # ready: data or error known. done: also installed (or not) in the cache. A writer that
         # holds the file lock waits for ``ready`` only: the install needs that lock.
         self.ready = trio.Event()
@@ -139,6 +162,7 @@ class _FileState:
         self.next_offset = -1  # where a sequential read would continue
         self.window = 0  # read-ahead window, blocks
         self.access_saved = 0.0
+        self.charged = 0  # bytes of ``present`` counted against the bound (see _charge)
 
     def pinned(self, block: int) -> bool:
         return self.file_pins > 0 or block in self.pins
@@ -211,13 +235,14 @@ class BlockCache:
         *,
         readahead_max: int = 16 * MiB,
         wall_clock: Callable[[], float] = time.time,
+        pressure: Pressure = _no_pressure_relief,
     ) -> None:
         if block_size <= 0 or block_size % 4096:
             raise ValueError("block_size must be a positive multiple of 4096")
         self.journal = journal
         self.block_size = block_size
         self.max_bytes = max_bytes
-        self._max_blocks = max_bytes // block_size
+        self.pressure = pressure  # set by the mount once the uploader exists
         self._fetch = fetch
         self._readahead_blocks = max(1, readahead_max // block_size)
         self._wall_clock = wall_clock
@@ -226,8 +251,11 @@ class BlockCache:
         self._data_prefix = f"{self.data_dir}{os.sep}"
         self._states: dict[int, _FileState] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self._used = 0  # present blocks
-        self._reserved = 0  # blocks promised to writes/installs in progress
+        self._used = 0  # bytes charged (see _charge)
+        self._reserved = 0  # bytes promised to writes/installs in progress
+        self._room = trio.Event()  # set when room may have been freed
+        self._stretched = False  # over the bound with unsent data nothing can drain
+        self._evicting = False
         self._bg: trio.Nursery | None = None
         self._asides = itertools.count()
         self._check_block_size()
@@ -281,11 +309,12 @@ class BlockCache:
         ]
         for _, i, b in sorted(clean):
             self._lru[(i, b)] = None
-        self._used = sum(len(st.present) for st in self._states.values())
-        if self._used > self._max_blocks:
-            self._evict(self._used - self._max_blocks)
+        for local_id, st in self._states.items():
+            self._recharge(local_id, st)
+        if self._used > self.max_bytes:
+            self._evict(self._used - self.max_bytes)
         log.info(
-            "block cache: %d files, %d blocks cached, %d dirty",
+            "block cache: %d files, %d bytes cached, %d dirty blocks",
             len(self._states),
             self._used,
             sum(len(st.dirty) for st in self._states.values()),
@@ -422,33 +451,108 @@ class BlockCache:
 
     # --- space --------------------------------------------------------------------------------
 
-    def _make_room(self, blocks: int) -> bool:
-        """Reserve room for ``blocks`` new present blocks, evicting clean ones if needed."""
-        over = self._used + self._reserved + blocks - self._max_blocks
-        if over > 0 and self._evict(over) < over:
+    def _charge(self, present: set[int], size: int) -> int:
+        """Bytes that blocks ``present`` of a file of ``size`` bytes count against the bound."""
+        return self._charge_n(len(present), size, (size - 1) // self.block_size in present)
+
+    def _charge_n(self, count: int, size: int, has_last: bool) -> int:
+        """``count`` present blocks count whole, except the file's last block (``has_last``:
+        present), which counts its bytes up to the size in 4 KiB pages. Blocks never extend
+        past the size (truncate removes them), so this needs no walk over the blocks and
+        stays cheap on the write path."""
+        if count == 0 or size <= 0:
+            return 0
+        bs = self.block_size
+        total = count * bs
+        if has_last:
+            tail = size - (size - 1) // bs * bs
+            total -= bs - min(bs, -(-tail // PAGE) * PAGE)
+        return total
+
+    def _recharge(self, local_id: int, st: _FileState, size: int | None = None) -> None:
+        """Count a file's present blocks again after they or its size changed."""
+        if size is None:
+            record = self.journal.get(local_id)
+            size = record.size if record is not None else 0
+        charged = self._charge(st.present, size)
+        freed = charged < st.charged
+        self._used += charged - st.charged
+        st.charged = charged
+        if freed:
+            self._freed()
+
+    def _make_room(self, nbytes: int, *, stretch: bool = False) -> bool:
+        """Reserve ``nbytes`` more, evicting clean blocks if needed. ``stretch``: reserve
+        even past the bound (after evicting what can be evicted)."""
+        over = self._used + self._reserved + nbytes - self.max_bytes
+        if over > 0 and self._evict(over) < over and not stretch:
             return False
-        self._reserved += blocks
+        self._reserved += nbytes
         return True
 
-    def _evict(self, want: int) -> int:
-        """Evict up to ``want`` clean, unpinned blocks, oldest first; returns how many."""
+    def _freed(self) -> None:
+        """Room may have been freed: wake writers waiting under backpressure."""
+        self._room.set()
+        self._room = trio.Event()
+        if self._stretched and self._used > self.max_bytes and not self._evicting:
+            # Stretched: what became clean goes at once, back towards the bound.
+            self._evict(self._used - self.max_bytes, partial=True)
+        if self._stretched and self._used <= self.max_bytes:
+            self._stretched = False
+            log.info("the cache is back within its bound")
+
+    async def _wait_for_room(self) -> bool:
+        """Backpressure: wait while uploads drain unsent data. True once room may have been
+        freed (try again); False when no upload can free any (the caller stretches)."""
+        while self.pressure():
+            room = self._room
+            with trio.move_on_after(PRESSURE_RECHECK):
+                await room.wait()
+            if room.is_set():
+                return True
+        return False
+
+    def _stretch(self, nbytes: int) -> None:
+        self._make_room(nbytes, stretch=True)
+        if not self._stretched and self._used + self._reserved > self.max_bytes:
+            self._stretched = True
+            log.warning(
+                "the cache holds more unsent data than --cache-size (%d bytes) and no upload "
+                "can free room now (the data belongs to files still being written, or uploads "
+                "are failing): going over the bound rather than refuse writes; the disk under "
+                "the cache is the limit",
+                self.max_bytes,
+            )
+
+    def _evict(self, want: int, *, partial: bool = False) -> int:
+        """Evict clean, unpinned blocks, oldest first, until ``want`` bytes are freed; returns
+        the bytes freed (0 when that is not possible: nothing is evicted then, unless
+        ``partial``: then whatever can go goes)."""
         victims: dict[int, list[int]] = {}
         found = 0
+        bs = self.block_size
         for local_id, block in self._lru:
             if found >= want:
                 break
-            if self._states[local_id].pinned(block):
+            st = self._states[local_id]
+            if st.pinned(block):
                 continue
             victims.setdefault(local_id, []).append(block)
-            found += 1
-        if found < want:
+            record = self.journal.get(local_id)
+            size = record.size if record is not None else 0
+            found += self._charge({block}, size) if block == (size - 1) // bs else bs
+        if (found < want and not partial) or not victims:
             return 0  # not enough: evict nothing, the caller fails without side effects
-        evicted = 0
-        with self.journal.transaction():
-            for local_id, blocks in victims.items():
-                evicted += self._evict_blocks(local_id, blocks)
-        log.debug("evicted %d clean blocks", evicted)
-        return evicted
+        before = self._used
+        self._evicting = True  # _freed() must not start another eviction from inside this one
+        try:
+            with self.journal.transaction():
+                for local_id, blocks in victims.items():
+                    self._evict_blocks(local_id, blocks)
+        finally:
+            self._evicting = False
+        log.debug("evicted %d bytes of clean blocks", before - self._used)
+        return before - self._used
 
     def _evict_blocks(self, local_id: int, blocks: list[int]) -> int:
         st = self._states[local_id]
@@ -476,7 +580,7 @@ class BlockCache:
         for b in done:
             st.present.discard(b)
             del self._lru[(local_id, b)]
-        self._used -= len(done)
+        self._recharge(local_id, st)
         self.journal.delete_blocks(local_id, done)
         return len(done)
 
@@ -632,7 +736,10 @@ class BlockCache:
                 for b in range(f.first, f.first + f.count)
                 if b not in st.present and b * bs < valid
             ]
-            if not blocks or not self._make_room(len(blocks)):
+            if not blocks:
+                return
+            need = max(0, self._charge(st.present | set(blocks), record.size) - st.charged)
+            if not self._make_room(need, stretch=f.stretch):
                 return
             writes = []
             for start, count in _runs(blocks, 1 << 30):
@@ -642,16 +749,16 @@ class BlockCache:
             try:
                 await self._write_local(local_id, writes, sum(len(w[1]) for w in writes))
             except OSError as exc:
-                self._reserved -= len(blocks)
+                self._reserved -= need
                 self._scrub_after_failure(local_id, st, blocks)
                 log.warning("cannot cache fetched blocks of %d: %s", local_id, exc)
                 return
-            self._reserved -= len(blocks)
+            self._reserved -= need
             if st.dropped:
                 return
             st.present.update(blocks)
             st.stale.difference_update(blocks)  # fetched again: the new bytes are in place
-            self._used += len(blocks)
+            self._recharge(local_id, st)
             for b in blocks:
                 self._lru[(local_id, b)] = None
             self.journal.set_blocks(local_id, blocks, dirty=False)
@@ -752,7 +859,7 @@ class BlockCache:
         for b in forget:
             st.present.discard(b)
             self._lru.pop((local_id, b), None)
-        self._used -= len(forget)
+        self._recharge(local_id, st)
         self.journal.delete_blocks(local_id, forget)
 
     async def write(
@@ -770,41 +877,67 @@ class BlockCache:
             return
         bs = self.block_size
         st = self._state(local_id)
-        async with _Locked(st.lock):
-            record = self._record(local_id)
-            end = offset + len(data)
-            first, last = offset // bs, (end - 1) // bs
-            span = range(first, last + 1)
-            # Pinned from here: eviction must not turn a present clean block of the span into a
-            # missing one after we decided it needs no read-modify-write.
-            with self._pin(st, span):
-                writes: list[tuple[int, bytes | memoryview]] = []
-                for b in sorted({first, last}):
-                    base = await self._rmw_base(local_id, st, record, b, offset, end)
-                    if base:
-                        writes.append((b * bs, base))
-                writes.append((offset, data))
-                new = [b for b in span if b not in st.present]
-                if not self._make_room(len(new)):
-                    raise OSError(errno.ENOSPC, "the cache is full of data not uploaded yet")
-                try:
-                    await self._write_local(local_id, writes, len(data))
-                except OSError as exc:
-                    self._reserved -= len(new)
-                    self._scrub_after_failure(local_id, st, span)
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise OSError(exc.errno, "the cache disk is full") from exc
-                    raise
-                self._reserved -= len(new)
-                if st.dropped or self.journal.get(local_id) is None:
-                    return  # unlinked and forgotten while we wrote
-                try:
-                    self._commit_write(local_id, st, span, end, mtime_ns)
-                except sqlite3.Error:
-                    # The journal could not record it (its disk is full): the write failed,
-                    # so blocks it made up must read as before, as after a failed pwrite.
-                    self._scrub_after_failure(local_id, st, span)
-                    raise
+        stretch = False
+        while True:
+            async with _Locked(st.lock):
+                record = self._record(local_id)
+                end = offset + len(data)
+                first, last = offset // bs, (end - 1) // bs
+                span = range(first, last + 1)
+                # Pinned from here: eviction must not turn a present clean block of the span
+                # into a missing one after we decided it needs no read-modify-write.
+                with self._pin(st, span):
+                    writes: list[tuple[int, bytes | memoryview]] = []
+                    for b in sorted({first, last}):
+                        base = await self._rmw_base(local_id, st, record, b, offset, end)
+                        if base:
+                            writes.append((b * bs, base))
+                    writes.append((offset, data))
+                    size = max(record.size, end)
+                    new = sum(1 for b in span if b not in st.present)
+                    last = (size - 1) // bs
+                    has_last = last in st.present or last in span
+                    need = max(0, self._charge_n(len(st.present) + new, size, has_last))
+                    need = max(0, need - st.charged)
+                    if stretch:
+                        self._stretch(need)
+                    if stretch or self._make_room(need):
+                        await self._write_reserved(local_id, st, span, end, writes, need, mtime_ns)
+                        return
+            # The bound is full of unsent data. Wait (without this file's lock, which an upload
+            # of this file may need) for uploads to drain it, or stretch the bound when none
+            # can: a write is refused only by a full disk, never by the bound.
+            stretch = not await self._wait_for_room()
+
+    async def _write_reserved(
+        self,
+        local_id: int,
+        st: _FileState,
+        span: range,
+        end: int,
+        writes: list[tuple[int, bytes | memoryview]],
+        need: int,
+        mtime_ns: int | None,
+    ) -> None:
+        """The write itself, with ``need`` bytes reserved (the caller holds the lock)."""
+        try:
+            await self._write_local(local_id, writes, len(writes[-1][1]))
+        except OSError as exc:
+            self._reserved -= need
+            self._scrub_after_failure(local_id, st, span)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(exc.errno, "the cache disk is full") from exc
+            raise
+        self._reserved -= need
+        if st.dropped or self.journal.get(local_id) is None:
+            return  # unlinked and forgotten while we wrote
+        try:
+            self._commit_write(local_id, st, span, end, mtime_ns)
+        except sqlite3.Error:
+            # The journal could not record it (its disk is full): the write failed, so
+            # blocks it made up must read as before, as after a failed pwrite.
+            self._scrub_after_failure(local_id, st, span)
+            raise
 
     def _commit_write(
         self, local_id: int, st: _FileState, span: range, end: int, mtime_ns: int | None
@@ -824,8 +957,8 @@ class BlockCache:
                 self.journal.update(local_id, **fields)
         else:  # the common case of a sequential write: one autocommitted UPDATE
             self.journal.update(local_id, **fields)
-        self._used += sum(1 for b in span if b not in st.present)
         st.present.update(span)
+        self._recharge(local_id, st, max(end, record.size))
         st.stale.difference_update(span)  # written: these bytes are the file's now
         st.dirty.update(span)
         for b in newly_dirty:
@@ -876,7 +1009,6 @@ class BlockCache:
                     st.present.discard(b)
                     st.dirty.discard(b)
                     self._lru.pop((local_id, b), None)
-                self._used -= len(gone)
             # In-flight fetches now hold bytes that may no longer count: never install them.
             st.epoch += 1
             st.inflight.clear()
@@ -884,6 +1016,7 @@ class BlockCache:
                 if size < record.size:
                     self.journal.delete_blocks_from(local_id, keep)
                 self.journal.update(local_id, **fields)
+            self._recharge(local_id, st, size)  # the last block's share follows the size
 
     def _shrink_file(self, local_id: int, size: int) -> None:
         """Cut the cache file to ``size`` (the caller holds the file lock)."""
@@ -931,6 +1064,7 @@ class BlockCache:
                 await waits[0].done.wait()
                 continue
             f = self._register(st, record, start, count)
+            f.stretch = True
             await self._run_fetch(local_id, st, record, f)
             if f.error is not None:
                 raise f.error
@@ -982,6 +1116,7 @@ class BlockCache:
                 for b in sorted(st.dirty):
                     self._lru[(local_id, b)] = None
                 st.dirty.clear()
+                self._freed()  # clean now: evictable, for writers waiting for room
 
         self.journal.on_commit(forget_dirty)
         return True
@@ -997,7 +1132,9 @@ class BlockCache:
             st.inflight.clear()
             for b in st.present:
                 self._lru.pop((local_id, b), None)
-            self._used -= len(st.present)
+            self._used -= st.charged
+            st.charged = 0
+            self._freed()
         self.path(local_id).unlink(missing_ok=True)
         self.journal.delete_blocks_from(local_id, 0)
 
@@ -1019,18 +1156,28 @@ class BlockCache:
                 for b in held:
                     st.present.discard(b)
                     self._lru.pop((local_id, b), None)
-                self._used -= len(held)
+                self._recharge(local_id, st)
                 self.journal.delete_blocks(local_id, held)
                 st.stale.update(held)
 
     # --- status ---------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        dirty_blocks = sum(len(st.dirty) for st in self._states.values())
+        bytes_dirty = 0
+        for local_id, st in self._states.items():
+            if st.dirty:
+                record = self.journal.get(local_id)
+                bytes_dirty += self._charge(st.dirty, record.size if record else 0)
+        journal = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                journal += os.stat(f"{self.journal.path}{suffix}").st_blocks * 512
         return {
-            "bytes_cached": self._used * self.block_size,
-            "bytes_dirty": dirty_blocks * self.block_size,
+            "bytes_cached": self._used,
+            "bytes_dirty": bytes_dirty,
             "bytes_max": self.max_bytes,
+            "bytes_over_bound": max(0, self._used - self.max_bytes),
+            "bytes_journal": journal,
             "files_cached": sum(1 for st in self._states.values() if st.present),
             "files_dirty": sum(1 for r in self.journal.all_files() if r.dirty and not r.deleted),
         }

@@ -209,6 +209,22 @@ class Uploader:
         self._drop_after_delete.add(local_id)
         self.schedule(local_id, immediate=True)
 
+    def relieve_pressure(self) -> bool:
+        """The block cache is full of unsent data and a writer waits for room: start queued
+        uploads now rather than after their quiet period, and say whether any upload can free
+        room (one is running, or queued and not failing). False tells the cache that waiting
+        would not help (e.g. the data belongs to a file still being written)."""
+        now = self._clock()
+        can = bool(self._running)
+        for local_id, queued in self._queue.items():
+            if local_id in self._held or queued.attempts:
+                continue  # held until a close, or failing: no room from it soon
+            queued.due = min(queued.due, now)
+            can = True
+        if can:
+            self._notify()
+        return can
+
     def resume(self) -> None:
         """At start: queue every record with unsent changes (crash recovery)."""
         for record in self.journal.all_files():

@@ -81,7 +81,8 @@ async def test_sparse_write_past_eof(tmp_path: Path) -> None:
     expected[5 * MiB + 3 :] = b"abc"
     assert data == bytes(expected)
     assert remote.calls == []
-    assert cache.stats()["bytes_dirty"] == 2 * MiB  # only the two blocks written
+    # Only the two blocks written count, the last one by the file's size (one 4 KiB page).
+    assert cache.stats()["bytes_dirty"] == MiB + 4096
     assert os.stat(cache.path(fid)).st_blocks * 512 < 1 * MiB  # sparse on disk
 
 
@@ -215,17 +216,61 @@ async def test_reads_work_when_cache_is_full_of_dirty_data(tmp_path: Path) -> No
     assert cache.stats()["bytes_cached"] == 2 * MiB
 
 
-async def test_enospc_when_full_of_dirty_data_corrupts_nothing(tmp_path: Path) -> None:
+async def test_small_files_count_their_bytes_not_whole_blocks(tmp_path: Path) -> None:
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=MiB)
+    files = [local_file(journal) for _ in range(200)]
+    for fid in files:  # 200 files of 3,000 bytes: one 4 KiB page each, not a 1 MiB block
+        await cache.write(fid, 0, b"s" * 3000)
+    stats = cache.stats()
+    assert stats["bytes_cached"] == stats["bytes_dirty"] == 200 * 4096
+    assert stats["bytes_over_bound"] == 0
+    await cache.truncate(files[0], 10_000)  # the last block's share follows the size
+    assert cache.stats()["bytes_cached"] == 199 * 4096 + 12_288
+
+
+async def test_full_of_unsent_data_that_cannot_drain_stretches_the_bound(tmp_path: Path) -> None:
+    """Nothing can upload the data (no pressure relief): the write goes through anyway
+    (ENOSPC is for a full disk), and stats say how far over the bound the cache is."""
     journal, cache, _remote = open_cache(tmp_path, max_bytes=2 * MiB)
     fid = local_file(journal)
     await cache.write(fid, 0, b"a" * 2 * MiB)
-    before = journal.get(fid)
-    with pytest.raises(OSError) as info:
-        await cache.write(fid, 2 * MiB, b"b" * 10)
-    assert info.value.errno == errno.ENOSPC
-    assert journal.get(fid) == before
-    await cache.write(fid, 100, b"c")  # a block already present still takes writes
-    assert await cache.read(fid, 99, 3) == b"aca"
+    await cache.write(fid, 2 * MiB, b"b" * 10)
+    assert await cache.read(fid, 2 * MiB - 1, 3) == b"abb"
+    assert cache.stats()["bytes_over_bound"] == 4096
+
+
+async def test_full_of_unsent_data_writers_wait_for_uploads(tmp_path: Path) -> None:
+    """Backpressure: while an upload can drain the cache, a writer waits for it instead of
+    failing or stretching the bound; once the data is clean it is evicted to make room."""
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=2 * MiB)
+    uploaded = local_file(journal)
+    await cache.write(uploaded, 0, b"a" * 2 * MiB)
+    asked: list[float] = []
+
+    async def upload_later() -> None:
+        await trio.sleep(0.3)
+        # What the uploader does once the object is stored: the blocks become clean.
+        with journal.transaction():
+            journal.update(uploaded, remote_uuid="u", remote_file_id="f", remote_size=2 * MiB)
+            cache.mark_clean(uploaded, journal.get(uploaded).generation)
+
+    async with trio.open_nursery() as nursery:
+
+        def pressure() -> bool:
+            if not asked:
+                nursery.start_soon(upload_later)
+            asked.append(trio.current_time())
+            return True
+
+        cache.pressure = pressure
+        started = trio.current_time()
+        writer = local_file(journal)
+        await cache.write(writer, 0, b"w" * MiB)
+        assert trio.current_time() - started >= 0.3  # it waited for the upload
+    assert asked
+    stats = cache.stats()
+    assert stats["bytes_over_bound"] == 0 and stats["bytes_cached"] <= 2 * MiB
+    assert await cache.read(writer, 0, 2) == b"ww"
 
 
 async def test_disk_full_surfaces_as_enospc(
@@ -263,7 +308,7 @@ async def test_persistence_across_reopen(tmp_path: Path) -> None:
     journal2, cache2, remote2 = open_cache(tmp_path)
     record = journal2.get(fid)
     assert record.dirty and record.size == 7 * MiB + 3 and record.generation == generation
-    assert cache2.stats()["bytes_dirty"] == 2 * MiB
+    assert cache2.stats()["bytes_dirty"] == MiB + 4096  # block 1, and block 7 up to the size
     assert await cache2.read(fid, MiB, 10) == pattern(MiB, 5) + b"hello"
     assert await cache2.read(fid, 3 * MiB, 10) == pattern(3 * MiB, 10)
     assert await cache2.read(fid, 7 * MiB, 10) == b"end"
