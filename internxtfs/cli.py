@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint")
     mount.add_argument("--profile", default=config.DEFAULT_PROFILE)
     mount.add_argument("-f", "--foreground", action="store_true")
+    mount.add_argument(
+        "--mkdir",
+        action="store_true",
+        help="create the mountpoint (and its parents), clearing a dead mount left there first",
+    )
     mount.add_argument("--cache-dir")
     mount.add_argument("--cache-size", type=parse_size, default=10 * 1024**3)
     mount.add_argument("--upload-concurrency", type=int, default=8)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.harness.mounting import BIN, MountedFS, cli, fuse_available
+from tests.harness.unit_replay import Replay
 
 
 def test_mount_helper_daemon_with_allow_other_uid_gid(emulator: Any, tmp_path: Path) -> None:
@@ -78,3 +81,70 @@ def test_dead_mount_is_cleared_by_the_next_mount(mounted: MountedFS) -> None:
         os.listdir(mounted.mountpoint)
     mounted.mount()
     assert (mounted.mountpoint / "kept").read_bytes() == b"data"
+
+
+def test_unit_command_lines_come_back_after_kill_9(emulator: Any, tmp_path: Path) -> None:
+    """The unit's ExecStartPre/ExecStart/ExecStop lines, replayed as systemd would run them,
+    start again after the mount was killed with SIGKILL (Restart=on-failure)."""
+    reason = fuse_available()
+    if reason:
+        pytest.skip(reason)
+    user = emulator.add_user(email=f"unit-{uuid.uuid4().hex[:6]}@example.com", password="pw")
+    root = tmp_path / "sys"
+    replay = Replay(
+        instance="svc",
+        relocate={
+            "/usr/local/bin/internxtfs": str(BIN / "internxtfs"),
+            "/etc/internxtfs": str(root / "etc"),
+            "/var/cache/internxtfs": str(root / "cache"),
+            "/mnt/internxt": str(root / "mnt"),
+        },
+        credentials={"internxtfs.key": b"a-random-service-key\n"},
+        workdir=tmp_path,
+    )
+    env = replay.environment()
+    mountpoint = Path(env["MOUNTPOINT"])
+    assert str(mountpoint).startswith(str(root))  # the unit's default, relocated
+    (tmp_path / "pw").write_text("pw")
+    login_env = env | {
+        "INTERNXTFS_DRIVE_URL": emulator.drive_url,
+        "INTERNXTFS_NETWORK_URL": emulator.network_url,
+    }
+    cli("login", "--profile", "svc", "--email", user["email"], "--password-file",
+        str(tmp_path / "pw"), env=login_env)  # fmt: skip
+    log = tmp_path / "service.log"
+    proc = replay.start(log)
+    try:
+        (mountpoint / "kept").write_bytes(b"before the crash")
+        fd = os.open(mountpoint / "kept", os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        proc.kill()
+        proc.wait()
+        with pytest.raises(OSError) as dead:
+            os.listdir(mountpoint)
+        assert dead.value.errno == errno.ENOTCONN
+        # RestartSec=15 outlasts the kernel's 1 s attribute cache of the dead mountpoint: from
+        # then on even stat fails, which is where a plain `mkdir -p` broke every restart.
+        wait_until_stat_fails(mountpoint)
+        proc = replay.start(log)  # what Restart=on-failure does, RestartSec later
+        assert (mountpoint / "kept").read_bytes() == b"before the crash"
+        assert replay.stop(proc) == 0
+        assert not os.path.ismount(mountpoint)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+
+
+def wait_until_stat_fails(path: Path, bound: float = 30.0) -> None:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        try:
+            os.stat(path)
+        except OSError as exc:
+            assert exc.errno == errno.ENOTCONN
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} still answers stat after {bound} s")
