@@ -201,10 +201,34 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def mounts_using(name: str) -> list[str]:
+    """Mountpoints of the running mounts of profile ``name`` (that this user can reach)."""
+    from internxtfs import control
+
+    answers = trio.run(
+        functools.partial(
+            control.tell_every_mount, "uses-profile", profile=str(config.profile_dir(name))
+        )
+    )
+    return [str(a["mountpoint"]) for a in answers if a.get("uses")]
+
+
 def cmd_logout(args: argparse.Namespace) -> int:
     from internxtfs.internxt.client import InternxtClient
 
     try:
+        # A running mount would log in again with the stored credentials and write them back:
+        # it must be stopped first, and logging out changes nothing until then.
+        in_use = mounts_using(args.profile)
+        if in_use:
+            where = ", ".join(in_use)
+            print(
+                f"internxtfs: profile {args.profile!r} is in use by the mount at {where}; "
+                f"unmount it first ('internxtfs umount {in_use[0]}', or 'systemctl stop "
+                f"internxtfs@{args.profile}' for the service), then log out. Nothing was changed.",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
         profile, _ = open_profile(args)
     except config.ProfileError as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)

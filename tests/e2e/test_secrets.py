@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,41 @@ def test_key_file_wins_over_a_credential_and_opens_it_next_time(
     assert json.loads(profile.read_text())["key_source"] == "key-file"
     out = cli("logout", "--key-file", str(key), env=m.env, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_logout_refuses_while_the_profile_is_mounted(mounted_factory: Any) -> None:
+    m: MountedFS = mounted_factory()
+    profile_dir = Path(m.env["INTERNXTFS_CONFIG_DIR"]) / "default"
+    before = (profile_dir / "profile.json").read_bytes()
+    out = cli("logout", env=m.env, check=False)
+    assert out.returncode == 1, out.stdout
+    assert str(m.mountpoint) in out.stderr and "unmount it first" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (profile_dir / "profile.json").read_bytes() == before  # nothing changed
+    assert (profile_dir / "auto.key").exists()
+    (m.mountpoint / "still-works").write_text("yes")
+    assert m.unmount() == 0
+    out = cli("logout", env=m.env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert not (profile_dir / "profile.json").exists()
+
+
+def test_mount_never_writes_back_a_removed_profile(emulator: Any, mounted_factory: Any) -> None:
+    """A profile removed under a running mount (by hand, or a logout that did not reach it)
+    is not written back when the mount renews its session."""
+    emulator.set_faults(token_lifetime=4)  # renewed about every 3 s
+    m: MountedFS = mounted_factory()
+    profile_dir = Path(m.env["INTERNXTFS_CONFIG_DIR"]) / "default"
+    (profile_dir / "profile.json").unlink()
+    (profile_dir / "auto.key").unlink()
+    for attempt in range(60):
+        (m.mountpoint / f"f{attempt}").write_text("x")
+        cli("flush", str(m.mountpoint), env=m.env)
+        session = json.loads(cli("status", "--json", str(m.mountpoint), env=m.env).stdout)
+        if session["session"]["refreshes"] or session["session"]["relogins"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the mount never renewed its session")
+    assert not (profile_dir / "profile.json").exists()
+    assert "was removed (logged out)" in m.log_file.read_text()
