@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.harness.mounting import BIN, MountedFS, cli, fuse_available
-from tests.harness.unit_replay import Replay
+from tests.harness.unit_replay import UNIT, Replay
+
+README = UNIT.parents[1] / "README.md"
 
 
 def test_mount_helper_daemon_with_allow_other_uid_gid(emulator: Any, tmp_path: Path) -> None:
@@ -148,3 +152,47 @@ def wait_until_stat_fails(path: Path, bound: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{path} still answers stat after {bound} s")
+
+
+PLUTON, OTHER = 61234, 65534  # the backup user of the recipe, and any other local user
+
+
+def recipe_options(source: Path) -> list[str]:
+    """The OPTIONS= the recipe writes into pluton.env, with pluton as a uid."""
+    [options] = re.findall(r"OPTIONS=(.*?)\\n", source.read_text())
+    return shlex.split(re.sub(r"\b(uid|gid)=pluton\b", rf"\1={PLUTON}", options))
+
+
+def as_user(uid: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("source", [README, UNIT], ids=lambda p: p.name)
+def test_pluton_recipe_is_private_to_pluton(emulator: Any, source: Path) -> None:
+    reason = fuse_available() or (None if shutil.which("setpriv") else "setpriv missing")
+    if reason:
+        pytest.skip(reason)
+    options = recipe_options(source)
+    user = emulator.add_user(email=f"pl-{uuid.uuid4().hex[:6]}@example.com", password="pw")
+    shared = Path(tempfile.mkdtemp(prefix="ixfs-pluton-"))  # reachable by every user
+    os.chmod(shared, 0o755)
+    m = MountedFS(emulator, user, shared)
+    m.login()
+    m.mount(*options)
+    try:
+        keys = m.mountpoint / "restic" / "keys"
+        keys.mkdir(parents=True)
+        (keys / "k1").write_text("restic key")
+        assert as_user(PLUTON, "cat", str(keys / "k1")).stdout == "restic key"
+        assert as_user(PLUTON, "touch", str(m.mountpoint / "restic" / "new")).returncode == 0
+        for argv in (["cat", str(keys / "k1")], ["ls", str(m.mountpoint)]):
+            other = as_user(OTHER, *argv)
+            assert other.returncode != 0 and "Permission denied" in other.stderr, other
+    finally:
+        m.unmount()
+        subprocess.run(["fusermount3", "-uz", str(m.mountpoint)], capture_output=True)
+        shutil.rmtree(shared, ignore_errors=True)
