@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness import remote
 from tests.harness.mounting import BIN, MountedFS, cli, fuse_available
 from tests.harness.unit_replay import UNIT, Replay
 
@@ -196,3 +199,76 @@ def test_pluton_recipe_is_private_to_pluton(emulator: Any, source: Path) -> None
         m.unmount()
         subprocess.run(["fusermount3", "-uz", str(m.mountpoint)], capture_output=True)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def _kill_processes_mentioning(marker: str) -> None:
+    """Processes this test started inside its namespace (their argv holds our tmp path)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
+def test_readme_fstab_line_through_mount_8_in_a_namespace(emulator: Any, tmp_path: Path) -> None:
+    """The README's fstab line, as written, through mount(8) and mount.fuse3: with only the
+    recipe's /usr/local/bin/internxtfs link, no $HOME and no internxtfs variables."""
+    reason = fuse_available() or (None if shutil.which("unshare") else "unshare missing")
+    if reason:
+        pytest.skip(reason)
+    [line] = re.findall(
+        r"^pluton\s+/mnt/internxt\s+fuse\.internxtfs\s.*$", README.read_text(), re.M
+    )
+    user = emulator.add_user(email=f"fs-{uuid.uuid4().hex[:6]}@example.com", password="pw")
+    root = tmp_path / "sys"
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    key = etc / "pluton.key"  # the README's `install -m 600 /run/ix.key ...`
+    key.write_text("kept for fstab mounts")
+    key.chmod(0o600)
+    (tmp_path / "pw").write_text("pw")
+    login_env = dict(os.environ) | {
+        "INTERNXTFS_CONFIG_DIR": str(etc),
+        "INTERNXTFS_DRIVE_URL": emulator.drive_url,
+        "INTERNXTFS_NETWORK_URL": emulator.network_url,
+    }
+    cli("login", "--profile", "pluton", "--email", user["email"], "--password-file",
+        str(tmp_path / "pw"), "--key-file", str(key), env=login_env)  # fmt: skip
+    mountpoint = root / "mnt"
+    mountpoint.mkdir()
+    for old, new in (
+        ("/etc/internxtfs", str(etc)),
+        ("/var/cache/internxtfs", str(root / "cache")),
+        ("/mnt/internxt", str(mountpoint)),
+    ):
+        line = line.replace(old, new)
+    line = re.sub(r"\b(uid|gid)=pluton\b", rf"\1={PLUTON}", line)
+    (tmp_path / "fstab").write_text(line + "\n")
+    links = tmp_path / "usr-local-bin"  # the recipe's `ln -s .venv/bin/internxtfs /usr/local/bin`
+    links.mkdir()
+    (links / "internxtfs").symlink_to(BIN / "internxtfs")
+    script = f"""
+        mount --bind {links} /usr/local/bin
+        mount -T {tmp_path / "fstab"} {mountpoint}
+        echo 'through fstab' > {mountpoint}/f
+        stat -c '%a %u' {mountpoint}/f
+        internxtfs umount {mountpoint}
+    """
+    try:
+        done = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-ec", script],
+            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        log = root / "cache" / "pluton" / "mount.log"
+        assert done.returncode == 0, (done.stdout, done.stderr, log.exists() and log.read_text())
+        assert done.stdout.splitlines()[0] == f"600 {PLUTON}"  # umask=077, uid=pluton
+        assert remote.snapshot(emulator, user)["f"] == b"through fstab\n"
+    finally:
+        _kill_processes_mentioning(str(tmp_path))
