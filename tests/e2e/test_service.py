@@ -214,9 +214,13 @@ def _kill_processes_mentioning(marker: str) -> None:
                     os.kill(int(proc.name), signal.SIGKILL)
 
 
-def test_readme_fstab_line_through_mount_8_in_a_namespace(emulator: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["as written", "internxtfs#PROFILE"])
+def test_readme_fstab_line_through_mount_8_in_a_namespace(
+    emulator: Any, tmp_path: Path, form: str
+) -> None:
     """The README's fstab line, as written, through mount(8) and mount.fuse3: with only the
-    recipe's /usr/local/bin/internxtfs link, no $HOME and no internxtfs variables."""
+    recipe's /usr/local/bin/internxtfs link, no $HOME and no internxtfs variables. Also in the
+    older form (``internxtfs#pluton MOUNTPOINT fuse OPTIONS``) that the helper describes."""
     reason = fuse_available() or (None if shutil.which("unshare") else "unshare missing")
     if reason:
         pytest.skip(reason)
@@ -247,6 +251,9 @@ def test_readme_fstab_line_through_mount_8_in_a_namespace(emulator: Any, tmp_pat
     ):
         line = line.replace(old, new)
     line = re.sub(r"\b(uid|gid)=pluton\b", rf"\1={PLUTON}", line)
+    if form == "internxtfs#PROFILE":
+        line = re.sub(r"^pluton(\s+\S+\s+)fuse\.internxtfs", r"internxtfs#pluton\1fuse", line)
+        assert line.startswith("internxtfs#pluton ")
     (tmp_path / "fstab").write_text(line + "\n")
     links = tmp_path / "usr-local-bin"  # the recipe's `ln -s .venv/bin/internxtfs /usr/local/bin`
     links.mkdir()
