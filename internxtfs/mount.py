@@ -130,6 +130,17 @@ async def _run_mount(
 ) -> None:
     async def persist(session: Session) -> None:
         profile.session = session
+        if not (profile_dir(profile.name) / "profile.json").exists():
+            # Logged out while mounted (`logout` refuses that, but the profile may have been
+            # removed by other means): never write the secrets back, and stop re-logging in.
+            client.session_manager.credentials = profile.credentials = None
+            log.error(
+                "profile %r was removed (logged out) while mounted: its credentials are no "
+                "longer used or stored; unmount, then 'internxtfs login --profile %s'",
+                profile.name,
+                profile.name,
+            )
+            return
         save_profile(profile)
 
     async with InternxtClient(
@@ -251,6 +262,10 @@ async def _run_mount(
                 return
             if cmd == "reload-credentials":
                 await send(await reload_credentials(req.get("profile")))
+                return
+            if cmd == "uses-profile":  # asked by `logout`, which refuses while we run
+                uses = req.get("profile") == str(profile_dir(profile.name))
+                await send({"uses": uses, "mountpoint": str(config.mountpoint)})
                 return
             if cmd not in ("flush", "umount"):
                 await send({"error": f"unknown command {cmd!r}"})
