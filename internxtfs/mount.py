@@ -216,7 +216,7 @@ async def _run_mount(
             deadline["stop"] = trio.current_time() + timeout
             # Keep serving while flushing, so nothing touching the mount hangs; what is
             # written meanwhile is stored after the detach (below, once main() returns).
-            await _flush(uploader, sweeper, operations.replacements, timeout)
+            await _flush(uploader, sweeper, operations.replacements, timeout, final=False)
             state["flushed"] = state["terminated"] = True
             pyfuse3.terminate()
 
@@ -328,7 +328,7 @@ async def _run_mount(
                     # while that flush ran.
                     state["closed"] = True
                     pyfuse3.close(unmount=True)
-                    left = max(1.0, deadline["stop"] - trio.current_time())
+                    left = max(5.0, deadline["stop"] - trio.current_time())
                     await _flush(uploader, sweeper, operations.replacements, left)
                 elif not state["flushed"]:
                     log.info("unmounted; storing what is pending")
@@ -345,13 +345,20 @@ async def _run_mount(
 
 
 async def _flush(
-    uploader: Uploader, sweeper: OrphanSweeper, replacements: Replacements, timeout: float
+    uploader: Uploader,
+    sweeper: OrphanSweeper,
+    replacements: Replacements,
+    timeout: float,
+    *,
+    final: bool = True,
 ) -> None:
     left = await uploader.close(timeout)
     with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
         await sweeper.sweep()
         await replacements.resolve_all()
-    if left:
+    if left and not final:
+        log.info("%d file(s) still changing; storing them once detached", left)
+    elif left:
         log.warning(
             "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
             left,
