@@ -4,6 +4,8 @@
 returns once the mount answers, which is what ``internxtfs mount`` without ``-f`` does. On
 unmount (``fusermount3 -u``) or SIGTERM/SIGINT the uploader gets ``flush_timeout`` seconds to
 store what is pending; whatever remains stays in the journal and resumes at the next mount.
+A signal stop flushes while still serving, detaches, then stores what open files wrote
+meanwhile; ``internxtfs umount`` refuses a busy mount instead (see busy.py).
 """
 
 from __future__ import annotations
