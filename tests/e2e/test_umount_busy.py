@@ -113,6 +113,10 @@ def test_umount_refuses_a_busy_mount_and_the_writer_goes_on(mounted_factory: Any
     finally:
         inside.kill()
         inside.wait()
+    # umount(8) run from inside refuses too: the command's own working directory holds it.
+    refused = cli("umount", str(m.mountpoint), env=m.env, check=False, cwd=m.mountpoint)
+    assert refused.returncode != 0
+    assert "(internxtfs): working directory" in refused.stderr
 
     done = cli("umount", str(m.mountpoint), env=m.env, check=False)
     assert done.returncode == 0, done.stderr
@@ -166,3 +170,25 @@ def test_sigterm_with_an_open_writer_stores_every_acknowledged_write(
     stored = (m.mountpoint / "log.txt").read_bytes()
     # A write cut off by the detach may have landed (it failed, so either way is right).
     assert stored in (lines(int(count)), lines(int(count) + 1)), (len(stored), count)
+
+
+def test_umount_refused_by_the_kernel_leaves_the_mount_serving(mounted_factory: Any) -> None:
+    # A mount on a folder inside holds it too, and /proc shows no process for it: the kernel's
+    # "busy" from the unmount itself must leave the mount as it was.
+    m: MountedFS = mounted_factory()
+    (m.mountpoint / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(m.mountpoint / "sub")], check=True)
+    try:
+        refused = cli("umount", str(m.mountpoint), env=m.env, check=False)
+        assert refused.returncode != 0
+        assert "is busy; not unmounted" in refused.stderr
+        assert "Device or resource busy" in refused.stderr
+        (m.mountpoint / "after.txt").write_bytes(b"still serving")
+    finally:
+        subprocess.run(["umount", str(m.mountpoint / "sub")], check=False)
+    done = cli("umount", str(m.mountpoint), env=m.env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert m.proc is not None and m.proc.wait(timeout=60) == 0
+    m.proc = None
+    m.remount(cold=True)
+    assert (m.mountpoint / "after.txt").read_bytes() == b"still serving"
