@@ -11,6 +11,7 @@ when something holds the mount, also when /proc did not show it (another user's 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -108,12 +109,15 @@ async def detach(mountpoint: str) -> str | None:
 
     Runs while the mount serves: the unmount itself needs no answer from us.
     """
+    # root mounts without fusermount3 (libfuse calls mount(2) itself), so it may be missing
+    # there; umount(8) unmounts a FUSE mount for root just as well.
+    command = ["fusermount3", "-u"] if shutil.which("fusermount3") else ["umount"]
     done = await trio.run_process(
-        ["fusermount3", "-u", mountpoint], check=False, capture_stdout=True, capture_stderr=True
+        [*command, mountpoint], check=False, capture_stdout=True, capture_stderr=True
     )
     if done.returncode == 0:
         return None
-    return done.stderr.decode(errors="replace").strip() or f"fusermount3 exit {done.returncode}"
+    return done.stderr.decode(errors="replace").strip() or f"{command[0]} exit {done.returncode}"
 
 
 def busy_answer(
