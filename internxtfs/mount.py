@@ -252,7 +252,7 @@ async def _run_mount(
         def open_paths() -> list[str]:
             return busy.open_paths(operations.table, operations.open_nodes(), mountpoint)
 
-        async def _umount_unless_busy(
+        async def umount_unless_busy(
             result: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
         ) -> None:
             # The kernel has the last word (a process may have opened a file meanwhile, or
@@ -294,7 +294,7 @@ async def _run_mount(
                 # Shielded: once the kernel lets go, main() returns and the nursery closes,
                 # which must not cut this answer off.
                 with trio.CancelScope(shield=True):
-                    await _umount_unless_busy(result, send)
+                    await umount_unless_busy(result, send)
             elif cmd == "umount":
                 result["unmounting"] = True
                 await send(result)
