@@ -105,9 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     flush.set_defaults(func=cmd_flush)
 
-    umount = sub.add_parser("umount", help="store everything pending, then unmount")
+    umount = sub.add_parser(
+        "umount", help="store everything pending, then unmount (refused while files are open)"
+    )
     umount.add_argument("mountpoint")
     umount.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    umount.add_argument(
+        "-l",
+        "--lazy",
+        "--force",
+        dest="lazy",
+        action="store_true",
+        help="detach even while files are open or processes work inside; they then get"
+        " ENOTCONN (what they wrote before is stored)",
+    )
     umount.set_defaults(func=cmd_umount)
 
     salvage = sub.add_parser(
