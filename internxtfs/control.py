@@ -1,7 +1,9 @@
 """The control socket of a running mount: ``internxtfs status | flush | umount MOUNTPOINT``.
 
 Each mount listens on a Unix socket whose path is derived from its mountpoint (so the commands
-need nothing but the mountpoint), mode 0600: only the user who mounted it can talk to it.
+need nothing but the mountpoint, or any path inside the mount), mode 0600, in a directory
+that must be the user's alone (:func:`checked_runtime_dir`): only the user who mounted it can
+talk to it, and nobody else can answer in its place.
 Requests and answers are JSON lines: the client sends ``{"cmd": ...}``; ``status`` answers one
 object; ``flush`` and ``umount`` send ``{"progress": ...}`` lines while they wait and end with
 ``{"done": true, ...}``.
