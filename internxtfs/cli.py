@@ -154,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
+    if isinstance(getattr(args, "profile", None), str):
+        # A name that cannot be a directory is refused before anything else happens (login
+        # would otherwise ask the server for a session it cannot store).
+        try:
+            config.profile_dir(args.profile)
+        except config.ProfileError as exc:
+            parser.error(str(exc))
     try:
         return int(args.func(args))
     except UsageError as exc:

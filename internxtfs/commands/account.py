@@ -6,7 +6,9 @@ import argparse
 import functools
 import getpass
 import os
+import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import trio
@@ -19,13 +21,17 @@ from internxtfs.commands import (
     UsageError,
     interactive,
 )
-from internxtfs.internxt import endpoints
+from internxtfs.internxt import crypto, endpoints
 from internxtfs.internxt import errors as ie
 
 
-def read_secret_file(path: str) -> str:
+def read_secret_file(path: str, option: str) -> str:
     """A secret from a file, or from standard input for ``-``; one trailing newline dropped."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise UsageError(f"cannot read {option} {path}: {reason}") from None
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -33,10 +39,25 @@ def normalise_totp_secret(text: str) -> str:
     """Accept a base32 secret or an ``otpauth://`` URI (what authenticator QR codes hold)."""
     text = text.strip()
     if text.startswith("otpauth://"):
-        import pyotp
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(text).query)
+        text = (query.get("secret") or [""])[0]
+        if not text:
+            raise UsageError("the otpauth:// URI has no secret= parameter")
+    secret = "".join(text.split()).upper()
+    try:
+        crypto.totp_secret_bytes(secret)
+    except crypto.TotpSecretError as exc:
+        raise UsageError(str(exc)) from None
+    return secret
 
-        return pyotp.parse_uri(text).secret
-    return text.replace(" ", "").upper()
+
+def normalise_code(text: str) -> str:
+    """A two-factor code as typed: authenticator apps show it as "123 456"."""
+    code = "".join(text.split())
+    if not re.fullmatch(r"[0-9]{6}", code):
+        # Refused here, not by the server: a wrong code sent counts towards the lockout.
+        raise UsageError(f"a two-factor code is 6 digits (spaces allowed), not {text!r}")
+    return code
 
 
 def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int]:
@@ -113,18 +134,18 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not email:
         raise UsageError("--email is required when not running interactively")
     if args.password_file:
-        password = read_secret_file(args.password_file)
+        password = read_secret_file(args.password_file, "--password-file")
     elif interactive():
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("--password-file is required when not running interactively")
     passphrase = passphrase_from_args(args, new=True)
     totp_secret = (
-        normalise_totp_secret(read_secret_file(args.totp_secret_file))
+        normalise_totp_secret(read_secret_file(args.totp_secret_file, "--totp-secret-file"))
         if args.totp_secret_file
         else None
     )
-    code = args.code
+    code = normalise_code(args.code) if args.code else None
 
     async def attempt(code: str | None) -> object:
         async with InternxtClient(drive_url=drive_url, network_url=network_url) as client:
@@ -146,7 +167,7 @@ def cmd_login(args: argparse.Namespace) -> int:
                 totp_secret = normalise_totp_secret(pasted)
                 session = trio.run(attempt, None)
             else:
-                code = input("Two-factor code: ").strip()
+                code = normalise_code(input("Two-factor code: "))
                 session = trio.run(attempt, code)
     except ie.InternxtError as exc:
         message, status = describe_auth_error(exc, drive_url)

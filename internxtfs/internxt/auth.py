@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import jwt
-import pyotp
 import trio
 
 from . import crypto
@@ -186,7 +185,7 @@ async def login(
     if details.get("tfa"):
         if code is None and totp_secret is None:
             raise TwoFactorRequired("this account has two-factor authentication on")
-        body["tfa"] = code if code is not None else pyotp.TOTP(totp_secret).at(clock())
+        body["tfa"] = code if code is not None else crypto.totp_code(str(totp_secret), clock())
 
     async def access() -> Any:
         resp = await http.send("POST", f"{drive}/auth/cli/login/access", json=body, expected=(200,))
