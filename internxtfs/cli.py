@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     logout = sub.add_parser("logout", help="revoke the session and remove the stored profile")
     logout.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    logout.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the profile here even when the session cannot be revoked on the server",
+    )
     _key_options(logout)
     logout.set_defaults(func=cmd_logout)
 

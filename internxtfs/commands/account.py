@@ -228,7 +228,22 @@ def cmd_logout(args: argparse.Namespace) -> int:
     try:
         trio.run(revoke)
     except ie.InternxtError as exc:
-        print(f"internxtfs: could not revoke the session remotely: {exc.message}", file=sys.stderr)
+        # The token stays valid on the server until it expires (days): keep the profile, so a
+        # second logout can still revoke it, unless told to forget it here anyway.
+        if not getattr(args, "force", False):
+            print(
+                f"internxtfs: could not revoke the session on the server ({exc.message}), so it "
+                f"stays valid there; profile {args.profile!r} is kept. Run logout again once "
+                f"Internxt is reachable, or 'internxtfs logout --profile {args.profile} --force' "
+                "to remove it here anyway",
+                file=sys.stderr,
+            )
+            return EXIT_UNREACHABLE if isinstance(exc, ie.Unreachable) else EXIT_FAIL
+        print(
+            f"internxtfs: could not revoke the session on the server ({exc.message}); it stays "
+            "valid there until it expires. Removing the profile here as asked (--force)",
+            file=sys.stderr,
+        )
     config.delete_profile(args.profile)
     print(f"Logged out; profile {args.profile!r} removed")
     return 0
