@@ -1,5 +1,6 @@
 """The mount works inside the sandbox the systemd unit sets up (its seccomp filter, address
-families, W^X memory, no_new_privs), applied here without systemd by tests/harness/sandbox.py:
+families, W^X memory, no_new_privs, capability bounding set), applied here without systemd by
+tests/harness/sandbox.py and setpriv, with the README's Pluton options:
 files stored and read back, status over the control socket, the unit's ExecReload (SIGHUP),
 a kill -9 cleared by the next mount, and `internxtfs umount`."""
 
@@ -31,9 +32,10 @@ def test_mount_lives_inside_the_units_sandbox(emulator: Any, tmp_path: Path) -> 
     m = MountedFS(emulator, user, tmp_path / "m")
     m.wrapper = wrapper(tmp_path)
     m.login()
+    recipe = ("-o", "allow_other,uid=65534,gid=65534,umask=077")  # the README's Pluton options
     expected = {"small.txt": b"inside the sandbox", "big.bin": os.urandom(3 * 1024 * 1024)}
     try:
-        m.mount()
+        m.mount(*recipe)
         for name, data in expected.items():
             write_file(m.mountpoint / name, data)
         flush_ok(m)
@@ -47,7 +49,7 @@ def test_mount_lives_inside_the_units_sandbox(emulator: Any, tmp_path: Path) -> 
         wait_for("the reload", lambda: "SIGHUP: profile 'default' re-read" in m.log())
 
         m.kill()  # kill -9; the next mount clears the dead mountpoint from inside the sandbox
-        m.mount()
+        m.mount(*recipe)
         for name, data in expected.items():
             assert (m.mountpoint / name).read_bytes() == data
         done = cli("umount", str(m.mountpoint), env=m.env, timeout=120)

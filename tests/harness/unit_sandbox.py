@@ -4,6 +4,7 @@ as a spec for ``tests/harness/sandbox.py`` (which applies it without systemd).""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,4 +77,10 @@ def wrapper(workdir: Path) -> list[str]:
     """The argv prefix that runs a command inside the unit's sandbox."""
     path = workdir / "sandbox.json"
     path.write_text(json.dumps(spec()))
-    return [sys.executable, str(SANDBOX), str(path)]
+    prefix = [sys.executable, str(SANDBOX), str(path)]
+    caps = " ".join(unit_directives().get("CapabilityBoundingSet", [])).split()
+    if caps and shutil.which("setpriv"):
+        # CapabilityBoundingSet=: root keeps only these capabilities across exec.
+        keep = ",".join(f"+{c.removeprefix('CAP_').lower()}" for c in caps)
+        prefix = ["setpriv", f"--bounding-set=-all,{keep}", "--inh-caps=-all", *prefix]
+    return prefix
