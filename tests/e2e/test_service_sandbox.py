@@ -1,63 +1,82 @@
-"""The mount works inside the sandbox the systemd unit sets up (its seccomp filter, address
-families, W^X memory, no_new_privs, capability bounding set), applied here without systemd by
-tests/harness/sandbox.py and setpriv, with the README's Pluton options:
-files stored and read back, status over the control socket, the unit's ExecReload (SIGHUP),
-a kill -9 cleared by the next mount, and `internxtfs umount`."""
+"""The unit's own command lines work inside the sandbox the unit sets up: its seccomp filter
+(SystemCallFilter=, SystemCallErrorNumber=), RestrictAddressFamilies=,
+MemoryDenyWriteExecute=, NoNewPrivileges= and CapabilityBoundingSet=, applied here without
+systemd by tests/harness/sandbox.py and setpriv. Files stored and read back, status over the
+control socket, ExecReload= (SIGHUP), a kill -9 cleared by the next ExecStart=, and a stop."""
 
 from __future__ import annotations
 
 import ctypes.util
 import os
-import shlex
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness import remote
-from tests.harness.durability import flush_ok, new_user, status, wait_for, write_file
-from tests.harness.mounting import MountedFS, cli, fuse_available
-from tests.harness.unit_sandbox import unit_directives, wrapper
+from tests.harness.durability import wait_for
+from tests.harness.mounting import BIN, cli, fuse_available
+from tests.harness.unit_replay import Replay
+from tests.harness.unit_sandbox import wrapper
 
 
-def test_mount_lives_inside_the_units_sandbox(emulator: Any, tmp_path: Path) -> None:
+def test_unit_lives_inside_its_own_sandbox(emulator: Any, tmp_path: Path) -> None:
     reason = fuse_available()
     if reason:
         pytest.skip(reason)
     if shutil.which("systemd-analyze") is None or not ctypes.util.find_library("seccomp"):
         pytest.skip("needs systemd-analyze (syscall groups) and libseccomp")
-    user = new_user(emulator)
-    m = MountedFS(emulator, user, tmp_path / "m")
-    m.wrapper = wrapper(tmp_path)
-    m.login()
-    recipe = ("-o", "allow_other,uid=65534,gid=65534,umask=077")  # the README's Pluton options
+    user = emulator.add_user(email=f"box-{uuid.uuid4().hex[:6]}@example.com", password="pw")
+    root = tmp_path / "sys"
+    replay = Replay(
+        instance="box",
+        relocate={
+            "/usr/local/bin/internxtfs": str(BIN / "internxtfs"),
+            "/etc/internxtfs": str(root / "etc"),
+            "/var/cache/internxtfs": str(root / "cache"),
+            "/mnt/internxt": str(root / "mnt"),
+        },
+        credentials={"internxtfs.key": b"a-random-service-key\n"},
+        workdir=tmp_path,
+    )
+    env = replay.environment()
+    (root / "etc").mkdir(parents=True)
+    # The README's Pluton options, with nobody for pluton.
+    (root / "etc" / "box.env").write_text("OPTIONS=-o allow_other,uid=65534,gid=65534,umask=077\n")
+    mountpoint = Path(env["MOUNTPOINT"])
+    (tmp_path / "pw").write_text("pw")
+    servers = {"INTERNXTFS_DRIVE_URL": emulator.drive_url,
+               "INTERNXTFS_NETWORK_URL": emulator.network_url}  # fmt: skip
+    cli("login", "--profile", "box", "--email", user["email"], "--password-file",
+        str(tmp_path / "pw"), env=env | servers)  # fmt: skip
+    replay.wrapper = wrapper(tmp_path)
+    log = tmp_path / "service.log"
     expected = {"small.txt": b"inside the sandbox", "big.bin": os.urandom(3 * 1024 * 1024)}
+    proc = replay.start(log)
     try:
-        m.mount(*recipe)
         for name, data in expected.items():
-            write_file(m.mountpoint / name, data)
-        flush_ok(m)
-        assert status(m)["uploads"]["pending_files"] == 0
+            (mountpoint / name).write_bytes(data)
+        done = cli("flush", str(mountpoint), env=env, check=False, timeout=120)
+        assert done.returncode == 0, done.stderr + log.read_text()[-3000:]
 
-        # The unit's own reload command, run in the same sandbox.
-        assert m.proc is not None
-        (reload,) = unit_directives()["ExecReload"]
-        argv = shlex.split(reload.replace("$MAINPID", str(m.proc.pid)))
-        subprocess.run([*m.wrapper, *argv], check=True, timeout=30)
-        wait_for("the reload", lambda: "SIGHUP: profile 'default' re-read" in m.log())
+        replay.reload(proc)
+        wait_for("the reload", lambda: "SIGHUP: profile 'box' re-read" in log.read_text())
+        assert proc.poll() is None
 
-        m.kill()  # kill -9; the next mount clears the dead mountpoint from inside the sandbox
-        m.mount(*recipe)
+        proc.kill()  # kill -9; the next ExecStart clears the dead mountpoint, sandboxed too
+        proc.wait()
+        proc = replay.start(log)
         for name, data in expected.items():
-            assert (m.mountpoint / name).read_bytes() == data
-        done = cli("umount", str(m.mountpoint), env=m.env, timeout=120)
-        assert done.returncode == 0, done.stderr + m.log()
-        assert m.proc.wait(timeout=60) == 0, m.log()
-        m.proc = None
-        assert "Operation not permitted" not in m.log_file.read_text()
+            assert (mountpoint / name).read_bytes() == data
+        assert replay.stop(proc) == 0, log.read_text()[-3000:]
+        assert not os.path.ismount(mountpoint)
+        assert "Operation not permitted" not in log.read_text()
         assert remote.snapshot(emulator, user) == expected
     finally:
-        m.unmount(timeout=60)
-        subprocess.run(["fusermount3", "-uz", str(m.mountpoint)], capture_output=True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)

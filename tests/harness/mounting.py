@@ -50,7 +50,6 @@ class MountedFS:
         self.env["INTERNXTFS_DRIVE_URL"] = emulator.drive_url
         self.env["INTERNXTFS_NETWORK_URL"] = emulator.network_url
         self.proc: subprocess.Popen[bytes] | None = None
-        self.wrapper: list[str] = []  # argv prefix for the mount (e.g. tests/harness/sandbox.py)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
 
     def login(self) -> None:
@@ -64,7 +63,6 @@ class MountedFS:
         # kernel's attribute cache for a moment.
         ready_r, ready_w = os.pipe()
         args = [
-            *self.wrapper,
             str(BIN / "internxtfs"),
             "--log-file",
             str(self.log_file),
