@@ -148,6 +148,12 @@ def cmd_login(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("--password-file is required when not running interactively")
+    if not password:
+        # Refused here: the server would count it as a failed login towards the lockout.
+        raise UsageError(
+            "the password is empty"
+            + (f" (--password-file {args.password_file})" if args.password_file else "")
+        )
     passphrase = passphrase_from_args(args, new=True)
     try:  # before the server is asked: a key that cannot be used must not cost a login
         key = vault.key_material(

@@ -54,6 +54,11 @@ def test_missing_files_are_named(emulator: Any, tmp_path: Path) -> None:
     out = login(urls, tmp_path, "--email", email, "--password-file", str(pw),
                 "--totp-secret-file", str(tmp_path / "no-secret"))  # fmt: skip
     _words(out, 2, "cannot read --totp-secret-file", "No such file")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    out = login(urls, tmp_path, "--email", email, "--password-file", str(empty))
+    _words(out, 2, "the password is empty")
+    assert _failed_logins(emulator, email) == 0
 
 
 @pytest.mark.parametrize(
