@@ -101,10 +101,11 @@ def login_password_field(password: str, s_key: str, salt: bytes | None = None) -
 
 # --- Two-factor codes (TOTP, RFC 6238; protocol §2.4) ---------------------------------------
 
-# Authenticator apps take any secret; pyotp refuses under 112 bits. Internxt's server
-# generates the secret and checks codes with speakeasy, which has no floor either. We accept
-# what a phone would, down to 80 bits (16 base32 characters, the classic Google Authenticator
-# size): anything shorter is far more likely a truncated paste than a real secret.
+# Internxt issues 80-bit secrets (16 base32 characters: speakeasy.generateSecret with
+# length 10 in internxt/drive-server-wip src/modules/auth/two-factor-auth.service.ts, which
+# checks codes with a window of 2 steps), and authenticator apps take them; pyotp refuses
+# anything under 112 bits, so it cannot be used for them. We accept down to 80 bits: a
+# shorter secret is far more likely a truncated paste than a real one.
 TOTP_MIN_BITS = 80
 TOTP_STEP = 30
 

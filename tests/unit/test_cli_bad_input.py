@@ -17,7 +17,7 @@ from internxtfs.internxt.crypto import totp_code
 from tests.unit.test_cli_login import login
 
 BIN = Path(sys.executable).parent
-SHORT_SECRET = "JBSWY3DPEHPK3PXP"  # 80 bits: the classic authenticator-app size, pyotp refuses it
+SHORT_SECRET = "JBSWY3DPEHPK3PXP"  # 80 bits: the size Internxt issues; pyotp refuses it
 
 
 def _words(out: subprocess.CompletedProcess[str], code: int, *phrases: str) -> None:
@@ -81,9 +81,7 @@ def test_bad_totp_secrets(emulator: Any, tmp_path: Path, secret: str, phrase: st
 
 
 @pytest.mark.parametrize("form", ["base32", "spaced", "uri"])
-def test_80_bit_secret_works_as_in_authenticator_apps(
-    emulator: Any, tmp_path: Path, form: str
-) -> None:
+def test_80_bit_secret_as_internxt_issues_it(emulator: Any, tmp_path: Path, form: str) -> None:
     urls = (emulator.drive_url, emulator.network_url)
     email, pw = _user(emulator, tmp_path, totp_secret=SHORT_SECRET)
     text = {
