@@ -88,7 +88,8 @@ def _password_matches(user: Row, field: Any) -> bool:
 def _tfa_matches(user: Row, code: Any) -> bool:
     if not isinstance(code, str | int) or not str(code).strip():
         return False
-    # Any secret length, as Internxt's server (speakeasy) accepts; codes within the window.
+    # As internxt/drive-server-wip src/modules/auth/two-factor-auth.service.ts checks codes
+    # (speakeasy, window 2): any secret length, pyotp's 112-bit floor would refuse Internxt's own.
     now = time.time()
     given = str(code).strip()
     return any(
