@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     logout = sub.add_parser("logout", help="revoke the session and remove the stored profile")
     logout.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    logout.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the profile here even when the session cannot be revoked on the server",
+    )
     _key_options(logout)
     logout.set_defaults(func=cmd_logout)
 
@@ -193,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
+    if isinstance(getattr(args, "profile", None), str):
+        # A name that cannot be a directory is refused before anything else happens (login
+        # would otherwise ask the server for a session it cannot store).
+        try:
+            config.profile_dir(args.profile)
+        except config.ProfileError as exc:
+            parser.error(str(exc))
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, not at exit

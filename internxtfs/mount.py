@@ -153,6 +153,7 @@ async def _run_mount(
         on_session_change=persist,
     ) as client:
         session = client.session_manager.session
+        client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
 
@@ -210,6 +211,9 @@ async def _run_mount(
             return {
                 "mountpoint": str(config.mountpoint),
                 "account": manager.session.email,
+                "profile": profile.name,
+                "profile_dir": str(profile_dir(profile.name)),
+                "cache_dir": str(config.cache_dir),
                 "uploads": uploader.stats()
                 | sweeper.stats()
                 | {"renames_unsettled": operations.replacements.pending()},
@@ -235,10 +239,24 @@ async def _run_mount(
             pyfuse3.terminate()
 
         async def stop_on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
                 async for signum in sigs:
                     await stop(f"received {signal.Signals(signum).name}", config.flush_timeout)
                     return
+
+        async def reload_on_hangup() -> None:
+            # SIGHUP (`systemctl reload`) re-reads the profile, as a new `internxtfs login`
+            # does through the control socket: the mount keeps serving. It used to unmount
+            # and exit 0, which Restart=on-failure then left down.
+            with trio.open_signal_receiver(signal.SIGHUP) as sigs:
+                async for _ in sigs:
+                    try:
+                        answer = await reload_credentials(str(profile_dir(profile.name)))
+                    except Exception:
+                        log.exception("SIGHUP: re-reading profile %r failed", profile.name)
+                        continue
+                    if answer.get("reloaded"):
+                        log.info("SIGHUP: profile %r re-read; its login is in use", profile.name)
 
         async def reload_credentials(name: object) -> dict[str, Any]:
             """A new ``internxtfs login`` of this profile: use it without a remount."""
@@ -322,7 +340,7 @@ async def _run_mount(
             await _announce_ready(config.mountpoint, on_ready)
             while os.environ.get("NOTIFY_SOCKET"):
                 stats = uploader.stats()
-                sdnotify.notify(STATUS=_status_line(stats))
+                sdnotify.notify(STATUS=_status_line(stats, client.session_manager.last_error))
                 await trio.sleep(5)
 
         try:
@@ -333,6 +351,7 @@ async def _run_mount(
                 await nursery.start(sweeper.run)
                 await nursery.start(operations.replacements.run)
                 nursery.start_soon(stop_on_signal)
+                nursery.start_soon(reload_on_hangup)
                 await nursery.start(
                     control.serve, control.socket_path(config.mountpoint), control_request
                 )
@@ -391,10 +410,13 @@ async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None)
         on_ready()
 
 
-def _status_line(uploads: dict[str, Any]) -> str:
+def _status_line(uploads: dict[str, Any], session_error: str | None = None) -> str:
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if session_error:
+        # First: `systemctl status` cuts long lines, and this one needs a person.
+        line = f"NOT LOGGED IN ({session_error}); {line}"
     return line
 
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-import pyotp
 from aiohttp import web
 
-from internxtfs.internxt.crypto import CRYPTO_SECRET, CryptoError, decrypt_text, encrypt_text
+from internxtfs.internxt.crypto import (
+    CRYPTO_SECRET,
+    TOTP_STEP,
+    CryptoError,
+    decrypt_text,
+    encrypt_text,
+    totp_code,
+)
 
 from . import tokens
 from .context import emulator_of
@@ -81,7 +88,14 @@ def _password_matches(user: Row, field: Any) -> bool:
 def _tfa_matches(user: Row, code: Any) -> bool:
     if not isinstance(code, str | int) or not str(code).strip():
         return False
-    return pyotp.TOTP(user["totp_secret"]).verify(str(code).strip(), valid_window=TOTP_WINDOW)
+    # As internxt/drive-server-wip src/modules/auth/two-factor-auth.service.ts checks codes
+    # (speakeasy, window 2): any secret length, pyotp's 112-bit floor would refuse Internxt's own.
+    now = time.time()
+    given = str(code).strip()
+    return any(
+        totp_code(user["totp_secret"], now + step * TOTP_STEP) == given
+        for step in range(-TOTP_WINDOW, TOTP_WINDOW + 1)
+    )
 
 
 async def _access(request: web.Request, *, cli: bool) -> web.Response:

@@ -12,15 +12,15 @@ import secrets
 import uuid as uuidlib
 from typing import Any
 
-import pyotp
-
 from internxtfs.internxt.crypto import (
     CryptoError,
+    TotpSecretError,
     decrypt_text,
     encrypt_text,
     generate_mnemonic,
     is_valid_mnemonic,
     password_hash,
+    totp_secret_bytes,
 )
 
 from .dto import now_iso
@@ -54,9 +54,9 @@ def _check_totp(secret: str | None) -> str | None:
     if not secret:
         return None
     try:
-        pyotp.TOTP(secret).now()
-    except Exception as exc:
-        raise UserError("totp secret must be base32") from exc
+        totp_secret_bytes(secret)
+    except TotpSecretError as exc:
+        raise UserError(str(exc)) from None
     return secret
 
 

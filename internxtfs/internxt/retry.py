@@ -25,7 +25,7 @@ from typing import TypeVar
 import httpx
 import trio
 
-from .errors import Conflict, InternxtError, ServerError, Unreachable
+from .errors import Conflict, InternxtError, ServerError, SessionExpired, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,11 @@ class RetryPolicy:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.stats.last_error_at = self._clock()
 
+    def count_failure(self, exc: BaseException) -> None:
+        """A call that failed for good (what ``failures`` and ``last_error`` report)."""
+        self.stats.failures += 1
+        self.record_failure(exc)
+
     async def backoff(self, retry_number: int, exc: BaseException, what: str) -> None:
         """Account for one retry and wait before it; for callers that loop themselves."""
         wait = self.delay(retry_number, exc)
@@ -160,6 +165,10 @@ class RetryPolicy:
                         self.stats.recovered += 1
                         return landed
                 self.stats.failures += 1
+                raise
+            except SessionExpired:
+                # A token past its time: the session manager renews it and calls again, which
+                # is routine, not a failure. It counts the failure itself if renewing fails.
                 raise
             except Exception as exc:
                 if not is_retryable(exc):
