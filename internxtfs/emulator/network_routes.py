@@ -80,7 +80,9 @@ def _is_count(value: Any) -> bool:
 def _check_quota(store: Store, user: Row, extra: int) -> None:
     # The bridge counts the bytes of its own bucket entries (``totalUsedSpaceBytes``), not the
     # drive's files: an object no drive entry points at still takes space until deleted.
-    if store.network_usage(user["id"]) + extra > user["quota"]:
+    # Backups and mail share the quota (user.backup_usage, see users.py).
+    used = store.network_usage(user["id"]) + int(user.get("backup_usage") or 0)
+    if used + extra > user["quota"]:
         raise network_error(420, "Max space used")
 
 

@@ -136,6 +136,18 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         # Idempotent DDL; executescript manages its own transaction.
         self.conn.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a data dir may have been created (SQLite has no ADD COLUMN IF
+        NOT EXISTS)."""
+        columns = {row["name"] for row in self.conn.execute("PRAGMA table_info(users)")}
+        if "backup_usage" not in columns:
+            # Bytes the account uses outside Drive (backups, mail): counted in the usage
+            # ``total`` and against the quota, never listed in Drive.
+            self.conn.execute(
+                "ALTER TABLE users ADD COLUMN backup_usage INTEGER NOT NULL DEFAULT 0"
+            )
 
     def close(self) -> None:
         self.conn.close()

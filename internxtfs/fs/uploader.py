@@ -557,7 +557,14 @@ class Uploader:
                 if uuid is not None:
                     record = await self._keep_both_if_changed_remotely(local_id, record)
                     uuid = record.remote_uuid
+                if uuid is not None and file_id is None:
+                    # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
+                    # so the old entry goes (as an unlink would) and an empty one is created.
+                    await self._remove_entry(uuid, record.name)
+                    record = self.journal.update(local_id, remote_uuid=None)
+                    uuid = None
                 if uuid is not None:
+                    assert file_id is not None
                     try:
                         await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
                         crash_point("after-replace")
@@ -641,6 +648,9 @@ class Uploader:
                 record = await self._rehome(record)
             except Conflict as exc:
                 target = await self.on_conflict(record, exc)
+                if target is not None and file_id is None:
+                    await self._remove_entry(target, record.name)  # no replace to empty
+                    continue
                 if target is not None:
                     await self.drive.replace_file(target, file_id, size, mtime=mtime)
                     return target
@@ -675,17 +685,21 @@ class Uploader:
         )
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
+    async def _remove_entry(self, uuid: str, name: str) -> None:
+        """Trash or delete a file entry, as the delete mode says; already gone is done."""
+        try:
+            if self.delete_mode == "trash":
+                await self.drive.trash([(uuid, "file")])
+            else:
+                await self.drive.delete_file(uuid)
+        except NotFound:
+            log.info("remote entry of %r was already gone", name)
+
     async def _delete_remote(self, record: FileRecord) -> None:
         if record.remote_uuid is None:
             return
         async with self.lock_for(record.local_id):
-            try:
-                if self.delete_mode == "trash":
-                    await self.drive.trash([(record.remote_uuid, "file")])
-                else:
-                    await self.drive.delete_file(record.remote_uuid)
-            except NotFound:
-                log.info("remote entry of %r was already gone", record.name)
+            await self._remove_entry(record.remote_uuid, record.name)
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)
                 if record.local_id in self._drop_after_delete:

@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", "FolderEntry", "FileEntry")
 
 PAGE_SIZE = 50  # the server's maximum (protocol §7.2)
+# Pages are cut with LIMIT/OFFSET from a query ordered by this column alone, so it must be
+# unique: rows tying on it (``plainName``: ``report.pdf`` and ``report.docx``) may come back in
+# a different order for every page request, and an entry is then skipped (docs/protocol.md,
+# "Listings"). ``id`` is unique, accepted by both listing DTOs, and grows with every insert, so
+# an entry created while we page lands after the pages already fetched instead of shifting them.
+LIST_SORT = "id"
 EXISTENCE_BATCH = 200  # the existence DTOs accept 1..200 criteria
+TRASH_BATCH = 50  # move-items-to-trash.dto.ts: @ArrayMaxSize(50) (docs/protocol.md)
 EXISTS = "EXISTS"
 
 __all__ = [
@@ -196,7 +203,7 @@ class DriveAPI:
             params: dict[str, str | int] = {
                 "limit": PAGE_SIZE,
                 "offset": offset,
-                "sort": "plainName",
+                "sort": LIST_SORT,
                 "order": "ASC",
             }
             body = await self._call("GET", path, params=params, what=f"list {path}@{offset}")
@@ -428,14 +435,16 @@ class DriveAPI:
         return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
 
     async def replace_file(
-        self, uuid: str, file_id: str | None, size: int, *, mtime: float | None = None
+        self, uuid: str, file_id: str, size: int, *, mtime: float | None = None
     ) -> FileEntry:
-        """Point an existing entry at new content (``PUT /files/{uuid}``)."""
-        if (file_id is None) != (size == 0):
-            raise ValueError("file_id must be given exactly when size > 0")
-        body: dict[str, Any] = {"size": size}
-        if file_id is not None:
-            body["fileId"] = file_id
+        """Point an existing entry at new, non-empty content (``PUT /files/{uuid}``).
+
+        Never to empty content: Internxt then keeps the entry's old fileId and deletes its
+        object (docs/protocol.md, "Replace to empty"), so a later meta shows an id that looks
+        like someone else's change. Callers delete the entry and create an empty one instead."""
+        if file_id is None or size <= 0:
+            raise ValueError("the server cannot replace a file's content with empty content")
+        body: dict[str, Any] = {"size": size, "fileId": file_id}
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
@@ -497,17 +506,24 @@ class DriveAPI:
     async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
         """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
         payload = [{"uuid": uuid, "type": kind} for uuid, kind in items]
-        if payload:
+        for start in range(0, len(payload), TRASH_BATCH):
+            batch = payload[start : start + TRASH_BATCH]
+            # Trashing an item twice is harmless: a resent batch needs no recover hook.
             await self._call(
-                "POST", "/storage/trash/add", json={"items": payload}, expected=(200, 201)
+                "POST", "/storage/trash/add", json={"items": batch}, expected=(200, 201)
             )
 
     # --- account ----------------------------------------------------------------------------
 
     async def usage(self) -> int:
-        """Bytes used by Drive files."""
+        """Bytes counted against the quota: the usage ``total`` (drive, backups, mail ...),
+        which the server compares with the limit; ``drive`` alone overstates the free space
+        (docs/protocol.md, "Usage"). Servers without ``total`` give ``drive``."""
         body = await self._call("GET", "/users/usage")
-        return _int(body.get("drive") if isinstance(body, dict) else None, "usage")
+        if not isinstance(body, dict):
+            raise ProtocolError("usage answer is not an object")
+        total = body.get("total")
+        return _int(total if total is not None else body.get("drive"), "usage")
 
     async def limit(self) -> int:
         """The account's storage quota in bytes."""

@@ -98,6 +98,7 @@ class FakeDrive:
         self, uuid: str, file_id: str | None, size: int, mtime: float | None = None
     ) -> Entry:
         self.log.append(f"replace {uuid}")
+        assert file_id is not None and size > 0  # Internxt cannot replace to empty
         await trio.sleep(0.01)
         self._maybe_fail()
         if uuid not in self.entries:
