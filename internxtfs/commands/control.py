@@ -49,6 +49,8 @@ def format_status(st: dict[str, object]) -> str:
         lines.append(f"  session cannot be renewed: {sess['error']}")
     if net.get("last_error"):
         lines.append(f"  last network error: {net['last_error']}")
+    if up.get("size_cap") is not None:
+        lines.append(f"  largest file your plan allows: {_human(up['size_cap'])}")
     for local_id, err in (up.get("errors") or {}).items():
         lines.append(f"  failing upload #{local_id}: {err['error']} ({err['attempts']} attempts)")
     return "\n".join(lines)

@@ -51,6 +51,7 @@ publish step against rename/unlink in the operations layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -132,6 +133,7 @@ class Uploader:
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        size_cap_ttl: float = 300.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -170,6 +172,13 @@ class Uploader:
         self._drop_after_delete: set[int] = set()
         # Files unlinked while open: their remote entry waits for the last close (see hold()).
         self._held: set[int] = set()
+        # The plan's per-file cap (GET /files/limits), asked before uploading as Internxt's
+        # own clients do: over it, POST /files answers 402 only after the bridge has stored
+        # (and counted) the object. None: no cap, or not known yet. Operations read it to
+        # refuse writes past it (EFBIG).
+        self.size_cap: int | None = None
+        self._size_cap_at: float | None = None
+        self.size_cap_ttl = size_cap_ttl
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -293,6 +302,7 @@ class Uploader:
             "in_flight_bytes": sum(self._running.values()),
             "uploaded": self._uploaded,
             "retries": self._retries,
+            "size_cap": self.size_cap,
             "errors": {
                 i: {
                     "error": f"{type(f.error).__name__}: {f.error}",
@@ -316,6 +326,7 @@ class Uploader:
                 async with trio.open_nursery() as tasks:
                     self._tasks = tasks
                     task_status.started()
+                    tasks.start_soon(self._learn_size_cap)
                     await self._schedule_loop()
             finally:
                 self._tasks = None
@@ -427,6 +438,13 @@ class Uploader:
                 del self._locks[local_id]
             self._notify()
 
+    async def _learn_size_cap(self) -> None:
+        # Early, so writes past the cap fail with EFBIG from the start; uploads ask again.
+        try:
+            await self.refresh_size_cap()
+        except Exception as exc:  # offline: the first upload asks again
+            log.info("per-file size limit not known yet: %s", exc)
+
     def retry_failed_now(self) -> None:
         """Something that made uploads fail has been fixed (new credentials): try them all now
         rather than after their backoff."""
@@ -487,9 +505,28 @@ class Uploader:
             log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", record.name, size, elapsed,
                      size / elapsed / 1e6)  # fmt: skip
 
+    async def refresh_size_cap(self, *, force: bool = False) -> int | None:
+        """The plan's per-file cap, asked again once ``size_cap_ttl`` has passed (or when
+        ``force``d: the server just refused a file as too large)."""
+        now = self._clock()
+        fresh = self._size_cap_at is not None and now - self._size_cap_at < self.size_cap_ttl
+        if force or not fresh:
+            limits = getattr(self.drive, "file_limits", None)
+            if limits is not None:
+                self.size_cap = await limits()
+            self._size_cap_at = now
+        return self.size_cap
+
     async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
         if size == 0:
             return None
+        cap = await self.refresh_size_cap()
+        if cap is not None and size > cap:
+            # Refused before a byte is sent: the file stays dirty and `status` shows why.
+            self._forget_unpublished(local_id)  # an object it can never be published with
+            raise FileTooLarge(
+                f"{size} bytes is more than the {cap} bytes per file your Internxt plan allows"
+            )
         kept = self._unpublished.get(local_id)
         if kept is not None and kept[0] == generation:
             return kept[1]  # uploaded before, only publishing failed: same content
@@ -575,6 +612,12 @@ class Uploader:
                 if uuid is None:
                     uuid = await self._create(record, size, file_id, mtime)
                     crash_point("after-create")
+            except FileTooLarge:
+                # The plan's cap changed since we asked: ask again, so the next attempt is
+                # refused before uploading (and drops this object, see _upload_content).
+                with contextlib.suppress(Exception):
+                    await self.refresh_size_cap(force=True)
+                raise
             except (RequestRejected, AuthError):
                 raise  # a definite refusal: nothing points at the object (retry reuses it)
             except BaseException:

@@ -17,7 +17,7 @@ import trio
 
 from .auth import SessionManager
 from .crypto import ENCRYPT_VERSION
-from .errors import NotFound, ProtocolError
+from .errors import IncompleteAnswer, NotFound, ProtocolError
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
 from .retry import Recover, RetryPolicy
@@ -178,7 +178,10 @@ class DriveAPI:
         params: dict[str, str | int] | None = None,
         recover: Recover[Any] | None = None,
         what: str | None = None,
+        record: bool = False,
     ) -> Any:
+        """One drive call under the retry policy. ``record``: the answer must be a JSON object
+        (a record); a 200 without one is retried (:class:`IncompleteAnswer`)."""
         url = f"{self._http.drive_url}{path}"
 
         async def with_token(token: str) -> Any:
@@ -186,8 +189,15 @@ class DriveAPI:
                 method, url, json=json, params=params, headers=bearer(token), expected=expected
             )
             if resp.status_code == 204 or not resp.content:
+                if record:
+                    # drive-server's file meta answers 200 with no body when it swallowed an
+                    # internal error (docs/protocol.md, "Empty answers").
+                    raise IncompleteAnswer(f"{method} {path}: {resp.status_code} with no body")
                 return None
-            return json_body(resp)
+            body = json_body(resp)
+            if record and not isinstance(body, dict):
+                raise IncompleteAnswer(f"{method} {path}: the answer is not a record")
+            return body
 
         async def attempt() -> Any:
             return await self._sessions.authorized(with_token)
@@ -255,10 +265,10 @@ class DriveAPI:
 
     async def file_meta(self, uuid: str) -> FileEntry:
         """A file's record, whatever its status (check ``.status == "EXISTS"``)."""
-        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta"))
+        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta", record=True))
 
     async def folder_meta(self, uuid: str) -> FolderEntry:
-        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta"))
+        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta", record=True))
 
     async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
         """The files of ``folder_uuid`` whose full name is one of ``names``."""
