@@ -35,7 +35,7 @@ from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict
+from internxtfs.internxt.errors import Conflict, LegacyFileFormat
 from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,15 @@ async def _run_mount(
 
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
             assert record.remote_file_id is not None
-            return await client.network.download_range(record.remote_file_id, offset, length)
+            try:
+                return await client.network.download_range(record.remote_file_id, offset, length)
+            except LegacyFileFormat as exc:
+                # Reads get EIO; the log says which file and what the user can do.
+                raise LegacyFileFormat(
+                    f"{record.name!r} is stored in Internxt's legacy (version 1) format, which "
+                    "internxtfs cannot read; download it with Internxt's web app "
+                    "(https://drive.internxt.com)"
+                ) from exc
 
         async def adopt_existing(record: FileRecord, error: Conflict) -> str | None:
             # A file we never saw has the name we are publishing (a stale listing, or our own

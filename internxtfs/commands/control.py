@@ -53,6 +53,8 @@ def format_status(st: dict[str, object]) -> str:
     network_error = _network_error_line(net, now=time.time())
     if network_error:
         lines.append(network_error)
+    if up.get("size_cap") is not None:
+        lines.append(f"  largest file your plan allows: {_human(up['size_cap'])}")
     for local_id, err in (up.get("errors") or {}).items():
         name = err.get("path") or f"local id {local_id}"
         lines.append(f"  failing upload {name}: {err['error']} ({err['attempts']} attempts)")

@@ -176,7 +176,10 @@ async def logout(request: web.Request) -> web.Response:
 async def usage(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
     drive = emulator_of(request).store.drive_usage(user["id"])
-    return web.json_response({"drive": drive, "backup": 0, "mail": 0, "total": drive})
+    # drive-server-wip src/modules/user/user.usecase.ts ``getUserUsage``: ``total`` is drive +
+    # backup + mail, and it is what the quota is measured against.
+    backup = int(user.get("backup_usage") or 0)
+    return web.json_response({"drive": drive, "backup": backup, "mail": 0, "total": drive + backup})
 
 
 async def limit(request: web.Request) -> web.Response:

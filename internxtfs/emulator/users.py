@@ -140,6 +140,7 @@ def describe_user(user: dict[str, Any]) -> dict[str, Any]:
         "quota": user["quota"],
         "maxFileSize": user["max_file_size"],
         "emptyFileCap": user["empty_file_cap"],
+        "backupUsage": user.get("backup_usage", 0),
         "platforms": [p for p in user["platforms"].split(",") if p],
         "totp": bool(user["totp_secret"]),
         "failedLogins": user["failed_logins"],
@@ -158,6 +159,8 @@ def update_user(store: Store, email: str, fields: dict[str, Any]) -> dict[str, A
             updates["quota"] = _check_quota(value, key, allow_none=False)
         elif norm in ("max_file_size", "maxFileSize", "max_upload_file_size"):
             updates["max_file_size"] = _check_quota(value, key, allow_none=True)
+        elif norm in ("backup_usage", "backupUsage"):
+            updates["backup_usage"] = _check_quota(value, key, allow_none=False)
         elif norm in ("empty_file_cap", "emptyFileCap"):
             updates["empty_file_cap"] = _check_quota(value, key, allow_none=True)
         elif norm in ("platforms", "platform_access"):

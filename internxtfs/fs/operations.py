@@ -373,6 +373,7 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_size:
             if node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
+            self._check_size_cap(attr.st_size)
             local_id = self._ensure_record(node)
             await self.cache.truncate(local_id, attr.st_size)
             node.size = attr.st_size
@@ -534,12 +535,20 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         if handle.append:
             off = node.size
+        self._check_size_cap(off + len(buf))
         assert node.local_id is not None
         await self.cache.write(node.local_id, off, buf)
         node.size = max(node.size, off + len(buf))
         node.mtime_ns = node.ctime_ns = self.clock_ns()
         handle.wrote = True
         return len(buf)
+
+    def _check_size_cap(self, end: int) -> None:
+        """EFBIG past the plan's per-file cap: Internxt would refuse to store the file."""
+        cap = getattr(self.uploader, "size_cap", None)
+        if cap is not None and end > cap:
+            self._warn_once("size cap", f"files over {cap} bytes exceed your Internxt plan: EFBIG")
+            raise pyfuse3.FUSEError(errno.EFBIG)
 
     def _persist_changes(self, handle: OpenFile) -> int | None:
         node = handle.node

@@ -51,6 +51,7 @@ publish step against rename/unlink in the operations layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -132,6 +133,7 @@ class Uploader:
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        size_cap_ttl: float = 300.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -179,6 +181,13 @@ class Uploader:
         # Net bytes the entries published by this mount grew by (df adds them to the usage
         # Internxt last reported, which is refreshed only every statfs_ttl seconds).
         self.stored_bytes = 0
+        # The plan's per-file cap (GET /files/limits), asked before uploading as Internxt's
+        # own clients do: over it, POST /files answers 402 only after the bridge has stored
+        # (and counted) the object. None: no cap, or not known yet. Operations read it to
+        # refuse writes past it (EFBIG).
+        self.size_cap: int | None = None
+        self._size_cap_at: float | None = None
+        self.size_cap_ttl = size_cap_ttl
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -309,6 +318,7 @@ class Uploader:
             "bytes_left": max(0, pending_bytes - sent),
             "uploaded": self._uploaded,
             "retries": self._retries,
+            "size_cap": self.size_cap,
             "errors": {
                 i: {
                     "path": self.describe_id(i),
@@ -342,6 +352,7 @@ class Uploader:
                 async with trio.open_nursery() as tasks:
                     self._tasks = tasks
                     task_status.started()
+                    tasks.start_soon(self._learn_size_cap)
                     await self._schedule_loop()
             finally:
                 self._tasks = None
@@ -464,6 +475,13 @@ class Uploader:
                 del self._locks[local_id]
             self._notify()
 
+    async def _learn_size_cap(self) -> None:
+        # Early, so writes past the cap fail with EFBIG from the start; uploads ask again.
+        try:
+            await self.refresh_size_cap()
+        except Exception as exc:  # offline: the first upload asks again
+            log.info("per-file size limit not known yet: %s", exc)
+
     def retry_failed_now(self) -> None:
         """Something that made uploads fail has been fixed (new credentials): try them all now
         rather than after their backoff."""
@@ -524,9 +542,28 @@ class Uploader:
             log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", self.describe_id(local_id),
                      size, elapsed, size / elapsed / 1e6)  # fmt: skip
 
+    async def refresh_size_cap(self, *, force: bool = False) -> int | None:
+        """The plan's per-file cap, asked again once ``size_cap_ttl`` has passed (or when
+        ``force``d: the server just refused a file as too large)."""
+        now = self._clock()
+        fresh = self._size_cap_at is not None and now - self._size_cap_at < self.size_cap_ttl
+        if force or not fresh:
+            limits = getattr(self.drive, "file_limits", None)
+            if limits is not None:
+                self.size_cap = await limits()
+            self._size_cap_at = now
+        return self.size_cap
+
     async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
         if size == 0:
             return None
+        cap = await self.refresh_size_cap()
+        if cap is not None and size > cap:
+            # Refused before a byte is sent: the file stays dirty and `status` shows why.
+            self._forget_unpublished(local_id)  # an object it can never be published with
+            raise FileTooLarge(
+                f"{size} bytes is more than the {cap} bytes per file your Internxt plan allows"
+            )
         kept = self._unpublished.get(local_id)
         if kept is not None and kept[0] == generation:
             return kept[1]  # uploaded before, only publishing failed: same content
@@ -602,7 +639,14 @@ class Uploader:
                 if uuid is not None:
                     record = await self._keep_both_if_changed_remotely(local_id, record)
                     uuid = record.remote_uuid
+                if uuid is not None and file_id is None:
+                    # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
+                    # so the old entry goes (as an unlink would) and an empty one is created.
+                    await self._remove_entry(uuid, record.name)
+                    record = self.journal.update(local_id, remote_uuid=None)
+                    uuid = None
                 if uuid is not None:
+                    assert file_id is not None
                     try:
                         await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
                         crash_point("after-replace")
@@ -613,6 +657,12 @@ class Uploader:
                 if uuid is None:
                     uuid = await self._create(record, size, file_id, mtime)
                     crash_point("after-create")
+            except FileTooLarge:
+                # The plan's cap changed since we asked: ask again, so the next attempt is
+                # refused before uploading (and drops this object, see _upload_content).
+                with contextlib.suppress(Exception):
+                    await self.refresh_size_cap(force=True)
+                raise
             except (RequestRejected, AuthError):
                 raise  # a definite refusal: nothing points at the object (retry reuses it)
             except BaseException:
@@ -688,6 +738,9 @@ class Uploader:
                 record = await self._rehome(record)
             except Conflict as exc:
                 target = await self.on_conflict(record, exc)
+                if target is not None and file_id is None:
+                    await self._remove_entry(target, record.name)  # no replace to empty
+                    continue
                 if target is not None:
                     await self.drive.replace_file(target, file_id, size, mtime=mtime)
                     return target
@@ -722,17 +775,21 @@ class Uploader:
         )
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
+    async def _remove_entry(self, uuid: str, name: str) -> None:
+        """Trash or delete a file entry, as the delete mode says; already gone is done."""
+        try:
+            if self.delete_mode == "trash":
+                await self.drive.trash([(uuid, "file")])
+            else:
+                await self.drive.delete_file(uuid)
+        except NotFound:
+            log.info("remote entry of %r was already gone", name)
+
     async def _delete_remote(self, record: FileRecord) -> None:
         if record.remote_uuid is None:
             return
         async with self.lock_for(record.local_id):
-            try:
-                if self.delete_mode == "trash":
-                    await self.drive.trash([(record.remote_uuid, "file")])
-                else:
-                    await self.drive.delete_file(record.remote_uuid)
-            except NotFound:
-                log.info("remote entry of %r was already gone", record.name)
+            await self._remove_entry(record.remote_uuid, record.name)
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)
                 if record.local_id in self._drop_after_delete:
