@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from internxtfs.fs.inodes import InodeTable
+from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import Journal
 from internxtfs.fs.metadata import Metadata
 
@@ -54,7 +54,12 @@ def _setup(tmp_path: Path, drive: Drive) -> tuple[Journal, InodeTable, Metadata,
     table = InodeTable(ROOT, 0)
     invalidated: list[int] = []
     clock = [0.0]
-    meta = Metadata(drive, table, journal, 1.0, lambda: clock[0], invalidated.append)
+
+    def changed(node: Node, local_id: int) -> Node:
+        invalidated.append(local_id)
+        return node
+
+    meta = Metadata(drive, table, journal, 1.0, lambda: clock[0], changed)
     # A file we have read before: a clean record pointing at the object we cached blocks of.
     journal.new_file(
         parent_uuid=ROOT,

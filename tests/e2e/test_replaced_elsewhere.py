@@ -1,0 +1,92 @@
+"""A file another client replaces while this mount reads it (issue 13, item 4).
+
+Internxt's replace points the entry at a new network object and deletes the old one, so a
+mount that still reads the old object meets 404s. The open descriptor must get ESTALE (or EIO),
+never ENOENT; what it read before stays the old content; and the next open, long before the
+folder listing expires (``--dir-cache-ttl 600``), reads the new content whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from typing import Any
+
+import pytest
+
+from tests.harness.mounting import MountedFS, cli
+
+MiB = 1024 * 1024
+
+
+def _content(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _replace_from_b(b: MountedFS, name: str, data: bytes) -> None:
+    """Another client overwrites the file in place (same entry, new object) and stores it."""
+    (b.mountpoint / name).write_bytes(data)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+
+
+@pytest.mark.parametrize("new_size", [16 * MiB, 10 * MiB + 123], ids=["same-size", "smaller"])
+def test_file_replaced_elsewhere_while_open(
+    mounted_factory: Any, fs_user: dict[str, Any], new_size: int
+) -> None:
+    old, new = _content(1, 16 * MiB), _content(2, new_size)
+    b: MountedFS = mounted_factory(fs_user, name="b")
+    (b.mountpoint / "big.bin").write_bytes(old)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+
+    # A starts cold (nothing cached) and trusts its listing for ten minutes.
+    a: MountedFS = mounted_factory(fs_user, "--dir-cache-ttl", "600", name="a")
+    path = a.mountpoint / "big.bin"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 64 * 1024, 0) == old[: 64 * 1024]  # a prefix, the rest not cached
+
+        _replace_from_b(b, "big.bin", new)
+
+        # The descriptor's version is gone from the network: ESTALE or EIO, never ENOENT.
+        with pytest.raises(OSError) as failure:
+            os.pread(fd, 64 * 1024, 12 * MiB)
+        assert failure.value.errno in (errno.ESTALE, errno.EIO), failure.value
+        # What it had read is still the old content, never the new one.
+        assert os.pread(fd, 4096, 0) == old[:4096]
+
+        # A later open reads the new file from its start, byte for byte, without waiting
+        # for the listing to expire.
+        assert path.read_bytes() == new
+        assert path.stat().st_size == new_size
+        assert [n for n in os.listdir(a.mountpoint)] == ["big.bin"]
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == new
+
+
+def test_cat_after_replacement_elsewhere_fails_once_then_reads_the_new_file(
+    mounted_factory: Any, fs_user: dict[str, Any]
+) -> None:
+    """The issue's case: A read part of the file and closed it. The first open after the
+    replacement may serve what was cached and then fails (ESTALE/EIO); the next one works."""
+    old, new = _content(3, 12 * MiB), _content(4, 12 * MiB)
+    b: MountedFS = mounted_factory(fs_user, name="b")
+    (b.mountpoint / "f.bin").write_bytes(old)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+
+    a: MountedFS = mounted_factory(fs_user, "--dir-cache-ttl", "600", name="a")
+    path = a.mountpoint / "f.bin"
+    with open(path, "rb") as f:
+        assert f.read(MiB) == old[:MiB]
+
+    _replace_from_b(b, "f.bin", new)
+
+    try:
+        got = path.read_bytes()
+    except OSError as exc:
+        assert exc.errno in (errno.ESTALE, errno.EIO), exc
+    else:
+        assert got == new  # the change was noticed before anything old was served
+    assert path.read_bytes() == new
+    assert path.read_bytes() == new
