@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import time
 from typing import Any
 
 import pytest
@@ -90,3 +91,31 @@ def test_cat_after_replacement_elsewhere_fails_once_then_reads_the_new_file(
         assert got == new  # the change was noticed before anything old was served
     assert path.read_bytes() == new
     assert path.read_bytes() == new
+
+
+def test_replacement_seen_in_a_listing_leaves_open_descriptors_on_their_version(
+    mounted_factory: Any, fs_user: dict[str, Any]
+) -> None:
+    """The other way to notice: the folder listing (after --dir-cache-ttl) shows the new
+    object. An open descriptor must not then read the new object's bytes after the old ones."""
+    old, new = _content(5, 16 * MiB), _content(6, 16 * MiB)
+    b: MountedFS = mounted_factory(fs_user, name="b")
+    (b.mountpoint / "big.bin").write_bytes(old)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+
+    a: MountedFS = mounted_factory(fs_user, "--dir-cache-ttl", "0.5", name="a")
+    path = a.mountpoint / "big.bin"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 64 * 1024, 0) == old[: 64 * 1024]
+        _replace_from_b(b, "big.bin", new)
+        time.sleep(1.0)  # let A's listing expire (a wait, not a timing assertion)
+        assert os.listdir(a.mountpoint) == ["big.bin"]  # A lists again: sees the new object
+
+        with pytest.raises(OSError) as failure:
+            os.pread(fd, 64 * 1024, 12 * MiB)  # never the new object's bytes
+        assert failure.value.errno in (errno.ESTALE, errno.EIO), failure.value
+        assert os.pread(fd, 4096, 0) == old[:4096]
+        assert path.read_bytes() == new
+    finally:
+        os.close(fd)
