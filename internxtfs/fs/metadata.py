@@ -300,23 +300,33 @@ class Metadata:
         )
         return node
 
-    async def refresh_file(self, node: Node) -> bool:
+    async def refresh_file(self, node: Node) -> str:
         """Read one file's entry again, because its network object is gone: another client
         replaced its content (Internxt's replace deletes the old object, or keeps it as a
-        version only on plans with versioning) or deleted the file. Returns True when the
-        entry now points at other content, which the next open reads.
+        version only on plans with versioning) or deleted the file. Returns what it found:
 
-        Deleted, trashed or moved elsewhere: the folder's listing is fetched again at the
-        next lookup, instead of serving the vanished entry until ``ttl`` runs out."""
+        * ``"replaced"``: the entry points at other content, which the next open reads;
+        * ``"gone"``: deleted, trashed, moved or renamed elsewhere; the folder's listing is
+          fetched again at the next lookup instead of serving the vanished entry until
+          ``ttl`` runs out;
+        * ``"kept"``: nothing to change (the same object, lost on the network; unsent changes
+          here, which the uploader's conflict handling owns; or our own upload published
+          while the request was in flight, newer than its answer).
+        """
         parent = self.table.get(node.parent)
         record = None if node.local_id is None else self.journal.get(node.local_id)
         if node.uuid is None or record is None:
-            return False
+            return "kept"
         before = (record.remote_file_id, record.remote_size)
         try:
             entry = await self.drive.file_meta(node.uuid)
         except NotFound:
             entry = None
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is None or record.dirty or record.deleted:
+            return "kept"
+        if (record.remote_file_id, record.remote_size) != before:
+            return "kept"
         # GET /files/{uuid}/meta answers for entries of any status (internxt-protocol.md 7.3).
         if (
             entry is None
@@ -329,16 +339,11 @@ class Metadata:
                      node.name)  # fmt: skip
             if parent is not None:
                 self.invalidate(parent)
-            return False
-        record = None if node.local_id is None else self.journal.get(node.local_id)
-        if record is None or record.dirty or record.deleted:
-            return False  # unsent changes here: the uploader's conflict handling decides
-        if (record.remote_file_id, record.remote_size) != before:
-            return False  # our own upload was published meanwhile: newer than this answer
+            return "gone"
         if (entry.file_id, entry.size) == before:
-            return False  # same object: it is missing on the network, not replaced
+            return "kept"
         self._replaced_elsewhere(node, record, entry)
-        return True
+        return "replaced"
 
     def _local_records(
         self, dir_node: Node, unpublished: set[int], listed: set[str]

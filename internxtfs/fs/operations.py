@@ -222,22 +222,20 @@ class Filesystem(pyfuse3.Operations):
         returned node's record at the new object).
 
         Nothing open: the old version's clean blocks are dropped and the inode stays. Open
-        descriptors keep the old version, as after a local replace by rename: the node keeps
-        its record, detached (no remote identity, marked deleted: never published, dropped at
-        the last close or by the next mount), so they read what is cached of it and get
-        ESTALE past that once the old object is gone; one open never mixes two versions, in
-        our cache or in the kernel's page cache of the inode. The name then leads to a new
-        inode with a fresh record, so the next open reads the new content from its start
-        (an open of the old inode through the kernel's cached entry is ESTALE, which makes
-        the kernel look the name up again)."""
+        descriptors keep the old version, as after a local replace by rename (_detach): they
+        read what is cached of it and get ESTALE past that once the old object is gone; one
+        open never mixes two versions, in our cache or in the kernel's page cache of the
+        inode. The name then leads to a new inode with a fresh record, so the next open reads
+        the new content from its start."""
         if node.open_handles == 0:
             self.cache.invalidate(local_id)
             node.page_cache_stale = True  # the kernel may still hold pages of an earlier open
             return node
         old = self.journal.get(local_id)
         assert old is not None and node.uuid is not None
+        uuid = node.uuid
         with self.journal.transaction():
-            self.journal.update(local_id, deleted=True, remote_uuid=None)
+            self._detach(node)
             fresh = self.journal.new_file(
                 parent_uuid=old.parent_uuid,
                 name=old.name,
@@ -248,7 +246,6 @@ class Filesystem(pyfuse3.Operations):
                 remote_size=old.remote_size,
                 remote_valid_len=old.remote_valid_len,
             )
-        uuid = node.uuid
         new = self.table.new_node(
             is_dir=False,
             parent=node.parent,
@@ -259,28 +256,49 @@ class Filesystem(pyfuse3.Operations):
             ctime_ns=node.ctime_ns,
             atime_ns=node.atime_ns,
         )
-        self.table.set_uuid(node, None)
         self.table.set_uuid(new, uuid)
         self.table.set_local(new, fresh.local_id)
         parent = self.table.get(node.parent)
         if parent is not None and parent.children and parent.children.get(node.name) == node.ino:
             parent.children[node.name] = new.ino
-        node.unlinked = node.replaced = True
         log.info("%r: %d open descriptor(s) keep reading the version they opened", node.name,
                  node.open_handles)  # fmt: skip
         return new
+
+    def _detach(self, node: Node) -> None:
+        """Make ``node`` a version that only its open descriptors reach: its record loses its
+        remote identity and is marked deleted (never published, nothing deleted remotely;
+        dropped at the last close or forget, or by the next mount), and its name is free for
+        whatever the entry holds now. An open of it through the kernel's cached entry is
+        ESTALE, which makes the kernel look the name up again."""
+        if node.local_id is not None:
+            self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+        self.table.set_uuid(node, None)
+        node.unlinked = node.replaced = True
 
     async def _missing_object(self, node: Node) -> None:
         """A read met a missing network object: another client replaced or deleted the file.
         Read its entry again, so that the next open reads what is there now instead of
         failing until the folder's listing expires."""
         try:
-            await self.meta.refresh_file(node)
+            found = await self.meta.refresh_file(node)
         except ie.InternxtError as exc:
             log.warning("cannot read the entry of %r again (%s)", node.name, exc)
             parent = self.table.get(node.parent)
             if parent is not None:
                 self.meta.invalidate(parent)
+            return
+        if found == "gone" and not node.replaced:
+            # Deleted elsewhere (or replaced by a new entry, as rclone's overwrite does): the
+            # name leaves the listing now; the next lookup lists the folder again.
+            parent = self.table.get(node.parent)
+            if (
+                parent is not None
+                and parent.children
+                and parent.children.get(node.name) == node.ino
+            ):
+                del parent.children[node.name]
+            self._detach(node)
 
     async def _remove_file(self, parent: Node, node: Node) -> None:
         """Delete a file remotely (if it exists there) and unlink it locally."""

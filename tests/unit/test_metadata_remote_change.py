@@ -146,7 +146,7 @@ async def test_missing_object_reads_the_new_content_from_the_entry(tmp_path: Pat
     node = table.by_uuid(FILE)
     assert node is not None
     drive.entry = Entry(FILE, "f.bin", 25, "new-object", modified=1_600_000_100.0)
-    assert await meta.refresh_file(node)
+    assert await meta.refresh_file(node) == "replaced"
     (record,) = journal.all_files()
     assert invalidated == [record.local_id]
     assert (record.remote_file_id, record.size, record.remote_valid_len) == ("new-object", 25, 25)
@@ -161,7 +161,7 @@ async def test_missing_object_of_a_deleted_file_lists_the_folder_again(
     node, root = table.by_uuid(FILE), table.get(1)
     assert node is not None and root is not None and meta.is_fresh(root)
     drive.entry = None if status == "gone" else Entry(FILE, "f.bin", 10, "old", status=status)
-    assert not await meta.refresh_file(node)
+    assert await meta.refresh_file(node) == "gone"
     assert not meta.is_fresh(root)  # the next lookup asks the server, whatever the TTL
     assert invalidated == []
     (record,) = journal.all_files()
@@ -179,16 +179,25 @@ async def test_missing_object_never_overrides_unsent_or_newer_local_content(
     drive.entry = Entry(FILE, "f.bin", 25, "new-object")
     # Unsent changes here: the uploader's conflict handling keeps both, not this refresh.
     journal.update(node.local_id, dirty=True)
-    assert not await meta.refresh_file(node)
+    assert await meta.refresh_file(node) == "kept"
+    drive.entry = None  # nor when the file was deleted elsewhere: stored again, not dropped
+    assert await meta.refresh_file(node) == "kept"
+    drive.entry = Entry(FILE, "f.bin", 25, "new-object")
     journal.update(node.local_id, dirty=False)
     # Our own upload published while the meta request was in flight: its answer is older.
     drive.gate = trio.Event()
     drive.started = trio.Event()
+    found: list[str] = []
+
+    async def refresh() -> None:
+        found.append(await meta.refresh_file(node))
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(meta.refresh_file, node)
+        nursery.start_soon(refresh)
         await drive.started.wait()
         journal.update(node.local_id, size=40, remote_file_id="ours", remote_size=40)
         drive.gate.set()
+    assert found == ["kept"]
     assert invalidated == []
     record = journal.get(node.local_id)
     assert record is not None and (record.remote_file_id, record.size) == ("ours", 40)
@@ -198,7 +207,6 @@ async def test_missing_object_that_the_entry_still_names_changes_nothing(tmp_pat
     _, _, table, meta, invalidated = await _looked_up(tmp_path)
     node = table.by_uuid(FILE)
     assert node is not None
-    assert not await meta.refresh_file(
-        node
-    )  # lost on the network, not replaced: the read's ESTALE stands
+    # Lost on the network, not replaced: nothing to change, the read's ESTALE stands.
+    assert await meta.refresh_file(node) == "kept"
     assert invalidated == []
