@@ -158,3 +158,27 @@ def test_entry_replaced_or_deleted_elsewhere_while_open(
             assert os.listdir(a.mountpoint) == []
     finally:
         os.close(fd)
+
+
+def test_replacement_with_same_size_and_mtime_is_not_hidden_by_the_page_cache(
+    mounted_factory: Any, fs_user: dict[str, Any]
+) -> None:
+    """rsync -a keeps the mtime, and an edit may keep the size: the kernel cannot tell from the
+    attributes that the pages it cached are old, so the next open must tell it."""
+    old, new = _content(9, 2 * MiB), _content(10, 2 * MiB)
+    b: MountedFS = mounted_factory(fs_user, name="b")
+    (b.mountpoint / "same.bin").write_bytes(old)
+    os.utime(b.mountpoint / "same.bin", ns=(1_700_000_000_000_000_000,) * 2)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+
+    a: MountedFS = mounted_factory(fs_user, "--dir-cache-ttl", "0.5", name="a")
+    path = a.mountpoint / "same.bin"
+    assert path.read_bytes() == old  # now in the kernel's page cache of the inode
+
+    (b.mountpoint / "same.bin").write_bytes(new)
+    os.utime(b.mountpoint / "same.bin", ns=(1_700_000_000_000_000_000,) * 2)
+    assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+    time.sleep(1.5)  # let A's listing and attributes expire (a wait, not a timing assertion)
+    assert os.listdir(a.mountpoint) == ["same.bin"]  # A lists again: sees the new object
+    assert path.stat().st_mtime_ns == 1_700_000_000_000_000_000
+    assert path.read_bytes() == new
