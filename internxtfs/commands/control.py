@@ -94,14 +94,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _flush_like(args: argparse.Namespace, cmd: str) -> int:
     from internxtfs.control import NotMounted
 
+    extra = {"lazy": True} if getattr(args, "lazy", False) else {}
     try:
-        answers = _control(args.mountpoint, cmd, timeout=args.timeout)
+        answers = _control(args.mountpoint, cmd, timeout=args.timeout, **extra)
     except NotMounted as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     result = next((a for a in answers if a.get("done")), None)
     if result is None:
         print("internxtfs: the mount stopped answering", file=sys.stderr)
+        return EXIT_FAIL
+    if result.get("busy"):
+        from internxtfs.busy import describe
+
+        for line in describe(result):
+            print(f"internxtfs: {line}" if not line.startswith(" ") else line, file=sys.stderr)
         return EXIT_FAIL
     if cmd == "umount":
         from internxtfs.control import canonical_mountpoint

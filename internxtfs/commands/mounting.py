@@ -101,6 +101,14 @@ def cmd_mount(args: argparse.Namespace) -> int:
     except mount.AlreadyMounted as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    if args.mkdir:
+        # After the stale mount is gone: mkdir on a dead FUSE mountpoint fails with ENOTCONN,
+        # which is why the service runs this instead of a plain `mkdir -p`.
+        try:
+            os.makedirs(args.mountpoint, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            print(f"internxtfs: cannot create {args.mountpoint}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAIL
     if not os.path.isdir(args.mountpoint):
         print(f"internxtfs: mountpoint {args.mountpoint} is not a directory", file=sys.stderr)
         return EXIT_USAGE

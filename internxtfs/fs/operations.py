@@ -148,6 +148,10 @@ class Filesystem(pyfuse3.Operations):
         self._handles[fh] = handle
         return fh
 
+    def open_nodes(self) -> list[Node]:
+        """Files and folders open through the mount (``internxtfs umount`` names them)."""
+        return [handle.node for handle in self._handles.values()]
+
     def _file_handle(self, fh: int) -> OpenFile:
         handle = self._handles.get(fh)
         if not isinstance(handle, OpenFile):
