@@ -40,6 +40,12 @@ class Node:
     # A directory's mtime set here (utimensat, or a change of its entries): Internxt has no
     # call to store it, so listings from Internxt must not reset it (it lasts until unmount).
     mtime_pinned: bool = False
+    # Another client replaced the content since the kernel may have cached pages of it: the
+    # next open tells the kernel not to keep them (FileInfo.keep_cache).
+    page_cache_stale: bool = False
+    # A version another client replaced while it was open here: its name leads to a new
+    # inode; this one serves its open descriptors only (see Filesystem._content_replaced).
+    replaced: bool = False
     # Children by name, for directories whose listing is loaded; None when never listed.
     children: dict[str, int] | None = field(default=None, repr=False)
     listed_at: float = 0.0

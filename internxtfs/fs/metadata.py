@@ -24,7 +24,7 @@ import trio
 from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN
 from internxtfs.fs.replacement import ASIDE_PREFIX
-from internxtfs.internxt.errors import InternxtError, RequestRejected
+from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 class DriveListing(Protocol):
     async def list_folders(self, folder_uuid: str) -> list[Any]: ...
     async def list_files(self, folder_uuid: str) -> list[Any]: ...
+    async def file_meta(self, uuid: str) -> Any: ...
 
 
 def seconds_to_ns(seconds: float) -> int:
@@ -60,7 +61,7 @@ class Metadata:
         journal: Any,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
-        remote_changed: Callable[[int], None] | None = None,
+        remote_changed: Callable[[Node, int], Node] | None = None,
         shown_as: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self.drive = drive
@@ -68,8 +69,9 @@ class Metadata:
         self.journal = journal
         self.ttl = ttl
         self.clock = clock
-        # Called with a local id whose clean cached blocks belong to a network object another
-        # client has since replaced (the block cache's ``invalidate``).
+        # Called with a file node and its local id when another client has replaced the
+        # network object its clean cached blocks belong to; returns the node that holds the
+        # new version from now on (a new one when open descriptors keep the old version).
         self.remote_changed = remote_changed
         # Entries kept aside under a hidden name by a rename over them (fs/replacement.py):
         # those whose rename has not landed are shown under their own name, the rest hidden.
@@ -249,23 +251,7 @@ class Metadata:
                     node.size, node.file_id = record.size, record.remote_file_id
                     node.mtime_ns = record.mtime_ns or node.mtime_ns
                 else:
-                    # Another client replaced the content in place (same uuid, new object):
-                    # the cached blocks are of the old object and must never be served again.
-                    log.info("%r changed remotely; dropping its cached content", entry.name)
-                    if self.remote_changed is not None:
-                        self.remote_changed(record.local_id)
-                    node.size = entry.size
-                    node.file_id = entry.file_id
-                    _apply_times(node, entry)
-                    self.journal.update(
-                        record.local_id,
-                        bump=True,
-                        size=entry.size,
-                        mtime_ns=node.mtime_ns,
-                        remote_file_id=entry.file_id,
-                        remote_size=entry.size,
-                        remote_valid_len=entry.size,
-                    )
+                    node = self._replaced_elsewhere(node, record, entry)
             else:
                 node.size = entry.size
                 node.file_id = entry.file_id
@@ -290,6 +276,74 @@ class Metadata:
                 self.table.set_local(node, record.local_id)
             children[record.name] = node.ino
         return children
+
+    def _replaced_elsewhere(self, node: Node, record: Any, entry: Any) -> Node:
+        """Another client replaced the content in place (same uuid, new object): the cached
+        blocks are of the old object and must never be served as the new content. Returns
+        the node of the new version."""
+        log.info("%r changed remotely; the next open reads the new content", entry.name)
+        if self.remote_changed is not None:
+            node = self.remote_changed(node, record.local_id)
+        assert node.local_id is not None
+        local_id = node.local_id
+        node.size = entry.size
+        node.file_id = entry.file_id
+        _apply_times(node, entry)
+        self.journal.update(
+            local_id,
+            bump=True,
+            size=entry.size,
+            mtime_ns=node.mtime_ns,
+            remote_file_id=entry.file_id,
+            remote_size=entry.size,
+            remote_valid_len=entry.size,
+        )
+        return node
+
+    async def refresh_file(self, node: Node) -> str:
+        """Read one file's entry again, because its network object is gone: another client
+        replaced its content (Internxt's replace deletes the old object, or keeps it as a
+        version only on plans with versioning) or deleted the file. Returns what it found:
+
+        * ``"replaced"``: the entry points at other content, which the next open reads;
+        * ``"gone"``: deleted, trashed, moved or renamed elsewhere; the folder's listing is
+          fetched again at the next lookup instead of serving the vanished entry until
+          ``ttl`` runs out;
+        * ``"kept"``: nothing to change (the same object, lost on the network; unsent changes
+          here, which the uploader's conflict handling owns; or our own upload published
+          while the request was in flight, newer than its answer).
+        """
+        parent = self.table.get(node.parent)
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if node.uuid is None or record is None:
+            return "kept"
+        before = (record.remote_file_id, record.remote_size)
+        try:
+            entry = await self.drive.file_meta(node.uuid)
+        except NotFound:
+            entry = None
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is None or record.dirty or record.deleted:
+            return "kept"
+        if (record.remote_file_id, record.remote_size) != before:
+            return "kept"
+        # GET /files/{uuid}/meta answers for entries of any status (internxt-protocol.md 7.3).
+        if (
+            entry is None
+            or entry.status != "EXISTS"
+            or parent is None
+            or entry.folder_uuid != parent.uuid
+            or entry.name != node.name
+        ):
+            log.info("%r was deleted, moved or renamed elsewhere; listing its folder again",
+                     node.name)  # fmt: skip
+            if parent is not None:
+                self.invalidate(parent)
+            return "gone"
+        if (entry.file_id, entry.size) == before:
+            return "kept"
+        self._replaced_elsewhere(node, record, entry)
+        return "replaced"
 
     def _local_records(
         self, dir_node: Node, unpublished: set[int], listed: set[str]

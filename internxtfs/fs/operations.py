@@ -100,7 +100,7 @@ class Filesystem(pyfuse3.Operations):
             journal,
             options.dir_cache_ttl,
             monotonic,
-            cache.invalidate,
+            self._content_replaced,
             shown_as=self.replacements.shown_as,
         )
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -247,6 +247,89 @@ class Filesystem(pyfuse3.Operations):
         record = self.journal.get(node.local_id)
         if record is not None and record.remote_uuid != node.uuid and record.remote_uuid:
             self.table.set_uuid(node, record.remote_uuid)
+
+    def _content_replaced(self, node: Node, local_id: int) -> Node:
+        """Another client replaced the file's content (Metadata calls this, then points the
+        returned node's record at the new object).
+
+        Nothing open: the old version's clean blocks are dropped and the inode stays. Open
+        descriptors keep the old version, as after a local replace by rename (_detach): they
+        read what is cached of it and get ESTALE past that once the old object is gone; one
+        open never mixes two versions, in our cache or in the kernel's page cache of the
+        inode. The name then leads to a new inode with a fresh record, so the next open reads
+        the new content from its start."""
+        if node.open_handles == 0:
+            self.cache.invalidate(local_id)
+            node.page_cache_stale = True  # the kernel may still hold pages of an earlier open
+            return node
+        old = self.journal.get(local_id)
+        assert old is not None and node.uuid is not None
+        uuid = node.uuid
+        with self.journal.transaction():
+            self._detach(node)
+            fresh = self.journal.new_file(
+                parent_uuid=old.parent_uuid,
+                name=old.name,
+                size=old.size,
+                mtime_ns=old.mtime_ns,
+                remote_uuid=old.remote_uuid,
+                remote_file_id=old.remote_file_id,
+                remote_size=old.remote_size,
+                remote_valid_len=old.remote_valid_len,
+            )
+        new = self.table.new_node(
+            is_dir=False,
+            parent=node.parent,
+            name=node.name,
+            size=node.size,
+            file_id=node.file_id,
+            mtime_ns=node.mtime_ns,
+            ctime_ns=node.ctime_ns,
+            atime_ns=node.atime_ns,
+        )
+        self.table.set_uuid(new, uuid)
+        self.table.set_local(new, fresh.local_id)
+        parent = self.table.get(node.parent)
+        if parent is not None and parent.children and parent.children.get(node.name) == node.ino:
+            parent.children[node.name] = new.ino
+        log.info("%r: %d open descriptor(s) keep reading the version they opened", node.name,
+                 node.open_handles)  # fmt: skip
+        return new
+
+    def _detach(self, node: Node) -> None:
+        """Make ``node`` a version that only its open descriptors reach: its record loses its
+        remote identity and is marked deleted (never published, nothing deleted remotely;
+        dropped at the last close or forget, or by the next mount), and its name is free for
+        whatever the entry holds now. An open of it through the kernel's cached entry is
+        ESTALE, which makes the kernel look the name up again."""
+        if node.local_id is not None:
+            self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+        self.table.set_uuid(node, None)
+        node.unlinked = node.replaced = True
+
+    async def _missing_object(self, node: Node) -> None:
+        """A read met a missing network object: another client replaced or deleted the file.
+        Read its entry again, so that the next open reads what is there now instead of
+        failing until the folder's listing expires."""
+        try:
+            found = await self.meta.refresh_file(node)
+        except ie.InternxtError as exc:
+            log.warning("cannot read the entry of %r again (%s)", node.name, exc)
+            parent = self.table.get(node.parent)
+            if parent is not None:
+                self.meta.invalidate(parent)
+            return
+        if found == "gone" and not node.replaced:
+            # Deleted elsewhere (or replaced by a new entry, as rclone's overwrite does): the
+            # name leaves the listing now; the next lookup lists the folder again.
+            parent = self.table.get(node.parent)
+            if (
+                parent is not None
+                and parent.children
+                and parent.children.get(node.name) == node.ino
+            ):
+                del parent.children[node.name]
+            self._detach(node)
 
     async def _remove_file(self, parent: Node, node: Node) -> None:
         """Delete a file remotely (if it exists there) and unlink it locally."""
@@ -506,6 +589,10 @@ class Filesystem(pyfuse3.Operations):
         node = self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.replaced:
+            # A version replaced elsewhere, reached through the kernel's cached entry: ESTALE
+            # makes the kernel look the name up again, which leads to the new version.
+            raise pyfuse3.FUSEError(errno.ESTALE)
         self._ensure_record(node)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = OpenFile(node, writable=writable, append=bool(flags & os.O_APPEND))
@@ -516,7 +603,12 @@ class Filesystem(pyfuse3.Operations):
             node.mtime_ns = node.ctime_ns = self.clock_ns()
             handle.wrote = True
         node.open_handles += 1
-        return pyfuse3.FileInfo(fh=self._new_fh(handle))
+        info = pyfuse3.FileInfo(fh=self._new_fh(handle))
+        if node.page_cache_stale:
+            # Replaced elsewhere since the kernel may have cached pages of it: drop them now.
+            info.keep_cache = False
+            node.page_cache_stale = False
+        return info
 
     @fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -525,7 +617,15 @@ class Filesystem(pyfuse3.Operations):
         if off >= node.size:
             return b""
         assert node.local_id is not None
-        return await self.cache.read(node.local_id, off, min(size, node.size - off))
+        try:
+            return await self.cache.read(node.local_id, off, min(size, node.size - off))
+        except ie.NotFound as exc:
+            # The network object is gone: never ENOENT for a file that is open. This open's
+            # version cannot be read further; the next open reads what the entry holds now.
+            log.warning("%r: its content was replaced or deleted elsewhere (%s)", node.name, exc)
+            if not node.replaced:
+                await self._missing_object(node)
+            raise pyfuse3.FUSEError(errno.ESTALE) from exc
 
     @fuse_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -576,9 +676,10 @@ class Filesystem(pyfuse3.Operations):
             if node.lookups == 0:
                 self._drop_local(node)
                 self.table.remove(node)
-            elif self._remote_delete_pending(node):
-                # Last close of a file unlinked while open: no descriptor can reach its data
-                # any more (the kernel's lookups linger only for stat), so its entry can go.
+            elif self._remote_delete_pending(node) or node.replaced:
+                # Last close of a file unlinked while open (or of a version replaced
+                # elsewhere): no descriptor can reach its data any more (the kernel's lookups
+                # linger only for stat), so its entry (or detached record) can go.
                 self._drop_local(node)
 
     @fuse_handler

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trio
 
-from internxtfs.fs.inodes import InodeTable
+from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import Journal
 from internxtfs.fs.metadata import Metadata
+from internxtfs.internxt.errors import NotFound
 
 ROOT = "root-uuid"
 FILE = "file-uuid"
@@ -28,12 +30,15 @@ class Entry:
     file_id: str | None
     modified: float = 1_600_000_000.0
     created: float = 1_600_000_000.0
+    status: str = "EXISTS"
+    folder_uuid: str = ROOT
 
 
 class Drive:
-    """Serves one file entry; ``gate`` (when set) holds the file listing in flight."""
+    """Serves one file entry; ``gate`` (when set) holds the file listing or meta in flight;
+    ``entry`` None: the file is gone (its meta is 404)."""
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, entry: Entry | None) -> None:
         self.entry = entry
         self.gate: trio.Event | None = None
         self.started = trio.Event()
@@ -46,15 +51,29 @@ class Drive:
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
-        return [entry]
+        return [] if entry is None else [entry]
+
+    async def file_meta(self, uuid: str) -> Entry:
+        entry = self.entry
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if entry is None or entry.uuid != uuid:
+            raise NotFound("File not found", status=404)
+        return entry
 
 
 def _setup(tmp_path: Path, drive: Drive) -> tuple[Journal, InodeTable, Metadata, list[int]]:
     journal = Journal(tmp_path / "state.db")
     table = InodeTable(ROOT, 0)
     invalidated: list[int] = []
-    clock = [0.0]
-    meta = Metadata(drive, table, journal, 1.0, lambda: clock[0], invalidated.append)
+    clock = [100.0]  # monotonic time is far from 0 (invalidate() sets listed_at to 0)
+
+    def changed(node: Node, local_id: int) -> Node:
+        invalidated.append(local_id)
+        return node
+
+    meta = Metadata(drive, table, journal, 1.0, lambda: clock[0], changed)
     # A file we have read before: a clean record pointing at the object we cached blocks of.
     journal.new_file(
         parent_uuid=ROOT,
@@ -107,3 +126,87 @@ async def test_listing_older_than_our_upload_changes_nothing(tmp_path: Path) -> 
     assert current is not None
     assert (current.remote_file_id, current.size) == ("ours", 40)
     assert (node.size, node.file_id) == (40, "ours")
+
+
+# --- a read met a missing network object: the entry is read again (refresh_file) ----------
+
+
+async def _looked_up(tmp_path: Path) -> tuple[Drive, Journal, InodeTable, Metadata, list[int]]:
+    drive = Drive(Entry(FILE, "f.bin", 10, "old-object"))
+    journal, table, meta, invalidated = _setup(tmp_path, drive)
+    root = table.get(1)
+    assert root is not None
+    assert await meta.lookup(root, "f.bin") is not None
+    assert invalidated == []
+    return drive, journal, table, meta, invalidated
+
+
+async def test_missing_object_reads_the_new_content_from_the_entry(tmp_path: Path) -> None:
+    drive, journal, table, meta, invalidated = await _looked_up(tmp_path)
+    node = table.by_uuid(FILE)
+    assert node is not None
+    drive.entry = Entry(FILE, "f.bin", 25, "new-object", modified=1_600_000_100.0)
+    assert await meta.refresh_file(node) == "replaced"
+    (record,) = journal.all_files()
+    assert invalidated == [record.local_id]
+    assert (record.remote_file_id, record.size, record.remote_valid_len) == ("new-object", 25, 25)
+    assert (node.size, node.file_id, node.mtime_ns) == (25, "new-object", 1_600_000_100 * 10**9)
+
+
+@pytest.mark.parametrize("status", ["gone", "TRASHED", "DELETED"])
+async def test_missing_object_of_a_deleted_file_lists_the_folder_again(
+    tmp_path: Path, status: str
+) -> None:
+    drive, journal, table, meta, invalidated = await _looked_up(tmp_path)
+    node, root = table.by_uuid(FILE), table.get(1)
+    assert node is not None and root is not None and meta.is_fresh(root)
+    drive.entry = None if status == "gone" else Entry(FILE, "f.bin", 10, "old", status=status)
+    assert await meta.refresh_file(node) == "gone"
+    assert not meta.is_fresh(root)  # the next lookup asks the server, whatever the TTL
+    assert invalidated == []
+    (record,) = journal.all_files()
+    assert record.remote_file_id == "old-object"
+    if status == "gone":
+        assert await meta.lookup(root, "f.bin") is None
+
+
+async def test_missing_object_never_overrides_unsent_or_newer_local_content(
+    tmp_path: Path,
+) -> None:
+    drive, journal, table, meta, invalidated = await _looked_up(tmp_path)
+    node = table.by_uuid(FILE)
+    assert node is not None and node.local_id is not None
+    drive.entry = Entry(FILE, "f.bin", 25, "new-object")
+    # Unsent changes here: the uploader's conflict handling keeps both, not this refresh.
+    journal.update(node.local_id, dirty=True)
+    assert await meta.refresh_file(node) == "kept"
+    drive.entry = None  # nor when the file was deleted elsewhere: stored again, not dropped
+    assert await meta.refresh_file(node) == "kept"
+    drive.entry = Entry(FILE, "f.bin", 25, "new-object")
+    journal.update(node.local_id, dirty=False)
+    # Our own upload published while the meta request was in flight: its answer is older.
+    drive.gate = trio.Event()
+    drive.started = trio.Event()
+    found: list[str] = []
+
+    async def refresh() -> None:
+        found.append(await meta.refresh_file(node))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refresh)
+        await drive.started.wait()
+        journal.update(node.local_id, size=40, remote_file_id="ours", remote_size=40)
+        drive.gate.set()
+    assert found == ["kept"]
+    assert invalidated == []
+    record = journal.get(node.local_id)
+    assert record is not None and (record.remote_file_id, record.size) == ("ours", 40)
+
+
+async def test_missing_object_that_the_entry_still_names_changes_nothing(tmp_path: Path) -> None:
+    _, _, table, meta, invalidated = await _looked_up(tmp_path)
+    node = table.by_uuid(FILE)
+    assert node is not None
+    # Lost on the network, not replaced: nothing to change, the read's ESTALE stands.
+    assert await meta.refresh_file(node) == "kept"
+    assert invalidated == []
