@@ -86,14 +86,17 @@ class Ownership:
         caller = ctx.uid
         new_uid = attr.st_uid if fields.update_uid else uid
         new_gid = attr.st_gid if fields.update_gid else gid
+        new_mode = attr.st_mode & PERMISSION_BITS if fields.update_mode else mode
+        # The kernel itself asks to drop setuid/setgid when someone else writes the file (no
+        # handle_killpriv): dropping privileges is allowed to anyone.
+        drops_only = new_mode == mode & ~(stat.S_ISUID | stat.S_ISGID)
         if caller != 0:
             # Only root gives a file away; the owner may change its group (the kernel checks
             # membership of the new group: it knows the caller's groups, we do not).
             if new_uid != uid:
                 raise pyfuse3.FUSEError(errno.EPERM)
-            if (fields.update_gid or fields.update_mode) and caller != uid:
+            if caller != uid and (fields.update_gid or (fields.update_mode and not drops_only)):
                 raise pyfuse3.FUSEError(errno.EPERM)
-        new_mode = attr.st_mode & PERMISSION_BITS if fields.update_mode else mode
         if (new_uid != uid or new_gid != gid) and not node.is_dir and not fields.update_mode:
             # chown clears setuid, and setgid when it means "setgid" (group-executable), as
             # on ext4 (the kernel asks for this itself too, as a mode change).

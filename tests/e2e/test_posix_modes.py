@@ -178,3 +178,25 @@ def test_chown_by_root_only_and_chmod_by_owner_only(shared_mount: MountedFS) -> 
     assert perms(mnt / "g") == (0o644, 0, 0)
     os.chown(mnt / "f", 0, 0)
     assert perms(mnt / "f") == (0o600, 0, 0)
+
+
+def test_setuid_and_setgid_follow_posix(shared_mount: MountedFS) -> None:
+    mnt = shared_mount.mountpoint
+    # A setgid folder hands its group down, and its subfolders stay setgid.
+    (mnt / "team").mkdir()
+    os.chown(mnt / "team", 0, NOBODY)
+    os.chmod(mnt / "team", 0o2775)
+    (mnt / "team" / "f").write_bytes(b"f")
+    (mnt / "team" / "sub").mkdir()
+    assert perms(mnt / "team" / "f") == (0o644, 0, NOBODY)
+    assert perms(mnt / "team" / "sub") == (0o2755, 0, NOBODY)
+    # Written by a user without CAP_FSETID: setuid goes.
+    (mnt / "tool").write_bytes(b"#!/bin/sh\n")
+    os.chmod(mnt / "tool", 0o4777)
+    wrote = as_nobody("sh", "-c", f"echo more >> {mnt}/tool")
+    assert wrote.returncode == 0, wrote.stderr
+    assert perms(mnt / "tool") == (0o777, 0, 0)
+    # chown clears setuid and setgid (group-executable) too.
+    os.chmod(mnt / "tool", 0o6755)
+    os.chown(mnt / "tool", NOBODY, NOBODY)
+    assert perms(mnt / "tool") == (0o755, NOBODY, NOBODY)
