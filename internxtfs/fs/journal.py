@@ -478,14 +478,17 @@ class Journal:
             object.__setattr__(new, name, value)
         sets = ", ".join(f"{name} = ?" for name in fields)
         params = [int(v) if name in _BOOL_FIELDS else v for name, v in fields.items()]
-        new_uuid = fields.get("remote_uuid")
-        if new_uuid is not None and new_uuid != old.remote_uuid:
+        if "remote_uuid" in fields and fields["remote_uuid"] != old.remote_uuid:
             with self.transaction():
                 self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
                 self._put(local_id, new)
-                # The file's owner and mode follow it to its (new) remote identity.
-                old_key = old.remote_uuid or local_owner_key(local_id)
-                self.move_owner(old_key, new_uuid)
+                # The file's owner and mode follow it: to its remote uuid once published, and
+                # back to its local id when the remote entry is gone (deleted here, or
+                # elsewhere and stored again), so delete() forgets them with the record.
+                self.move_owner(
+                    old.remote_uuid or local_owner_key(local_id),
+                    new.remote_uuid or local_owner_key(local_id),
+                )
             return new
         self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
         self._put(local_id, new)

@@ -12,7 +12,8 @@ chown anyway, because a request can reach us without the kernel's checks (e.g. f
 harness calling the handler directly).
 
 Rows are keyed by the entry's remote uuid, or by ``local:<local_id>`` for a file not published
-yet; the journal moves the row to the uuid when the upload gives it one (Journal.update). Other
+yet (or whose remote entry is gone); the journal moves the row whenever a record's remote_uuid
+changes (Journal.update), and drops the local one with the record. Other
 clients and other cache directories never see these rows (docs/semantics.md).
 """
 
@@ -37,14 +38,13 @@ class Ownership:
 
     def key(self, node: Node) -> str | None:
         """The ``owners`` key of ``node`` (None: an entry that cannot have one)."""
-        if node.uuid:
-            return node.uuid
         if node.local_id is not None:
+            # A file's record is the truth: the uploader changes its remote_uuid (and the
+            # journal moves the row with it) before the node learns its new uuid.
             record = self.journal.get(node.local_id)
-            if record is not None and record.remote_uuid:
-                return record.remote_uuid  # published; the node learns its uuid later
-            return local_owner_key(node.local_id)
-        return None
+            if record is not None:
+                return record.remote_uuid or local_owner_key(node.local_id)
+        return node.uuid
 
     def _owner(self, node: Node) -> Owner | None:
         key = self.key(node)

@@ -238,5 +238,10 @@ def test_owner_rows_follow_the_file_and_survive_a_crash(tmp_path: Path) -> None:
     j2.set_owner(local_owner_key(r2.local_id), Owner(0o644, 1, 1))
     j2.delete(r2.local_id)
     assert j2.owner(local_owner_key(r2.local_id)) is None
-    j2.set_owner("u1", None)
-    assert Journal(path).owner("u1") is None
+    j2.update(r.local_id, remote_uuid=None)  # remote entry deleted: back to the local key
+    assert j2.owner("u1") is None
+    assert j2.owner(local_owner_key(r.local_id)) == Owner(0o600, 7, 8)
+    j2.update(r.local_id, remote_uuid="u2")
+    assert j2.owner("u2") == Owner(0o600, 7, 8)
+    j2.set_owner("u2", None)
+    assert Journal(path).owner("u2") is None
