@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 
 from internxtfs import config
@@ -193,11 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`internxtfs status M | head -1`): stop quietly, as cat does.
+        # stdout points at nothing from here on, so the flush at exit cannot complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return EXIT_FAIL
 
 

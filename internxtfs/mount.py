@@ -198,6 +198,7 @@ async def _run_mount(
             root_uuid=session.root_folder_uuid,
             options=config.fs,
         )
+        uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
@@ -432,7 +433,13 @@ async def _wait_with_progress(
         "done": True,
         "timed_out": timed_out,
         "pending": stats["pending_files"],
-        "errors": {str(k): f"{type(v).__name__}: {v}" for k, v in errors.items()},
+        "errors": {
+            str(k): {
+                "path": uploader.describe_id(k),
+                "error": f"{type(v).__name__}: {v}",
+            }
+            for k, v in errors.items()
+        },
         "uploads": stats,
     }
 
