@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -50,6 +50,17 @@ CREATE TABLE replacements (
     source_local_id INTEGER,
     state TEXT NOT NULL
 )"""
+# Owner, group and permission bits kept by this cache only (Internxt stores none; see
+# fs/ownership.py). key: the entry's remote uuid, or "local:<local_id>" for a file not
+# published yet. A NULL column means "the mount default" (-o uid=, gid=, umask=).
+# IF NOT EXISTS: the upgrade step below is self-contained, whatever step precedes it.
+_OWNERS_TABLE = """
+CREATE TABLE IF NOT EXISTS owners (
+    key TEXT PRIMARY KEY,
+    mode INTEGER,
+    uid INTEGER,
+    gid INTEGER
+)"""
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -57,6 +68,7 @@ _UPGRADES = {
         "ALTER TABLE orphans ADD COLUMN name TEXT",
     ],
     2: [_REPLACEMENTS_TABLE],
+    3: [_OWNERS_TABLE],
 }
 
 RECOVERY_HINT = (
@@ -117,6 +129,8 @@ CREATE TABLE orphans (
 """
     + _REPLACEMENTS_TABLE
     + ";\n"
+    + _OWNERS_TABLE
+    + ";\n"
 )
 
 
@@ -150,6 +164,21 @@ class Replacement:
     source_uuid: str | None  # the entry renamed onto it (None: a file not uploaded yet)
     source_local_id: int | None  # its journal record, if any
     state: str  # ASIDE or REPLACED
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Local permission bits and owner of one entry (see the ``owners`` table); None = the
+    mount default."""
+
+    mode: int | None = None  # the 0o7777 bits only
+    uid: int | None = None
+    gid: int | None = None
+
+
+def local_owner_key(local_id: int) -> str:
+    """The ``owners`` key of a file that has no remote uuid yet."""
+    return f"local:{local_id}"
 
 
 class JournalError(Exception):
@@ -218,6 +247,7 @@ class Journal:
             raise JournalDamaged(f"{self.path} is empty: {RECOVERY_HINT}")
         self._depth = 0  # nesting of transaction()
         self._undo: dict[int, FileRecord | None] = {}  # in-memory rollback of a transaction
+        self._owners_undo: dict[str, Owner | None] = {}  # the same for the owners table
         self._after_commit: list[Callable[[], None]] = []  # see on_commit()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -280,6 +310,10 @@ class Journal:
         self._by_remote: dict[str, int] = {}  # remote_uuid -> local_id
         for record in map(_row_to_record, db.execute(f"SELECT {cols} FROM files")):
             self._put(record.local_id, record)
+        self._owners: dict[str, Owner] = {
+            key: Owner(mode, uid, gid)
+            for key, mode, uid, gid in db.execute("SELECT key, mode, uid, gid FROM owners")
+        }
 
     def close(self) -> None:
         try:
@@ -301,6 +335,7 @@ class Journal:
         if outer:
             self._db.execute("BEGIN IMMEDIATE")
             self._undo = {}
+            self._owners_undo = {}
             self._after_commit = []
         self._depth += 1
         try:
@@ -323,6 +358,7 @@ class Journal:
                 self._roll_back()  # a failed COMMIT (disk full) may leave it open
                 raise
             self._undo = {}
+            self._owners_undo = {}
             callbacks, self._after_commit = self._after_commit, []
             for callback in callbacks:
                 callback()
@@ -344,6 +380,7 @@ class Journal:
         and disk would disagree from here on.
         """
         undo, self._undo = self._undo, {}
+        owners_undo, self._owners_undo = self._owners_undo, {}
         self._after_commit = []
         try:
             if self._db.in_transaction:
@@ -351,6 +388,8 @@ class Journal:
         finally:
             for local_id, old in undo.items():
                 self._put(local_id, old)
+            for key, owner in owners_undo.items():
+                self._put_owner(key, owner)
 
     def _remember(self, local_id: int) -> None:
         if self._depth and local_id not in self._undo:
@@ -439,6 +478,18 @@ class Journal:
             object.__setattr__(new, name, value)
         sets = ", ".join(f"{name} = ?" for name in fields)
         params = [int(v) if name in _BOOL_FIELDS else v for name, v in fields.items()]
+        if "remote_uuid" in fields and fields["remote_uuid"] != old.remote_uuid:
+            with self.transaction():
+                self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
+                self._put(local_id, new)
+                # The file's owner and mode follow it: to its remote uuid once published, and
+                # back to its local id when the remote entry is gone (deleted here, or
+                # elsewhere and stored again), so delete() forgets them with the record.
+                self.move_owner(
+                    old.remote_uuid or local_owner_key(local_id),
+                    new.remote_uuid or local_owner_key(local_id),
+                )
+            return new
         self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
         self._put(local_id, new)
         return new
@@ -449,6 +500,7 @@ class Journal:
             self._db.execute("DELETE FROM files WHERE local_id = ?", (local_id,))
             self._db.execute("DELETE FROM blocks WHERE local_id = ?", (local_id,))
             self._put(local_id, None)
+            self.set_owner(local_owner_key(local_id), None)
 
     def dirty_files(self) -> list[FileRecord]:
         """Records with something to send: new content, or a pending remote delete."""
@@ -548,6 +600,41 @@ class Journal:
 
     def remove_replacement(self, target_uuid: str) -> None:
         self._db.execute("DELETE FROM replacements WHERE target_uuid = ?", (target_uuid,))
+
+    # --- owners and modes kept locally (fs/ownership.py) ----------------------------------
+
+    def owner(self, key: str) -> Owner | None:
+        return self._owners.get(key)
+
+    def set_owner(self, key: str, owner: Owner | None) -> None:
+        """Store (or with None, forget) the local owner/mode of the entry ``key``."""
+        if owner is None or owner == Owner():
+            if key not in self._owners:
+                return
+            self._db.execute("DELETE FROM owners WHERE key = ?", (key,))
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO owners (key, mode, uid, gid) VALUES (?, ?, ?, ?)",
+                (key, owner.mode, owner.uid, owner.gid),
+            )
+        self._put_owner(key, owner)
+
+    def move_owner(self, old_key: str, new_key: str) -> None:
+        """The entry got a new key (published: local id -> remote uuid)."""
+        owner = self._owners.get(old_key)
+        if owner is None or old_key == new_key:
+            return
+        with self.transaction():
+            self.set_owner(old_key, None)
+            self.set_owner(new_key, owner)
+
+    def _put_owner(self, key: str, owner: Owner | None) -> None:
+        if self._depth and key not in self._owners_undo:
+            self._owners_undo[key] = self._owners.get(key)
+        if owner is None or owner == Owner():
+            self._owners.pop(key, None)
+        else:
+            self._owners[key] = owner
 
     # --- mount-wide key/value state -------------------------------------------------------
 

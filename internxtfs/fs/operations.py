@@ -31,6 +31,7 @@ from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.metadata import Metadata
+from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.internxt import errors as ie
 
@@ -103,6 +104,7 @@ class Filesystem(pyfuse3.Operations):
             self._content_replaced,
             shown_as=self.replacements.shown_as,
         )
+        self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
         self._statfs: tuple[float, int, int, int] | None = None
@@ -128,11 +130,9 @@ class Filesystem(pyfuse3.Operations):
         a.generation = 0
         a.entry_timeout = self.options.attr_timeout
         a.attr_timeout = self.options.attr_timeout
-        perms = (0o777 if node.is_dir else 0o666) & ~self.options.umask
+        perms, a.st_uid, a.st_gid = self.owners.resolve(node)
         a.st_mode = node.mode_type | perms
         a.st_nlink = 2 if node.is_dir else 1
-        a.st_uid = self.options.uid
-        a.st_gid = self.options.gid
         a.st_rdev = 0
         a.st_size = 4096 if node.is_dir else node.size
         a.st_blksize = BLOCK_SIZE_HINT
@@ -363,6 +363,8 @@ class Filesystem(pyfuse3.Operations):
                     if node.uuid is not None:
                         self.journal.update(node.local_id, remote_uuid=None)  # delete done
                     self._drop_local(node)
+            if not node.open_handles:
+                self.owners.forget(node)
             self.table.unlink_child(parent, node.name)
             self._touch_dir(parent)
         finally:
@@ -469,8 +471,10 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
         if fields.update_mode or fields.update_uid or fields.update_gid:
-            # Internxt keeps no owner or permission bits; they come from the mount options.
-            self._warn_once("chmod", "chmod/chown are accepted and ignored (see docs/semantics.md)")
+            # Internxt keeps no owner or permission bits: this cache keeps them (ownership.py).
+            if not node.is_dir:
+                self._ensure_record(node)  # a file not published yet is keyed by its record
+            self.owners.change(node, fields, attr, ctx)
         # Every change of an inode's metadata is a status change, as on a local disk (make
         # and rsync compare ctime); it lives in memory, Internxt has no field for it.
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())
@@ -530,6 +534,7 @@ class Filesystem(pyfuse3.Operations):
             is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
         self.table.set_uuid(node, entry.uuid)
+        self.owners.created(node, parent, mode, ctx)
         node.children = {}
         node.listed_at = self.monotonic()
         self.table.link_child(parent, text, node)
@@ -554,6 +559,7 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
         assert node.uuid is not None
         await self._delete_remote("folder", node.uuid)
+        self.owners.forget(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
 
@@ -570,13 +576,19 @@ class Filesystem(pyfuse3.Operations):
         if existing is not None:
             raise pyfuse3.FUSEError(errno.EISDIR if existing.is_dir else errno.EEXIST)
         now = self.clock_ns()
-        record = self.journal.new_file(
-            parent_uuid=parent.uuid, name=text, size=0, mtime_ns=now, dirty=True
-        )
         node = self.table.new_node(
             is_dir=False, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
-        self.table.set_local(node, record.local_id)
+        try:
+            with self.journal.transaction():  # the record and its owner, or neither
+                record = self.journal.new_file(
+                    parent_uuid=parent.uuid, name=text, size=0, mtime_ns=now, dirty=True
+                )
+                self.table.set_local(node, record.local_id)
+                self.owners.created(node, parent, mode, ctx)
+        except BaseException:
+            self.table.remove(node)
+            raise
         self.table.link_child(parent, text, node)
         self._touch_dir(parent)
         node.lookups += 1

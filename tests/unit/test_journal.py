@@ -9,11 +9,14 @@ import pytest
 
 from internxtfs.fs.journal import (
     ASIDE,
+    SCHEMA_VERSION,
     Journal,
     JournalAccountMismatch,
     JournalDamaged,
     JournalVersionError,
+    Owner,
     Replacement,
+    local_owner_key,
 )
 
 
@@ -175,7 +178,9 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     db.close()
     upgraded = Journal(path)
     assert upgraded.orphans() == [("obj", 3, "uncertain")]
-    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
     assert upgraded.replacements() == []
 
 
@@ -189,4 +194,54 @@ def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
     row = Replacement("t", "file", "p", "n.txt", "s", 4, ASIDE)
     upgraded.add_replacement(row)
     assert upgraded.replacements() == [row]
-    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+
+
+def test_schema_3_gains_the_owners_table(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    r = j.new_file(parent_uuid="p", name="a")
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 3 wrote: no owners
+    db.executescript("DROP TABLE owners; UPDATE schema_version SET version = 3;")
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.get(r.local_id) == r
+    assert upgraded.owner("u") is None
+    upgraded.set_owner("u", Owner(0o700, 1000, None))
+    assert Journal(path).owner("u") == Owner(0o700, 1000, None)
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+
+
+def test_owner_rows_follow_the_file_and_survive_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    r = j.new_file(parent_uuid="p", name="a", dirty=True)
+    j.set_owner(local_owner_key(r.local_id), Owner(0o600, 7, 8))
+    j.set_owner("folder", Owner(0o1777, None, None))
+    j.update(r.local_id, remote_uuid="u1")  # published: the row moves to its uuid
+    assert j.owner(local_owner_key(r.local_id)) is None
+    assert j.owner("u1") == Owner(0o600, 7, 8)
+    with pytest.raises(RuntimeError), j.transaction():
+        j.set_owner("u1", Owner(0o777, 0, 0))
+        j.set_owner("folder", None)
+        raise RuntimeError
+    assert j.owner("u1") == Owner(0o600, 7, 8) and j.owner("folder") == Owner(0o1777)
+    # Not closed: like kill -9, the WAL holds the commits.
+    j2 = Journal(path)
+    assert j2.owner("u1") == Owner(0o600, 7, 8) and j2.owner("folder") == Owner(0o1777)
+    r2 = j2.new_file(parent_uuid="p", name="b")
+    j2.set_owner(local_owner_key(r2.local_id), Owner(0o644, 1, 1))
+    j2.delete(r2.local_id)
+    assert j2.owner(local_owner_key(r2.local_id)) is None
+    j2.update(r.local_id, remote_uuid=None)  # remote entry deleted: back to the local key
+    assert j2.owner("u1") is None
+    assert j2.owner(local_owner_key(r.local_id)) == Owner(0o600, 7, 8)
+    j2.update(r.local_id, remote_uuid="u2")
+    assert j2.owner("u2") == Owner(0o600, 7, 8)
+    j2.set_owner("u2", None)
+    assert Journal(path).owner("u2") is None
