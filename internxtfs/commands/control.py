@@ -45,6 +45,8 @@ def format_status(st: dict[str, object]) -> str:
         f"  session: valid until {expires:%Y-%m-%d %H:%M} UTC;"
         f" {sess['refreshes']} refresh(es), {sess['relogins']} re-login(s)",
     ]
+    if up.get("pending_deletes"):
+        lines.insert(3, f"  pending deletes: {up['pending_deletes']} file(s)")
     if sess.get("error"):
         lines.append(f"  session cannot be renewed: {sess['error']}")
     if net.get("last_error"):

@@ -253,19 +253,26 @@ class Uploader:
         self._notify()
 
     async def wait_idle(
-        self, local_id: int | None = None, timeout: float | None = None
+        self,
+        local_id: int | None = None,
+        timeout: float | None = None,
+        *,
+        among: set[int] | None = None,
     ) -> dict[int, Exception]:
         """Wait until the file (or every pending file) is stored, or failed since the call.
 
         Pending files are started at once (no quiet period). With a ``local_id``: returns {}
         when stored, raises the upload's error if it failed (fsync). Without: returns the
-        errors of the files that failed since the call ({} = everything stored). Raises
-        TimeoutError after ``timeout`` seconds.
+        errors of the files that failed since the call ({} = everything stored); ``among``
+        limits the wait to those files. Raises TimeoutError after ``timeout`` seconds.
         """
         start = dict(self._failures)
         with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
             while True:
-                pending = self._pending_ids() if local_id is None else {local_id}
+                if local_id is not None:
+                    pending = {local_id}
+                else:
+                    pending = self._pending_ids() if among is None else set(among)
                 pending = {i for i in pending if self._has_work(i)}
                 failed = {
                     i: self._errors[i].error
@@ -283,11 +290,46 @@ class Uploader:
         assert scope.cancelled_caught
         raise TimeoutError("uploads still pending after %.0f s" % (timeout or 0))
 
+    def _pending_deletes(self) -> list[FileRecord]:
+        """Records whose remote delete is still to be sent (a file unlinked while open waits
+        for its last close and is not counted). Each is queued or running until it is sent
+        (failures are queued again), so only those are looked at, not the whole journal."""
+        found = []
+        for local_id in set(self._queue) | set(self._running):
+            record = self.journal.get(local_id)
+            if record is not None and record.deleted and self._has_work(local_id):
+                found.append(record)
+        return found
+
+    async def wait_deletes_in(self, folder_uuid: str) -> None:
+        """Wait until the pending remote deletes of files in ``folder_uuid`` are sent (rmdir
+        of a folder whose files were just unlinked); raises the error of one that failed."""
+        ids = {r.local_id for r in self._pending_deletes() if r.parent_uuid == folder_uuid}
+        if not ids:
+            return
+        failed = await self.wait_idle(among=ids)
+        if failed:
+            raise next(iter(failed.values()))
+
+    async def settle_deletes_at(self, parent_uuid: str, name: str) -> bool:
+        """A create or move onto ``parent_uuid``/``name`` met Conflict: if a pending delete of
+        ours still holds that name (unlinked a moment ago, the delete not sent yet), send it
+        now, so the caller can try again. True when there was one. The delete names the old
+        entry by uuid, so the new file can never be the one deleted. Raises the delete's
+        error if it fails."""
+        clashing = [
+            r for r in self._pending_deletes() if (r.parent_uuid, r.name) == (parent_uuid, name)
+        ]
+        for record in clashing:
+            await self._delete_remote(record)
+        return bool(clashing)
+
     def stats(self) -> dict[str, Any]:
         pending = [r for r in self.journal.dirty_files() if not r.deleted]
         return {
             "pending_files": len(pending),
             "pending_bytes": sum(r.size for r in pending),
+            "pending_deletes": len(self._pending_deletes()),
             "queued": len(self._queue),
             "in_flight": len(self._running),
             "in_flight_bytes": sum(self._running.values()),
@@ -640,6 +682,14 @@ class Uploader:
                     self._recovery_uuid = None  # the recovery folder itself was deleted
                 record = await self._rehome(record)
             except Conflict as exc:
+                try:
+                    ours = await self.settle_deletes_at(record.parent_uuid, record.name)
+                except Exception as error:
+                    # The name is still held by an entry we are deleting: never give it our
+                    # content (its delete would take it along). Retried with backoff.
+                    raise exc from error
+                if ours:
+                    continue  # the file unlinked under this name is gone now: create again
                 target = await self.on_conflict(record, exc)
                 if target is not None:
                     await self.drive.replace_file(target, file_id, size, mtime=mtime)
@@ -676,14 +726,18 @@ class Uploader:
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
     async def _delete_remote(self, record: FileRecord) -> None:
-        if record.remote_uuid is None:
-            return
         async with self.lock_for(record.local_id):
+            # Read again under the lock: settle_deletes_at may have sent it meanwhile.
+            current = self.journal.get(record.local_id)
+            if current is None or not current.deleted or current.remote_uuid is None:
+                return
+            record = current
             try:
                 if self.delete_mode == "trash":
                     await self.drive.trash([(record.remote_uuid, "file")])
                 else:
                     await self.drive.delete_file(record.remote_uuid)
+                crash_point("after-remote-delete")
             except NotFound:
                 log.info("remote entry of %r was already gone", record.name)
             if self.journal.get(record.local_id) is not None:
