@@ -193,8 +193,8 @@ class Filesystem(pyfuse3.Operations):
             return
         local_id = node.local_id
         if self._remote_delete_pending(node):
-            # Unlinked while open (_unlink_while_open): the uploader deletes the entry, then
-            # forgets the record and cache.
+            # A pending remote delete (unlink, or the last close of a file unlinked while
+            # open): the uploader deletes the entry, then forgets the record and cache.
             self.table.set_local(node, None)
             self.uploader.delete_when_closed(local_id)
             return

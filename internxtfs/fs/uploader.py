@@ -23,8 +23,13 @@ with the record as the hook left it (e.g. renamed), or raises (default: the Conf
 recorded as the file's error, it stays dirty and is retried with backoff).
 
 Records with ``deleted`` set and a ``remote_uuid`` are remote deletes not sent yet: the entry
-is deleted (NotFound counts as done) and ``remote_uuid`` cleared. The record itself and the
-cache file belong to the operations layer, which drops them on the last close.
+is deleted (NotFound counts as done) and ``remote_uuid`` cleared. Every unlink of a stored file
+ends here (at once, or at the last close of a file unlinked while open), so a tree's deletes
+share the upload slots and run several at a time; the record and the cache file go once the
+delete is sent (``delete_when_closed``). Such a delete names the entry by uuid; while it is
+queued the old entry still holds its name, so a create or move onto that name meets Conflict,
+and :meth:`settle_deletes_at` sends the delete first instead of the conflict policy adopting
+(and then losing) the old entry.
 
 Failures: the client already retried retryable errors; whatever still fails is recorded
 (``stats()['errors']``) and the file stays queued, dirty in the journal, retried after a
