@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 
 from internxtfs import config
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint")
     mount.add_argument("--profile", default=config.DEFAULT_PROFILE)
     mount.add_argument("-f", "--foreground", action="store_true")
+    mount.add_argument(
+        "--mkdir",
+        action="store_true",
+        help="create the mountpoint (and its parents), clearing a dead mount left there first",
+    )
     mount.add_argument("--cache-dir")
     mount.add_argument("--cache-size", type=parse_size, default=10 * 1024**3)
     mount.add_argument("--upload-concurrency", type=int, default=8)
@@ -100,9 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     flush.set_defaults(func=cmd_flush)
 
-    umount = sub.add_parser("umount", help="store everything pending, then unmount")
+    umount = sub.add_parser(
+        "umount", help="store everything pending, then unmount (refused while files are open)"
+    )
     umount.add_argument("mountpoint")
     umount.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    umount.add_argument(
+        "-l",
+        "--lazy",
+        "--force",
+        dest="lazy",
+        action="store_true",
+        help="detach even while files are open or processes work inside; they then get"
+        " ENOTCONN (what they wrote before is stored)",
+    )
     umount.set_defaults(func=cmd_umount)
 
     salvage = sub.add_parser(
@@ -149,17 +166,47 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def is_mount_fuse_call(argv: list[str], commands: set[str]) -> bool:
+    """``internxtfs PROFILE MOUNTPOINT -o OPTIONS``: how ``mount.fuse3`` runs the program of a
+    ``fuse.internxtfs`` fstab line. Told apart from a command by its first word (no command
+    has that name) and by ``-o``."""
+    return (
+        len(argv) >= 4
+        and not argv[0].startswith("-")
+        and argv[0] not in commands
+        and "-o" in argv[2:]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        name
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name in getattr(action, "choices", None) or {}
+    }
+    if is_mount_fuse_call(words, commands):
+        from internxtfs import mount_helper
+
+        return mount_helper.run(words)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`internxtfs status M | head -1`): stop quietly, as cat does.
+        # stdout points at nothing from here on, so the flush at exit cannot complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return EXIT_FAIL
 
 

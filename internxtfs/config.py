@@ -132,9 +132,12 @@ def load_profile(
         raise ProfileError(f"cannot read profile {name!r} at {path}: {exc}") from exc
     recorded = document.get("key_source")
     if key is None:
-        key = vault.key_material(
-            name, directory, key_file=key_file, passphrase=passphrase, recorded=recorded
-        )
+        try:
+            key = vault.key_material(
+                name, directory, key_file=key_file, passphrase=passphrase, recorded=recorded
+            )
+        except vault.VaultError as exc:
+            raise ProfileError(str(exc)) from None
     if key is None:
         if recorded == "passphrase":
             raise PassphraseNeeded(f"profile {name!r} is protected by a passphrase")

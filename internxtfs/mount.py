@@ -4,6 +4,8 @@
 returns once the mount answers, which is what ``internxtfs mount`` without ``-f`` does. On
 unmount (``fusermount3 -u``) or SIGTERM/SIGINT the uploader gets ``flush_timeout`` seconds to
 store what is pending; whatever remains stays in the journal and resumes at the next mount.
+A signal stop flushes while still serving, detaches, then stores what open files wrote
+meanwhile; ``internxtfs umount`` refuses a busy mount instead (see busy.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs import control, sdnotify
+from internxtfs import busy, control, sdnotify
 from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
@@ -130,6 +132,17 @@ async def _run_mount(
 ) -> None:
     async def persist(session: Session) -> None:
         profile.session = session
+        if not (profile_dir(profile.name) / "profile.json").exists():
+            # Logged out while mounted (`logout` refuses that, but the profile may have been
+            # removed by other means): never write the secrets back, and stop re-logging in.
+            client.session_manager.credentials = profile.credentials = None
+            log.error(
+                "profile %r was removed (logged out) while mounted: its credentials are no "
+                "longer used or stored; unmount, then 'internxtfs login --profile %s'",
+                profile.name,
+                profile.name,
+            )
+            return
         save_profile(profile)
 
     async with InternxtClient(
@@ -185,10 +198,12 @@ async def _run_mount(
             root_uuid=session.root_folder_uuid,
             options=config.fs,
         )
+        uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
-        state = {"terminated": False, "flushed": False, "main_returned": False}
+        state = {"terminated": False, "flushed": False, "main_returned": False, "closed": False}
+        deadline = {"stop": float("inf")}  # the end of a stop's flush budget (trio clock)
 
         def status() -> dict[str, Any]:
             manager = client.session_manager
@@ -212,8 +227,10 @@ async def _run_mount(
         async def stop(reason: str, timeout: float) -> None:
             log.info("%s; flushing, then unmounting", reason)
             sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
-            # Keep serving while flushing, so nothing touching the mount hangs.
-            await _flush(uploader, sweeper, operations.replacements, timeout)
+            deadline["stop"] = trio.current_time() + timeout
+            # Keep serving while flushing, so nothing touching the mount hangs; what is
+            # written meanwhile is stored after the detach (below, once main() returns).
+            await _flush(uploader, sweeper, operations.replacements, timeout, final=False)
             state["flushed"] = state["terminated"] = True
             pyfuse3.terminate()
 
@@ -242,6 +259,25 @@ async def _run_mount(
             uploader.retry_failed_now()
             return {"reloaded": True}
 
+        mountpoint = control.canonical_mountpoint(config.mountpoint)
+
+        def open_paths() -> list[str]:
+            return busy.open_paths(operations.table, operations.open_nodes(), mountpoint)
+
+        async def umount_unless_busy(
+            result: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+        ) -> None:
+            # The kernel has the last word (a process may have opened a file meanwhile, or
+            # one /proc does not show us): refused, the mount serves on as before.
+            refused = await busy.detach(mountpoint)
+            if refused is not None:
+                found = await trio.to_thread.run_sync(busy.holders, mountpoint, {os.getpid()})
+                await send(busy.busy_answer(mountpoint, found, open_paths(), refused))
+                return
+            # Detached: main() returns and stores what came in since the flush.
+            result["unmounting"] = True
+            await send(result)
+
         async def control_request(
             req: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
         ) -> None:
@@ -252,14 +288,30 @@ async def _run_mount(
             if cmd == "reload-credentials":
                 await send(await reload_credentials(req.get("profile")))
                 return
+            if cmd == "uses-profile":  # asked by `logout`, which refuses while we run
+                uses = req.get("profile") == str(profile_dir(profile.name))
+                await send({"uses": uses, "mountpoint": str(config.mountpoint)})
+                return
             if cmd not in ("flush", "umount"):
                 await send({"error": f"unknown command {cmd!r}"})
                 return
+            lazy = cmd == "umount" and bool(req.get("lazy"))
+            if cmd == "umount" and not lazy:
+                # Like umount(8): a busy mount is refused before anything else is done.
+                found = await trio.to_thread.run_sync(busy.holders, mountpoint, {os.getpid()})
+                if found:
+                    await send(busy.busy_answer(mountpoint, found, open_paths()))
+                    return
             timeout = req.get("timeout")
             result = await _wait_with_progress(
                 uploader, sweeper, operations.replacements, status, send, timeout
             )
-            if cmd == "umount":
+            if cmd == "umount" and not lazy:
+                # Shielded: once the kernel lets go, main() returns and the nursery closes,
+                # which must not cut this answer off.
+                with trio.CancelScope(shield=True):
+                    await umount_unless_busy(result, send)
+            elif cmd == "umount":
                 result["unmounting"] = True
                 await send(result)
                 await stop("umount requested", 0 if result["pending"] else config.flush_timeout)
@@ -287,7 +339,16 @@ async def _run_mount(
                 nursery.start_soon(announce_then_report)
                 await pyfuse3.main()
                 state["main_returned"] = True
-                if not state["flushed"]:
+                if state["terminated"]:
+                    # Stopped by a signal or `umount --lazy`, after a first flush: detach now,
+                    # so processes still using the mount get ENOTCONN at once instead of
+                    # waiting on a mount that no longer answers, then store what they wrote
+                    # while that flush ran.
+                    state["closed"] = True
+                    pyfuse3.close(unmount=True)
+                    left = max(5.0, deadline["stop"] - trio.current_time())
+                    await _flush(uploader, sweeper, operations.replacements, left)
+                elif not state["flushed"]:
                     log.info("unmounted; storing what is pending")
                     await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
                     state["flushed"] = True
@@ -296,18 +357,26 @@ async def _run_mount(
             if not state["flushed"]:
                 with trio.CancelScope(shield=True):
                     await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
-            pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
+            if not state["closed"]:
+                pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
             journal.close()
 
 
 async def _flush(
-    uploader: Uploader, sweeper: OrphanSweeper, replacements: Replacements, timeout: float
+    uploader: Uploader,
+    sweeper: OrphanSweeper,
+    replacements: Replacements,
+    timeout: float,
+    *,
+    final: bool = True,
 ) -> None:
     left = await uploader.close(timeout)
     with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
         await sweeper.sweep()
         await replacements.resolve_all()
-    if left:
+    if left and not final:
+        log.info("%d file(s) still changing; storing them once detached", left)
+    elif left:
         log.warning(
             "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
             left,
@@ -364,7 +433,13 @@ async def _wait_with_progress(
         "done": True,
         "timed_out": timed_out,
         "pending": stats["pending_files"],
-        "errors": {str(k): f"{type(v).__name__}: {v}" for k, v in errors.items()},
+        "errors": {
+            str(k): {
+                "path": uploader.describe_id(k),
+                "error": f"{type(v).__name__}: {v}",
+            }
+            for k, v in errors.items()
+        },
         "uploads": stats,
     }
 

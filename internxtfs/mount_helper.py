@@ -1,19 +1,27 @@
 """``mount.internxtfs``: the helper mount(8) runs, so /etc/fstab and .mount units work.
 
-mount(8) calls ``mount.fuse.internxtfs PROFILE MOUNTPOINT -o OPTIONS`` for an fstab line such as
+For an fstab line such as
 
-    default  /mnt/internxt  fuse.internxtfs  allow_other,uid=1000,gid=1000,_netdev  0 0
+    pluton  /mnt/internxt  fuse.internxtfs  _netdev,allow_other,config_dir=/etc/internxtfs  0 0
 
-(``mount.fuse3`` does the same for the older ``internxtfs#default  /mnt/internxt  fuse  ...``
-form). Options that belong to internxtfs itself may be given in ``-o`` with underscores:
-``cache_dir=``, ``cache_size=``, ``upload_concurrency=``, ``dir_cache_ttl=``, ``delete_mode=``,
-``flush_timeout=``, ``key_file=``; ``allow_other``, ``uid``, ``gid`` and ``umask`` pass through.
-Generic mount options (``rw``, ``_netdev``, ``noauto``, ``x-systemd.*``, ...) are dropped here.
+mount(8) runs ``/sbin/mount.fuse.internxtfs`` if that link exists; otherwise it runs
+``mount.fuse3``, which runs ``internxtfs pluton /mnt/internxt -o OPTIONS`` from ``$PATH``: the
+``internxtfs`` command takes that form too and hands it here, so no link in ``/sbin`` is needed.
+The older form ``internxtfs#pluton  /mnt/internxt  fuse  ...`` ends in the same call.
+
+Options that belong to internxtfs itself are given in ``-o`` with underscores: ``config_dir=``
+(mount(8) may run this without ``$HOME``: where the profile is), ``cache_dir=``, ``cache_size=``,
+``upload_concurrency=``, ``upload_delay=``, ``dir_cache_ttl=``, ``delete_mode=``,
+``flush_timeout=``, ``fsync=``, ``key_file=``; ``allow_other``, ``uid``, ``gid`` and ``umask``
+pass through. Generic mount options (``rw``, ``_netdev``, ``noauto``, ``x-systemd.*``, ...) are
+dropped here.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import dataclass
 
 from internxtfs import cli
 
@@ -26,6 +34,7 @@ _OWN = {
     "delete_mode": "--delete-mode",
     "flush_timeout": "--flush-timeout",
     "key_file": "--key-file",
+    "fsync": "--fsync",
 }
 _FUSE = {"allow_other", "uid", "gid", "umask"}
 _GENERIC = {
@@ -50,8 +59,19 @@ _GENERIC = {
 }
 
 
+@dataclass
+class Invocation:
+    argv: list[str]  # for ``internxtfs``
+    config_dir: str | None = None  # becomes $INTERNXTFS_CONFIG_DIR
+
+
 def translate(argv: list[str]) -> list[str]:
     """mount(8) arguments → ``internxtfs mount`` arguments."""
+    return parse(argv).argv
+
+
+def parse(argv: list[str]) -> Invocation:
+    """mount(8) arguments → ``internxtfs mount`` arguments and the profile's config root."""
     positional: list[str] = []
     options: list[str] = []
     i = 0
@@ -65,6 +85,9 @@ def translate(argv: list[str]) -> list[str]:
             options.extend(o for o in arg[2:].split(",") if o)
         elif arg in ("-n", "-s", "-v", "-f"):  # mount(8)'s own flags: nothing to do here
             pass
+        elif arg in ("-t", "-N") and i + 1 < len(argv):  # the type (we know it), a namespace
+            i += 2
+            continue
         else:
             positional.append(arg)
         i += 1
@@ -74,9 +97,12 @@ def translate(argv: list[str]) -> list[str]:
     profile = source.split("#", 1)[1] if "#" in source else source
     translated = ["mount", mountpoint, "--profile", profile]
     fuse_opts: list[str] = []
+    config_dir = None
     for option in options:
         key, sep, value = option.partition("=")
-        if key in _OWN and sep:
+        if key == "config_dir" and sep:
+            config_dir = value
+        elif key in _OWN and sep:
             translated += [_OWN[key], value]
         elif key in _FUSE:
             fuse_opts.append(option)
@@ -86,11 +112,18 @@ def translate(argv: list[str]) -> list[str]:
             raise SystemExit(f"mount.internxtfs: unknown option {option!r}")
     if fuse_opts:
         translated += ["-o", ",".join(fuse_opts)]
-    return translated
+    return Invocation(translated, config_dir)
+
+
+def run(argv: list[str]) -> int:
+    invocation = parse(argv)
+    if invocation.config_dir:
+        os.environ["INTERNXTFS_CONFIG_DIR"] = invocation.config_dir  # the daemon inherits it
+    return cli.main(invocation.argv)
 
 
 def main() -> int:
-    return cli.main(translate(sys.argv[1:]))
+    return run(sys.argv[1:])
 
 
 if __name__ == "__main__":

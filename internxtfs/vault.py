@@ -2,10 +2,14 @@
 
 Key material, in the order it is looked for (see :func:`key_material`):
 
+* ``passphrase`` — typed at the terminal, or read from a file descriptor (``--passphrase-fd``);
+* ``key-file`` — a file named by ``--key-file``: what the command line names wins over what the
+  environment holds, so a login run where a credential happens to be present still seals with
+  the file it was given (and the next ``--key-file`` call opens it). The file must not be
+  readable by other users;
 * ``credential`` — a systemd credential, ``$CREDENTIALS_DIRECTORY/internxtfs-<profile>.key`` or
   ``$CREDENTIALS_DIRECTORY/internxtfs.key`` (``LoadCredentialEncrypted=``/``LoadCredential=``);
-* ``key-file`` — a file named by ``--key-file`` or ``$INTERNXTFS_KEY_FILE``;
-* ``passphrase`` — typed at the terminal, or read from a file descriptor (``--passphrase-fd``);
+* ``key-file`` named by ``$INTERNXTFS_KEY_FILE``;
 * ``auto`` — a random key file created at login next to the profile (mode 0600). It keeps the
   secrets out of anything that copies the profile file alone; it does not protect against
   someone who can read the whole profile directory. Use one of the others for that.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +83,16 @@ def unseal(blob: dict[str, Any], key: KeyMaterial, aad: bytes) -> bytes:
 
 def _read_key_file(path: Path, source: str) -> KeyMaterial:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if source == "key-file" and stat.S_ISREG(mode) and mode & 0o077:
+                # As ssh does for private keys: a key others can read protects nothing.
+                raise VaultError(
+                    f"key file {path} can be read or changed by other users "
+                    f"(mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {path}' (and create key "
+                    "files with 'umask 077' or 'install -m 600')"
+                )
+            data = fh.read()
     except OSError as exc:
         raise VaultError(f"cannot read key file {path}: {exc.strerror}") from exc
     data = data.rstrip(b"\r\n")
@@ -121,12 +135,14 @@ def key_material(
     """
     if passphrase is not None:
         return KeyMaterial("passphrase", passphrase.encode(), "(passphrase)")
+    if key_file:
+        return _read_key_file(Path(key_file), "key-file")
     credential = credential_file(profile)
     if credential is not None and recorded in (None, "credential", "key-file"):
         return _read_key_file(credential, "credential")
-    explicit = key_file or os.environ.get("INTERNXTFS_KEY_FILE")
-    if explicit:
-        return _read_key_file(Path(explicit), "key-file")
+    from_env = os.environ.get("INTERNXTFS_KEY_FILE")
+    if from_env:
+        return _read_key_file(Path(from_env), "key-file")
     if recorded in (None, "auto") and (profile_dir / AUTO_KEY_NAME).exists():
         return _read_key_file(profile_dir / AUTO_KEY_NAME, "auto")
     return None

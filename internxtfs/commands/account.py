@@ -23,8 +23,13 @@ from internxtfs.internxt import endpoints
 from internxtfs.internxt import errors as ie
 
 
-def read_secret_file(path: str) -> str:
-    """A secret from a file, or from standard input for ``-``; one trailing newline dropped."""
+def read_secret_file(path: str, what: str = "Secret") -> str:
+    """A secret from a file, or from standard input for ``-``; one trailing newline dropped.
+
+    ``-`` at a terminal asks for it without echo (``what`` is the prompt): reading the
+    terminal like a file would show the secret on screen and wait for Ctrl-D."""
+    if path == "-" and interactive():
+        return getpass.getpass(f"{what}: ")
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     return text[:-1] if text.endswith("\n") else text
 
@@ -71,7 +76,11 @@ def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int
 
 def read_passphrase_fd(fd: int) -> str:
     with os.fdopen(fd, "r", closefd=True) as fh:
-        return fh.readline().rstrip("\n")
+        passphrase = fh.readline().rstrip("\n")
+    if not passphrase:
+        # The same rule as the prompt: an empty passphrase would seal the secrets with nothing.
+        raise UsageError(f"the passphrase read from --passphrase-fd {fd} is empty")
+    return passphrase
 
 
 def passphrase_from_args(args: argparse.Namespace, *, new: bool) -> str | None:
@@ -113,14 +122,22 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not email:
         raise UsageError("--email is required when not running interactively")
     if args.password_file:
-        password = read_secret_file(args.password_file)
+        password = read_secret_file(args.password_file, "Password")
     elif interactive():
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("--password-file is required when not running interactively")
     passphrase = passphrase_from_args(args, new=True)
+    try:  # before the server is asked: a key that cannot be used must not cost a login
+        key = vault.key_material(
+            args.profile, config.profile_dir(args.profile), key_file=args.key_file,
+            passphrase=passphrase,
+        )  # fmt: skip
+    except (vault.VaultError, config.ProfileError) as exc:
+        print(f"internxtfs: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     totp_secret = (
-        normalise_totp_secret(read_secret_file(args.totp_secret_file))
+        normalise_totp_secret(read_secret_file(args.totp_secret_file, "2FA secret"))
         if args.totp_secret_file
         else None
     )
@@ -159,12 +176,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         network_url=network_url,
         session=session,  # type: ignore[arg-type]
         credentials=Credentials(email, password, totp_secret),
-        key=vault.key_material(
-            args.profile,
-            config.profile_dir(args.profile),
-            key_file=args.key_file,
-            passphrase=passphrase,
-        ),
+        key=key,
     )
     path = config.save_profile(profile)
     print(f"Logged in as {email}; profile {args.profile!r} saved in {path}")
@@ -189,10 +201,34 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def mounts_using(name: str) -> list[str]:
+    """Mountpoints of the running mounts of profile ``name`` (that this user can reach)."""
+    from internxtfs import control
+
+    answers = trio.run(
+        functools.partial(
+            control.tell_every_mount, "uses-profile", profile=str(config.profile_dir(name))
+        )
+    )
+    return [str(a["mountpoint"]) for a in answers if a.get("uses")]
+
+
 def cmd_logout(args: argparse.Namespace) -> int:
     from internxtfs.internxt.client import InternxtClient
 
     try:
+        # A running mount would log in again with the stored credentials and write them back:
+        # it must be stopped first, and logging out changes nothing until then.
+        in_use = mounts_using(args.profile)
+        if in_use:
+            where = ", ".join(in_use)
+            print(
+                f"internxtfs: profile {args.profile!r} is in use by the mount at {where}; "
+                f"unmount it first ('internxtfs umount {in_use[0]}', or 'systemctl stop "
+                f"internxtfs@{args.profile}' for the service), then log out. Nothing was changed.",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
         profile, _ = open_profile(args)
     except config.ProfileError as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)

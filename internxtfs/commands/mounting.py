@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from internxtfs import config
+from internxtfs import config, control
 from internxtfs.commands import (
     EXIT_FAIL,
     EXIT_USAGE,
@@ -98,9 +98,19 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     try:
         mount.clear_stale_mount(Path(args.mountpoint).resolve())
-    except mount.AlreadyMounted as exc:
+        # Where `status` and `flush` will find this mount; refused if another user holds it.
+        control.checked_runtime_dir(create=True)
+    except (mount.AlreadyMounted, control.UnsafeRuntimeDir) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    if args.mkdir:
+        # After the stale mount is gone: mkdir on a dead FUSE mountpoint fails with ENOTCONN,
+        # which is why the service runs this instead of a plain `mkdir -p`.
+        try:
+            os.makedirs(args.mountpoint, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            print(f"internxtfs: cannot create {args.mountpoint}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAIL
     if not os.path.isdir(args.mountpoint):
         print(f"internxtfs: mountpoint {args.mountpoint} is not a directory", file=sys.stderr)
         return EXIT_USAGE

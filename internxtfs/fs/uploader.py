@@ -175,6 +175,15 @@ class Uploader:
         self._drop_after_delete: set[int] = set()
         # Files unlinked while open: their remote entry waits for the last close (see hold()).
         self._held: set[int] = set()
+        # How a file is named in status, flush and the log: its path in the mount, set by the
+        # mount (the operations layer knows the tree); the bare name until then.
+        self.describe: Callable[[FileRecord], str] = lambda record: record.name
+        # Bytes sent of each upload in flight: body offset -> bytes of that body sent (a part
+        # or the whole object; a retried body counts once), for a progress that moves.
+        self._sent: dict[int, dict[int, int]] = {}
+        # Net bytes the entries published by this mount grew by (df adds them to the usage
+        # Internxt last reported, which is refreshed only every statfs_ttl seconds).
+        self.stored_bytes = 0
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -331,17 +340,26 @@ class Uploader:
 
     def stats(self) -> dict[str, Any]:
         pending = [r for r in self.journal.dirty_files() if not r.deleted]
+        pending_bytes = sum(r.size for r in pending)
+        sent = sum(
+            min(sum(parts.values()), self._running.get(i, 0)) for i, parts in self._sent.items()
+        )
         return {
             "pending_files": len(pending),
-            "pending_bytes": sum(r.size for r in pending),
+            "pending_bytes": pending_bytes,
             "pending_deletes": len(self._pending_deletes()),
             "queued": len(self._queue),
             "in_flight": len(self._running),
             "in_flight_bytes": sum(self._running.values()),
+            "in_flight_sent_bytes": sent,
+            # What is left to send: a big file's upload moves this while the file counts stay.
+            "bytes_left": max(0, pending_bytes - sent),
             "uploaded": self._uploaded,
             "retries": self._retries,
             "errors": {
                 i: {
+                    "path": self.describe_id(i),
+                    "delete": self._is_delete(i),  # a pending remote delete, not an upload
                     "error": f"{type(f.error).__name__}: {f.error}",
                     "attempts": f.attempts,
                     "quota": isinstance(f.error, QuotaExceeded),
@@ -352,6 +370,15 @@ class Uploader:
                 if self._has_work(i)
             },
         }
+
+    def unsent_growth(self) -> int:
+        """Bytes written here that Internxt does not hold yet: how much the account's usage
+        will grow once the pending uploads are stored (for df)."""
+        return sum(
+            max(0, r.size - (r.remote_size if r.remote_uuid else 0))
+            for r in self.journal.dirty_files()
+            if not r.deleted
+        )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -385,6 +412,16 @@ class Uploader:
         # period ended is not a pending upload (it made unmount warn of unstored files).
         left = len({i for i in self._pending_ids() if self._has_work(i)})
         return left
+
+    def describe_id(self, local_id: int) -> str:
+        record = self.journal.get(local_id)
+        if record is None:
+            return f"(local id {local_id}, gone)"
+        try:
+            return self.describe(record)
+        except Exception:  # naming must never break status or the log
+            log.debug("cannot name local id %d", local_id, exc_info=True)
+            return record.name
 
     def _notify(self) -> None:
         self._changed.set()
@@ -466,6 +503,7 @@ class Uploader:
             self._retry_network_failures_now()
         finally:
             self._running.pop(local_id, None)
+            self._sent.pop(local_id, None)
             if self._has_work(local_id) and local_id not in self._queue:
                 # Changed during the upload: go again after the quiet period.
                 self._queue[local_id] = _Queued(self._clock() + self.quiet_period)
@@ -503,8 +541,13 @@ class Uploader:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempts - 1))
         self._queue[local_id] = _Queued(self._clock() + delay, attempts)
         level = logging.WARNING if attempts == 1 else logging.DEBUG
-        log.log(level, "upload of local id %d failed (attempt %d, retry in %.0f s): %r",
-                local_id, attempts, delay, exc)  # fmt: skip
+        log.log(level, "%s of %s failed (attempt %d, retry in %.0f s): %r",
+                "delete" if self._is_delete(local_id) else "upload", self.describe_id(local_id),
+                attempts, delay, exc)  # fmt: skip
+
+    def _is_delete(self, local_id: int) -> bool:
+        record = self.journal.get(local_id)
+        return record is not None and record.deleted
 
     # --- one upload -------------------------------------------------------------------------
 
@@ -531,8 +574,8 @@ class Uploader:
             file_id = await self._upload_content(local_id, generation, size)
         if await self._publish(local_id, generation, size, mtime_ns, file_id):
             elapsed = max(self._clock() - started, 1e-6)
-            log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", record.name, size, elapsed,
-                     size / elapsed / 1e6)  # fmt: skip
+            log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", self.describe_id(local_id),
+                     size, elapsed, size / elapsed / 1e6)  # fmt: skip
 
     async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
         if size == 0:
@@ -542,7 +585,15 @@ class Uploader:
             return kept[1]  # uploaded before, only publishing failed: same content
         self._forget_unpublished(local_id)  # an older version's object: superseded
         log.debug("uploading local id %d (%d bytes, generation %d)", local_id, size, generation)
-        file_id: str = await self.network.upload(self.cache.reader(local_id, size), size)
+        sent = self._sent[local_id] = {}
+
+        def progress(offset: int, done: int) -> None:
+            if done > sent.get(offset, 0):
+                sent[offset] = done
+
+        file_id: str = await self.network.upload(
+            self.cache.reader(local_id, size), size, progress=progress
+        )
         self._unpublished[local_id] = (generation, file_id)
         return file_id
 
@@ -624,6 +675,8 @@ class Uploader:
             with self.journal.transaction():
                 current = self.journal.get(local_id)
                 assert current is not None  # dropping a record takes this lock
+                replaced = current.remote_size if current.remote_uuid == uuid else 0
+                self.stored_bytes += size - replaced
                 same = current.generation == generation
                 # Changed during the drive call: remote bytes that a truncation since has cut
                 # off must still not count (current.remote_valid_len is already that bound).

@@ -55,6 +55,9 @@ _AES_BLOCK = 16
 THREAD_DECRYPT = 1 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes]]
+# progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
+# were handed to the connection; a retried body starts again at 0.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class NetworkAPI:
         length: int,
         hasher: crypto.ShardHasher | None = None,
         done: list[int] | None = None,
+        progress: Progress | None = None,
     ) -> AsyncIterator[bytes]:
         """Ciphertext of plaintext ``[offset, offset+length)``, produced chunk by chunk."""
         chunk = self.chunk_size
@@ -154,6 +158,8 @@ class NetworkAPI:
                 pos += n
                 if done is not None:
                     done[0] = pos - offset
+                if progress is not None:
+                    progress(offset, pos - offset)
                 yield out
 
         return gen()
@@ -185,6 +191,7 @@ class NetworkAPI:
         *,
         part_size: int = DEFAULT_PART_SIZE,
         parallel: int = 4,
+        progress: Progress | None = None,
     ) -> str:
         """Encrypt and store ``size`` bytes read through ``read(offset, n)``; returns the
         network fileId. Zero-byte files have no network object: ``size`` must be > 0.
@@ -192,14 +199,17 @@ class NetworkAPI:
         ``read`` must return exactly ``n`` bytes (else :class:`SourceError`) and may be called
         concurrently and more than once for the same range (parallel parts, retried PUTs, the
         multipart hash pass), so it must read from a stable snapshot of the content.
+        ``progress`` follows the bodies sent (never the hash pass), for a progress display.
         """
         if size <= 0:
             raise ValueError("zero-byte files are not uploaded to the network")
         for attempt in (1, 2):
             try:
                 if size < MULTIPART_THRESHOLD:
-                    return await self._upload_single(read, size)
-                return await self._upload_multipart(read, size, part_size, max(1, parallel))
+                    return await self._upload_single(read, size, progress)
+                return await self._upload_multipart(
+                    read, size, part_size, max(1, parallel), progress
+                )
             except _FinishLost:
                 if attempt == 2:
                     raise ProtocolError("upload finish failed twice") from None
@@ -247,7 +257,7 @@ class NetworkAPI:
             raise ProtocolError("upload finish answer lacks 'id'")
         return file_id
 
-    async def _upload_single(self, read: Read, size: int) -> str:
+    async def _upload_single(self, read: Read, size: int, progress: Progress | None) -> str:
         index = self._new_index()
         key, iv = self._keys(index.hex())
         slot = await self._start(size, 1)
@@ -259,7 +269,8 @@ class NetworkAPI:
         async def put() -> None:
             hasher = crypto.ShardHasher()
             done = [0]
-            await self._put(url, self._body(read, key, iv, 0, size, hasher, done), size)
+            body = self._body(read, key, iv, 0, size, hasher, done, progress)
+            await self._put(url, body, size)
             state["hasher"], state["done"] = hasher, done[0]
 
         await self._retry.run(put, what="upload PUT")
@@ -269,7 +280,9 @@ class NetworkAPI:
             digest = await self._hash_pass(read, key, iv, size)
         return await self._finish(index.hex(), {"hash": digest, "uuid": uuid})
 
-    async def _upload_multipart(self, read: Read, size: int, part_size: int, parallel: int) -> str:
+    async def _upload_multipart(
+        self, read: Read, size: int, part_size: int, parallel: int, progress: Progress | None
+    ) -> str:
         part_size = max(part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
         count = math.ceil(size / part_size)
         index = self._new_index()
@@ -291,7 +304,9 @@ class NetworkAPI:
 
             async def put() -> str:
                 return await self._put(
-                    urls[number - 1], self._body(read, key, iv, offset, length), length
+                    urls[number - 1],
+                    self._body(read, key, iv, offset, length, progress=progress),
+                    length,
                 )
 
             etags[number] = await self._retry.run(put, what=f"upload part {number}/{count}")

@@ -45,7 +45,8 @@ class RetryStats:
     recovered: int = 0
     failures: int = 0
     last_error: str | None = None
-    last_error_at: float | None = None
+    last_error_at: float | None = None  # wall-clock seconds
+    last_success_at: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +56,10 @@ class RetryStats:
             "failures": self.failures,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
+            "last_success_at": self.last_success_at,
+            # The last error is still the news: no request has succeeded since.
+            "failing": self.last_error_at is not None
+            and (self.last_success_at is None or self.last_success_at < self.last_error_at),
         }
 
 
@@ -144,7 +149,9 @@ class RetryPolicy:
                         self.stats.recovered += 1
                         log.info("%s: earlier attempt had landed; adopting it", what)
                         return landed
-                return await fn()
+                result = await fn()
+                self.stats.last_success_at = self._clock()
+                return result
             except Conflict:
                 # A 409 after a lost answer usually means our own first attempt succeeded.
                 if ambiguous and recover is not None:

@@ -122,6 +122,11 @@ def test_a_file_made_under_the_name_of_a_pending_delete_is_kept(new_mount: Any) 
         write_file(m.mountpoint / "a.txt", b"new a")
         write_file(m.mountpoint / "b.txt", b"new b")
         wait_for("the deletes to fail", lambda: len(status(m)["uploads"]["errors"]) == 3)
+        # Each failing delete is named by its path, as a delete.
+        failing = status(m)["uploads"]["errors"].values()
+        assert sorted((e["path"], e["delete"]) for e in failing) == [
+            (f"{m.mountpoint}/{name}.txt", True) for name in ("a", "b", "c")
+        ]
     finally:
         m.emulator.set_faults(**NO_FAULTS)
     # While the deletes wait out their backoff:

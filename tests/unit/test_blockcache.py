@@ -228,6 +228,19 @@ async def test_small_files_count_their_bytes_not_whole_blocks(tmp_path: Path) ->
     assert cache.stats()["bytes_cached"] == 199 * 4096 + 12_288
 
 
+async def test_100000_unsent_4k_files_fit_in_1g(tmp_path: Path) -> None:
+    """The issue's figure, at the cache's level (the e2e test writes 5,000 through FUSE):
+    counted in whole 1 MiB blocks, 1,024 such files filled 1 GiB."""
+    journal, cache, _remote = open_cache(tmp_path, max_bytes=1 << 30)
+    with journal.transaction():
+        files = [local_file(journal) for _ in range(100_000)]
+    for fid in files:
+        await cache.write(fid, 0, b"x" * 4096)
+    stats = cache.stats()
+    assert stats["bytes_cached"] == stats["bytes_dirty"] == 100_000 * 4096
+    assert stats["bytes_over_bound"] == 0
+
+
 async def test_full_of_unsent_data_that_cannot_drain_stretches_the_bound(tmp_path: Path) -> None:
     """Nothing can upload the data (no pressure relief): the write goes through anyway
     (ENOSPC is for a full disk), and stats say how far over the bound the cache is."""

@@ -106,3 +106,18 @@ def test_interactive_login_with_one_time_code_and_wrong_password(
     t.type(pyotp.TOTP(secret).now())
     assert t.finish() == 0, t.screen
     assert "cannot log in again by itself" in t.screen  # told what storing no secret means
+
+
+def test_password_file_dash_at_a_terminal_prompts_without_echo(
+    emulator: Any, tmp_path: Path
+) -> None:
+    """The unit header's `--password-file -`, typed at a terminal: a prompt, no echo, no Ctrl-D."""
+    email = f"dash-{uuid.uuid4().hex[:6]}@example.com"
+    emulator.add_user(email=email, password="typed-at-the-tty")
+    argv = [str(BIN / "internxtfs"), "login", "--email", email, "--password-file", "-"]
+    t = Terminal(argv, _env(emulator, tmp_path))
+    t.expect("Password:")
+    t.type("typed-at-the-tty")
+    assert t.finish() == 0, t.screen
+    assert "Logged in as" in t.screen
+    assert "typed-at-the-tty" not in t.screen

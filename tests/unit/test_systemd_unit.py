@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from internxtfs.mount_helper import translate
+from internxtfs.cli import is_mount_fuse_call
+from internxtfs.mount_helper import parse, translate
 
 UNIT = Path(__file__).parents[2] / "systemd" / "internxtfs@.service"
 
@@ -78,3 +79,17 @@ def test_mount_helper_translates_fstab_options() -> None:
     assert translate(["internxtfs#work", "/mnt/w"])[:4] == ["mount", "/mnt/w", "--profile", "work"]
     with pytest.raises(SystemExit, match="unknown option"):
         translate(["p", "/m", "-o", "bogus=1"])
+
+
+def test_mount_helper_takes_config_dir_and_fsync() -> None:
+    call = parse(["pluton", "/m", "-o", "rw,config_dir=/etc/ix,fsync=local,dev,suid", "-t", "x"])
+    assert call.config_dir == "/etc/ix"
+    assert call.argv == ["mount", "/m", "--profile", "pluton", "--fsync", "local"]
+
+
+def test_mount_fuse_call_is_told_apart_from_commands() -> None:
+    commands = {"mount", "status", "login"}
+    assert is_mount_fuse_call(["pluton", "/mnt/x", "-o", "rw"], commands)
+    assert not is_mount_fuse_call(["mount", "/mnt/x", "-o", "rw"], commands)
+    assert not is_mount_fuse_call(["mout", "/mnt/x"], commands)  # a typo stays an error
+    assert not is_mount_fuse_call(["--debug", "/mnt/x", "-o", "rw"], commands)

@@ -29,7 +29,12 @@ class FakeNetwork:
         self.during: Callable[[], Awaitable[None]] | None = None  # runs mid-upload
         self._ids = itertools.count(1)
 
-    async def upload(self, read: Callable[[int, int], Awaitable[bytes]], size: int) -> str:
+    async def upload(
+        self,
+        read: Callable[[int, int], Awaitable[bytes]],
+        size: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
         assert size > 0, "the network is never called for 0 bytes"
         self.calls.append(size)
         self.in_flight += 1
