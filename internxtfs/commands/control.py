@@ -48,6 +48,8 @@ def format_status(st: dict[str, object]) -> str:
         f"  session: valid until {expires:%Y-%m-%d %H:%M} UTC;"
         f" {sess['refreshes']} refresh(es), {sess['relogins']} re-login(s)",
     ]
+    if up.get("pending_deletes"):
+        lines.insert(3, f"  pending deletes: {up['pending_deletes']} file(s)")
     if sess.get("error"):
         lines.append(f"  session cannot be renewed: {sess['error']}")
     network_error = _network_error_line(net, now=time.time())
@@ -57,7 +59,8 @@ def format_status(st: dict[str, object]) -> str:
         lines.append(f"  largest file your plan allows: {_human(up['size_cap'])}")
     for local_id, err in (up.get("errors") or {}).items():
         name = err.get("path") or f"local id {local_id}"
-        lines.append(f"  failing upload {name}: {err['error']} ({err['attempts']} attempts)")
+        what = "delete" if err.get("delete") else "upload"
+        lines.append(f"  failing {what} {name}: {err['error']} ({err['attempts']} attempts)")
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@ them apart, e.g. a drive create that was answered and the journal commit that re
 The emulator's delays and faults cover the points that do wait on the network.
 
 Points: ``after-create`` and ``after-replace`` (uploader: the drive entry now points at the new
-object, the journal does not know yet); ``after-remote-delete`` and ``after-remote-move``
-(operations: unlink/rename sent to Internxt, the journal not updated yet);
+object, the journal does not know yet); ``after-remote-delete`` (uploader: the
+delete of an unlinked file sent, the journal not updated yet) and ``after-remote-move``
+(operations: rename sent to Internxt, the journal not updated yet);
 ``after-target-aside`` and ``after-source-moved`` (replacement.py: a rename over an existing
 entry with the target moved aside, and with the source moved onto the name).
 

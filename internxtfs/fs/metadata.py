@@ -136,6 +136,10 @@ class Metadata:
         # is in flight is in neither the (older) listing nor the not-uploaded records, and
         # would vanish from the directory until the next refresh.
         unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
+        # Files unlinked here whose delete is queued or in flight: one sent while the fetch is
+        # in flight is forgotten by the journal before the (older) listing is merged, and
+        # would come back until the next refresh.
+        deleting = {r.remote_uuid for r in self.journal.all_files() if r.deleted and r.remote_uuid}
         folders: list[Any] = []
         files: list[Any] = []
 
@@ -163,6 +167,7 @@ class Metadata:
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
             return
+        files = [entry for entry in files if entry.uuid not in deleting]
         dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
         dir_node.listed_at = started
 

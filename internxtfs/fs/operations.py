@@ -3,8 +3,9 @@
 Every handler is wrapped by :func:`fuse_handler`, so no exception ends the mount. Handlers never
 await the network on the write/close path: data goes to the block cache and the uploader
 publishes it later. Namespace changes (mkdir, rename, unlink, rmdir) of things that exist
-remotely are sent at once, so that what the handler returns is what Internxt holds; changes to
-files not uploaded yet stay in the journal.
+remotely are sent at once, so that what the handler returns is what Internxt holds, except the
+delete of a file (unlink), which is journaled and sent by the uploader's bounded pool; changes
+to files not uploaded yet stay in the journal.
 
 Shared state between handler tasks: the inode table and listings (see metadata.py), the open
 handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
@@ -223,8 +224,8 @@ class Filesystem(pyfuse3.Operations):
             return
         local_id = node.local_id
         if self._remote_delete_pending(node):
-            # Unlinked while open (_unlink_while_open): the uploader deletes the entry, then
-            # forgets the record and cache.
+            # A pending remote delete (unlink, or the last close of a file unlinked while
+            # open): the uploader deletes the entry, then forgets the record and cache.
             self.table.set_local(node, None)
             self.uploader.delete_when_closed(local_id)
             return
@@ -342,26 +343,20 @@ class Filesystem(pyfuse3.Operations):
                 await self._unlink_while_open(parent, node)
                 return
             if node.uuid is not None:
-                # Journal the delete before sending it: a crash after the remote delete must
-                # not leave a record with unsent content that the next mount would publish
-                # again (resurrecting the file). A deleted record with a remote_uuid is a
-                # pending remote delete, which the uploader resends at the next mount.
-                if node.local_id is not None:
-                    self.journal.update(node.local_id, deleted=True)
-                try:
-                    await self._delete_remote("file", node.uuid)
-                except BaseException:
-                    if node.local_id is not None:
-                        self.journal.update(node.local_id, deleted=False)
-                    raise
-                crash_point("after-remote-delete")
-            if node.local_id is not None:
+                # The remote delete runs in the uploader's bounded pool, so `rm -rf` does not
+                # wait for one round trip per file. Journaled first: a deleted record that
+                # keeps its remote_uuid is a pending remote delete, which listings hide at
+                # once and the next mount resends after a crash. It is aimed at the entry's
+                # uuid, never at the name, so a file created under the name meanwhile is not
+                # touched (see Uploader.settle_deletes_at for the name clash).
+                local_id = self._ensure_record(node)
+                self.journal.update(local_id, deleted=True, remote_uuid=node.uuid)
+                self._drop_local(node)  # the uploader drops the record once the delete is done
+            elif node.local_id is not None:
                 if node.open_handles or node.lookups:
                     # Still open: keep the data readable until the last close, never publish.
                     self.journal.update(node.local_id, deleted=True, remote_uuid=None)
                 else:
-                    if node.uuid is not None:
-                        self.journal.update(node.local_id, remote_uuid=None)  # delete done
                     self._drop_local(node)
             if not node.open_handles:
                 self.owners.forget(node)
@@ -554,10 +549,14 @@ class Filesystem(pyfuse3.Operations):
         await self._remove_dir(parent, node)
 
     async def _remove_dir(self, parent: Node, node: Node) -> None:
+        assert node.uuid is not None
+        # Files just unlinked in it (rm -rf) are still being deleted in the background: the
+        # folder is deleted after them, not with them (a folder delete takes whatever it
+        # holds, and the server check below must see them gone).
+        await self.uploader.wait_deletes_in(node.uuid)
         self.meta.invalidate(node)  # emptiness must be checked against the server
         if await self.meta.children(node):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        assert node.uuid is not None
         await self._delete_remote("folder", node.uuid)
         self.owners.forget(node)
         self.table.unlink_child(parent, node.name)
@@ -864,7 +863,14 @@ class Filesystem(pyfuse3.Operations):
             self._sync_uuid(node)
             if node.uuid is not None:
                 try:
-                    await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                    try:
+                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                    except ie.Conflict:
+                        # A file unlinked here a moment ago whose delete is still queued
+                        # holds the name: delete it now and move again.
+                        if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
+                            raise
+                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
                 except ie.Conflict:
                     # Another client created that name after our listing: rename(2) replaces
                     # the target, as a local rename over it would. A folder of that name, or

@@ -23,8 +23,13 @@ with the record as the hook left it (e.g. renamed), or raises (default: the Conf
 recorded as the file's error, it stays dirty and is retried with backoff).
 
 Records with ``deleted`` set and a ``remote_uuid`` are remote deletes not sent yet: the entry
-is deleted (NotFound counts as done) and ``remote_uuid`` cleared. The record itself and the
-cache file belong to the operations layer, which drops them on the last close.
+is deleted (NotFound counts as done) and ``remote_uuid`` cleared. Every unlink of a stored file
+ends here (at once, or at the last close of a file unlinked while open), so a tree's deletes
+share the upload slots and run several at a time; the record and the cache file go once the
+delete is sent (``delete_when_closed``). Such a delete names the entry by uuid; while it is
+queued the old entry still holds its name, so a create or move onto that name meets Conflict,
+and :meth:`settle_deletes_at` sends the delete first instead of the conflict policy adopting
+(and then losing) the old entry.
 
 Failures: the client already retried retryable errors; whatever still fails is recorded
 (``stats()['errors']``) and the file stays queued, dirty in the journal, retried after a
@@ -271,19 +276,26 @@ class Uploader:
         self._notify()
 
     async def wait_idle(
-        self, local_id: int | None = None, timeout: float | None = None
+        self,
+        local_id: int | None = None,
+        timeout: float | None = None,
+        *,
+        among: set[int] | None = None,
     ) -> dict[int, Exception]:
         """Wait until the file (or every pending file) is stored, or failed since the call.
 
         Pending files are started at once (no quiet period). With a ``local_id``: returns {}
         when stored, raises the upload's error if it failed (fsync). Without: returns the
-        errors of the files that failed since the call ({} = everything stored). Raises
-        TimeoutError after ``timeout`` seconds.
+        errors of the files that failed since the call ({} = everything stored); ``among``
+        limits the wait to those files. Raises TimeoutError after ``timeout`` seconds.
         """
         start = dict(self._failures)
         with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
             while True:
-                pending = self._pending_ids() if local_id is None else {local_id}
+                if local_id is not None:
+                    pending = {local_id}
+                else:
+                    pending = self._pending_ids() if among is None else set(among)
                 pending = {i for i in pending if self._has_work(i)}
                 failed = {
                     i: self._errors[i].error
@@ -301,6 +313,40 @@ class Uploader:
         assert scope.cancelled_caught
         raise TimeoutError("uploads still pending after %.0f s" % (timeout or 0))
 
+    def _pending_deletes(self) -> list[FileRecord]:
+        """Records whose remote delete is still to be sent (a file unlinked while open waits
+        for its last close and is not counted). Each is queued or running until it is sent
+        (failures are queued again), so only those are looked at, not the whole journal."""
+        found = []
+        for local_id in set(self._queue) | set(self._running):
+            record = self.journal.get(local_id)
+            if record is not None and record.deleted and self._has_work(local_id):
+                found.append(record)
+        return found
+
+    async def wait_deletes_in(self, folder_uuid: str) -> None:
+        """Wait until the pending remote deletes of files in ``folder_uuid`` are sent (rmdir
+        of a folder whose files were just unlinked); raises the error of one that failed."""
+        ids = {r.local_id for r in self._pending_deletes() if r.parent_uuid == folder_uuid}
+        if not ids:
+            return
+        failed = await self.wait_idle(among=ids)
+        if failed:
+            raise next(iter(failed.values()))
+
+    async def settle_deletes_at(self, parent_uuid: str, name: str) -> bool:
+        """A create or move onto ``parent_uuid``/``name`` met Conflict: if a pending delete of
+        ours still holds that name (unlinked a moment ago, the delete not sent yet), send it
+        now, so the caller can try again. True when there was one. The delete names the old
+        entry by uuid, so the new file can never be the one deleted. Raises the delete's
+        error if it fails."""
+        clashing = [
+            r for r in self._pending_deletes() if (r.parent_uuid, r.name) == (parent_uuid, name)
+        ]
+        for record in clashing:
+            await self._delete_remote(record)
+        return bool(clashing)
+
     def stats(self) -> dict[str, Any]:
         pending = [r for r in self.journal.dirty_files() if not r.deleted]
         pending_bytes = sum(r.size for r in pending)
@@ -310,6 +356,7 @@ class Uploader:
         return {
             "pending_files": len(pending),
             "pending_bytes": pending_bytes,
+            "pending_deletes": len(self._pending_deletes()),
             "queued": len(self._queue),
             "in_flight": len(self._running),
             "in_flight_bytes": sum(self._running.values()),
@@ -322,6 +369,7 @@ class Uploader:
             "errors": {
                 i: {
                     "path": self.describe_id(i),
+                    "delete": self._is_delete(i),  # a pending remote delete, not an upload
                     "error": f"{type(f.error).__name__}: {f.error}",
                     "attempts": f.attempts,
                     "quota": isinstance(f.error, QuotaExceeded),
@@ -511,8 +559,13 @@ class Uploader:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempts - 1))
         self._queue[local_id] = _Queued(self._clock() + delay, attempts)
         level = logging.WARNING if attempts == 1 else logging.DEBUG
-        log.log(level, "upload of %s failed (attempt %d, retry in %.0f s): %r",
-                self.describe_id(local_id), attempts, delay, exc)  # fmt: skip
+        log.log(level, "%s of %s failed (attempt %d, retry in %.0f s): %r",
+                "delete" if self._is_delete(local_id) else "upload", self.describe_id(local_id),
+                attempts, delay, exc)  # fmt: skip
+
+    def _is_delete(self, local_id: int) -> bool:
+        record = self.journal.get(local_id)
+        return record is not None and record.deleted
 
     # --- one upload -------------------------------------------------------------------------
 
@@ -737,6 +790,14 @@ class Uploader:
                     self._recovery_uuid = None  # the recovery folder itself was deleted
                 record = await self._rehome(record)
             except Conflict as exc:
+                try:
+                    ours = await self.settle_deletes_at(record.parent_uuid, record.name)
+                except Exception as error:
+                    # The name is still held by an entry we are deleting: never give it our
+                    # content (its delete would take it along). Retried with backoff.
+                    raise exc from error
+                if ours:
+                    continue  # the file unlinked under this name is gone now: create again
                 target = await self.on_conflict(record, exc)
                 if target is not None and file_id is None:
                     await self._remove_entry(target, record.name)  # no replace to empty
@@ -786,10 +847,14 @@ class Uploader:
             log.info("remote entry of %r was already gone", name)
 
     async def _delete_remote(self, record: FileRecord) -> None:
-        if record.remote_uuid is None:
-            return
         async with self.lock_for(record.local_id):
+            # Read again under the lock: settle_deletes_at may have sent it meanwhile.
+            current = self.journal.get(record.local_id)
+            if current is None or not current.deleted or current.remote_uuid is None:
+                return
+            record = current
             await self._remove_entry(record.remote_uuid, record.name)
+            crash_point("after-remote-delete")
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)
                 if record.local_id in self._drop_after_delete:

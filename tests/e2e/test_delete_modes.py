@@ -1,4 +1,5 @@
-"""--delete-mode permanent frees the quota at once; --delete-mode trash keeps files restorable."""
+"""--delete-mode permanent frees the quota once the deletes are sent (at the latest when
+``flush`` returns); --delete-mode trash keeps files restorable."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import trio
 
 from internxtfs.internxt.client import InternxtClient
+from tests.harness.durability import flush_ok
 from tests.harness.mounting import MountedFS
 
 
@@ -40,6 +42,7 @@ def test_delete_mode(
     os.unlink(m.mountpoint / "d" / "pack")
     os.rmdir(m.mountpoint / "d")
     assert os.listdir(m.mountpoint) == []
+    flush_ok(m)  # file deletes are sent in the background; flush waits for them
     usage, trashed = trio.run(_usage_and_trash, emulator, fs_user)
     if mode == "permanent":
         assert (usage, trashed) == (0, 0)

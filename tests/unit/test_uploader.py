@@ -72,6 +72,9 @@ class FakeDrive:
         self.log: list[str] = []
         self.fail_next: list[Exception] = []
         self.fail_name: dict[str, Exception] = {}  # fails the next create of that name
+        self.fail_delete: list[Exception] = []
+        self.deletes_in_flight = 0
+        self.max_deletes_in_flight = 0
         self._ids = itertools.count(1)
 
     def _maybe_fail(self) -> None:
@@ -119,6 +122,14 @@ class FakeDrive:
 
     async def delete_file(self, uuid: str) -> None:
         self.log.append(f"delete {uuid}")
+        self.deletes_in_flight += 1
+        self.max_deletes_in_flight = max(self.max_deletes_in_flight, self.deletes_in_flight)
+        try:
+            await trio.sleep(0.01)
+            if self.fail_delete:
+                raise self.fail_delete.pop(0)
+        finally:
+            self.deletes_in_flight -= 1
         if self.entries.pop(uuid, None) is None:
             raise NotFound("gone", status=404)
 
@@ -523,4 +534,84 @@ async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
         s.uploader.schedule(gid, immediate=True)
         assert await s.uploader.wait_idle(gid) == {}
         assert ("obj3", gid, "uncertain") in s.journal.orphans()  # never downgraded
+        nursery.cancel_scope.cancel()
+
+
+async def _stored(s: Setup, folder: str, name: str) -> int:
+    entry = await s.drive.create_file(folder, name, 0, None)
+    return s.journal.new_file(parent_uuid=folder, name=name, remote_uuid=entry.uuid).local_id
+
+
+def _unlink(s: Setup, local_id: int) -> int:
+    """What unlink does to a stored file: the record marked deleted, the delete queued."""
+    s.journal.update(local_id, deleted=True)
+    s.uploader.delete_when_closed(local_id)
+    return local_id
+
+
+async def _pending_delete(s: Setup, folder: str, name: str) -> int:
+    return _unlink(s, await _stored(s, folder, name))
+
+
+async def test_deletes_run_concurrently_within_the_bound(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """unlink queues the delete (rm -rf): they share the upload slots, several at a time;
+    rmdir waits for those of its folder only; status counts them; records go once sent."""
+    s = Setup(tmp_path, concurrency=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        ids = [await _stored(s, "dir", f"f{i}") for i in range(20)]
+        other = await _stored(s, "elsewhere", "g")
+        for local_id in [*ids, other]:
+            _unlink(s, local_id)
+        assert s.uploader.stats()["pending_deletes"] == 21
+        await s.uploader.wait_deletes_in("dir")
+        assert [e.name for e in s.drive.entries.values()] in ([], ["g"])
+        assert s.drive.max_deletes_in_flight == 4
+        assert all(s.journal.get(i) is None for i in ids)
+        assert await s.uploader.wait_idle() == {}
+        assert s.journal.get(other) is None and s.uploader.stats()["pending_deletes"] == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_rmdir_wait_raises_a_failed_delete(
+    setup: Setup, autojump_clock: trio.abc.Clock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(setup.uploader.run)
+        setup.drive.fail_delete = [ServerError("boom", status=500)]
+        await _pending_delete(setup, "dir", "f")
+        with pytest.raises(ServerError):
+            await setup.uploader.wait_deletes_in("dir")
+        await setup.uploader.wait_deletes_in("dir")  # retried at once, and sent
+        assert setup.drive.entries == {}
+        nursery.cancel_scope.cancel()
+
+
+async def test_new_file_under_the_name_of_a_pending_delete(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The old entry still holds the name (its delete failed and waits out a backoff): the
+    create meets Conflict, the old entry's delete is sent first, and the new file is created;
+    the conflict policy never adopts the old entry (its delete would take the new content)."""
+    adopted: list[str] = []
+
+    async def adopt(record: FileRecord, error: Conflict) -> str | None:
+        adopted.append(record.name)
+        return next(e.uuid for e in s.drive.entries.values() if e.name == record.name)
+
+    s = Setup(tmp_path, quiet_period=0.0, on_conflict=adopt)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        s.drive.fail_delete = [ServerError("boom", status=500)]
+        old = await _pending_delete(s, "root", "a")
+        assert list(await s.uploader.wait_idle(among={old})) == [old]  # failed, backing off
+        fid = await s.new_file("a", b"new")
+        s.uploader.schedule(fid, immediate=True)
+        await s.uploader.wait_idle(fid)
+        assert adopted == []
+        assert s.remote_content(fid) == b"new"
+        assert [e.name for e in s.drive.entries.values()] == ["a"]
+        assert s.journal.get(old) is None
         nursery.cancel_scope.cancel()
