@@ -64,6 +64,7 @@ def test_symlink_readlink_lstat_rename_unlink_survive_cold_remount(mounted: Moun
     for refused in (
         lambda: os.link(d / "target.txt", d / "hard"),
         lambda: os.mkfifo(d / "fifo"),
+        lambda: os.mknod(d / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3)),
     ):
         with pytest.raises(PermissionError):
             refused()
