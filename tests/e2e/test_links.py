@@ -146,3 +146,53 @@ def test_rsync_a_copies_symlinks(mounted: MountedFS, tmp_path: Path) -> None:
         assert is_link(tree / link), link
         assert os.readlink(tree / link) == os.readlink(src / link), link
     assert (tree / "sub" / "chain").read_bytes() == (src / "data.bin").read_bytes()
+
+
+def test_link_names_renames_over_and_clashes(mounted_factory: Any) -> None:
+    mounted = mounted_factory()
+    mnt = mounted.mountpoint
+    # A regular file may not take a link's remote name: it would read back as a link.
+    with pytest.raises(OSError) as info:
+        (mnt / "a.rclonelink").write_bytes(b"x")
+    assert info.value.errno == errno.EINVAL
+    (mnt / "f").write_bytes(b"regular f")
+    with pytest.raises(OSError) as info:
+        os.rename(mnt / "f", mnt / "b.rclonelink")
+    assert info.value.errno == errno.EINVAL
+
+    # rename(2) of a link onto a regular file and of a regular file onto a link.
+    (mnt / "g").write_bytes(b"regular g")
+    os.symlink("f", mnt / "l1")
+    os.symlink("g", mnt / "l2")
+    os.rename(mnt / "l1", mnt / "g")  # g is now a link to f
+    os.rename(mnt / "f", mnt / "l2")  # l2 is now the regular file
+    assert os.readlink(mnt / "g") == "f"
+    assert not is_link(mnt / "l2") and (mnt / "l2").read_bytes() == b"regular f"
+    fd = os.open(mnt / "l2", os.O_RDONLY)
+    try:
+        os.fsync(fd)  # returns once stored remotely
+    finally:
+        os.close(fd)
+    held = remote.snapshot(mounted.emulator, mounted.user)
+    assert held == {"g.rclonelink": b"f", "l2": b"regular f"}
+
+    # A mount with --links off writes x.rclonelink as a plain file beside a regular x: the
+    # link may not hide x, so it shows under its full name, as a regular file.
+    plain = mounted_factory(mounted.user, "--links", "off", name="plain")
+    (plain.mountpoint / "x").write_bytes(b"regular x")
+    (plain.mountpoint / "x.rclonelink").write_bytes(b"target-of-x")
+    (plain.mountpoint / "y.rclonelink").write_bytes(b"target-of-y")
+    assert sorted(os.listdir(plain.mountpoint)) == [
+        "g.rclonelink",
+        "l2",
+        "x",
+        "x.rclonelink",
+        "y.rclonelink",
+    ]
+    plain.unmount()
+    mounted.remount(cold=True)
+    assert sorted(os.listdir(mnt)) == ["g", "l2", "x", "x.rclonelink", "y"]
+    assert (mnt / "x").read_bytes() == b"regular x"
+    assert not is_link(mnt / "x.rclonelink")
+    assert (mnt / "x.rclonelink").read_bytes() == b"target-of-x"
+    assert os.readlink(mnt / "y") == "target-of-y"
