@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 
 from internxtfs import config
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     logout = sub.add_parser("logout", help="revoke the session and remove the stored profile")
     logout.add_argument("--profile", default=config.DEFAULT_PROFILE)
+    logout.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the profile here even when the session cannot be revoked on the server",
+    )
     _key_options(logout)
     logout.set_defaults(func=cmd_logout)
 
@@ -198,12 +204,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a daemon re-runs
     setup_logging(args)
+    if isinstance(getattr(args, "profile", None), str):
+        # A name that cannot be a directory is refused before anything else happens (login
+        # would otherwise ask the server for a session it cannot store).
+        try:
+            config.profile_dir(args.profile)
+        except config.ProfileError as exc:
+            parser.error(str(exc))
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`internxtfs status M | head -1`): stop quietly, as cat does.
+        # stdout points at nothing from here on, so the flush at exit cannot complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return EXIT_FAIL
 
 

@@ -1,7 +1,9 @@
 """The control socket of a running mount: ``internxtfs status | flush | umount MOUNTPOINT``.
 
 Each mount listens on a Unix socket whose path is derived from its mountpoint (so the commands
-need nothing but the mountpoint), mode 0600: only the user who mounted it can talk to it.
+need nothing but the mountpoint, or any path inside the mount), mode 0600, in a directory
+that must be the user's alone (:func:`checked_runtime_dir`): only the user who mounted it can
+talk to it, and nobody else can answer in its place.
 Requests and answers are JSON lines: the client sends ``{"cmd": ...}``; ``status`` answers one
 object; ``flush`` and ``umount`` send ``{"progress": ...}`` lines while they wait and end with
 ``{"done": true, ...}``.
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -47,14 +50,54 @@ def runtime_dir() -> Path:
     )
 
 
+class UnsafeRuntimeDir(Exception):
+    """The directory holding the control sockets is not this user's alone: whoever controls
+    it could answer ``flush`` with "everything is stored"."""
+
+
+def checked_runtime_dir(*, create: bool) -> Path:
+    """:func:`runtime_dir`, once it is sure to be this user's alone: owned by the user, mode
+    0700 or narrower, a real directory (not a symlink). Without ``XDG_RUNTIME_DIR`` it lies in
+    the shared /tmp, where another user may have made it first. Raises UnsafeRuntimeDir;
+    FileNotFoundError when it does not exist and ``create`` is false (no mount runs)."""
+    directory = runtime_dir()
+    if create:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRuntimeDir(
+            f"{directory} is not a directory (a symlink or a file): the control sockets of "
+            "internxtfs mounts cannot go there; remove it, or set XDG_RUNTIME_DIR"
+        )
+    if st.st_uid != os.geteuid():
+        raise UnsafeRuntimeDir(
+            f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}): another "
+            "user could answer for your mounts there; remove it, or set XDG_RUNTIME_DIR"
+        )
+    if st.st_mode & 0o077:
+        raise UnsafeRuntimeDir(
+            f"{directory} has mode {stat.S_IMODE(st.st_mode):04o}, open to other users: "
+            f"run 'chmod 700 {directory}', or set XDG_RUNTIME_DIR"
+        )
+    return directory
+
+
+def _socket_name(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20] + ".sock"
+
+
 def socket_path(mountpoint: str | Path) -> Path:
-    digest = hashlib.sha256(canonical_mountpoint(mountpoint).encode()).hexdigest()[:20]
-    return runtime_dir() / f"{digest}.sock"
+    return runtime_dir() / _socket_name(canonical_mountpoint(mountpoint))
 
 
 @contextlib.contextmanager
 def _listening_socket(path: Path) -> Iterator[socket.socket]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.parent == runtime_dir():
+        checked_runtime_dir(create=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left over from a mount that died
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -112,10 +155,29 @@ class NotMounted(Exception):
     pass
 
 
-async def request(mountpoint: str | Path, cmd: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
-    """Send one command; yield every answer line."""
+def mount_root(path: str | Path) -> str:
+    """The mountpoint of the internxtfs mount that ``path`` lies in: ``path`` itself or the
+    nearest parent that has a control socket (``status`` from inside a subdirectory).
+    NotMounted when none has; UnsafeRuntimeDir when the sockets' directory is not safe."""
     try:
-        async for answer in request_at(socket_path(mountpoint), cmd, **args):
+        directory = checked_runtime_dir(create=False)
+    except FileNotFoundError:
+        raise NotMounted(f"no internxtfs mount answers at {path}") from None
+    current = canonical_mountpoint(path)
+    while True:
+        if (directory / _socket_name(current)).exists():
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            raise NotMounted(f"no internxtfs mount answers at {path}")
+        current = parent
+
+
+async def request(mountpoint: str | Path, cmd: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+    """Send one command to the mount ``mountpoint`` lies in; yield every answer line."""
+    root = mount_root(mountpoint)
+    try:
+        async for answer in request_at(socket_path(root), cmd, **args):
             yield answer
     except NotMounted:
         raise NotMounted(f"no internxtfs mount answers at {mountpoint}") from None
@@ -124,8 +186,13 @@ async def request(mountpoint: str | Path, cmd: str, **args: Any) -> AsyncIterato
 async def tell_every_mount(cmd: str, **args: Any) -> list[dict[str, Any]]:
     """Send a command to every mount of this user that answers (e.g. after a new login)."""
     answers: list[dict[str, Any]] = []
-    directory = runtime_dir()
-    for path in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
+    try:
+        directory = checked_runtime_dir(create=False)
+    except (FileNotFoundError, UnsafeRuntimeDir) as exc:
+        if isinstance(exc, UnsafeRuntimeDir):
+            log.warning("not telling running mounts: %s", exc)
+        return answers
+    for path in sorted(directory.glob("*.sock")):
         with trio.move_on_after(10), contextlib.suppress(NotMounted, OSError, ValueError):
             async for answer in request_at(path, cmd, **args):
                 answers.append(answer)

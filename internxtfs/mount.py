@@ -35,7 +35,7 @@ from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict
+from internxtfs.internxt.errors import Conflict, LegacyFileFormat
 from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
@@ -153,12 +153,21 @@ async def _run_mount(
         on_session_change=persist,
     ) as client:
         session = client.session_manager.session
+        client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
 
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
             assert record.remote_file_id is not None
-            return await client.network.download_range(record.remote_file_id, offset, length)
+            try:
+                return await client.network.download_range(record.remote_file_id, offset, length)
+            except LegacyFileFormat as exc:
+                # Reads get EIO; the log says which file and what the user can do.
+                raise LegacyFileFormat(
+                    f"{record.name!r} is stored in Internxt's legacy (version 1) format, which "
+                    "internxtfs cannot read; download it with Internxt's web app "
+                    "(https://drive.internxt.com)"
+                ) from exc
 
         async def adopt_existing(record: FileRecord, error: Conflict) -> str | None:
             # A file we never saw has the name we are publishing (a stale listing, or our own
@@ -198,6 +207,7 @@ async def _run_mount(
             root_uuid=session.root_folder_uuid,
             options=config.fs,
         )
+        uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
@@ -209,6 +219,9 @@ async def _run_mount(
             return {
                 "mountpoint": str(config.mountpoint),
                 "account": manager.session.email,
+                "profile": profile.name,
+                "profile_dir": str(profile_dir(profile.name)),
+                "cache_dir": str(config.cache_dir),
                 "uploads": uploader.stats()
                 | sweeper.stats()
                 | {"renames_unsettled": operations.replacements.pending()},
@@ -234,10 +247,24 @@ async def _run_mount(
             pyfuse3.terminate()
 
         async def stop_on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
                 async for signum in sigs:
                     await stop(f"received {signal.Signals(signum).name}", config.flush_timeout)
                     return
+
+        async def reload_on_hangup() -> None:
+            # SIGHUP (`systemctl reload`) re-reads the profile, as a new `internxtfs login`
+            # does through the control socket: the mount keeps serving. It used to unmount
+            # and exit 0, which Restart=on-failure then left down.
+            with trio.open_signal_receiver(signal.SIGHUP) as sigs:
+                async for _ in sigs:
+                    try:
+                        answer = await reload_credentials(str(profile_dir(profile.name)))
+                    except Exception:
+                        log.exception("SIGHUP: re-reading profile %r failed", profile.name)
+                        continue
+                    if answer.get("reloaded"):
+                        log.info("SIGHUP: profile %r re-read; its login is in use", profile.name)
 
         async def reload_credentials(name: object) -> dict[str, Any]:
             """A new ``internxtfs login`` of this profile: use it without a remount."""
@@ -321,7 +348,7 @@ async def _run_mount(
             await _announce_ready(config.mountpoint, on_ready)
             while os.environ.get("NOTIFY_SOCKET"):
                 stats = uploader.stats()
-                sdnotify.notify(STATUS=_status_line(stats))
+                sdnotify.notify(STATUS=_status_line(stats, client.session_manager.last_error))
                 await trio.sleep(5)
 
         try:
@@ -332,6 +359,7 @@ async def _run_mount(
                 await nursery.start(sweeper.run)
                 await nursery.start(operations.replacements.run)
                 nursery.start_soon(stop_on_signal)
+                nursery.start_soon(reload_on_hangup)
                 await nursery.start(
                     control.serve, control.socket_path(config.mountpoint), control_request
                 )
@@ -390,10 +418,13 @@ async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None)
         on_ready()
 
 
-def _status_line(uploads: dict[str, Any]) -> str:
+def _status_line(uploads: dict[str, Any], session_error: str | None = None) -> str:
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if session_error:
+        # First: `systemctl status` cuts long lines, and this one needs a person.
+        line = f"NOT LOGGED IN ({session_error}); {line}"
     return line
 
 
@@ -432,7 +463,13 @@ async def _wait_with_progress(
         "done": True,
         "timed_out": timed_out,
         "pending": stats["pending_files"],
-        "errors": {str(k): f"{type(v).__name__}: {v}" for k, v in errors.items()},
+        "errors": {
+            str(k): {
+                "path": uploader.describe_id(k),
+                "error": f"{type(v).__name__}: {v}",
+            }
+            for k, v in errors.items()
+        },
         "uploads": stats,
     }
 

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Root (a minimal machine, CI) installs packages itself; anyone else asks sudo for that step
+# only, so the virtualenv stays theirs.
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 else
@@ -17,8 +19,13 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+    echo "setup.sh: missing packages (${missing[*]}); run this as root, or install sudo" >&2
+    exit 1
+  fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Through env: sudo would drop a plain variable assignment.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -6,7 +6,9 @@ import argparse
 import functools
 import getpass
 import os
+import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import trio
@@ -19,18 +21,22 @@ from internxtfs.commands import (
     UsageError,
     interactive,
 )
-from internxtfs.internxt import endpoints
+from internxtfs.internxt import crypto, endpoints
 from internxtfs.internxt import errors as ie
 
 
-def read_secret_file(path: str, what: str = "Secret") -> str:
+def read_secret_file(path: str, option: str, what: str = "Secret") -> str:
     """A secret from a file, or from standard input for ``-``; one trailing newline dropped.
 
     ``-`` at a terminal asks for it without echo (``what`` is the prompt): reading the
     terminal like a file would show the secret on screen and wait for Ctrl-D."""
     if path == "-" and interactive():
         return getpass.getpass(f"{what}: ")
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise UsageError(f"cannot read {option} {path}: {reason}") from None
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -38,10 +44,25 @@ def normalise_totp_secret(text: str) -> str:
     """Accept a base32 secret or an ``otpauth://`` URI (what authenticator QR codes hold)."""
     text = text.strip()
     if text.startswith("otpauth://"):
-        import pyotp
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(text).query)
+        text = (query.get("secret") or [""])[0]
+        if not text:
+            raise UsageError("the otpauth:// URI has no secret= parameter")
+    secret = "".join(text.split()).upper()
+    try:
+        crypto.totp_secret_bytes(secret)
+    except crypto.TotpSecretError as exc:
+        raise UsageError(str(exc)) from None
+    return secret
 
-        return pyotp.parse_uri(text).secret
-    return text.replace(" ", "").upper()
+
+def normalise_code(text: str) -> str:
+    """A two-factor code as typed: authenticator apps show it as "123 456"."""
+    code = "".join(text.split())
+    if not re.fullmatch(r"[0-9]{6}", code):
+        # Refused here, not by the server: a wrong code sent counts towards the lockout.
+        raise UsageError(f"a two-factor code is 6 digits (spaces allowed), not {text!r}")
+    return code
 
 
 def describe_auth_error(exc: ie.InternxtError, drive_url: str) -> tuple[str, int]:
@@ -122,11 +143,17 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not email:
         raise UsageError("--email is required when not running interactively")
     if args.password_file:
-        password = read_secret_file(args.password_file, "Password")
+        password = read_secret_file(args.password_file, "--password-file", "Password")
     elif interactive():
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("--password-file is required when not running interactively")
+    if not password:
+        # Refused here: the server would count it as a failed login towards the lockout.
+        raise UsageError(
+            "the password is empty"
+            + (f" (--password-file {args.password_file})" if args.password_file else "")
+        )
     passphrase = passphrase_from_args(args, new=True)
     try:  # before the server is asked: a key that cannot be used must not cost a login
         key = vault.key_material(
@@ -137,11 +164,13 @@ def cmd_login(args: argparse.Namespace) -> int:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     totp_secret = (
-        normalise_totp_secret(read_secret_file(args.totp_secret_file, "2FA secret"))
+        normalise_totp_secret(
+            read_secret_file(args.totp_secret_file, "--totp-secret-file", "2FA secret")
+        )
         if args.totp_secret_file
         else None
     )
-    code = args.code
+    code = normalise_code(args.code) if args.code else None
 
     async def attempt(code: str | None) -> object:
         async with InternxtClient(drive_url=drive_url, network_url=network_url) as client:
@@ -163,7 +192,7 @@ def cmd_login(args: argparse.Namespace) -> int:
                 totp_secret = normalise_totp_secret(pasted)
                 session = trio.run(attempt, None)
             else:
-                code = input("Two-factor code: ").strip()
+                code = normalise_code(input("Two-factor code: "))
                 session = trio.run(attempt, code)
     except ie.InternxtError as exc:
         message, status = describe_auth_error(exc, drive_url)
@@ -243,7 +272,22 @@ def cmd_logout(args: argparse.Namespace) -> int:
     try:
         trio.run(revoke)
     except ie.InternxtError as exc:
-        print(f"internxtfs: could not revoke the session remotely: {exc.message}", file=sys.stderr)
+        # The token stays valid on the server until it expires (days): keep the profile, so a
+        # second logout can still revoke it, unless told to forget it here anyway.
+        if not getattr(args, "force", False):
+            print(
+                f"internxtfs: could not revoke the session on the server ({exc.message}), so it "
+                f"stays valid there; profile {args.profile!r} is kept. Run logout again once "
+                f"Internxt is reachable, or 'internxtfs logout --profile {args.profile} --force' "
+                "to remove it here anyway",
+                file=sys.stderr,
+            )
+            return EXIT_UNREACHABLE if isinstance(exc, ie.Unreachable) else EXIT_FAIL
+        print(
+            f"internxtfs: could not revoke the session on the server ({exc.message}); it stays "
+            "valid there until it expires. Removing the profile here as asked (--force)",
+            file=sys.stderr,
+        )
     config.delete_profile(args.profile)
     print(f"Logged out; profile {args.profile!r} removed")
     return 0

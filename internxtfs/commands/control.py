@@ -13,6 +13,9 @@ from internxtfs.commands import (
     EXIT_FAIL,
 )
 
+# How long `status` keeps showing a network error after requests succeed again.
+NETWORK_ERROR_SHOWN = 3600.0
+
 
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -47,11 +50,47 @@ def format_status(st: dict[str, object]) -> str:
     ]
     if sess.get("error"):
         lines.append(f"  session cannot be renewed: {sess['error']}")
-    if net.get("last_error"):
-        lines.append(f"  last network error: {net['last_error']}")
+    network_error = _network_error_line(net, now=time.time())
+    if network_error:
+        lines.append(network_error)
+    if up.get("size_cap") is not None:
+        lines.append(f"  largest file your plan allows: {_human(up['size_cap'])}")
     for local_id, err in (up.get("errors") or {}).items():
-        lines.append(f"  failing upload #{local_id}: {err['error']} ({err['attempts']} attempts)")
+        name = err.get("path") or f"local id {local_id}"
+        lines.append(f"  failing upload {name}: {err['error']} ({err['attempts']} attempts)")
     return "\n".join(lines)
+
+
+def _clock_time(at: float) -> str:
+    import datetime
+
+    return f"{datetime.datetime.fromtimestamp(at, datetime.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def _network_error_line(net: dict[str, object], now: float) -> str | None:
+    """The last network error with its time. Once requests succeed again it says so, and
+    after NETWORK_ERROR_SHOWN seconds of that it is no longer shown (``--json`` keeps it)."""
+    error, at = net.get("last_error"), net.get("last_error_at")
+    if not error:
+        return None
+    if not isinstance(at, (int, float)):
+        return f"  last network error: {error}"
+    line = f"  last network error, {_clock_time(at)} ({_ago(now - at)}): {error}"
+    ok = net.get("last_success_at")
+    if net.get("failing") or not isinstance(ok, (int, float)) or ok < at:
+        return line + "; no request has succeeded since"
+    if now - ok > NETWORK_ERROR_SHOWN:
+        return None
+    return line + f"; requests succeed again since {_clock_time(ok)}"
 
 
 def _control(mountpoint: str, cmd: str, **kw: object) -> list[dict[str, object]]:
@@ -64,9 +103,10 @@ def _control(mountpoint: str, cmd: str, **kw: object) -> list[dict[str, object]]
             if "progress" in answer and sys.stderr.isatty():
                 p = answer["progress"]
                 assert isinstance(p, dict)
+                left = p.get("bytes_left", p["pending_bytes"])
                 print(
-                    f"\r  {p['pending_files']} file(s), {_human(p['pending_bytes'])} to upload"
-                    f" ({p['in_flight']} in flight)   ",
+                    f"\r  {p['pending_files']} file(s), {_human(left)} left to upload"
+                    f" of {_human(p['pending_bytes'])} ({p['in_flight']} in flight)   ",
                     end="",
                     file=sys.stderr,
                     flush=True,
@@ -80,11 +120,11 @@ def _control(mountpoint: str, cmd: str, **kw: object) -> list[dict[str, object]]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from internxtfs.control import NotMounted
+    from internxtfs.control import NotMounted, UnsafeRuntimeDir
 
     try:
         (answer,) = _control(args.mountpoint, "status")
-    except NotMounted as exc:
+    except (NotMounted, UnsafeRuntimeDir) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(json.dumps(answer, indent=2) if args.json else format_status(answer))
@@ -92,12 +132,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _flush_like(args: argparse.Namespace, cmd: str) -> int:
-    from internxtfs.control import NotMounted
+    from internxtfs.control import NotMounted, UnsafeRuntimeDir, mount_root
 
     extra = {"lazy": True} if getattr(args, "lazy", False) else {}
     try:
-        answers = _control(args.mountpoint, cmd, timeout=args.timeout, **extra)
-    except NotMounted as exc:
+        root = mount_root(args.mountpoint)  # also from a directory inside the mount
+        answers = _control(root, cmd, timeout=args.timeout, **extra)
+    except (NotMounted, UnsafeRuntimeDir) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     result = next((a for a in answers if a.get("done")), None)
@@ -113,7 +154,7 @@ def _flush_like(args: argparse.Namespace, cmd: str) -> int:
     if cmd == "umount":
         from internxtfs.control import canonical_mountpoint
 
-        target = canonical_mountpoint(args.mountpoint)
+        target = canonical_mountpoint(root)
         for _ in range(600):
             with open("/proc/self/mounts") as fh:
                 if not any(line.split()[1] == target for line in fh):
@@ -122,7 +163,11 @@ def _flush_like(args: argparse.Namespace, cmd: str) -> int:
     errors = result.get("errors") or {}
     assert isinstance(errors, dict)
     for local_id, err in errors.items():
-        print(f"internxtfs: upload #{local_id} failed: {err}", file=sys.stderr)
+        if isinstance(err, dict):
+            where, why = err.get("path") or f"local id {local_id}", err.get("error")
+        else:
+            where, why = f"local id {local_id}", err
+        print(f"internxtfs: cannot store {where}: {why}", file=sys.stderr)
     if result.get("pending"):
         print(
             f"internxtfs: {result['pending']} file(s) not stored yet"

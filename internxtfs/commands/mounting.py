@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from internxtfs import config
+from internxtfs import config, control
 from internxtfs.commands import (
     EXIT_FAIL,
     EXIT_USAGE,
@@ -99,7 +99,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     try:
         mount.clear_stale_mount(Path(args.mountpoint).resolve())
-    except mount.AlreadyMounted as exc:
+        # Where `status` and `flush` will find this mount; refused if another user holds it.
+        control.checked_runtime_dir(create=True)
+    except (mount.AlreadyMounted, control.UnsafeRuntimeDir) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     if args.mkdir:

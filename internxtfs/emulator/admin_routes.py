@@ -65,7 +65,7 @@ def apply_knobs(knobs: Knobs, changes: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be a non-negative number")
         if name.endswith("_rate") and value > 1:
             raise ValueError(f"{key} must be between 0 and 1")
-        integral = name in ("bandwidth", "token_lifetime") or name.endswith("_next")
+        integral = name in ("bandwidth", "token_lifetime", "info_mirrors") or name.endswith("_next")
         clean[name] = int(value) if integral else float(value)
     for name, value in clean.items():
         setattr(knobs, name, value)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-import pyotp
 from aiohttp import web
 
-from internxtfs.internxt.crypto import CRYPTO_SECRET, CryptoError, decrypt_text, encrypt_text
+from internxtfs.internxt.crypto import (
+    CRYPTO_SECRET,
+    TOTP_STEP,
+    CryptoError,
+    decrypt_text,
+    encrypt_text,
+    totp_code,
+)
 
 from . import tokens
 from .context import emulator_of
@@ -81,7 +88,14 @@ def _password_matches(user: Row, field: Any) -> bool:
 def _tfa_matches(user: Row, code: Any) -> bool:
     if not isinstance(code, str | int) or not str(code).strip():
         return False
-    return pyotp.TOTP(user["totp_secret"]).verify(str(code).strip(), valid_window=TOTP_WINDOW)
+    # As internxt/drive-server-wip src/modules/auth/two-factor-auth.service.ts checks codes
+    # (speakeasy, window 2): any secret length, pyotp's 112-bit floor would refuse Internxt's own.
+    now = time.time()
+    given = str(code).strip()
+    return any(
+        totp_code(user["totp_secret"], now + step * TOTP_STEP) == given
+        for step in range(-TOTP_WINDOW, TOTP_WINDOW + 1)
+    )
 
 
 async def _access(request: web.Request, *, cli: bool) -> web.Response:
@@ -162,7 +176,10 @@ async def logout(request: web.Request) -> web.Response:
 async def usage(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
     drive = emulator_of(request).store.drive_usage(user["id"])
-    return web.json_response({"drive": drive, "backup": 0, "mail": 0, "total": drive})
+    # drive-server-wip src/modules/user/user.usecase.ts ``getUserUsage``: ``total`` is drive +
+    # backup + mail, and it is what the quota is measured against.
+    backup = int(user.get("backup_usage") or 0)
+    return web.json_response({"drive": drive, "backup": backup, "mail": 0, "total": drive + backup})
 
 
 async def limit(request: web.Request) -> web.Response:

@@ -32,6 +32,13 @@ class Knobs:
     throttle_next: int = 0
     reset_next: int = 0
     lose_answer_next: int = 0
+    # The next N eligible requests are carried out and answered 200 with an empty body, as
+    # drive-server's file meta does when it swallows an internal error (file.controller.ts).
+    empty_answer_next: int = 0
+    # Milliseconds per part that the answer of a finished upload takes (after it is done).
+    finish_ms_per_part: float = 0.0
+    # How many entries (one per mirror) the bridge's file info lists in ``shards``.
+    info_mirrors: int = 1
     # Only paths matching this regex get faults (None = all API / object paths).
     fault_path_regex: str | None = None
     # ... and only requests with this HTTP method (None = any).

@@ -79,12 +79,20 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
             status = emu.rng.choice((500, 503))
             _count(emu, str(status))
             log.info("injected %d on %s %s", status, request.method, path)
+            if status > 500 and path.startswith("/network/"):
+                # The bridge's error handler answers any status above 500 as 400 with the
+                # error's message (bridge lib/server/middleware/error-handler.ts).
+                return web.json_response({"error": reason(status)}, status=400)
             return _fault_response(path, status)
         if _draw(emu, "throttle_next", emu.knobs.throttle_rate):
             _count(emu, "429")
             log.info("injected 429 on %s %s", request.method, path)
             return _fault_response(path, 429, {"Retry-After": "1"})
     response = await handler(request)
+    if eligible and response.status == 200 and _draw(emu, "empty_answer_next", 0.0):
+        _count(emu, "empty_answer")
+        log.info("carried out %s %s, then answered 200 with no body", request.method, path)
+        return web.Response(status=200)
     # Only a request that succeeded changed anything worth hiding; an error answer passes.
     if (
         eligible

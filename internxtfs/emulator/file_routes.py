@@ -235,17 +235,28 @@ async def replace(request: web.Request) -> web.Response:
     with store.transaction() as conn:
         size, file_id = check_content(store, user, body, replacing=row["uuid"])
         now = now_iso()
+        if size == 0:
+            # Internxt's quirk (drive-server-wip src/modules/file/file.usecase.ts
+            # ``replaceFile``): ``size === BigInt(0)`` is never true for the plain number the
+            # ValidationPipe leaves (``replace-file.dto.ts`` is ``@IsNumber()``, ``main.ts``
+            # has no implicit conversion), so the new fileId is the absent one, which the ORM
+            # drops from the UPDATE: the entry keeps its old fileId with size 0, the old
+            # object is deleted all the same, and the reply leaves ``fileId`` out.
+            file_id = row["file_id"]
         conn.execute(
             "UPDATE files SET size = ?, file_id = ?, modification_time = ?, updated_at = ?"
             " WHERE id = ?",
             (size, file_id, modification or now, now, row["id"]),
         )
         # No versioning in the emulator: the previous content goes away.
-        if row["file_id"] != file_id:
+        if row["file_id"] != file_id or size == 0:
             store.delete_entry(row["file_id"])
     fresh = store.file(user["id"], row["uuid"])
     assert fresh is not None
-    return web.json_response(file_dto(fresh))
+    reply = file_dto(fresh)
+    if size == 0:
+        reply.pop("fileId", None)
+    return web.json_response(reply)
 
 
 def delete_file_row(store: Store, row: Row) -> None:

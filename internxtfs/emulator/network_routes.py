@@ -80,7 +80,9 @@ def _is_count(value: Any) -> bool:
 def _check_quota(store: Store, user: Row, extra: int) -> None:
     # The bridge counts the bytes of its own bucket entries (``totalUsedSpaceBytes``), not the
     # drive's files: an object no drive entry points at still takes space until deleted.
-    if store.network_usage(user["id"]) + extra > user["quota"]:
+    # Backups and mail share the quota (user.backup_usage, see users.py).
+    used = store.network_usage(user["id"]) + int(user.get("backup_usage") or 0)
+    if used + extra > user["quota"]:
         raise network_error(420, "Max space used")
 
 
@@ -294,6 +296,10 @@ async def finish_upload(request: web.Request) -> web.Response:
         conn.execute("DELETE FROM uploads WHERE uuid = ?", (upload["uuid"],))
         conn.execute("DELETE FROM upload_parts WHERE upload_uuid = ?", (upload["uuid"],))
     shutil.rmtree(directory, ignore_errors=True)
+    if emu.knobs.finish_ms_per_part > 0:
+        # Completing a multipart upload takes longer the more parts it has (the object store
+        # assembles them); the object exists already, only the answer is late.
+        await asyncio.sleep(emu.knobs.finish_ms_per_part * len(numbers) / 1000)
     return web.json_response(
         {
             "id": entry_id,
@@ -333,27 +339,24 @@ def _bucket_entry(request: web.Request) -> Row:
 async def file_info(request: web.Request) -> web.Response:
     emu = emulator_of(request)
     entry = _bucket_entry(request)
+    info = {
+        "id": entry["id"],
+        "bucket": entry["bucket"],
+        "index": entry["idx"],
+        "size": entry["size"],
+        "version": entry.get("version", 2),
+        "created": entry["created"],
+        "mimetype": entry["mimetype"],
+        "filename": entry["name"],
+    }
+    if info["version"] != 2:
+        # bridge lib/core/buckets/usecase.ts ``getFileInfo``: only version 2 entries get
+        # download links; older ones are answered with their frame and no ``shards``.
+        return web.json_response(info | {"frame": f"{entry['id'][:12]}{'0' * 12}"})
     url = presigned_url(emu, request, "GET", entry["name"])
-    return web.json_response(
-        {
-            "id": entry["id"],
-            "bucket": entry["bucket"],
-            "index": entry["idx"],
-            "size": entry["size"],
-            "version": 2,
-            "created": entry["created"],
-            "mimetype": entry["mimetype"],
-            "filename": entry["name"],
-            "shards": [
-                {
-                    "index": 0,
-                    "size": entry["size"],
-                    "hash": entry["hash"],
-                    "url": url,
-                }
-            ],
-        }
-    )
+    shard = {"index": 0, "size": entry["size"], "hash": entry["hash"], "url": url}
+    # One entry per mirror of the shard (knob ``info_mirrors``); clients take the first.
+    return web.json_response(info | {"shards": [shard] * max(1, emu.knobs.info_mirrors)})
 
 
 async def delete_file(request: web.Request) -> web.Response:

@@ -136,6 +136,23 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         # Idempotent DDL; executescript manages its own transaction.
         self.conn.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a data dir may have been created (SQLite has no ADD COLUMN IF
+        NOT EXISTS)."""
+        columns = {row["name"] for row in self.conn.execute("PRAGMA table_info(entries)")}
+        if "version" not in columns:
+            # 2 for everything uploaded here; 1 marks a legacy (v1, multi-shard) object, which
+            # the bridge describes without download links (see network_routes.file_info).
+            self.conn.execute("ALTER TABLE entries ADD COLUMN version INTEGER NOT NULL DEFAULT 2")
+        columns = {row["name"] for row in self.conn.execute("PRAGMA table_info(users)")}
+        if "backup_usage" not in columns:
+            # Bytes the account uses outside Drive (backups, mail): counted in the usage
+            # ``total`` and against the quota, never listed in Drive.
+            self.conn.execute(
+                "ALTER TABLE users ADD COLUMN backup_usage INTEGER NOT NULL DEFAULT 0"
+            )
 
     def close(self) -> None:
         self.conn.close()

@@ -18,11 +18,17 @@ from .validation import is_uuid, json_body, limit_offset
 
 log = logging.getLogger(__name__)
 
+MAX_ITEMS = 50
+
 
 def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise bad_request(["items must contain at least 1 elements"])
+    if len(items) > MAX_ITEMS:
+        # drive-server-wip src/modules/trash/dto/controllers/move-items-to-trash.dto.ts:
+        # ``@ArrayMaxSize(50)``.
+        raise bad_request([f"items must contain no more than {MAX_ITEMS} elements"])
     for item in items:
         if not isinstance(item, dict) or item.get("type") not in ("file", "folder"):
             raise bad_request("Invalid item: type must be file or folder")

@@ -12,15 +12,15 @@ import secrets
 import uuid as uuidlib
 from typing import Any
 
-import pyotp
-
 from internxtfs.internxt.crypto import (
     CryptoError,
+    TotpSecretError,
     decrypt_text,
     encrypt_text,
     generate_mnemonic,
     is_valid_mnemonic,
     password_hash,
+    totp_secret_bytes,
 )
 
 from .dto import now_iso
@@ -54,9 +54,9 @@ def _check_totp(secret: str | None) -> str | None:
     if not secret:
         return None
     try:
-        pyotp.TOTP(secret).now()
-    except Exception as exc:
-        raise UserError("totp secret must be base32") from exc
+        totp_secret_bytes(secret)
+    except TotpSecretError as exc:
+        raise UserError(str(exc)) from None
     return secret
 
 
@@ -140,6 +140,7 @@ def describe_user(user: dict[str, Any]) -> dict[str, Any]:
         "quota": user["quota"],
         "maxFileSize": user["max_file_size"],
         "emptyFileCap": user["empty_file_cap"],
+        "backupUsage": user.get("backup_usage", 0),
         "platforms": [p for p in user["platforms"].split(",") if p],
         "totp": bool(user["totp_secret"]),
         "failedLogins": user["failed_logins"],
@@ -158,6 +159,8 @@ def update_user(store: Store, email: str, fields: dict[str, Any]) -> dict[str, A
             updates["quota"] = _check_quota(value, key, allow_none=False)
         elif norm in ("max_file_size", "maxFileSize", "max_upload_file_size"):
             updates["max_file_size"] = _check_quota(value, key, allow_none=True)
+        elif norm in ("backup_usage", "backupUsage"):
+            updates["backup_usage"] = _check_quota(value, key, allow_none=False)
         elif norm in ("empty_file_cap", "emptyFileCap"):
             updates["empty_file_cap"] = _check_quota(value, key, allow_none=True)
         elif norm in ("platforms", "platform_access"):

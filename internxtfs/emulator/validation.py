@@ -109,7 +109,16 @@ SORT_COLUMNS = {
 
 
 def order_clause(sorting: tuple[str, str] | None) -> str:
+    """The ORDER BY of a listing page.
+
+    Internxt orders by the one requested column and nothing else (drive-server-wip:
+    ``src/modules/file/file.repository.ts`` ``findAllCursor``, ``order: appliedOrder``), and
+    PostgreSQL returns rows that tie on it in whatever order the plan yields, which can differ
+    from one page request to the next. ``plainName`` is not unique (``report.pdf`` and
+    ``report.docx`` share it), so ties are ordered at random here, anew on every request: a
+    client that pages on it with LIMIT/OFFSET skips and repeats entries, as it would there.
+    ``id`` and ``uuid`` are unique, so their order is total."""
     if sorting is None:
         return "ORDER BY id ASC"
     column = SORT_COLUMNS[sorting[0]]
-    return f"ORDER BY {column} {sorting[1]}, id ASC"
+    return f"ORDER BY {column} {sorting[1]}, random()"

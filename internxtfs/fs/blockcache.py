@@ -1160,6 +1160,19 @@ class BlockCache:
                 self.journal.delete_blocks(local_id, held)
                 st.stale.update(held)
 
+    def allocated_past(self, local_id: int, start: int, size: int) -> int:
+        """Bytes the cache holds for a file of ``size`` bytes from ``start`` on (holes and
+        blocks never written count nothing), counted as for the bound; for ``st_blocks``."""
+        st = self._states.get(local_id)
+        if st is None or not st.present or start >= size:
+            return 0
+        if start <= 0:
+            return self._charge(st.present, size)
+        first = -(-start // self.block_size)  # a block straddling ``start`` counts as remote
+        count = sum(1 for b in st.present if b >= first)
+        last = (size - 1) // self.block_size
+        return self._charge_n(count, size, last >= first and last in st.present)
+
     # --- status ---------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:

@@ -362,7 +362,10 @@ def _apply_times(node: Node, entry: Any) -> None:
     created = float(entry.created)
     if not node.mtime_pinned and not same_millisecond(node.mtime_ns, modified):
         node.mtime_ns = seconds_to_ns(modified)
-    if not same_millisecond(node.ctime_ns, created):
-        node.ctime_ns = seconds_to_ns(created)
+    # ctime never goes back: a change made here (touch, chmod, rename) moved it past what
+    # Internxt knows; a change made elsewhere shows as a newer modification time.
+    changed = max(created, modified)
+    if not same_millisecond(node.ctime_ns, changed) and seconds_to_ns(changed) > node.ctime_ns:
+        node.ctime_ns = seconds_to_ns(changed)
     if node.atime_ns == 0:
         node.atime_ns = node.mtime_ns

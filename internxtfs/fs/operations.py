@@ -108,7 +108,7 @@ class Filesystem(pyfuse3.Operations):
         )
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
-        self._statfs: tuple[float, int, int] | None = None
+        self._statfs: tuple[float, int, int, int] | None = None
         self._warned: set[str] = set()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class Filesystem(pyfuse3.Operations):
         a.st_rdev = 0
         a.st_size = 4096 if node.is_dir else node.size
         a.st_blksize = BLOCK_SIZE_HINT
-        a.st_blocks = (a.st_size + 511) // 512
+        a.st_blocks = (self._allocated(node) + 511) // 512
         a.st_atime_ns = node.atime_ns or node.mtime_ns
         a.st_mtime_ns = node.mtime_ns
         a.st_ctime_ns = node.ctime_ns or node.mtime_ns
@@ -164,6 +164,33 @@ class Filesystem(pyfuse3.Operations):
             pyfuse3.invalidate_inode(node.ino, attr_only=True)
         except Exception as exc:  # no FUSE session (unit tests), or the kernel forgot it
             log.debug("cannot invalidate the attributes of inode %d: %s", node.ino, exc)
+
+    def _allocated(self, node: Node) -> int:
+        """Bytes that hold data (``st_blocks``): a hole never written is not counted, so
+        ``du`` and sparse-aware copies see a sparse file as sparse. What the remote object
+        holds counts whole (Internxt stores it dense); past it, what the cache holds."""
+        if node.is_dir:
+            return 4096
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is None:
+            return node.size
+        remote = min(node.size, record.remote_valid_len)
+        return remote + self.cache.allocated_past(record.local_id, remote, node.size)
+
+    def path_of(self, record: Any) -> str:
+        """Where a file with local state shows in this mount, from the root ("/d/f.txt"), for
+        status, flush and the log. A folder this mount has not looked at shows as "…"."""
+        node = self.table.by_local(record.local_id)
+        if node is not None and not node.unlinked:
+            parts, folder = [node.name], self.table.get(node.parent)
+        else:
+            parts, folder = [record.name], self.table.by_uuid(record.parent_uuid)
+        while folder is not None and folder.ino != ROOT_INODE:
+            parts.append(folder.name)
+            folder = self.table.get(folder.parent)
+        if folder is None:
+            parts.append("…")
+        return "/" + "/".join(reversed(parts))
 
     def _new_fh(self, handle: OpenFile | DirHandle) -> int:
         fh = self._next_fh
@@ -371,6 +398,7 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_size:
             if node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
+            self._check_size_cap(attr.st_size)
             local_id = self._ensure_record(node)
             await self.cache.truncate(local_id, attr.st_size)
             node.size = attr.st_size
@@ -385,6 +413,9 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_mode or fields.update_uid or fields.update_gid:
             # Internxt keeps no owner or permission bits; they come from the mount options.
             self._warn_once("chmod", "chmod/chown are accepted and ignored (see docs/semantics.md)")
+        # Every change of an inode's metadata is a status change, as on a local disk (make
+        # and rsync compare ctime); it lives in memory, Internxt has no field for it.
+        node.ctime_ns = max(node.ctime_ns, self.clock_ns())
         if changed and not node.is_dir:
             local_id = self._ensure_record(node)
             # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
@@ -404,6 +435,7 @@ class Filesystem(pyfuse3.Operations):
             node.mtime_ns = attr.st_mtime_ns
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
+        node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a metadata change, as above
         return self.attrs(node)
 
     # --- directories ------------------------------------------------------------------------
@@ -542,12 +574,20 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         if handle.append:
             off = node.size
+        self._check_size_cap(off + len(buf))
         assert node.local_id is not None
         await self.cache.write(node.local_id, off, buf)
         node.size = max(node.size, off + len(buf))
         node.mtime_ns = node.ctime_ns = self.clock_ns()
         handle.wrote = True
         return len(buf)
+
+    def _check_size_cap(self, end: int) -> None:
+        """EFBIG past the plan's per-file cap: Internxt would refuse to store the file."""
+        cap = getattr(self.uploader, "size_cap", None)
+        if cap is not None and end > cap:
+            self._warn_once("size cap", f"files over {cap} bytes exceed your Internxt plan: EFBIG")
+            raise pyfuse3.FUSEError(errno.EFBIG)
 
     def _persist_changes(self, handle: OpenFile) -> int | None:
         node = handle.node
@@ -662,6 +702,7 @@ class Filesystem(pyfuse3.Operations):
         else:
             await self._move_file(node, new_parent, new_remote)
         self.table.move_child(old_parent, old_text, new_parent, new_text)
+        node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a rename changes ctime (Linux)
         self._touch_dir(old_parent)
         if new_parent is not old_parent:
             self._touch_dir(new_parent)
@@ -838,10 +879,15 @@ class Filesystem(pyfuse3.Operations):
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         now = self.monotonic()
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
+            stored = self.uploader.stored_bytes
             used = await self.drive.usage()
             limit = await self.drive.limit()
-            self._statfs = (now, used, limit)
-        _, used, limit = self._statfs
+            self._statfs = (now, used, limit, stored)
+        _, used, limit, stored_then = self._statfs
+        # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
+        # holds unsent, count at once, as on a local disk (df right after cp shows it).
+        used += self.uploader.stored_bytes - stored_then + self.uploader.unsent_growth()
+        used = max(0, used)
         data = pyfuse3.StatvfsData()
         data.f_bsize = BLOCK_SIZE_HINT
         data.f_frsize = 4096

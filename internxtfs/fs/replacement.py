@@ -172,26 +172,24 @@ class Replacements:
                 and (record.parent_uuid, record.name) == (row.parent_uuid, row.name)
             )
         try:
-            if row.kind == "file":
-                meta = await self.drive.file_meta(row.source_uuid)
-                where = (meta.folder_uuid, meta.name)
-            else:
-                meta = await self.drive.folder_meta(row.source_uuid)
-                where = (meta.parent_uuid, meta.name)
+            status, where = await self._where(row.kind, row.source_uuid)
         except ie.NotFound:
             return False
-        return meta.status == "EXISTS" and where == (row.parent_uuid, row.name)
+        return status == "EXISTS" and where == (row.parent_uuid, row.name)
+
+    async def _where(self, kind: str, uuid: str) -> tuple[str, tuple[str | None, str]]:
+        """An entry's status and (parent uuid, name), as the server has them."""
+        if kind == "file":
+            meta = await self.drive.file_meta(uuid)
+            return meta.status, (meta.folder_uuid, meta.name)
+        folder = await self.drive.folder_meta(uuid)
+        return folder.status, (folder.parent_uuid, folder.name)
 
     async def _restore(self, row: Replacement) -> None:
         """Move the target back to its name (or beside it, if something else took it)."""
         try:
-            if row.kind == "file":
-                meta = await self.drive.file_meta(row.target_uuid)
-                where = (meta.folder_uuid, meta.name)
-            else:
-                meta = await self.drive.folder_meta(row.target_uuid)
-                where = (meta.parent_uuid, meta.name)
-            if meta.status != "EXISTS":
+            status, where = await self._where(row.kind, row.target_uuid)
+            if status != "EXISTS":
                 log.info("the entry a rename would have replaced, %r, is gone", row.name)
                 return
             if where == (row.parent_uuid, row.name):

@@ -51,6 +51,7 @@ publish step against rename/unlink in the operations layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -132,6 +133,7 @@ class Uploader:
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        size_cap_ttl: float = 300.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -170,6 +172,22 @@ class Uploader:
         self._drop_after_delete: set[int] = set()
         # Files unlinked while open: their remote entry waits for the last close (see hold()).
         self._held: set[int] = set()
+        # How a file is named in status, flush and the log: its path in the mount, set by the
+        # mount (the operations layer knows the tree); the bare name until then.
+        self.describe: Callable[[FileRecord], str] = lambda record: record.name
+        # Bytes sent of each upload in flight: body offset -> bytes of that body sent (a part
+        # or the whole object; a retried body counts once), for a progress that moves.
+        self._sent: dict[int, dict[int, int]] = {}
+        # Net bytes the entries published by this mount grew by (df adds them to the usage
+        # Internxt last reported, which is refreshed only every statfs_ttl seconds).
+        self.stored_bytes = 0
+        # The plan's per-file cap (GET /files/limits), asked before uploading as Internxt's
+        # own clients do: over it, POST /files answers 402 only after the bridge has stored
+        # (and counted) the object. None: no cap, or not known yet. Operations read it to
+        # refuse writes past it (EFBIG).
+        self.size_cap: int | None = None
+        self._size_cap_at: float | None = None
+        self.size_cap_ttl = size_cap_ttl
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -285,16 +303,25 @@ class Uploader:
 
     def stats(self) -> dict[str, Any]:
         pending = [r for r in self.journal.dirty_files() if not r.deleted]
+        pending_bytes = sum(r.size for r in pending)
+        sent = sum(
+            min(sum(parts.values()), self._running.get(i, 0)) for i, parts in self._sent.items()
+        )
         return {
             "pending_files": len(pending),
-            "pending_bytes": sum(r.size for r in pending),
+            "pending_bytes": pending_bytes,
             "queued": len(self._queue),
             "in_flight": len(self._running),
             "in_flight_bytes": sum(self._running.values()),
+            "in_flight_sent_bytes": sent,
+            # What is left to send: a big file's upload moves this while the file counts stay.
+            "bytes_left": max(0, pending_bytes - sent),
             "uploaded": self._uploaded,
             "retries": self._retries,
+            "size_cap": self.size_cap,
             "errors": {
                 i: {
+                    "path": self.describe_id(i),
                     "error": f"{type(f.error).__name__}: {f.error}",
                     "attempts": f.attempts,
                     "quota": isinstance(f.error, QuotaExceeded),
@@ -306,6 +333,15 @@ class Uploader:
             },
         }
 
+    def unsent_growth(self) -> int:
+        """Bytes written here that Internxt does not hold yet: how much the account's usage
+        will grow once the pending uploads are stored (for df)."""
+        return sum(
+            max(0, r.size - (r.remote_size if r.remote_uuid else 0))
+            for r in self.journal.dirty_files()
+            if not r.deleted
+        )
+
     # --- running ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -316,6 +352,7 @@ class Uploader:
                 async with trio.open_nursery() as tasks:
                     self._tasks = tasks
                     task_status.started()
+                    tasks.start_soon(self._learn_size_cap)
                     await self._schedule_loop()
             finally:
                 self._tasks = None
@@ -338,6 +375,16 @@ class Uploader:
         # period ended is not a pending upload (it made unmount warn of unstored files).
         left = len({i for i in self._pending_ids() if self._has_work(i)})
         return left
+
+    def describe_id(self, local_id: int) -> str:
+        record = self.journal.get(local_id)
+        if record is None:
+            return f"(local id {local_id}, gone)"
+        try:
+            return self.describe(record)
+        except Exception:  # naming must never break status or the log
+            log.debug("cannot name local id %d", local_id, exc_info=True)
+            return record.name
 
     def _notify(self) -> None:
         self._changed.set()
@@ -419,6 +466,7 @@ class Uploader:
             self._retry_network_failures_now()
         finally:
             self._running.pop(local_id, None)
+            self._sent.pop(local_id, None)
             if self._has_work(local_id) and local_id not in self._queue:
                 # Changed during the upload: go again after the quiet period.
                 self._queue[local_id] = _Queued(self._clock() + self.quiet_period)
@@ -426,6 +474,13 @@ class Uploader:
             if self.journal.get(local_id) is None and lock is not None and not lock.locked():
                 del self._locks[local_id]
             self._notify()
+
+    async def _learn_size_cap(self) -> None:
+        # Early, so writes past the cap fail with EFBIG from the start; uploads ask again.
+        try:
+            await self.refresh_size_cap()
+        except Exception as exc:  # offline: the first upload asks again
+            log.info("per-file size limit not known yet: %s", exc)
 
     def retry_failed_now(self) -> None:
         """Something that made uploads fail has been fixed (new credentials): try them all now
@@ -456,8 +511,8 @@ class Uploader:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempts - 1))
         self._queue[local_id] = _Queued(self._clock() + delay, attempts)
         level = logging.WARNING if attempts == 1 else logging.DEBUG
-        log.log(level, "upload of local id %d failed (attempt %d, retry in %.0f s): %r",
-                local_id, attempts, delay, exc)  # fmt: skip
+        log.log(level, "upload of %s failed (attempt %d, retry in %.0f s): %r",
+                self.describe_id(local_id), attempts, delay, exc)  # fmt: skip
 
     # --- one upload -------------------------------------------------------------------------
 
@@ -484,18 +539,45 @@ class Uploader:
             file_id = await self._upload_content(local_id, generation, size)
         if await self._publish(local_id, generation, size, mtime_ns, file_id):
             elapsed = max(self._clock() - started, 1e-6)
-            log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", record.name, size, elapsed,
-                     size / elapsed / 1e6)  # fmt: skip
+            log.info("uploaded %s (%d bytes) in %.2f s, %.1f MB/s", self.describe_id(local_id),
+                     size, elapsed, size / elapsed / 1e6)  # fmt: skip
+
+    async def refresh_size_cap(self, *, force: bool = False) -> int | None:
+        """The plan's per-file cap, asked again once ``size_cap_ttl`` has passed (or when
+        ``force``d: the server just refused a file as too large)."""
+        now = self._clock()
+        fresh = self._size_cap_at is not None and now - self._size_cap_at < self.size_cap_ttl
+        if force or not fresh:
+            limits = getattr(self.drive, "file_limits", None)
+            if limits is not None:
+                self.size_cap = await limits()
+            self._size_cap_at = now
+        return self.size_cap
 
     async def _upload_content(self, local_id: int, generation: int, size: int) -> str | None:
         if size == 0:
             return None
+        cap = await self.refresh_size_cap()
+        if cap is not None and size > cap:
+            # Refused before a byte is sent: the file stays dirty and `status` shows why.
+            self._forget_unpublished(local_id)  # an object it can never be published with
+            raise FileTooLarge(
+                f"{size} bytes is more than the {cap} bytes per file your Internxt plan allows"
+            )
         kept = self._unpublished.get(local_id)
         if kept is not None and kept[0] == generation:
             return kept[1]  # uploaded before, only publishing failed: same content
         self._forget_unpublished(local_id)  # an older version's object: superseded
         log.debug("uploading local id %d (%d bytes, generation %d)", local_id, size, generation)
-        file_id: str = await self.network.upload(self.cache.reader(local_id, size), size)
+        sent = self._sent[local_id] = {}
+
+        def progress(offset: int, done: int) -> None:
+            if done > sent.get(offset, 0):
+                sent[offset] = done
+
+        file_id: str = await self.network.upload(
+            self.cache.reader(local_id, size), size, progress=progress
+        )
         self._unpublished[local_id] = (generation, file_id)
         return file_id
 
@@ -557,7 +639,14 @@ class Uploader:
                 if uuid is not None:
                     record = await self._keep_both_if_changed_remotely(local_id, record)
                     uuid = record.remote_uuid
+                if uuid is not None and file_id is None:
+                    # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
+                    # so the old entry goes (as an unlink would) and an empty one is created.
+                    await self._remove_entry(uuid, record.name)
+                    record = self.journal.update(local_id, remote_uuid=None)
+                    uuid = None
                 if uuid is not None:
+                    assert file_id is not None
                     try:
                         await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
                         crash_point("after-replace")
@@ -568,6 +657,12 @@ class Uploader:
                 if uuid is None:
                     uuid = await self._create(record, size, file_id, mtime)
                     crash_point("after-create")
+            except FileTooLarge:
+                # The plan's cap changed since we asked: ask again, so the next attempt is
+                # refused before uploading (and drops this object, see _upload_content).
+                with contextlib.suppress(Exception):
+                    await self.refresh_size_cap(force=True)
+                raise
             except (RequestRejected, AuthError):
                 raise  # a definite refusal: nothing points at the object (retry reuses it)
             except BaseException:
@@ -577,6 +672,8 @@ class Uploader:
             with self.journal.transaction():
                 current = self.journal.get(local_id)
                 assert current is not None  # dropping a record takes this lock
+                replaced = current.remote_size if current.remote_uuid == uuid else 0
+                self.stored_bytes += size - replaced
                 same = current.generation == generation
                 # Changed during the drive call: remote bytes that a truncation since has cut
                 # off must still not count (current.remote_valid_len is already that bound).
@@ -641,6 +738,9 @@ class Uploader:
                 record = await self._rehome(record)
             except Conflict as exc:
                 target = await self.on_conflict(record, exc)
+                if target is not None and file_id is None:
+                    await self._remove_entry(target, record.name)  # no replace to empty
+                    continue
                 if target is not None:
                     await self.drive.replace_file(target, file_id, size, mtime=mtime)
                     return target
@@ -675,17 +775,21 @@ class Uploader:
         )
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
+    async def _remove_entry(self, uuid: str, name: str) -> None:
+        """Trash or delete a file entry, as the delete mode says; already gone is done."""
+        try:
+            if self.delete_mode == "trash":
+                await self.drive.trash([(uuid, "file")])
+            else:
+                await self.drive.delete_file(uuid)
+        except NotFound:
+            log.info("remote entry of %r was already gone", name)
+
     async def _delete_remote(self, record: FileRecord) -> None:
         if record.remote_uuid is None:
             return
         async with self.lock_for(record.local_id):
-            try:
-                if self.delete_mode == "trash":
-                    await self.drive.trash([(record.remote_uuid, "file")])
-                else:
-                    await self.drive.delete_file(record.remote_uuid)
-            except NotFound:
-                log.info("remote entry of %r was already gone", record.name)
+            await self._remove_entry(record.remote_uuid, record.name)
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)
                 if record.local_id in self._drop_after_delete:

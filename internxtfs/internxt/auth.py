@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import jwt
-import pyotp
 import trio
 
 from . import crypto
@@ -186,7 +185,7 @@ async def login(
     if details.get("tfa"):
         if code is None and totp_secret is None:
             raise TwoFactorRequired("this account has two-factor authentication on")
-        body["tfa"] = code if code is not None else pyotp.TOTP(totp_secret).at(clock())
+        body["tfa"] = code if code is not None else crypto.totp_code(str(totp_secret), clock())
 
     async def access() -> Any:
         resp = await http.send("POST", f"{drive}/auth/cli/login/access", json=body, expected=(200,))
@@ -276,6 +275,9 @@ class SessionManager:
         self.relogins = 0
         # Why the session cannot be renewed (None while it can): shown by ``status``.
         self.last_error: str | None = None
+        # What fixes a session that cannot be renewed, named in logs and ``status``; the mount
+        # sets it to the command for its own profile.
+        self.login_command = "internxtfs login"
         # Credentials the server refused at a re-login. Never sent again: every failed login
         # counts towards Internxt's lockout (10 in a row block the account), and a mount
         # retries all day. New credentials (a new ``login``) are tried again.
@@ -319,7 +321,11 @@ class SessionManager:
         except SessionExpired:
             log.info("token refused; renewing the session")
             await self._renew(token, forced=True)
-        return await fn(self._session.token)
+        try:
+            return await fn(self._session.token)
+        except SessionExpired as exc:
+            self._retry.count_failure(exc)  # refused right after a renewal: a real failure
+            raise
 
     async def _renew(self, stale_token: str, *, forced: bool) -> None:
         async with self._lock:
@@ -327,7 +333,11 @@ class SessionManager:
                 return  # someone renewed while we waited for the lock
             if not forced and not self.needs_renewal():
                 return
-            new = await self._refresh_or_login(forced=forced)
+            try:
+                new = await self._refresh_or_login(forced=forced)
+            except SessionExpired as exc:
+                self._retry.count_failure(exc)  # nothing renewed it (other errors are counted
+                raise  # where they happened)
             if new is None:
                 return
             self._session = new
@@ -352,14 +362,26 @@ class SessionManager:
             raise
         return await self._relogin()
 
+    def _cannot_renew(self, why: str) -> SessionExpired:
+        """The session ran out and only a person can log in again: say so once, loudly."""
+        error = SessionExpired(f"{why}: run `{self.login_command}`")
+        message = f"SessionExpired: {error}"
+        if self.last_error != message:
+            self.last_error = message
+            log.error(
+                "%s; until then, changes stay in the cache and new files cannot be created",
+                error,
+            )
+        return error
+
     async def _relogin(self) -> Session:
         creds = self.credentials
         if creds is None:
-            raise SessionExpired("the session expired and no credentials are stored to log in")
+            raise self._cannot_renew("the session expired and no credentials are stored")
         if self._refused is not None and creds == self._refused:
             raise WrongCredentials(
                 f"the stored credentials were refused ({self.last_error}); not trying them "
-                "again: run `internxtfs login` again, then remount"
+                f"again: run `{self.login_command}`"
             )
         try:
             new = await login(
@@ -371,17 +393,18 @@ class SessionManager:
                 clock=self._clock,
             )
         except TwoFactorRequired as exc:
-            raise SessionExpired(
-                "the session expired and the account needs a 2FA code; log in again"
+            raise self._cannot_renew(
+                "the session expired and the account needs a two-factor code to log in again "
+                "(no TOTP secret is stored)"
             ) from exc
         except (WrongCredentials, WrongTwoFactorCode, AccountBlocked) as exc:
             self._refused = creds
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error(
                 "the session expired and logging in again with the stored credentials was "
-                "refused (%s); pending changes stay in the cache: run `internxtfs login` "
-                "again, then remount",
+                "refused (%s); pending changes stay in the cache: run `%s`",
                 self.last_error,
+                self.login_command,
             )
             raise
         self.last_error = None

@@ -9,7 +9,9 @@ by CRYPTO_SECRET, the password hash, the shard hash).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import unicodedata
@@ -95,6 +97,50 @@ def login_password_field(password: str, s_key: str, salt: bytes | None = None) -
     """The ``password`` value sent to ``/auth/cli/login/access`` for a pre-login ``sKey``."""
     salt_hex = decrypt_text(s_key)
     return encrypt_text(password_hash(password, salt_hex), salt=salt)
+
+
+# --- Two-factor codes (TOTP, RFC 6238; protocol §2.4) ---------------------------------------
+
+# Internxt issues 80-bit secrets (16 base32 characters: speakeasy.generateSecret with
+# length 10 in internxt/drive-server-wip src/modules/auth/two-factor-auth.service.ts, which
+# checks codes with a window of 2 steps), and authenticator apps take them; pyotp refuses
+# anything under 112 bits, so it cannot be used for them. We accept down to 80 bits: a
+# shorter secret is far more likely a truncated paste than a real one.
+TOTP_MIN_BITS = 80
+TOTP_STEP = 30
+
+
+class TotpSecretError(ValueError):
+    """A TOTP secret that is not base32, or too short to be a whole secret."""
+
+
+def totp_secret_bytes(secret: str) -> bytes:
+    """Decode a base32 TOTP secret as authenticator apps do: case, spaces, '=' ignored."""
+    text = "".join(secret.split()).upper().rstrip("=")
+    if not text:
+        raise TotpSecretError("the TOTP secret is empty")
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        raise TotpSecretError(
+            "the TOTP secret is not base32 (letters A-Z and digits 2-7, as the 2FA set-up page "
+            "shows it), nor an otpauth:// URI"
+        ) from None
+    if len(raw) * 8 < TOTP_MIN_BITS:
+        raise TotpSecretError(
+            f"the TOTP secret holds only {len(raw) * 8} bits (at least {TOTP_MIN_BITS}, i.e. "
+            f"{TOTP_MIN_BITS // 5} base32 characters, are needed): it looks truncated"
+        )
+    return raw
+
+
+def totp_code(secret: str, at: float, digits: int = 6) -> str:
+    """The code an authenticator app shows at time ``at`` (HMAC-SHA1, 30 s steps)."""
+    counter = int(at // TOTP_STEP).to_bytes(8, "big")
+    digest = hmac.new(totp_secret_bytes(secret), counter, hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF
+    return f"{value % 10**digits:0{digits}d}"
 
 
 # --- Mnemonic and keys (protocol §2.6, §4) ---------------------------------------------------

@@ -17,7 +17,7 @@ import trio
 
 from .auth import SessionManager
 from .crypto import ENCRYPT_VERSION
-from .errors import NotFound, ProtocolError
+from .errors import IncompleteAnswer, NotFound, ProtocolError
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
 from .retry import Recover, RetryPolicy
@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", "FolderEntry", "FileEntry")
 
 PAGE_SIZE = 50  # the server's maximum (protocol §7.2)
+# Pages are cut with LIMIT/OFFSET from a query ordered by this column alone, so it must be
+# unique: rows tying on it (``plainName``: ``report.pdf`` and ``report.docx``) may come back in
+# a different order for every page request, and an entry is then skipped (docs/protocol.md,
+# "Listings"). ``id`` is unique, accepted by both listing DTOs, and grows with every insert, so
+# an entry created while we page lands after the pages already fetched instead of shifting them.
+LIST_SORT = "id"
 EXISTENCE_BATCH = 200  # the existence DTOs accept 1..200 criteria
+TRASH_BATCH = 50  # move-items-to-trash.dto.ts: @ArrayMaxSize(50) (docs/protocol.md)
 EXISTS = "EXISTS"
 
 __all__ = [
@@ -171,7 +178,10 @@ class DriveAPI:
         params: dict[str, str | int] | None = None,
         recover: Recover[Any] | None = None,
         what: str | None = None,
+        record: bool = False,
     ) -> Any:
+        """One drive call under the retry policy. ``record``: the answer must be a JSON object
+        (a record); a 200 without one is retried (:class:`IncompleteAnswer`)."""
         url = f"{self._http.drive_url}{path}"
 
         async def with_token(token: str) -> Any:
@@ -179,8 +189,15 @@ class DriveAPI:
                 method, url, json=json, params=params, headers=bearer(token), expected=expected
             )
             if resp.status_code == 204 or not resp.content:
+                if record:
+                    # drive-server's file meta answers 200 with no body when it swallowed an
+                    # internal error (docs/protocol.md, "Empty answers").
+                    raise IncompleteAnswer(f"{method} {path}: {resp.status_code} with no body")
                 return None
-            return json_body(resp)
+            body = json_body(resp)
+            if record and not isinstance(body, dict):
+                raise IncompleteAnswer(f"{method} {path}: the answer is not a record")
+            return body
 
         async def attempt() -> Any:
             return await self._sessions.authorized(with_token)
@@ -196,7 +213,7 @@ class DriveAPI:
             params: dict[str, str | int] = {
                 "limit": PAGE_SIZE,
                 "offset": offset,
-                "sort": "plainName",
+                "sort": LIST_SORT,
                 "order": "ASC",
             }
             body = await self._call("GET", path, params=params, what=f"list {path}@{offset}")
@@ -248,10 +265,10 @@ class DriveAPI:
 
     async def file_meta(self, uuid: str) -> FileEntry:
         """A file's record, whatever its status (check ``.status == "EXISTS"``)."""
-        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta"))
+        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta", record=True))
 
     async def folder_meta(self, uuid: str) -> FolderEntry:
-        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta"))
+        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta", record=True))
 
     async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
         """The files of ``folder_uuid`` whose full name is one of ``names``."""
@@ -428,14 +445,16 @@ class DriveAPI:
         return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
 
     async def replace_file(
-        self, uuid: str, file_id: str | None, size: int, *, mtime: float | None = None
+        self, uuid: str, file_id: str, size: int, *, mtime: float | None = None
     ) -> FileEntry:
-        """Point an existing entry at new content (``PUT /files/{uuid}``)."""
-        if (file_id is None) != (size == 0):
-            raise ValueError("file_id must be given exactly when size > 0")
-        body: dict[str, Any] = {"size": size}
-        if file_id is not None:
-            body["fileId"] = file_id
+        """Point an existing entry at new, non-empty content (``PUT /files/{uuid}``).
+
+        Never to empty content: Internxt then keeps the entry's old fileId and deletes its
+        object (docs/protocol.md, "Replace to empty"), so a later meta shows an id that looks
+        like someone else's change. Callers delete the entry and create an empty one instead."""
+        if file_id is None or size <= 0:
+            raise ValueError("the server cannot replace a file's content with empty content")
+        body: dict[str, Any] = {"size": size, "fileId": file_id}
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
@@ -497,17 +516,24 @@ class DriveAPI:
     async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
         """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
         payload = [{"uuid": uuid, "type": kind} for uuid, kind in items]
-        if payload:
+        for start in range(0, len(payload), TRASH_BATCH):
+            batch = payload[start : start + TRASH_BATCH]
+            # Trashing an item twice is harmless: a resent batch needs no recover hook.
             await self._call(
-                "POST", "/storage/trash/add", json={"items": payload}, expected=(200, 201)
+                "POST", "/storage/trash/add", json={"items": batch}, expected=(200, 201)
             )
 
     # --- account ----------------------------------------------------------------------------
 
     async def usage(self) -> int:
-        """Bytes used by Drive files."""
+        """Bytes counted against the quota: the usage ``total`` (drive, backups, mail ...),
+        which the server compares with the limit; ``drive`` alone overstates the free space
+        (docs/protocol.md, "Usage"). Servers without ``total`` give ``drive``."""
         body = await self._call("GET", "/users/usage")
-        return _int(body.get("drive") if isinstance(body, dict) else None, "usage")
+        if not isinstance(body, dict):
+            raise ProtocolError("usage answer is not an object")
+        total = body.get("total")
+        return _int(total if total is not None else body.get("drive"), "usage")
 
     async def limit(self) -> int:
         """The account's storage quota in bytes."""

@@ -84,6 +84,18 @@ class ProtocolError(InternxtError):
     """The server answered something the protocol does not allow (bad JSON, missing field)."""
 
 
+class IncompleteAnswer(ProtocolError):
+    """A 200 without the body it must have: drive-server answers so when it swallows an
+    internal error (file meta, docs/protocol.md). A server fault, so worth retrying."""
+
+    retryable = True
+
+
+class LegacyFileFormat(InternxtError):
+    """The object is stored in the network's legacy version 1 format, which has no download
+    links (the bridge's file info lists no ``shards``); Internxt's web app can still read it."""
+
+
 class IntegrityError(InternxtError):
     """Downloaded content does not match its shard hash or size."""
 

@@ -113,6 +113,33 @@ def _message(body: object, fallback: str) -> str:
     return fallback
 
 
+# What the bridge's 400s say when they are really its 5xx: its error handler
+# (bridge lib/server/middleware/error-handler.ts) answers every error whose code is above 500
+# as 400 with the error's message: ServiceUnavailableError ("Service Unavailable", "Timed out
+# waiting for pointers", lib/server/error-types.ts, routes/buckets.js), NotImplementedError,
+# and database errors that carry a numeric code (MongoDB's network and election errors). A 400
+# with any other message is a refusal and fails at once.
+_BRIDGE_SERVER_FAULTS = (
+    "service unavailable",
+    "timed out",
+    "timeout",
+    "internal error",
+    "not primary",
+    "node is recovering",
+    "connection",
+    "socket",
+    "econn",
+    "topology",
+    "server selection",
+    "interrupted",
+    "shutdown",
+)
+
+
+def _bridge_server_fault(message: str) -> bool:
+    return any(mark in message for mark in _BRIDGE_SERVER_FAULTS)
+
+
 def error_for(response: httpx.Response, kind: Kind = "drive") -> InternxtError:
     """Map a non-success response to the narrowest typed error (protocol §8)."""
     status = response.status_code
@@ -155,6 +182,9 @@ def error_for(response: httpx.Response, kind: Kind = "drive") -> InternxtError:
         return Conflict(msg, status=status, body=body)
     if status == 420 or "max space used" in low:
         return QuotaExceeded(msg, status=status, body=body)
+    if status == 400 and kind == "network" and _bridge_server_fault(low):
+        # The bridge answers its own 5xx (above 500) as 400 (docs/protocol.md).
+        return ServerError(msg, status=status, body=body)
     if status == 400:
         if "empty files" in low:
             return EmptyFilesLimit(msg, status=status, body=body)

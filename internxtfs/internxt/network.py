@@ -29,10 +29,12 @@ import trio
 from cachetools import TTLCache
 
 from . import crypto
+from . import http as http_module
 from .errors import (
     Conflict,
     Forbidden,
     IntegrityError,
+    LegacyFileFormat,
     NotFound,
     ProtocolError,
     SourceError,
@@ -55,6 +57,9 @@ _AES_BLOCK = 16
 THREAD_DECRYPT = 1 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes]]
+# progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
+# were handed to the connection; a retried body starts again at 0.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,40 @@ class FileInfo:
     size: int
     hash: str  # shard hash, 40 hex chars
     url: str  # presigned GET URL of the object
+
+
+# Finishing a multipart upload makes the object store assemble every part before it answers,
+# which takes longer the more parts there are: the answer gets the usual read timeout plus this
+# much per part (a 100 GiB file in 30 MiB parts: ~3,400 parts, ~6 minutes more).
+FINISH_SECONDS_PER_PART = 0.1
+
+
+def finish_timeouts(parts: int) -> httpx.Timeout:
+    base = http_module.DEFAULT_TIMEOUT
+    read = (
+        (base.read or 60.0)
+        + FINISH_SECONDS_PER_PART * max(0, parts - 1)
+        + (30.0 if parts > 1 else 0.0)
+    )
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
+
+
+def _first_usable_shard(shards: object, size: int) -> dict[str, Any] | None:
+    """The bridge lists one entry per mirror of the shard (docs/protocol.md, "Shards"): take
+    the first that has a download URL and a hash and describes the whole object (index 0, the
+    object's size), so a multi-shard object is never read as if its first part were all."""
+    if not isinstance(shards, list):
+        return None
+    for shard in shards:
+        if not isinstance(shard, dict):
+            continue
+        url, digest = shard.get("url"), shard.get("hash")
+        if not isinstance(url, str) or not url or not isinstance(digest, str) or not digest:
+            continue
+        if shard.get("index", 0) not in (0, "0") or int(shard.get("size", size)) != size:
+            continue
+        return shard
+    return None
 
 
 class _FinishLost(Exception):
@@ -115,6 +154,7 @@ class NetworkAPI:
         params: dict[str, str | int] | None = None,
         expected: tuple[int, ...] = (200,),
         headers: dict[str, str] | None = None,
+        timeouts: httpx.Timeout | None = None,
     ) -> Any:
         resp = await self._http.send(
             method,
@@ -124,6 +164,7 @@ class NetworkAPI:
             params=params,
             headers={**self._auth, **(headers or {})},
             expected=expected,
+            timeouts=timeouts,
         )
         return json_body(resp)
 
@@ -136,6 +177,7 @@ class NetworkAPI:
         length: int,
         hasher: crypto.ShardHasher | None = None,
         done: list[int] | None = None,
+        progress: Progress | None = None,
     ) -> AsyncIterator[bytes]:
         """Ciphertext of plaintext ``[offset, offset+length)``, produced chunk by chunk."""
         chunk = self.chunk_size
@@ -154,6 +196,8 @@ class NetworkAPI:
                 pos += n
                 if done is not None:
                     done[0] = pos - offset
+                if progress is not None:
+                    progress(offset, pos - offset)
                 yield out
 
         return gen()
@@ -185,6 +229,7 @@ class NetworkAPI:
         *,
         part_size: int = DEFAULT_PART_SIZE,
         parallel: int = 4,
+        progress: Progress | None = None,
     ) -> str:
         """Encrypt and store ``size`` bytes read through ``read(offset, n)``; returns the
         network fileId. Zero-byte files have no network object: ``size`` must be > 0.
@@ -192,14 +237,17 @@ class NetworkAPI:
         ``read`` must return exactly ``n`` bytes (else :class:`SourceError`) and may be called
         concurrently and more than once for the same range (parallel parts, retried PUTs, the
         multipart hash pass), so it must read from a stable snapshot of the content.
+        ``progress`` follows the bodies sent (never the hash pass), for a progress display.
         """
         if size <= 0:
             raise ValueError("zero-byte files are not uploaded to the network")
         for attempt in (1, 2):
             try:
                 if size < MULTIPART_THRESHOLD:
-                    return await self._upload_single(read, size)
-                return await self._upload_multipart(read, size, part_size, max(1, parallel))
+                    return await self._upload_single(read, size, progress)
+                return await self._upload_multipart(
+                    read, size, part_size, max(1, parallel), progress
+                )
             except _FinishLost:
                 if attempt == 2:
                     raise ProtocolError("upload finish failed twice") from None
@@ -225,6 +273,8 @@ class NetworkAPI:
 
     async def _finish(self, index_hex: str, shard: dict[str, Any]) -> str:
         tries = 0
+        parts = len(shard.get("parts") or ()) or 1
+        timeouts = finish_timeouts(parts)
 
         async def call() -> Any:
             nonlocal tries
@@ -234,12 +284,22 @@ class NetworkAPI:
                 f"/v2/buckets/{self.bucket}/files/finish",
                 json={"index": index_hex, "shards": [shard]},
                 expected=(200, 201),
+                timeouts=timeouts,
             )
 
         try:
             body = await self._retry.run(call, what="upload finish")
         except Conflict:
             if tries > 1:
+                # A resent finish meets 409 once an earlier one consumed the upload: that one
+                # created the object, but its id was in the lost answer and the bridge has no
+                # lookup by index, so the content is uploaded again (docs/protocol.md,
+                # "Upload finish"). The index names the stray object for a later clean-up.
+                log.warning(
+                    "upload finish answer lost; the object with index %s is stored but "
+                    "unreachable (no lookup by index); uploading again",
+                    index_hex,
+                )
                 raise _FinishLost from None
             raise
         file_id = body.get("id") if isinstance(body, dict) else None
@@ -247,7 +307,7 @@ class NetworkAPI:
             raise ProtocolError("upload finish answer lacks 'id'")
         return file_id
 
-    async def _upload_single(self, read: Read, size: int) -> str:
+    async def _upload_single(self, read: Read, size: int, progress: Progress | None) -> str:
         index = self._new_index()
         key, iv = self._keys(index.hex())
         slot = await self._start(size, 1)
@@ -259,7 +319,8 @@ class NetworkAPI:
         async def put() -> None:
             hasher = crypto.ShardHasher()
             done = [0]
-            await self._put(url, self._body(read, key, iv, 0, size, hasher, done), size)
+            body = self._body(read, key, iv, 0, size, hasher, done, progress)
+            await self._put(url, body, size)
             state["hasher"], state["done"] = hasher, done[0]
 
         await self._retry.run(put, what="upload PUT")
@@ -269,7 +330,9 @@ class NetworkAPI:
             digest = await self._hash_pass(read, key, iv, size)
         return await self._finish(index.hex(), {"hash": digest, "uuid": uuid})
 
-    async def _upload_multipart(self, read: Read, size: int, part_size: int, parallel: int) -> str:
+    async def _upload_multipart(
+        self, read: Read, size: int, part_size: int, parallel: int, progress: Progress | None
+    ) -> str:
         part_size = max(part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
         count = math.ceil(size / part_size)
         index = self._new_index()
@@ -291,7 +354,9 @@ class NetworkAPI:
 
             async def put() -> str:
                 return await self._put(
-                    urls[number - 1], self._body(read, key, iv, offset, length), length
+                    urls[number - 1],
+                    self._body(read, key, iv, offset, length, progress=progress),
+                    length,
                 )
 
             etags[number] = await self._retry.run(put, what=f"upload part {number}/{count}")
@@ -355,17 +420,26 @@ class NetworkAPI:
             )
 
         body = await self._retry.run(call, what="file info")
+        if not isinstance(body, dict):
+            raise ProtocolError("file info answer is not an object")
+        if body.get("version") not in (2, None) or "shards" not in body:
+            # The bridge gives download links for version 2 objects only (docs/protocol.md,
+            # "Legacy files"); v1 objects need the old multi-shard flow, which we do not speak.
+            raise LegacyFileFormat(
+                f"network object {file_id} is in Internxt's legacy (version "
+                f"{body.get('version', 1)}) format, which internxtfs cannot read"
+            )
         try:
-            shards = body["shards"]
-            if not isinstance(shards, list) or len(shards) != 1:
-                # v1 multi-shard objects need the legacy /mirrors flow, which we do not speak.
-                raise ProtocolError(f"file {file_id}: {len(shards)} shards (legacy format)")
+            size = int(body["size"])
+            shard = _first_usable_shard(body["shards"], size)
+            if shard is None:
+                raise ProtocolError(f"file {file_id}: no usable shard in the file info")
             info = FileInfo(
                 file_id=file_id,
                 index=str(body["index"]),
-                size=int(body["size"]),
-                hash=str(shards[0]["hash"]),
-                url=str(shards[0]["url"]),
+                size=size,
+                hash=str(shard["hash"]),
+                url=str(shard["url"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"file info answer is incomplete: {exc}") from exc

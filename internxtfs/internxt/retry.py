@@ -25,7 +25,7 @@ from typing import TypeVar
 import httpx
 import trio
 
-from .errors import Conflict, InternxtError, ServerError, Unreachable
+from .errors import Conflict, InternxtError, ServerError, SessionExpired, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class RetryStats:
     recovered: int = 0
     failures: int = 0
     last_error: str | None = None
-    last_error_at: float | None = None
+    last_error_at: float | None = None  # wall-clock seconds
+    last_success_at: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +56,10 @@ class RetryStats:
             "failures": self.failures,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
+            "last_success_at": self.last_success_at,
+            # The last error is still the news: no request has succeeded since.
+            "failing": self.last_error_at is not None
+            and (self.last_success_at is None or self.last_success_at < self.last_error_at),
         }
 
 
@@ -110,6 +115,11 @@ class RetryPolicy:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.stats.last_error_at = self._clock()
 
+    def count_failure(self, exc: BaseException) -> None:
+        """A call that failed for good (what ``failures`` and ``last_error`` report)."""
+        self.stats.failures += 1
+        self.record_failure(exc)
+
     async def backoff(self, retry_number: int, exc: BaseException, what: str) -> None:
         """Account for one retry and wait before it; for callers that loop themselves."""
         wait = self.delay(retry_number, exc)
@@ -144,7 +154,9 @@ class RetryPolicy:
                         self.stats.recovered += 1
                         log.info("%s: earlier attempt had landed; adopting it", what)
                         return landed
-                return await fn()
+                result = await fn()
+                self.stats.last_success_at = self._clock()
+                return result
             except Conflict:
                 # A 409 after a lost answer usually means our own first attempt succeeded.
                 if ambiguous and recover is not None:
@@ -153,6 +165,10 @@ class RetryPolicy:
                         self.stats.recovered += 1
                         return landed
                 self.stats.failures += 1
+                raise
+            except SessionExpired:
+                # A token past its time: the session manager renews it and calls again, which
+                # is routine, not a failure. It counts the failure itself if renewing fails.
                 raise
             except Exception as exc:
                 if not is_retryable(exc):

@@ -59,6 +59,8 @@ class Replay:
     relocate: dict[str, str]
     credentials: dict[str, bytes] = field(default_factory=dict)
     workdir: Path = Path("/tmp")
+    # argv prefix for every command, e.g. the unit's sandbox (tests/harness/unit_sandbox.py)
+    wrapper: list[str] = field(default_factory=list)
 
     def _text(self, value: str) -> str:
         value = value.replace("%i", self.instance)
@@ -93,9 +95,11 @@ class Replay:
             env["CREDENTIALS_DIRECTORY"] = str(creds)
         return env
 
-    def commands(self, key: str) -> list[tuple[list[str], bool]]:
+    def commands(
+        self, key: str, extra: dict[str, str] | None = None
+    ) -> list[tuple[list[str], bool]]:
         """The argv of every ``key=`` line, and whether its failure is ignored (``-``)."""
-        env = self.environment()
+        env = self.environment() | (extra or {})
         found = []
         for k, value in self.settings():
             if k != key:
@@ -105,7 +109,7 @@ class Replay:
                 ignore = ignore or value[0] == "-"
                 value = value[1:]
             argv = [w for word in shlex.split(value) for w in _expand(word, env)]
-            found.append((argv, ignore))
+            found.append(([*self.wrapper, *argv], ignore))
         return found
 
     def kill_signal(self) -> signal.Signals:
@@ -144,6 +148,14 @@ class Replay:
                 proc.kill()
                 proc.wait()
                 raise RuntimeError(f"no READY=1; log:\n{log.read_text()[-3000:]}") from None
+
+    def reload(self, proc: subprocess.Popen[bytes]) -> None:
+        """ExecReload= lines, with ``$MAINPID``."""
+        env = self.environment()
+        for argv, ignore in self.commands("ExecReload", {"MAINPID": str(proc.pid)}):
+            done = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if done.returncode != 0 and not ignore:
+                raise RuntimeError(f"ExecReload {argv} failed: {done.stderr}")
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
         """ExecStop= lines if any, then KillSignal= to the main process; its exit code."""

@@ -403,9 +403,7 @@ async def test_listing_fetches_every_page_concurrently_and_dedupes() -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         nonlocal in_flight, peak
         params = request.url.params
-        assert (
-            params["limit"] == "50" and params["sort"] == "plainName" and params["order"] == "ASC"
-        )
+        assert params["limit"] == "50" and params["sort"] == "id" and params["order"] == "ASC"
         offset = int(params["offset"])
         offsets.append(offset)
         in_flight += 1

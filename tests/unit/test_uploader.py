@@ -29,7 +29,12 @@ class FakeNetwork:
         self.during: Callable[[], Awaitable[None]] | None = None  # runs mid-upload
         self._ids = itertools.count(1)
 
-    async def upload(self, read: Callable[[int, int], Awaitable[bytes]], size: int) -> str:
+    async def upload(
+        self,
+        read: Callable[[int, int], Awaitable[bytes]],
+        size: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
         assert size > 0, "the network is never called for 0 bytes"
         self.calls.append(size)
         self.in_flight += 1
@@ -98,6 +103,7 @@ class FakeDrive:
         self, uuid: str, file_id: str | None, size: int, mtime: float | None = None
     ) -> Entry:
         self.log.append(f"replace {uuid}")
+        assert file_id is not None and size > 0  # Internxt cannot replace to empty
         await trio.sleep(0.01)
         self._maybe_fail()
         if uuid not in self.entries:
@@ -365,6 +371,45 @@ async def test_conflict_hook(tmp_path: Path, autojump_clock: trio.abc.Clock) -> 
         assert seen == ["a"]
         assert s.journal.get(fid).remote_uuid == "uuid1"  # type: ignore[union-attr]
         assert s.remote_content(fid) == b"new"
+        nursery.cancel_scope.cancel()
+
+
+async def test_emptied_file_is_deleted_and_created_never_replaced(
+    setup: Setup, autojump_clock: trio.abc.Clock
+) -> None:
+    """Internxt cannot replace to empty content (docs/protocol.md): the entry goes and an
+    empty one takes its name."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(setup.uploader.run)
+        fid = await setup.new_file("a.txt", b"one")
+        setup.uploader.schedule(fid)
+        await setup.uploader.wait_idle(fid)
+        await setup.cache.truncate(fid, 0)
+        setup.journal.update(fid, size=0, dirty=True)
+        setup.uploader.schedule(fid)
+        assert await setup.uploader.wait_idle(fid) == {}
+        assert setup.drive.log == ["create a.txt", "delete uuid1", "create a.txt"]
+        assert setup.journal.get(fid).remote_uuid == "uuid2"  # type: ignore[union-attr]
+        assert setup.remote_content(fid) == b""
+        nursery.cancel_scope.cancel()
+
+
+async def test_empty_file_over_a_name_taken_remotely_replaces_it_by_delete_and_create(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async def adopt(record: FileRecord, error: Conflict) -> str | None:
+        return "uuid1"
+
+    s = Setup(tmp_path, quiet_period=0.0, on_conflict=adopt)
+    await s.drive.create_file("root", "a", 3, "old")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        record = s.journal.new_file(parent_uuid="root", name="a", dirty=True)
+        s.uploader.schedule(record.local_id)
+        assert await s.uploader.wait_idle(record.local_id) == {}
+        assert s.drive.log == ["create a", "create a", "delete uuid1", "create a"]
+        assert list(s.drive.entries) == ["uuid2"]
+        assert s.remote_content(record.local_id) == b""
         nursery.cancel_scope.cancel()
 
 

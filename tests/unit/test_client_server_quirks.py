@@ -1,0 +1,168 @@
+"""The protocol client against an emulator as unkind as the real Internxt (issue 8): listing
+ties, replace to empty, legacy files, the per-file cap, trash batches, usage, odd answers."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+import httpx
+import pytest
+
+from internxtfs.emulator.dto import now_iso
+from internxtfs.emulator.store import Store
+from internxtfs.internxt import http as http_module
+from internxtfs.internxt.errors import LegacyFileFormat, RequestRejected, ServerError
+from tests.unit.test_client_emulator import Content, MiB, add_account, emu, logged_in, upload_file
+
+__all__ = ["emu"]  # the fixture, shared with the neighbouring client tests
+
+
+def seed_empty_files(emu: Any, folder_uuid: str, names: list[str]) -> None:
+    """Empty file entries written straight into the emulator's database (which it shares with
+    other processes, see emulator/store.py): 2,000 creates over HTTP would take seconds."""
+    store = Store(emu.data_dir)
+    try:
+        folder = store.one("SELECT * FROM folders WHERE uuid = ?", folder_uuid)
+        assert folder is not None
+        user = store.one("SELECT * FROM users WHERE id = ?", folder["user_id"])
+        assert user is not None
+        now = now_iso()
+        with store.transaction() as conn:
+            for name in names:
+                stem, _, ext = name.rpartition(".")
+                conn.execute(
+                    "INSERT INTO files (uuid, user_id, folder_id, folder_uuid, plain_name, type,"
+                    " size, file_id, bucket, created_at, updated_at, creation_time,"
+                    " modification_time) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?)",
+                    (str(uuidlib.uuid4()), user["id"], folder["id"], folder_uuid, stem, ext,
+                     user["bucket"], now, now, now, now),
+                )  # fmt: skip
+    finally:
+        store.close()
+
+
+async def test_folder_of_2001_files_sharing_stems_lists_completely_20_times(emu: Any) -> None:
+    """Each stem has three extensions, so most page boundaries fall inside a group of entries
+    that tie on ``plainName``; the emulator orders such ties anew on every request, as
+    PostgreSQL may. Paging on a unique key finds every entry every time."""
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        drive = client.drive
+        folder = await drive.create_folder(client.session.root_folder_uuid, "many")
+        names = [f"report-{i:03d}.{ext}" for i in range(667) for ext in ("pdf", "docx", "txt")]
+        seed_empty_files(emu, folder.uuid, names)
+
+        for attempt in range(20):
+            listed = [entry.name for entry in await drive.list_files(folder.uuid)]
+            assert len(listed) == len(names), f"listing {attempt}"
+            assert sorted(listed) == sorted(names), f"listing {attempt}"
+
+
+async def test_trash_of_more_than_50_items_is_sent_in_batches(emu: Any) -> None:
+    """The server takes at most 50 items per trash request."""
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        drive = client.drive
+        folder = await drive.create_folder(client.session.root_folder_uuid, "bin")
+        names = [f"f{i:03d}.txt" for i in range(120)]
+        seed_empty_files(emu, folder.uuid, names)
+        entries = await drive.list_files(folder.uuid)
+        assert len(entries) == len(names)
+        await drive.trash([(entry.uuid, "file") for entry in entries])
+        assert await drive.list_files(folder.uuid) == []
+        for entry in entries[::17]:
+            assert (await drive.file_meta(entry.uuid)).status == "TRASHED"
+
+
+async def test_usage_is_the_total_the_quota_is_measured_against(emu: Any) -> None:
+    account = add_account(emu)
+    emu.update_user(account["email"], backup_usage=12345)
+    async with await logged_in(emu, account) as client:
+        assert await client.drive.usage() == 12345
+
+
+def set_object_version(emu: Any, file_id: str, version: int) -> None:
+    """Make a stored object look like one uploaded in the bridge's legacy format."""
+    store = Store(emu.data_dir)
+    try:
+        with store.transaction() as conn:
+            conn.execute("UPDATE entries SET version = ? WHERE id = ?", (version, file_id))
+    finally:
+        store.close()
+
+
+async def test_legacy_v1_object_is_a_clear_error(emu: Any) -> None:
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        entry = await upload_file(
+            client, client.session.root_folder_uuid, "old.pdf", Content(1, 99)
+        )
+        set_object_version(emu, entry.file_id, 1)
+        with pytest.raises(LegacyFileFormat):
+            await client.network.download_range(entry.file_id, 0, 10)
+
+
+async def test_file_info_with_one_shard_entry_per_mirror_is_read(emu: Any) -> None:
+    account = add_account(emu)
+    content = Content(2, 1000)
+    async with await logged_in(emu, account) as client:
+        entry = await upload_file(client, client.session.root_folder_uuid, "m.bin", content)
+        emu.set_faults(info_mirrors=3)
+        assert await client.network.download_range(entry.file_id, 0, 1000) == content.bytes(0, 1000)
+
+
+async def test_meta_answered_200_with_no_body_is_retried(emu: Any) -> None:
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        entry = await client.drive.create_file(client.session.root_folder_uuid, "e.txt", 0, None)
+        emu.set_faults(empty_answer_next=2, fault_path_regex=r"/meta$")
+        meta = await client.drive.file_meta(entry.uuid)
+        assert meta.uuid == entry.uuid and meta.status == "EXISTS"
+        assert emu.stats()["faults_injected"]["empty_answer"] == 2
+
+
+def test_bridge_400_that_was_a_server_error_is_retryable() -> None:
+    def error(status: int, message: str) -> Exception:
+        return http_module.error_for(httpx.Response(status, json={"error": message}), "network")
+
+    assert isinstance(error(400, "Service Unavailable"), ServerError)
+    assert isinstance(error(400, "Timed out waiting for pointers"), ServerError)
+    refusal = error(400, "Invalid index")
+    assert isinstance(refusal, RequestRejected) and not refusal.retryable
+    # On the drive API a 400 is a 400, whatever it says.
+    drive = http_module.error_for(httpx.Response(400, json={"message": "timed out"}), "drive")
+    assert not drive.retryable
+
+
+async def test_bridge_503_answered_as_400_is_retried(emu: Any) -> None:
+    account = add_account(emu)
+    content = Content(3, 500)
+    async with await logged_in(emu, account) as client:
+        entry = await upload_file(client, client.session.root_folder_uuid, "b.bin", content)
+        # Seeded: the emulator's first injected faults on /info are 503s, which the bridge
+        # answers as 400 {"error": "Service Unavailable"}.
+        emu.set_faults(fail_next=3, fault_path_regex=r"/info$", seed=3)
+        assert await client.network.download_range(entry.file_id, 0, 500) == content.bytes(0, 500)
+        assert emu.stats()["faults_injected"].get("503", 0) >= 1
+
+
+@pytest.mark.slow
+async def test_slow_multipart_finish_is_waited_for_not_uploaded_twice(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completing many parts takes the server a while; a finish answered after the ordinary
+    read timeout must not be taken as lost (its retry meets 409 and the whole file would be
+    uploaded again, leaving the first object behind)."""
+    monkeypatch.setattr(
+        http_module, "DEFAULT_TIMEOUT", httpx.Timeout(connect=10.0, read=1.0, write=60.0, pool=60.0)
+    )
+    account = add_account(emu)
+    size = 101 * MiB
+    content = Content(4, size)
+    async with await logged_in(emu, account) as client:
+        emu.set_faults(finish_ms_per_part=500)  # 4 parts: answered after 2 s
+        entry = await upload_file(client, client.session.root_folder_uuid, "big.bin", content)
+        assert entry.size == size
+        usage = emu.user_info(account["email"])
+        assert usage["networkUsage"] == size  # one object, no stray copy
