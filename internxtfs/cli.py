@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="remote",
         help="fsync returns once stored remotely (default) or once durable in the cache",
     )
+    mount.add_argument(
+        "--links",
+        choices=("on", "off"),
+        default="on",
+        help="store symlinks as NAME.rclonelink files, as rclone --links does (default on)",
+    )
     mount.add_argument("-o", help="allow_other,uid=N,gid=N,umask=M")
     mount.add_argument("--debug-fuse", action="store_true", help=argparse.SUPPRESS)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)

@@ -52,6 +52,7 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
         dir_cache_ttl=args.dir_cache_ttl,
         delete_mode=args.delete_mode,
         fsync=args.fsync,
+        links=args.links == "on",
         allow_other=bool(extra.pop("allow_other", False)),
     )
     try:

@@ -46,13 +46,18 @@ class Node:
     # A version another client replaced while it was open here: its name leads to a new
     # inode; this one serves its open descriptors only (see Filesystem._content_replaced).
     replaced: bool = False
+    # A symbolic link (fs/links.py): a remote file NAME.rclonelink holding the target.
+    is_link: bool = False
+    link_target: bytes | None = field(default=None, repr=False)  # None until read
     # Children by name, for directories whose listing is loaded; None when never listed.
     children: dict[str, int] | None = field(default=None, repr=False)
     listed_at: float = 0.0
 
     @property
     def mode_type(self) -> int:
-        return stat.S_IFDIR if self.is_dir else stat.S_IFREG
+        if self.is_dir:
+            return stat.S_IFDIR
+        return stat.S_IFLNK if self.is_link else stat.S_IFREG
 
 
 class InodeTable:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
+from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN
 from internxtfs.fs.replacement import ASIDE_PREFIX
@@ -63,6 +64,8 @@ class Metadata:
         clock: Callable[[], float] = time.monotonic,
         remote_changed: Callable[[Node, int], Node] | None = None,
         shown_as: Callable[[str], dict[str, str]] | None = None,
+        links: bool = True,
+        subdirs_changed: Callable[[Node], None] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -76,6 +79,11 @@ class Metadata:
         # Entries kept aside under a hidden name by a rename over them (fs/replacement.py):
         # those whose rename has not landed are shown under their own name, the rest hidden.
         self.shown_as = shown_as or (lambda parent_uuid: {})
+        # Remote files NAME.rclonelink are shown as symlinks NAME (fs/links.py).
+        self.links = links
+        # Called when a listing changes a directory's count of subdirectories (its st_nlink),
+        # so the kernel's cached attributes of it can be dropped.
+        self.subdirs_changed = subdirs_changed
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -168,8 +176,22 @@ class Metadata:
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
             return
         files = [entry for entry in files if entry.uuid not in deleting]
+        before_subdirs = self.subdirs(dir_node)
         dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
         dir_node.listed_at = started
+        if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
+            self.subdirs_changed(dir_node)
+
+    def subdirs(self, dir_node: Node) -> int | None:
+        """How many subdirectories ``dir_node`` has, or None when it was never listed."""
+        if dir_node.children is None:
+            return None
+        count = 0
+        for ino in dir_node.children.values():
+            child = self.table.get(ino)
+            if child is not None and child.is_dir:
+                count += 1
+        return count
 
     def _merge(
         self,
@@ -202,6 +224,9 @@ class Metadata:
 
         listed = {entry.uuid for entry in files}
         local_by_remote, pending_here = self._local_records(dir_node, unpublished or set(), listed)
+        # Names a link's short name may not take: a regular file or folder holds it.
+        regular_names = {str(e.name) for e in files} | {f.name for f in folders}
+        regular_names |= {r.name for r in pending_here}
         # Entries a create of ours made whose answer never came, for a file renamed, moved or
         # deleted since: the old name must not come back; the orphan sweeper deletes them.
         ghosts = {
@@ -218,6 +243,18 @@ class Metadata:
             name = _shown_name(entry, shown, children)
             if name is None:
                 continue
+            short = fslinks.link_name(name) if self.links and record is None else None
+            if short is not None and short in regular_names:
+                log.warning(
+                    "folder %s has both %r and the link %r; showing the link as a regular file",
+                    dir_node.uuid,
+                    short,
+                    name,
+                )
+                short = None
+            is_link = short is not None
+            if short is not None:
+                name = short
             if name in children:
                 log.warning(
                     "folder %s has a file and a folder both named %r; showing the folder",
@@ -240,6 +277,9 @@ class Metadata:
             if node.uuid != entry.uuid:
                 self.table.set_uuid(node, entry.uuid)
             node.parent, node.name = dir_node.ino, name
+            if node.is_link != is_link or node.file_id != entry.file_id:
+                node.link_target = None  # changed elsewhere: read the target again
+            node.is_link = is_link
             if record is not None and node.local_id is None:
                 self.table.set_local(node, record.local_id)
             remote = (entry.file_id, entry.size)

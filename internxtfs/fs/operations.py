@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs.fs import names
+from internxtfs.fs import links, names
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
@@ -52,6 +52,7 @@ class MountOptions:
     delete_mode: str = "permanent"  # or "trash"
     statfs_ttl: float = 30.0
     fsync: str = "remote"  # or "local": see docs/semantics.md
+    links: bool = True  # symlinks stored as NAME.rclonelink files (fs/links.py); off: EPERM
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Filesystem(pyfuse3.Operations):
             monotonic,
             self._content_replaced,
             shown_as=self.replacements.shown_as,
+            links=options.links,
+            subdirs_changed=self._subdirs_changed,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -132,8 +135,10 @@ class Filesystem(pyfuse3.Operations):
         a.entry_timeout = self.options.attr_timeout
         a.attr_timeout = self.options.attr_timeout
         perms, a.st_uid, a.st_gid = self.owners.resolve(node)
+        if node.is_link:
+            perms = 0o777  # as on Linux: a link's own bits are never used
         a.st_mode = node.mode_type | perms
-        a.st_nlink = 2 if node.is_dir else 1
+        a.st_nlink = self._nlink(node)
         a.st_rdev = 0
         a.st_size = 4096 if node.is_dir else node.size
         a.st_blksize = BLOCK_SIZE_HINT
@@ -142,6 +147,24 @@ class Filesystem(pyfuse3.Operations):
         a.st_mtime_ns = node.mtime_ns
         a.st_ctime_ns = node.ctime_ns or node.mtime_ns
         return a
+
+    def _nlink(self, node: Node) -> int:
+        """As on ext4, a directory's link count is 2 plus its subdirectories. For one never
+        listed the count is unknown: 1, which find and fts read as "do not count on it" (as
+        btrfs reports for every directory)."""
+        if not node.is_dir:
+            return 1
+        subdirs = self.meta.subdirs(node)
+        return 1 if subdirs is None else 2 + subdirs
+
+    def _subdirs_changed(self, node: Node) -> None:
+        # The kernel caches st_nlink for attr_timeout; a listing that changes it (the first
+        # one, or another client's mkdir) must not leave `stat` showing the old count.
+        # attr_only: no page cache is dropped, so this cannot wait on a request of ours.
+        try:
+            pyfuse3.invalidate_inode(node.ino, attr_only=True)
+        except Exception as exc:  # no FUSE session (unit tests), or the kernel forgot it
+            log.debug("cannot invalidate the attributes of inode %d: %s", node.ino, exc)
 
     def _allocated(self, node: Node) -> int:
         """Bytes that hold data (``st_blocks``): a hole never written is not counted, so
@@ -449,6 +472,8 @@ class Filesystem(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         node = self._node(inode)
+        if node.is_link:
+            return self._setattr_link(node, attr, fields)
         changed = False
         if fields.update_size:
             if node.is_dir:
@@ -481,6 +506,18 @@ class Filesystem(pyfuse3.Operations):
             # Scheduled even while open (the descriptor may be read-only and never schedule
             # at close): the quiet period delays it, and a write meanwhile restarts it.
             self.uploader.schedule(local_id)
+        return self.attrs(node)
+
+    def _setattr_link(
+        self, node: Node, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields
+    ) -> pyfuse3.EntryAttributes:
+        """lutimes/lchown on a link (rsync -a, cp -a, tar do them): Internxt cannot store a
+        link's times without uploading it again, so they hold until unmount only."""
+        if fields.update_mtime:
+            node.mtime_ns = attr.st_mtime_ns
+        if fields.update_atime:
+            node.atime_ns = attr.st_atime_ns
+        node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a metadata change, as above
         return self.attrs(node)
 
     # --- directories ------------------------------------------------------------------------
@@ -571,6 +608,8 @@ class Filesystem(pyfuse3.Operations):
         parent = self._dir(parent_inode)
         text = names.decode(name)
         names.check_file_name(text)
+        if self.options.links:
+            links.check_regular_name(text)
         existing = await self._child(parent, text)
         if existing is not None:
             raise pyfuse3.FUSEError(errno.EISDIR if existing.is_dir else errno.EEXIST)
@@ -748,8 +787,14 @@ class Filesystem(pyfuse3.Operations):
         if node.is_dir:
             names.check_folder_name(new_text)
             self._check_not_into_itself(node, new_parent)
+        elif node.is_link:
+            links.check_link(new_text, b"-")
         else:
             names.check_file_name(new_text)
+            if self.options.links:
+                links.check_regular_name(new_text)
+        # What the entry is called on the server (a link's file has the suffix).
+        new_remote = links.remote_name(new_text, node.is_link)
         target = await self._child(new_parent, new_text)
         if target is node:
             return
@@ -760,11 +805,14 @@ class Filesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EISDIR)
             if node.is_dir and not target.is_dir:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
-            await self._rename_over(node, new_parent, new_text, target)
+            if target.is_link != node.is_link:
+                await self._rename_over_other_kind(node, new_parent, new_remote, target)
+            else:
+                await self._rename_over(node, new_parent, new_remote, target)
         elif node.is_dir:
             await self._move_remote_folder(node, new_parent, new_text)
         else:
-            await self._move_file(node, new_parent, new_text)
+            await self._move_file(node, new_parent, new_remote)
         self.table.move_child(old_parent, old_text, new_parent, new_text)
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a rename changes ctime (Linux)
         self._touch_dir(old_parent)
@@ -828,6 +876,20 @@ class Filesystem(pyfuse3.Operations):
         finally:
             if lock is not None:
                 lock.release()
+
+    async def _rename_over_other_kind(
+        self, node: Node, new_parent: Node, new_remote: str, target: Node
+    ) -> None:
+        """rename(2) of a link onto a regular file, or the other way round: on the server the
+        two have different names (one has the link suffix), so the source is moved first and
+        the target deleted after; the name shows one of them at every moment."""
+        await self._move_file(node, new_parent, new_remote)
+        try:
+            await self._remove_file(new_parent, target)
+        except BaseException:
+            # Moved but the old entry is still there: both show at the next listing.
+            self.meta.invalidate(new_parent)
+            raise
 
     def _forget_replaced(self, target: Node) -> None:
         """Local side of a file replaced by a rename: its unsent changes go with it, and its
@@ -965,8 +1027,40 @@ class Filesystem(pyfuse3.Operations):
         await self._unsupported("hard links", errno.EPERM)
 
     @fuse_handler
-    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
-        await self._unsupported("symbolic links", errno.EPERM)
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        if not self.options.links:
+            await self._unsupported("symbolic links (mounted with --links off)", errno.EPERM)
+        parent = self._dir(parent_inode)
+        text = names.decode(name)
+        remote = links.check_link(text, target)
+        if await self._child(parent, text) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
+        # upload on, and what symlink() returns is then what Internxt holds.
+        now = self.clock_ns()
+        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
+        entry = await self.drive.create_file(
+            parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
+        )
+        node = self.table.new_node(
+            is_dir=False,
+            parent=parent.ino,
+            name=text,
+            size=len(target),
+            mtime_ns=now,
+            ctime_ns=now,
+            atime_ns=now,
+            is_link=True,
+            link_target=target,
+            file_id=entry.file_id,
+        )
+        self.table.set_uuid(node, entry.uuid)
+        self.table.link_child(parent, text, node)
+        self._touch_dir(parent)
+        node.lookups += 1
+        return self.attrs(node)
 
     @fuse_handler
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
@@ -974,8 +1068,19 @@ class Filesystem(pyfuse3.Operations):
         await self._unsupported(kind, errno.EPERM)
 
     @fuse_handler
-    async def readlink(self, inode: int, ctx: Any) -> bytes:
-        raise pyfuse3.FUSEError(errno.EINVAL)
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._node(inode)
+        if not node.is_link:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        if node.link_target is None:
+            if node.file_id is None or node.size == 0:
+                raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
+            file_id = node.file_id
+            target = await self.uploader.network.download_range(file_id, 0, node.size)
+            if node.file_id == file_id:  # not changed by a listing meanwhile
+                node.link_target = target
+            return target
+        return node.link_target
 
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
@@ -995,3 +1100,10 @@ class Filesystem(pyfuse3.Operations):
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+
+def _bytes_reader(data: bytes) -> Callable[[int, int], Awaitable[bytes]]:
+    async def read(offset: int, n: int) -> bytes:
+        return data[offset : offset + n]
+
+    return read

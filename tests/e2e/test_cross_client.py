@@ -15,6 +15,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import subprocess
 import time
 import uuid
@@ -311,6 +312,44 @@ def test_rclone_uploads_read_through_mount(
     # And a file rclone deletes disappears.
     ns.rclone("deletefile", f"{REMOTE}:from-rclone/.bashrc")
     wait_for("rclone's delete through the mount", lambda: not (top / ".bashrc").exists())
+
+
+@pytest.mark.interop
+def test_symlinks_shared_with_rclone_links(
+    ns: RcloneNamespace, ns_mount: NamespacedMount, tmp_path: Path
+) -> None:
+    """A link made through the mount is what ``rclone copy -l`` makes of a local link (a file
+    NAME.rclonelink holding the target), and the other way round."""
+    top = ns_mount.root / "links"
+    top.mkdir()
+    (top / "file.txt").write_bytes(b"data\n")
+    _fsync(top / "file.txt")
+    os.symlink("file.txt", top / "ln")
+    os.symlink("../elsewhere/x", top / "dangling")
+
+    listed = {e["Path"]: e for e in json.loads(ns.rclone("lsjson", "-l", f"{REMOTE}:links").stdout)}
+    assert sorted(listed) == ["dangling.rclonelink", "file.txt", "ln.rclonelink"]
+    assert listed["ln.rclonelink"]["Size"] == len("file.txt")
+    assert ns.rclone("cat", f"{REMOTE}:links/ln.rclonelink").stdout == b"file.txt"
+    out = tmp_path / "out"
+    ns.rclone("copy", "-l", f"{REMOTE}:links", str(out))
+    assert os.readlink(out / "ln") == "file.txt"
+    assert os.readlink(out / "dangling") == "../elsewhere/x"
+    assert (out / "ln").read_bytes() == b"data\n"
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "real").write_bytes(b"real content")
+    os.symlink("real", src / "made-by-rclone")
+    ns.rclone("copy", "-l", str(src), f"{REMOTE}:links/from-rclone")
+    sub = top / "from-rclone"
+    wait_for("rclone's link in the mount", lambda: os.path.lexists(sub / "made-by-rclone"))
+    ns_mount.remount(cold=True)
+    assert sorted(os.listdir(sub)) == ["made-by-rclone", "real"]
+    assert stat.S_ISLNK(os.lstat(sub / "made-by-rclone").st_mode)
+    assert os.readlink(sub / "made-by-rclone") == "real"
+    assert (sub / "made-by-rclone").read_bytes() == b"real content"
+    assert os.readlink(top / "ln") == "file.txt"
 
 
 def test_overwrite_by_another_mount_replaces_cached_content(mounted_factory: Any) -> None:
