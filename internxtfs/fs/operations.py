@@ -31,7 +31,7 @@ from internxtfs.fs import links, names
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.metadata import Metadata
+from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.internxt import errors as ie
@@ -473,7 +473,7 @@ class Filesystem(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         node = self._node(inode)
         if node.is_link:
-            return self._setattr_link(node, attr, fields)
+            return await self._setattr_link(node, attr, fields)
         changed = False
         if fields.update_size:
             if node.is_dir:
@@ -508,17 +508,39 @@ class Filesystem(pyfuse3.Operations):
             self.uploader.schedule(local_id)
         return self.attrs(node)
 
-    def _setattr_link(
+    async def _setattr_link(
         self, node: Node, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields
     ) -> pyfuse3.EntryAttributes:
-        """lutimes/lchown on a link (rsync -a, cp -a, tar do them): Internxt cannot store a
-        link's times without uploading it again, so they hold until unmount only."""
+        """lutimes/lchown on a link (rsync -a, cp -a, tar do them).
+
+        A link's mtime is stored as its ``.rclonelink`` file's modificationTime, as rclone's
+        local backend does (``backend/local/local.go``: a translated link's ``ModTime`` is its
+        lstat time and ``SetModTime`` uses ``lChtimes``), so ``rsync -a`` finds nothing to do
+        after a remount, on any cache. Internxt has no call that sets only a file's time, so
+        the target is uploaded again and the entry pointed at it with the new time (a few
+        bytes; skipped when the time is the stored one to the millisecond). Sent at once, as
+        ``symlink`` is: when lutimes returns, the server holds the time."""
+        if fields.update_mtime and not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
+            await self._store_link_mtime(node, attr.st_mtime_ns)
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a metadata change, as above
         return self.attrs(node)
+
+    async def _store_link_mtime(self, node: Node, mtime_ns: int) -> None:
+        uuid = node.uuid
+        if uuid is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        target = await self._link_target(node)
+        # A new object: replacing an entry with the object it already points at would have
+        # Internxt delete that object as the replaced content.
+        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
+        entry = await self.drive.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
+        if node.uuid == uuid:  # not renamed over or unlinked meanwhile
+            node.file_id = entry.file_id or file_id
+            node.link_target = target
 
     # --- directories ------------------------------------------------------------------------
 
@@ -1072,6 +1094,9 @@ class Filesystem(pyfuse3.Operations):
         node = self._node(inode)
         if not node.is_link:
             raise pyfuse3.FUSEError(errno.EINVAL)
+        return await self._link_target(node)
+
+    async def _link_target(self, node: Node) -> bytes:
         if node.link_target is None:
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
