@@ -326,6 +326,8 @@ def test_symlinks_shared_with_rclone_links(
     _fsync(top / "file.txt")
     os.symlink("file.txt", top / "ln")
     os.symlink("../elsewhere/x", top / "dangling")
+    # A link's time is its .rclonelink file's modificationTime, as rclone -l keeps it.
+    os.utime(top / "ln", (1_500_000_000, 1_500_000_000), follow_symlinks=False)
 
     listed = {e["Path"]: e for e in json.loads(ns.rclone("lsjson", "-l", f"{REMOTE}:links").stdout)}
     assert sorted(listed) == ["dangling.rclonelink", "file.txt", "ln.rclonelink"]
@@ -336,11 +338,13 @@ def test_symlinks_shared_with_rclone_links(
     assert os.readlink(out / "ln") == "file.txt"
     assert os.readlink(out / "dangling") == "../elsewhere/x"
     assert (out / "ln").read_bytes() == b"data\n"
+    assert os.lstat(out / "ln").st_mtime == 1_500_000_000
 
     src = tmp_path / "src"
     src.mkdir()
     (src / "real").write_bytes(b"real content")
     os.symlink("real", src / "made-by-rclone")
+    os.utime(src / "made-by-rclone", (1_400_000_000, 1_400_000_000), follow_symlinks=False)
     ns.rclone("copy", "-l", str(src), f"{REMOTE}:links/from-rclone")
     sub = top / "from-rclone"
     wait_for("rclone's link in the mount", lambda: os.path.lexists(sub / "made-by-rclone"))
@@ -348,6 +352,7 @@ def test_symlinks_shared_with_rclone_links(
     assert sorted(os.listdir(sub)) == ["made-by-rclone", "real"]
     assert stat.S_ISLNK(os.lstat(sub / "made-by-rclone").st_mode)
     assert os.readlink(sub / "made-by-rclone") == "real"
+    assert os.lstat(sub / "made-by-rclone").st_mtime == 1_400_000_000
     assert (sub / "made-by-rclone").read_bytes() == b"real content"
     assert os.readlink(top / "ln") == "file.txt"
 

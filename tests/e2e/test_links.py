@@ -196,3 +196,35 @@ def test_link_names_renames_over_and_clashes(mounted_factory: Any) -> None:
     assert not is_link(mnt / "x.rclonelink")
     assert (mnt / "x.rclonelink").read_bytes() == b"target-of-x"
     assert os.readlink(mnt / "y") == "target-of-y"
+
+
+def test_link_mtime_is_stored_as_the_rclonelink_files_time(mounted: MountedFS) -> None:
+    """lutimes (rsync -a, cp -a, tar) reaches the server as the .rclonelink file's
+    modificationTime, as rclone -l stores a link's time, so it survives a fresh cache."""
+    mnt = mounted.mountpoint
+    (mnt / "target").write_bytes(b"t")
+    os.symlink("target", mnt / "ln")
+    os.symlink("target", mnt / "untouched")
+    made = os.lstat(mnt / "untouched").st_mtime_ns
+    os.utime(mnt / "ln", ns=(1_500_000_000_123_456_789,) * 2, follow_symlinks=False)
+    assert os.lstat(mnt / "ln").st_mtime_ns == 1_500_000_000_123_456_789
+    assert os.readlink(mnt / "ln") == "target"
+
+    held = {e.path: e for e in remote.entries(mounted.emulator, mounted.user)}
+    assert held["ln.rclonelink"].data == b"target"
+    assert held["ln.rclonelink"].modified == pytest.approx(1_500_000_000.123, abs=1e-6)
+    before = held["ln.rclonelink"].file_id
+    # The same time again (to the millisecond) sends nothing.
+    os.utime(mnt / "ln", ns=(1_500_000_000_123_000_000,) * 2, follow_symlinks=False)
+    again = {e.path: e for e in remote.entries(mounted.emulator, mounted.user, download=False)}
+    assert again["ln.rclonelink"].file_id == before
+
+    mounted.remount(cold=True)
+    assert os.lstat(mnt / "ln").st_mtime_ns == 1_500_000_000_123_000_000  # Internxt keeps ms
+    assert os.readlink(mnt / "ln") == "target"
+    assert os.lstat(mnt / "untouched").st_mtime_ns // 1_000_000 == made // 1_000_000
+    # A link listed from the server (its target not read yet) takes a new time too.
+    os.utime(mnt / "untouched", ns=(1_400_000_000_000_000_000,) * 2, follow_symlinks=False)
+    mounted.remount(cold=True)
+    assert os.lstat(mnt / "untouched").st_mtime_ns == 1_400_000_000_000_000_000
+    assert os.readlink(mnt / "untouched") == "target"
