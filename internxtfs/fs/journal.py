@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS owners (
     uid INTEGER,
     gid INTEGER
 )"""
+# A folder's mtime set through this mount (utimensat, then every change of its entries made
+# here): Internxt stores a folder's times only when it is created (PUT /folders/{uuid}/meta
+# takes the name alone), so this cache keeps it, keyed by the folder's uuid. NULL: Internxt's.
+_FOLDER_MTIME_COLUMN = "ALTER TABLE owners ADD COLUMN mtime_ns INTEGER"
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -69,6 +73,7 @@ _UPGRADES = {
     ],
     2: [_REPLACEMENTS_TABLE],
     3: [_OWNERS_TABLE],
+    4: [_FOLDER_MTIME_COLUMN],
 }
 
 RECOVERY_HINT = (
@@ -131,6 +136,8 @@ CREATE TABLE orphans (
     + ";\n"
     + _OWNERS_TABLE
     + ";\n"
+    + _FOLDER_MTIME_COLUMN
+    + ";\n"
 )
 
 
@@ -174,6 +181,7 @@ class Owner:
     mode: int | None = None  # the 0o7777 bits only
     uid: int | None = None
     gid: int | None = None
+    mtime_ns: int | None = None  # folders: the mtime set through this mount
 
 
 def local_owner_key(local_id: int) -> str:
@@ -311,8 +319,10 @@ class Journal:
         for record in map(_row_to_record, db.execute(f"SELECT {cols} FROM files")):
             self._put(record.local_id, record)
         self._owners: dict[str, Owner] = {
-            key: Owner(mode, uid, gid)
-            for key, mode, uid, gid in db.execute("SELECT key, mode, uid, gid FROM owners")
+            key: Owner(mode, uid, gid, mtime_ns)
+            for key, mode, uid, gid, mtime_ns in db.execute(
+                "SELECT key, mode, uid, gid, mtime_ns FROM owners"
+            )
         }
 
     def close(self) -> None:
@@ -614,8 +624,9 @@ class Journal:
             self._db.execute("DELETE FROM owners WHERE key = ?", (key,))
         else:
             self._db.execute(
-                "INSERT OR REPLACE INTO owners (key, mode, uid, gid) VALUES (?, ?, ?, ?)",
-                (key, owner.mode, owner.uid, owner.gid),
+                "INSERT OR REPLACE INTO owners (key, mode, uid, gid, mtime_ns)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, owner.mode, owner.uid, owner.gid, owner.mtime_ns),
             )
         self._put_owner(key, owner)
 

@@ -220,6 +220,11 @@ class Metadata:
                 self.table.set_uuid(node, entry.uuid)
             node.parent, node.name = dir_node.ino, name
             _apply_times(node, entry)
+            if not node.mtime_pinned:
+                kept = self.journal.owner(entry.uuid)  # a time set through this cache
+                if kept is not None and kept.mtime_ns is not None:
+                    node.mtime_ns, node.mtime_pinned = kept.mtime_ns, True
+                    node.ctime_ns = max(node.ctime_ns, kept.mtime_ns)
             children[name] = node.ino
 
         listed = {entry.uuid for entry in files}

@@ -239,6 +239,7 @@ class Filesystem(pyfuse3.Operations):
     def _touch_dir(self, parent: Node) -> None:
         parent.mtime_ns = parent.ctime_ns = self.clock_ns()
         parent.mtime_pinned = True
+        self.owners.set_folder_mtime(parent, parent.mtime_ns, only_if_kept=True)
         self.meta.touch(parent)
 
     def _drop_local(self, node: Node) -> None:
@@ -488,6 +489,8 @@ class Filesystem(pyfuse3.Operations):
             node.mtime_ns = attr.st_mtime_ns
             node.mtime_pinned = node.is_dir
             changed = True
+            # Internxt cannot change a folder's time after its creation: this cache keeps it.
+            self.owners.set_folder_mtime(node, node.mtime_ns)
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
         if fields.update_mode or fields.update_uid or fields.update_gid:

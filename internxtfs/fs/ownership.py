@@ -19,6 +19,7 @@ clients and other cache directories never see these rows (docs/semantics.md).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import stat
 from typing import Any
@@ -109,12 +110,29 @@ class Ownership:
         owner = self.journal.owner(key) or Owner()
         self.journal.set_owner(
             key,
-            Owner(
-                new_mode if fields.update_mode or new_mode != mode else owner.mode,
-                new_uid if fields.update_uid else owner.uid,
-                new_gid if fields.update_gid else owner.gid,
+            dataclasses.replace(
+                owner,
+                mode=new_mode if fields.update_mode or new_mode != mode else owner.mode,
+                uid=new_uid if fields.update_uid else owner.uid,
+                gid=new_gid if fields.update_gid else owner.gid,
             ),
         )
+
+    def folder_mtime(self, uuid: str) -> int | None:
+        """The mtime this cache keeps for the folder ``uuid`` (None: Internxt's)."""
+        owner = self.journal.owner(uuid)
+        return None if owner is None else owner.mtime_ns
+
+    def set_folder_mtime(self, node: Node, mtime_ns: int, *, only_if_kept: bool = False) -> None:
+        """Keep a folder's mtime: Internxt cannot change it after the folder is created.
+        ``only_if_kept``: a change of its entries, kept only for a folder whose time was set
+        here (otherwise Internxt's time stands, and no journal write is spent on it)."""
+        if not node.is_dir or node.uuid is None:
+            return
+        owner = self.journal.owner(node.uuid)
+        if only_if_kept and (owner is None or owner.mtime_ns is None):
+            return
+        self.journal.set_owner(node.uuid, dataclasses.replace(owner or Owner(), mtime_ns=mtime_ns))
 
     def forget(self, node: Node) -> None:
         """The entry is gone: drop its row."""

@@ -142,14 +142,14 @@ def test_cp_a_and_rsync_a_of_modes_and_links_then_rsync_itemizes_nothing(
         assert mode_of(copy / "private") == 0o700
         assert itemize(src, copy) == "", copy
 
-    mounted.remount()  # the same cache directory: modes, owners and link times are kept
+    mounted.remount()  # the same cache directory keeps modes, owners and folder times
     for copy in copies:
-        # A folder's mtime set after its creation lasts until unmount (docs/semantics.md).
-        assert itemize(src, copy, "--omit-dir-times") == "", copy
+        assert itemize(src, copy) == "", copy
         assert run("diff", "-r", "--no-dereference", str(src), str(copy)).returncode == 0
 
     mounted.remount(cold=True)  # a fresh cache: bytes, names, link targets, file and link mtimes
     for copy in copies:
+        # Internxt keeps a folder's creation time only: with a fresh cache, folders show that.
         assert itemize(src, copy, "--omit-dir-times", "--no-perms", "--checksum") == "", copy
         for link in ("run", "bin/up", "chain", "dangling", "abs"):
             assert os.readlink(copy / link) == os.readlink(src / link)
@@ -208,17 +208,18 @@ def test_sqlite_transactions_then_integrity_check(mounted: MountedFS, journal_mo
 # --- tar --------------------------------------------------------------------------------------
 
 
-def members(archive: Path, *, modes: bool = True) -> dict[str, tuple[object, ...]]:
-    """name -> (type, mode, size, mtime, link target, sha256) of every member."""
+def members(archive: Path, *, local: bool = True) -> dict[str, tuple[object, ...]]:
+    """name -> (type, mode, size, mtime, link target, sha256) of every member; without
+    ``local``, no modes and no folder times (kept only by the cache that set them)."""
     out: dict[str, tuple[object, ...]] = {}
     with tarfile.open(archive) as tar:
         for m in tar.getmembers():
             data = tar.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
             out[m.name.removeprefix("./")] = (
                 m.type,
-                m.mode if modes and not m.issym() else None,
+                m.mode if local and not m.issym() else None,
                 m.size,
-                None if m.isdir() else m.mtime,  # folders: see --omit-dir-times above
+                m.mtime if local or not m.isdir() else None,
                 m.linkname,
                 hashlib.sha256(data).hexdigest(),
             )
@@ -248,4 +249,23 @@ def test_tar_x_then_tar_c_round_trip(mounted: MountedFS, tmp_path: Path) -> None
     mounted.remount()  # the same cache directory keeps the modes
     assert members(tar_of_mount("remounted.tar")) == expected
     mounted.remount(cold=True)
-    assert members(tar_of_mount("cold.tar"), modes=False) == members(original, modes=False)
+    assert members(tar_of_mount("cold.tar"), local=False) == members(original, local=False)
+
+
+def test_folder_mtime_is_kept_by_the_cache_that_set_it(mounted: MountedFS) -> None:
+    """Internxt cannot change a folder's time after its creation: a time set here (touch,
+    rsync -a, tar -x) and the changes of its entries made here after it are kept by this cache."""
+    mnt = mounted.mountpoint
+    (mnt / "set" / "sub").mkdir(parents=True)
+    (mnt / "later").mkdir()
+    os.utime(mnt / "set", ns=(1_500_000_000_123_456_789,) * 2)
+    os.utime(mnt / "later", ns=(1_400_000_000_000_000_000,) * 2)
+    (mnt / "later" / "f").write_bytes(b"an entry made after the time was set")
+    moved = os.stat(mnt / "later").st_mtime_ns
+    assert moved > 1_400_000_000_000_000_000
+    mounted.remount()
+    assert os.stat(mnt / "set").st_mtime_ns == 1_500_000_000_123_456_789
+    assert os.stat(mnt / "later").st_mtime_ns == moved
+    assert os.stat(mnt / "set").st_ctime_ns >= 1_500_000_000_123_456_789
+    mounted.remount(cold=True)  # another cache: Internxt's time, the folder's creation
+    assert os.stat(mnt / "set").st_mtime_ns > 1_700_000_000 * 10**9

@@ -172,7 +172,7 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         "CREATE TABLE o1 (file_id TEXT PRIMARY KEY, local_id INTEGER, reason TEXT NOT NULL);"
         "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
         "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
-        "DROP TABLE replacements;"
+        "DROP TABLE replacements; DROP TABLE owners;"
         "UPDATE schema_version SET version = 1;"
     )
     db.close()
@@ -188,7 +188,9 @@ def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     Journal(path).close()
     db = sqlite3.connect(path)  # back to what version 2 wrote: no rename-over state
-    db.executescript("DROP TABLE replacements; UPDATE schema_version SET version = 2;")
+    db.executescript(
+        "DROP TABLE replacements; DROP TABLE owners; UPDATE schema_version SET version = 2;"
+    )
     db.close()
     upgraded = Journal(path)
     row = Replacement("t", "file", "p", "n.txt", "s", 4, ASIDE)
@@ -215,6 +217,23 @@ def test_schema_3_gains_the_owners_table(tmp_path: Path) -> None:
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
+
+
+def test_schema_4_gains_folder_mtimes(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    j.set_owner("u", Owner(0o700, 1000, None))
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 4 wrote: owners without mtime_ns
+    db.executescript(
+        "ALTER TABLE owners DROP COLUMN mtime_ns; UPDATE schema_version SET version = 4;"
+    )
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.owner("u") == Owner(0o700, 1000, None)
+    upgraded.set_owner("folder", Owner(mtime_ns=1_500_000_000_123_456_789))
+    upgraded.close()
+    assert Journal(path).owner("folder") == Owner(mtime_ns=1_500_000_000_123_456_789)
 
 
 def test_owner_rows_follow_the_file_and_survive_a_crash(tmp_path: Path) -> None:
