@@ -273,6 +273,11 @@ class Metadata:
                 node = self.table.by_uuid(entry.uuid)
                 if node is not None and node.local_id is not None:
                     owner = self.journal.get(node.local_id)
+                    if _being_recreated(owner, dir_node.uuid, name):
+                        # A listing older than our own removal of this entry (an emptied
+                        # file is deleted and created anew, see Uploader._publish): the
+                        # file's unsent local content, listed below, is what it holds.
+                        continue
                     if owner is not None and owner.remote_uuid not in (None, entry.uuid):
                         # That inode's content now lives in another entry (our side of a
                         # kept-both conflict): this entry gets an inode of its own.
@@ -409,6 +414,19 @@ class Metadata:
             elif here:
                 pending.append(record)
         return by_remote, pending
+
+
+def _being_recreated(owner: Any, folder_uuid: str | None, name: str) -> bool:
+    """The inode's file lost its remote entry on our side and waits to be created again under
+    this same name, with local content not sent yet."""
+    return (
+        owner is not None
+        and owner.remote_uuid is None
+        and owner.dirty
+        and not owner.deleted
+        and owner.parent_uuid == folder_uuid
+        and owner.name == name
+    )
 
 
 def _shown_name(entry: Any, shown: dict[str, str], children: dict[str, int]) -> str | None:

@@ -452,12 +452,18 @@ class Filesystem(pyfuse3.Operations):
         node.lookups += 1
         return self.attrs(node)
 
-    @fuse_handler
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        # pyfuse3's contract: forget must never raise, not even FUSEError (the kernel expects
+        # no reply, and an exception here ends the mount). So no fuse_handler: each inode is
+        # forgotten on its own, and a failure (a full cache disk while dropping an unlinked
+        # file's record) is logged; what it left behind is swept by the next mount's resume.
         for ino, count in inode_list:
-            removed = self.table.forget(ino, count)
-            if removed is not None and removed.unlinked:
-                self._drop_local(removed)
+            try:
+                removed = self.table.forget(ino, count)
+                if removed is not None and removed.unlinked:
+                    self._drop_local(removed)
+            except Exception:
+                log.exception("forget of inode %d failed; continuing", ino)
 
     @fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:

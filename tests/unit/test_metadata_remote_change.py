@@ -210,3 +210,30 @@ async def test_missing_object_that_the_entry_still_names_changes_nothing(tmp_pat
     # Lost on the network, not replaced: nothing to change, the read's ESTALE stands.
     assert await meta.refresh_file(node) == "kept"
     assert invalidated == []
+
+
+async def test_listing_older_than_our_delete_of_an_emptied_file_keeps_it_empty(
+    tmp_path: Path,
+) -> None:
+    """An emptied file is deleted and created anew (Internxt cannot replace to empty). A
+    listing fetched before the delete, merged after it, must not bring the old size back."""
+    drive = Drive(Entry(FILE, "f.bin", 10, "old-object"))
+    journal, table, meta, _ = _setup(tmp_path, drive)
+    root = table.get(1)
+    assert root is not None
+    (record,) = journal.all_files()
+    node = await meta.lookup(root, "f.bin")
+    assert node is not None and node.size == 10
+    root.listed_at = -10.0  # the listing is older than the TTL
+    drive.started = trio.Event()
+    node.size = 0  # truncated to 0 on the mount
+    journal.update(record.local_id, size=0, dirty=True)
+    drive.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(meta.children, root)
+        await drive.started.wait()
+        # The uploader deletes the entry and has not created the empty one yet.
+        journal.update(record.local_id, remote_uuid=None)
+        drive.gate.set()
+    assert root.children == {"f.bin": node.ino}
+    assert node.size == 0
