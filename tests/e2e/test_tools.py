@@ -51,8 +51,8 @@ def test_cp_and_rsync_then_compare_after_cold_remount(mounted: MountedFS, tmp_pa
             "--no-owner",
             "--no-group",
             "--no-perms",
-            # Internxt stores a folder's times only when it is created, so directory mtimes
-            # set afterwards (by cp -a / rsync -a) last until unmount (docs/semantics.md).
+            # Internxt stores a folder's times only when it is created; a time set afterwards
+            # (by cp -a / rsync -a) is kept by the cache that set it, not this fresh one.
             "--omit-dir-times",
             "--dry-run",
             "--itemize-changes",
