@@ -50,6 +50,9 @@ class MountConfig:
     cache_size: int = DEFAULT_CACHE_SIZE
     upload_concurrency: int = 8
     upload_delay: float = 1.0
+    # How long after our own write an answer contradicting it is asked again (read replicas,
+    # internxt/consistency.py).
+    replica_window: float = 3.0
     flush_timeout: float = 60.0
     fs: MountOptions = field(default_factory=MountOptions)
     debug_fuse: bool = False
@@ -138,6 +141,7 @@ async def _run_mount(
         drive_url=profile.drive_url,
         network_url=profile.network_url,
         on_session_change=persist,
+        replica_window=config.replica_window,
     ) as client:
         session = client.session_manager.session
         journal = Journal(config.cache_dir / "state.db")

@@ -62,6 +62,7 @@ class Metadata:
         clock: Callable[[], float] = time.monotonic,
         remote_changed: Callable[[int], None] | None = None,
         shown_as: Callable[[str], dict[str, str]] | None = None,
+        listing_lag: Callable[[str], float] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -74,6 +75,9 @@ class Metadata:
         # Entries kept aside under a hidden name by a rename over them (fs/replacement.py):
         # those whose rename has not landed are shown under their own name, the rest hidden.
         self.shown_as = shown_as or (lambda parent_uuid: {})
+        # Seconds during which a listing of a folder may predate one of our own writes in it
+        # (Internxt lists from read replicas: internxt/consistency.py).
+        self.listing_lag = listing_lag or (lambda folder_uuid: 0.0)
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -160,6 +164,14 @@ class Metadata:
             # We changed this directory while the listing was in flight: our own view is newer.
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
+            return
+        lag = self.listing_lag(dir_node.uuid)
+        if dir_node.children is not None and lag > 0:
+            # A read replica may not show yet what we just created, moved or deleted here: a
+            # merge would make it vanish (or come back) for a moment. Our own view is newer;
+            # it is served until the window has passed, then the remote is listed again.
+            log.debug("listing of %s may predate our own writes; keeping local view", dir_node.uuid)
+            dir_node.listed_at = max(dir_node.listed_at, self.clock() + lag - self.ttl)
             return
         dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
         dir_node.listed_at = started

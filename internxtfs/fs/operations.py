@@ -102,6 +102,7 @@ class Filesystem(pyfuse3.Operations):
             monotonic,
             cache.invalidate,
             shown_as=self.replacements.shown_as,
+            listing_lag=getattr(drive, "listing_lag", None),
         )
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
