@@ -90,6 +90,7 @@ def test_rename_over_a_file_just_written(mounted_factory: Any) -> None:
     m: MountedFS = mounted_factory(None, *FAST)
     mnt = m.mountpoint
     (mnt / "d").mkdir()
+    m.emulator.wait_for_replicas()  # the folder is old news: only the files are new
     for round_ in range(3):
         write_file(mnt / "d/target.txt", f"old {round_}".encode())
         write_file(mnt / "d/new.tmp", f"new {round_}".encode())
@@ -122,6 +123,7 @@ def test_listing_right_after_our_own_changes(mounted_factory: Any) -> None:
     m: MountedFS = mounted_factory(None, *FAST, "--dir-cache-ttl", "0")
     mnt = m.mountpoint
     (mnt / "d").mkdir()
+    m.emulator.wait_for_replicas()
     write_file(mnt / "d/old.txt", b"old")
     flush_ok(m)
     m.emulator.wait_for_replicas()
@@ -141,6 +143,9 @@ def test_rewriting_a_file_just_stored_keeps_one_file(mounted_factory: Any) -> No
     names the content before ours, which must not be taken for a change made elsewhere."""
     m: MountedFS = mounted_factory(None, *FAST)
     path = m.mountpoint / "f.txt"
+    write_file(path, b"first")
+    flush_ok(m)
+    m.emulator.wait_for_replicas()
     for version in range(3):
         with open(path, "wb") as fh:
             fh.write(f"version {version}".encode())
