@@ -1,10 +1,11 @@
 """Read-replica lag: some reads answer from the state as it was ``replica_lag_ms`` ago.
 
 Internxt's drive server sends reads to PostgreSQL read replicas (drive-server-wip
-``src/app.module.ts``: TypeORM ``replication`` with ``slaves``; the replica hosts come from
-``src/config/configuration.ts``). A replica trails the primary, so a folder created a moment ago
-can be missing from the folder check inside create-file, and a file moved away a moment ago can
-still take its name in the conflict check inside move (docs/protocol.md lists which reads).
+``src/app.module.ts``: Sequelize's ``replication`` option outside development;
+``src/config/configuration.ts``: one write host, two read hosts). A replica trails the primary,
+so a folder created a moment ago can be missing from the folder check inside create-file, and a
+file moved away a moment ago can still take its name in the conflict check inside move
+(docs/protocol.md lists which reads the emulator lags).
 
 How: while the lag is on, SQLite triggers copy every version of a ``folders``/``files`` row into
 ``folders_v``/``files_v`` with the wall-clock span ``[v_from, v_to)`` (ms) during which it was
