@@ -44,14 +44,21 @@ RETRY_INTERVAL = 30.0  # seconds between background attempts at unfinished rows
 RESTORE_TIMEOUT = 60.0  # how long a failed rename may spend putting its target back
 
 
+def _where(row: Replacement, meta: Any) -> tuple[str, str]:
+    """(parent folder, name) of a file or folder record."""
+    parent = meta.folder_uuid if row.kind == "file" else meta.parent_uuid
+    return parent, meta.name
+
+
 def aside_name(uuid: str) -> str:
     """The hidden name of an entry kept aside: unique, since no other entry has its uuid."""
     return f"{ASIDE_PREFIX}{uuid}"
 
 
 class _Drive(Protocol):
-    async def file_meta(self, uuid: str) -> Any: ...
-    async def folder_meta(self, uuid: str) -> Any: ...
+    # ``stale``: an answer a lagging read replica may give; asked again (internxt/consistency.py)
+    async def file_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
+    async def folder_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
     async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> Any: ...
     async def rename_folder(self, uuid: str, new_name: str) -> Any: ...
     async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
@@ -171,26 +178,36 @@ class Replacements:
                 and not record.deleted
                 and (record.parent_uuid, record.name) == (row.parent_uuid, row.name)
             )
+
+        def landed(meta: Any) -> bool:
+            return meta.status == "EXISTS" and _where(row, meta) == (row.parent_uuid, row.name)
+
+        # "Not there" may be a read replica that has not seen our move yet: asked again until
+        # it holds past the lag window, since it decides whether the target is moved back.
+        stale = lambda meta: not landed(meta)  # noqa: E731
         try:
             if row.kind == "file":
-                meta = await self.drive.file_meta(row.source_uuid)
-                where = (meta.folder_uuid, meta.name)
+                meta = await self.drive.file_meta(row.source_uuid, stale=stale)
             else:
-                meta = await self.drive.folder_meta(row.source_uuid)
-                where = (meta.parent_uuid, meta.name)
+                meta = await self.drive.folder_meta(row.source_uuid, stale=stale)
         except ie.NotFound:
             return False
-        return meta.status == "EXISTS" and where == (row.parent_uuid, row.name)
+        return landed(meta)
 
     async def _restore(self, row: Replacement) -> None:
         """Move the target back to its name (or beside it, if something else took it)."""
+
+        def at_name(meta: Any) -> bool:
+            return meta.status == "EXISTS" and _where(row, meta) == (row.parent_uuid, row.name)
+
         try:
+            # "Still at its name" may be a replica that has not seen the move aside yet: left
+            # there, the target would stay hidden. Asked again until it holds past the window.
             if row.kind == "file":
-                meta = await self.drive.file_meta(row.target_uuid)
-                where = (meta.folder_uuid, meta.name)
+                meta = await self.drive.file_meta(row.target_uuid, stale=at_name)
             else:
-                meta = await self.drive.folder_meta(row.target_uuid)
-                where = (meta.parent_uuid, meta.name)
+                meta = await self.drive.folder_meta(row.target_uuid, stale=at_name)
+            where = _where(row, meta)
             if meta.status != "EXISTS":
                 log.info("the entry a rename would have replaced, %r, is gone", row.name)
                 return

@@ -293,12 +293,18 @@ class DriveAPI:
         )
         return self._seen(entry)
 
-    async def folder_meta(self, uuid: str) -> FolderEntry:
-        path = f"/folders/{uuid}/meta"
-        dto = await self.read_lag.settle(
-            lambda: self._call("GET", path), what=path, errors=(NotFound,)
+    async def folder_meta(
+        self, uuid: str, *, stale: Callable[[FolderEntry], bool] | None = None
+    ) -> FolderEntry:
+        """A folder's record; ``stale`` as for :meth:`file_meta`."""
+
+        async def attempt() -> FolderEntry:
+            return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta"))
+
+        entry = await self.read_lag.settle(
+            attempt, what=f"meta of folder {uuid}", errors=(NotFound,), stale=stale
         )
-        return self._seen(FolderEntry.from_dto(dto))
+        return self._seen(entry)
 
     async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
         """The files of ``folder_uuid`` whose full name is one of ``names``."""
