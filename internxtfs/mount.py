@@ -143,6 +143,9 @@ async def _run_mount(
         on_session_change=persist,
         replica_window=config.replica_window,
     ) as client:
+        # A previous run of this mount may have written a moment ago (a crash, a quick
+        # remount): until the window has passed, answers contradicting it are asked again.
+        client.drive.read_lag.wrote(())
         session = client.session_manager.session
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
@@ -155,7 +158,13 @@ async def _run_mount(
             # A file we never saw has the name we are publishing (a stale listing, or our own
             # create that landed before a crash): the file last written here wins, as on a
             # local disk, so its entry gets our content.
-            for entry in await client.drive.files_exist(record.parent_uuid, [record.name]):
+            # (An empty answer may be a read replica behind that create: asked again.)
+            found = await client.drive.read_lag.settle(
+                lambda: client.drive.files_exist(record.parent_uuid, [record.name]),
+                what=f"existence of {record.name!r}",
+                stale=lambda found: not found,
+            )
+            for entry in found:
                 if entry.name == record.name:
                     log.info("%r exists remotely; replacing its content", record.name)
                     return str(entry.uuid)

@@ -127,6 +127,12 @@ class Metadata:
 
     async def _refresh(self, dir_node: Node) -> None:
         assert dir_node.uuid is not None
+        if dir_node.children is None:
+            # No view of ours to keep (below): a first listing of a folder one of our writes
+            # just changed (e.g. a rename over settled at start) waits for the replicas instead.
+            lag = self.listing_lag(dir_node.uuid)
+            if lag > 0:
+                await trio.sleep(lag)
         before = self._mutations.get(dir_node.ino, 0)
         started = self.clock()
         # The remote object each record pointed to before the fetch: one our uploader publishes

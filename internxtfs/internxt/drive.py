@@ -194,9 +194,19 @@ class DriveAPI:
 
         if method == "GET" or path.endswith("/existence"):
             return await self._retry.run(attempt, recover=recover, what=what or f"{method} {path}")
+        checked = recover
+        if recover is not None:
+            inner = recover
+
+            async def checked() -> Any:
+                # An attempt whose answer was lost may have landed a moment ago: the reads that
+                # check it must not take a lagging replica's "no" for an answer.
+                self.read_lag.wrote(touches)
+                return await inner()
+
         try:
             result = await self._retry.run(
-                attempt, recover=recover, what=what or f"{method} {path}"
+                attempt, recover=checked, what=what or f"{method} {path}"
             )
         except RequestRejected:
             raise  # refused: nothing was written
@@ -371,7 +381,12 @@ class DriveAPI:
             body["modificationTime"] = format_time(mtime)
 
         async def recover() -> FolderEntry | None:
-            hits = await self.folders_exist(parent_uuid, [name])
+            # Did our attempt land? "No" may be a replica that has not seen it yet.
+            hits = await self.read_lag.settle(
+                lambda: self.folders_exist(parent_uuid, [name]),
+                what=f"existence of folder {name!r}",
+                stale=lambda found: not found,
+            )
             return hits[0] if hits else None
 
         # NotFound: a parent created a moment ago; Conflict: a name freed a moment ago.
@@ -393,7 +408,7 @@ class DriveAPI:
         check_name(new_name, folder=True)
 
         async def recover() -> FolderEntry | None:
-            meta = await self.folder_meta(uuid)
+            meta = await self.folder_meta(uuid, stale=lambda m: m.name != new_name)
             return meta if meta.name == new_name else None
 
         dto = await self.read_lag.settle(
@@ -417,12 +432,12 @@ class DriveAPI:
             check_name(new_name, folder=True)
             body["name"] = new_name
 
+        def landed(meta: FolderEntry) -> bool:
+            return meta.parent_uuid == dest_folder_uuid and new_name in (None, meta.name)
+
         async def recover() -> FolderEntry | None:
-            meta = await self.folder_meta(uuid)
-            landed = meta.parent_uuid == dest_folder_uuid and (
-                new_name is None or meta.name == new_name
-            )
-            return meta if landed else None
+            meta = await self.folder_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
 
         dto = await self.read_lag.settle(
             lambda: self._call(
@@ -441,7 +456,7 @@ class DriveAPI:
 
         async def recover() -> bool | None:
             try:
-                meta = await self.folder_meta(uuid)
+                meta = await self.folder_meta(uuid, stale=lambda m: m.status == EXISTS)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None
@@ -492,12 +507,20 @@ class DriveAPI:
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
-        async def recover() -> FileEntry | None:
+        def ours(found: list[FileEntry]) -> FileEntry | None:
             # Adopt only the entry our own attempt made: same name, same network object.
-            for entry in await self.files_exist(folder_uuid, [name]):
+            for entry in found:
                 if entry.file_id == file_id and entry.size == size:
                     return entry
             return None
+
+        async def recover() -> FileEntry | None:
+            found = await self.read_lag.settle(
+                lambda: self.files_exist(folder_uuid, [name]),
+                what=f"existence of file {name!r}",
+                stale=lambda found: ours(found) is None,
+            )
+            return ours(found)
 
         # NotFound: a folder created a moment ago (the uploader would move the file to the
         # recovery folder); Conflict: a name freed a moment ago (it would keep both).
@@ -527,9 +550,12 @@ class DriveAPI:
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
+        def landed(meta: FileEntry) -> bool:
+            return meta.file_id == file_id and meta.size == size
+
         async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
-            return meta if meta.file_id == file_id and meta.size == size else None
+            meta = await self.file_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
 
         dto = await self.read_lag.settle(
             lambda: self._call(
@@ -550,7 +576,7 @@ class DriveAPI:
         plain, ext = split_name(new_name)
 
         async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
+            meta = await self.file_meta(uuid, stale=lambda m: m.name != new_name)
             return meta if meta.name == new_name else None
 
         dto = await self.read_lag.settle(
@@ -571,10 +597,13 @@ class DriveAPI:
         check_name(new_name, folder=False)
         plain, ext = split_name(new_name)
 
+        def landed(meta: FileEntry) -> bool:
+            where = (meta.folder_uuid, meta.name)
+            return where == (dest_folder_uuid, new_name) and meta.status == EXISTS
+
         async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
-            landed = meta.folder_uuid == dest_folder_uuid and meta.name == new_name
-            return meta if landed and meta.status == EXISTS else None
+            meta = await self.file_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
 
         # Conflict: the replica still holds an entry we moved away from that name a moment ago
         # (a rename over a file moves the old one aside first).
@@ -595,7 +624,7 @@ class DriveAPI:
 
         async def recover() -> bool | None:
             try:
-                meta = await self.file_meta(uuid)
+                meta = await self.file_meta(uuid, stale=lambda m: m.status == EXISTS)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None
