@@ -19,8 +19,9 @@ found on the name means the rename landed (delete the target); anything else mea
 (move the target back). Meanwhile listings show an ``aside`` target under its own name
 (:meth:`Replacements.shown_as`), so it never vanishes from the mount.
 
-Shared state: the journal rows (changed without awaits in between) and ``_active`` (targets
-whose live rename is still running: the background task leaves them alone).
+Shared state: the journal rows (changed without awaits in between), ``_active`` (targets
+whose live rename is still running: the background task leaves them alone) and
+``_resolving`` (a lock: one :meth:`Replacements.resolve_all` at a time).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class Replacements:
         self._delete = delete
         self._active: set[str] = set()
         self._wake = trio.Event()
+        # One resolve_all at a time (the background task, flush and unmount all call it): two
+        # passes over the same row would both move its target back, the second onto a name
+        # the first had just filled (kept as "restored"). The checks of a pass can take the
+        # replica-lag window, which made that overlap likely.
+        self._resolving = trio.Lock()
 
     # --- the live rename --------------------------------------------------------------------
 
@@ -231,16 +237,17 @@ class Replacements:
     async def resolve_all(self) -> int:
         """Settle every journaled row not handled by a live rename; returns how many are
         left (the server did not answer)."""
-        left = 0
-        for row in self.journal.replacements():
-            if row.target_uuid in self._active:
-                continue
-            try:
-                await self._resolve(row)
-            except Exception as exc:
-                left += 1
-                log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
-        return left
+        async with self._resolving:
+            left = 0
+            for row in self.journal.replacements():
+                if row.target_uuid in self._active:
+                    continue
+                try:
+                    await self._resolve(row)
+                except Exception as exc:
+                    left += 1
+                    log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
+            return left
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Background task: settles rows at start, when woken, and every RETRY_INTERVAL."""
