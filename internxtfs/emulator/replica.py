@@ -79,7 +79,9 @@ class ReplicaView:
                     f" FROM {table}"
                 )
                 conn.execute(f"CREATE INDEX {table}_v_id ON {table}_v (id, v_to)")
-                conn.execute(f"CREATE INDEX {table}_v_span ON {table}_v (v_from, v_to)")
+                conn.execute(f"CREATE INDEX {table}_v_uuid ON {table}_v (uuid)")
+                parent = "parent_uuid" if table == "folders" else "folder_uuid"
+                conn.execute(f"CREATE INDEX {table}_v_parent ON {table}_v ({parent})")
                 conn.execute(
                     f"CREATE TRIGGER {table}_v_ins AFTER INSERT ON {table} BEGIN"
                     f" INSERT INTO {table}_v SELECT *, {_NOW_MS}, {_OPEN} FROM {table}"
