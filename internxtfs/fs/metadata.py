@@ -63,6 +63,8 @@ class Metadata:
         remote_changed: Callable[[int], None] | None = None,
         shown_as: Callable[[str], dict[str, str]] | None = None,
         listing_lag: Callable[[str], float] | None = None,
+        recently_written: Callable[[str], bool] | None = None,
+        recently_deleted: Callable[[str], bool] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -78,6 +80,9 @@ class Metadata:
         # Seconds during which a listing of a folder may predate one of our own writes in it
         # (Internxt lists from read replicas: internxt/consistency.py).
         self.listing_lag = listing_lag or (lambda folder_uuid: 0.0)
+        # Whether a listing may still show an entry as it was before our last write to it.
+        self.recently_written = recently_written or (lambda uuid: False)
+        self.recently_deleted = recently_deleted or (lambda uuid: False)
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -171,16 +176,38 @@ class Metadata:
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
             return
-        lag = self.listing_lag(dir_node.uuid)
-        if dir_node.children is not None and lag > 0:
-            # A read replica may not show yet what we just created, moved or deleted here: a
-            # merge would make it vanish (or come back) for a moment. Our own view is newer;
-            # it is served until the window has passed, then the remote is listed again.
-            log.debug("listing of %s may predate our own writes; keeping local view", dir_node.uuid)
-            dir_node.listed_at = max(dir_node.listed_at, self.clock() + lag - self.ttl)
-            return
-        dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
+        old = dir_node.children
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        if lagging:
+            # A read replica may still show an entry as it was before our own rename, move,
+            # delete or replace of a moment ago: for those our view wins (below), the listing's
+            # version would undo the change for a moment.
+            # (A file we stored and have not listed since is known by its journal record: its
+            # older version in the listing would pass for a change made elsewhere.)
+            ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
+            folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
+            files = [f for f in files if not self._predates_us(f.uuid, ours)]
+        children = self._merge(dir_node, folders, files, published, unpublished)
+        if lagging:
+            assert old is not None
+            # ... and may not show yet what we just created or moved here: our entries stay
+            # (an entry removed elsewhere stays for at most the window).
+            for name, ino in old.items():
+                node = self.table.get(ino)
+                if name in children or node is None:
+                    continue
+                if node.parent == dir_node.ino and node.name == name:
+                    children[name] = ino
+        dir_node.children = children
         dir_node.listed_at = started
+
+    def _predates_us(self, uuid: str, ours: set[str]) -> bool:
+        """A listed entry we deleted a moment ago, or changed a moment ago and still show
+        (an entry we created without showing it, e.g. the recovery folder, is taken as is)."""
+        if self.recently_deleted(uuid):
+            return True
+        known = uuid in ours or self.table.by_uuid(uuid) is not None
+        return known and self.recently_written(uuid)
 
     def _merge(
         self,

@@ -103,6 +103,8 @@ class Filesystem(pyfuse3.Operations):
             cache.invalidate,
             shown_as=self.replacements.shown_as,
             listing_lag=getattr(drive, "listing_lag", None),
+            recently_written=getattr(drive, "recently_written", None),
+            recently_deleted=getattr(drive, "recently_deleted", None),
         )
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1

@@ -62,18 +62,40 @@ class ReadLag:
         self._any_folder: float | None = None  # last write whose folder was not known
         self._folders: dict[str, float] = {}  # folder uuid -> last write changing its children
         self._parents: OrderedDict[str, str] = OrderedDict()
+        self._entries: dict[str, float] = {}  # entry uuid -> last write of ours to it
+        self._deleted: dict[str, float] = {}  # entry uuid -> when we deleted it
 
-    def wrote(self, folders: Iterable[str | None] = (None,)) -> None:
+    def wrote(self, folders: Iterable[str | None] = (None,), entries: Iterable[str] = ()) -> None:
         """A write of ours was answered: reads may not show it for ``window`` seconds.
-        ``folders``: the folders whose children it changed (None: not known)."""
+        ``folders``: the folders whose children it changed (None: not known); ``entries``:
+        the files/folders it created, renamed, moved, replaced or deleted."""
         now = self._last_write = self.clock()
         for folder in folders:
             if folder is None:
                 self._any_folder = now
             else:
                 self._folders[folder] = now
-        if len(self._folders) > 1000:  # forget what has settled
+        for entry in entries:
+            self._entries[entry] = now
+        if len(self._folders) + len(self._entries) > 2000:  # forget what has settled
             self._folders = {f: t for f, t in self._folders.items() if now - t < self.window}
+            self._entries = {e: t for e, t in self._entries.items() if now - t < self.window}
+            self._deleted = {e: t for e, t in self._deleted.items() if now - t < self.window}
+
+    def deleted(self, uuids: Iterable[str]) -> None:
+        """Entries we deleted (or trashed): a lagging listing must not bring them back."""
+        now = self.clock()
+        for uuid in uuids:
+            self._deleted[uuid] = now
+
+    def recently_deleted(self, uuid: str) -> bool:
+        when = self._deleted.get(uuid)
+        return when is not None and self.clock() - when < self.window
+
+    def recently_written(self, uuid: str) -> bool:
+        """Whether a read may still show this entry as it was before a write of ours."""
+        when = self._entries.get(uuid)
+        return when is not None and self.clock() - when < self.window
 
     def seen(self, uuid: str, parent: str | None) -> None:
         """Where an entry is (from any answer), for the old parent of a later move or delete."""

@@ -177,8 +177,11 @@ class DriveAPI:
         recover: Recover[Any] | None = None,
         what: str | None = None,
         touches: Iterable[str | None] = (None,),
+        entry: str | None = None,
     ) -> Any:
-        """``touches``: for a write, the folders whose children it changes (None: unknown)."""
+        """``touches``: for a write, the folders whose children it changes (None: unknown);
+        ``entry``: the file or folder it changes."""
+        entries = () if entry is None else (entry,)
         url = f"{self._http.drive_url}{path}"
 
         async def with_token(token: str) -> Any:
@@ -201,7 +204,7 @@ class DriveAPI:
             async def checked() -> Any:
                 # An attempt whose answer was lost may have landed a moment ago: the reads that
                 # check it must not take a lagging replica's "no" for an answer.
-                self.read_lag.wrote(touches)
+                self.read_lag.wrote(touches, entries)
                 return await inner()
 
         try:
@@ -211,9 +214,11 @@ class DriveAPI:
         except RequestRejected:
             raise  # refused: nothing was written
         except BaseException:
-            self.read_lag.wrote(touches)  # it may have landed
+            self.read_lag.wrote(touches, entries)  # it may have landed
             raise
-        self.read_lag.wrote(touches)
+        self.read_lag.wrote(touches, entries)
+        if isinstance(result, dict) and isinstance(result.get("uuid"), str):
+            self.read_lag.wrote((), (result["uuid"],))  # a create: its new entry
         return result
 
     def _seen(self, entry: E) -> E:
@@ -268,6 +273,14 @@ class DriveAPI:
                 nursery.start_soon(worker)
         # Concurrent changes can shift entries between pages: de-duplicate by uuid.
         return _dedupe(item for offset in sorted(pages) for item in pages[offset])
+
+    def recently_written(self, uuid: str) -> bool:
+        """Whether a listing may still show this entry as it was before our last write to it."""
+        return self.read_lag.recently_written(uuid)
+
+    def recently_deleted(self, uuid: str) -> bool:
+        """Whether a listing may still show this entry although we deleted it."""
+        return self.read_lag.recently_deleted(uuid)
 
     def listing_lag(self, folder_uuid: str) -> float:
         """Seconds during which a listing of the folder may miss our own writes in it."""
@@ -418,6 +431,7 @@ class DriveAPI:
                 json={"plainName": new_name},
                 recover=recover,
                 touches=(self._parent(uuid),),
+                entry=uuid,
             ),
             what=f"rename folder {uuid}",
         )
@@ -446,6 +460,7 @@ class DriveAPI:
                 json=body,
                 recover=recover,
                 touches=(self._parent(uuid), dest_folder_uuid),
+                entry=uuid,
             ),
             what=f"move folder {uuid}",
         )
@@ -469,10 +484,12 @@ class DriveAPI:
                 expected=(204,),
                 recover=recover,
                 touches=(self._parent(uuid),),
+                entry=uuid,
             ),
             what=f"delete folder {uuid}",
             errors=(NotFound,),
         )
+        self.read_lag.deleted((uuid,))
 
     # --- files ------------------------------------------------------------------------------
 
@@ -564,6 +581,7 @@ class DriveAPI:
                 json=body,
                 recover=recover,
                 touches=(self._parent(uuid),),
+                entry=uuid,
             ),
             what=f"replace file {uuid}",
             errors=(NotFound,),
@@ -586,6 +604,7 @@ class DriveAPI:
                 json={"plainName": plain, "type": ext},
                 recover=recover,
                 touches=(self._parent(uuid),),
+                entry=uuid,
             ),
             what=f"rename file {uuid}",
         )
@@ -614,6 +633,7 @@ class DriveAPI:
                 json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
                 recover=recover,
                 touches=(self._parent(uuid), dest_folder_uuid),
+                entry=uuid,
             ),
             what=f"move file {uuid}",
         )
@@ -636,10 +656,12 @@ class DriveAPI:
                 expected=(200,),
                 recover=recover,
                 touches=(self._parent(uuid),),
+                entry=uuid,
             ),
             what=f"delete file {uuid}",
             errors=(NotFound,),
         )
+        self.read_lag.deleted((uuid,))
 
     async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
         """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
@@ -652,6 +674,8 @@ class DriveAPI:
                 expected=(200, 201),
                 touches=[self._parent(p["uuid"]) for p in payload],
             )
+            self.read_lag.wrote((), [p["uuid"] for p in payload])
+            self.read_lag.deleted(p["uuid"] for p in payload)
 
     # --- account ----------------------------------------------------------------------------
 
