@@ -15,10 +15,12 @@ whatever it says, so one call waits at most ``window`` plus its own duration; wi
 ours in the last ``window`` seconds nothing is retried at all.
 
 Listings: a folder's listing may also miss what we just created in it, or still show what we
-just deleted or moved out of it. :meth:`listing_lag` says how long a listing of a folder may
-still predate one of our writes that changed its children; the folders a write changes are
-given to :meth:`wrote` (a delete's or move's old parent comes from :meth:`seen`, which the drive
-layer feeds with every entry it parses; an unknown parent counts for every folder).
+just deleted, renamed or moved out of it. :meth:`listing_lag` says how long a listing of a
+folder may still predate one of our writes that changed its children, and
+:meth:`recently_written` / :meth:`recently_deleted` which listed entries those were. The
+folders a write changes are given to :meth:`wrote` (a delete's or move's old parent comes from
+:meth:`seen`, which the drive layer feeds with every entry it parses; an unknown parent counts
+for every folder).
 
 Shared state: ``_last_write``, ``_any_folder``, ``_folders`` and ``_parents``, all set between
 awaits (trio needs no lock).
