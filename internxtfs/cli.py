@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--upload-delay", type=float, default=1.0, help="quiet seconds before an upload starts"
     )
     mount.add_argument("--dir-cache-ttl", type=float, default=10.0)
+    mount.add_argument(
+        "--replica-window",
+        type=float,
+        default=3.0,
+        help="seconds after its own change the mount asks again when Internxt contradicts it",
+    )
     mount.add_argument("--delete-mode", choices=("permanent", "trash"), default="permanent")
     mount.add_argument("--flush-timeout", type=float, default=60.0)
     mount.add_argument(

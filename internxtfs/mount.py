@@ -52,6 +52,9 @@ class MountConfig:
     cache_size: int = DEFAULT_CACHE_SIZE
     upload_concurrency: int = 8
     upload_delay: float = 1.0
+    # How long after our own write an answer contradicting it is asked again (read replicas,
+    # internxt/consistency.py).
+    replica_window: float = 3.0
     flush_timeout: float = 60.0
     fs: MountOptions = field(default_factory=MountOptions)
     debug_fuse: bool = False
@@ -151,7 +154,11 @@ async def _run_mount(
         drive_url=profile.drive_url,
         network_url=profile.network_url,
         on_session_change=persist,
+        replica_window=config.replica_window,
     ) as client:
+        # A previous run of this mount may have written a moment ago (a crash, a quick
+        # remount): until the window has passed, answers contradicting it are asked again.
+        client.drive.read_lag.wrote(())
         session = client.session_manager.session
         client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
         journal = Journal(config.cache_dir / "state.db")
@@ -173,7 +180,13 @@ async def _run_mount(
             # A file we never saw has the name we are publishing (a stale listing, or our own
             # create that landed before a crash): the file last written here wins, as on a
             # local disk, so its entry gets our content.
-            for entry in await client.drive.files_exist(record.parent_uuid, [record.name]):
+            # (An empty answer may be a read replica behind that create: asked again.)
+            found = await client.drive.read_lag.settle(
+                lambda: client.drive.files_exist(record.parent_uuid, [record.name]),
+                what=f"existence of {record.name!r}",
+                stale=lambda found: not found,
+            )
+            for entry in found:
                 if entry.name == record.name:
                     log.info("%r exists remotely; replacing its content", record.name)
                     return str(entry.uuid)

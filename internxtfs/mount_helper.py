@@ -31,6 +31,7 @@ _OWN = {
     "upload_concurrency": "--upload-concurrency",
     "upload_delay": "--upload-delay",
     "dir_cache_ttl": "--dir-cache-ttl",
+    "replica_window": "--replica-window",
     "delete_mode": "--delete-mode",
     "flush_timeout": "--flush-timeout",
     "key_file": "--key-file",

@@ -74,6 +74,7 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
         cache_size=args.cache_size,
         upload_concurrency=args.upload_concurrency,
         upload_delay=args.upload_delay,
+        replica_window=args.replica_window,
         flush_timeout=args.flush_timeout,
         fs=fs,
         debug_fuse=args.debug_fuse,

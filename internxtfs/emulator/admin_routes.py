@@ -80,6 +80,8 @@ async def set_faults(request: web.Request) -> web.Response:
     body = await _body(request)
     try:
         apply_knobs(emu.knobs, body)
+        # Start (or stop) recording row versions now: a lag switched on counts from here.
+        emu.lagged("folders")
     except ValueError as exc:
         return _bad(str(exc))
     if "seed" in body:

@@ -20,6 +20,7 @@ from . import (
 from .context import EMULATOR, Emulator, Knobs
 from .errors import ApiError, reason
 from .faults import ADMIN_PREFIX, faults_middleware
+from .replica import ReplicaView
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,9 @@ def build_app(
         public_url=public_url,
         jwt_secret=store.meta_secret("jwt_secret"),
         url_secret=store.meta_secret("url_secret"),
+        replica=ReplicaView(store),
     )
+    app[EMULATOR].lagged("folders")  # a lag given at start counts from here
     # Static paths before parametrised ones (e.g. /files/limits before /files/{uuid}).
     drive = _adder(app, DRIVE)
     auth_routes.add_routes(drive)

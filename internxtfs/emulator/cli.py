@@ -39,6 +39,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="internxtfs-emulator", description="Local Internxt Drive emulator"
@@ -84,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         help="token lifetime in seconds for login and refresh (default 3 days / 7 days)",
     )
+    serve.add_argument(
+        "--replica-lag-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="reads Internxt serves from a read replica see the state this many ms ago",
+    )
     serve.add_argument("--seed", type=int, help="seed of the fault randomness")
 
     add = sub.add_parser("add-user", help="create an account (works while a server runs)")
@@ -108,6 +121,7 @@ async def _serve(args: argparse.Namespace) -> None:
         token_lifetime=args.token_lifetime,
         fault_path_regex=args.fault_path_regex,
         fault_method=args.fault_method,
+        replica_lag_ms=args.replica_lag_ms,
     )
     app = build_app(store, knobs, seed=args.seed, public_url=args.public_url)
     ssl_context = None

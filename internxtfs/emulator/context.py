@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .replica import ReplicaView
 from .store import Store
 
 LOGIN_LIFETIME = 3 * 24 * 3600  # §2.5
@@ -27,6 +28,9 @@ class Knobs:
     # connection is cut): the client cannot tell whether its create/move/delete happened.
     lose_answer_rate: float = 0.0
     token_lifetime: int | None = None  # seconds; None = Internxt's 3 days / 7 days
+    # Reads that Internxt serves from a read replica answer from the state this many ms ago
+    # (replica.py; the list is in docs/protocol.md). Writes always see the current state.
+    replica_lag_ms: float = 0.0
     # Deterministic one-shot variants: the next N eligible requests get the fault.
     fail_next: int = 0
     throttle_next: int = 0
@@ -88,6 +92,13 @@ class Emulator:
     stats: Stats = dataclasses.field(default_factory=Stats)
     jwt_secret: str = ""
     url_secret: str = ""
+    replica: ReplicaView | None = None
+
+    def lagged(self, table: str) -> str:
+        """FROM-clause source for a read Internxt sends to a read replica (see replica.py)."""
+        if self.replica is None:
+            self.replica = ReplicaView(self.store)
+        return self.replica.source(table, self.knobs.replica_lag_ms)
 
     def lifetime(self, *, refresh: bool) -> int:
         if self.knobs.token_lifetime is not None:

@@ -22,12 +22,17 @@ MAX_PATH = 1024
 
 
 def file_name_taken(
-    store: Store, folder_uuid: str, plain_name: str, ftype: str | None, exclude: str = ""
+    store: Store,
+    folder_uuid: str,
+    plain_name: str,
+    ftype: str | None,
+    exclude: str = "",
+    src: str = "files",
 ) -> bool:
     # A null and an empty type are the same extension (§5.3).
     return bool(
         store.scalar(
-            "SELECT 1 FROM files WHERE folder_uuid = ? AND plain_name = ?"
+            f"SELECT 1 FROM {src} WHERE folder_uuid = ? AND plain_name = ?"
             " AND COALESCE(type, '') = ? AND status = 'EXISTS' AND uuid != ?",
             folder_uuid,
             plain_name,
@@ -94,7 +99,8 @@ def _type_of(value: Any) -> str | None:
 
 async def create_file(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     body = await json_body(request)
     plain_name, ftype = body.get("plainName"), body.get("type")
     if not isinstance(plain_name, str):
@@ -111,7 +117,10 @@ async def create_file(request: web.Request) -> web.Response:
         body.get("date"), "date"
     )
     modification = parse_time(body.get("modificationTime"), "modificationTime")
-    folder = store.one("SELECT * FROM folders WHERE uuid = ?", body["folderUuid"].lower())
+    # The folder check reads a replica: a folder created a moment ago is "not found" (PB-1446).
+    folder = store.one(
+        f"SELECT * FROM {emu.lagged('folders')} WHERE uuid = ?", body["folderUuid"].lower()
+    )
     if folder is None or folder["removed"] or folder["deleted"]:
         raise not_found("Folder not found")
     if folder["user_id"] != user["id"]:
@@ -155,8 +164,16 @@ def _owned_file(request: web.Request, user: Row) -> Row:
 
 async def get_meta(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    # Any status is returned; clients check ``status`` themselves (§7.3).
-    return web.json_response(file_dto(_owned_file(request, user)))
+    emu = emulator_of(request)
+    # Read from a replica. Any status is returned; clients check ``status`` themselves (§7.3).
+    row = emu.store.one(
+        f"SELECT * FROM {emu.lagged('files')} WHERE uuid = ? AND user_id = ?",
+        path_uuid(request),
+        user["id"],
+    )
+    if row is None:
+        raise not_found("File not found")
+    return web.json_response(file_dto(row))
 
 
 async def rename(request: web.Request) -> web.Response:
@@ -188,7 +205,8 @@ async def rename(request: web.Request) -> web.Response:
 
 async def move(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     uuid = path_uuid(request)
     body = await json_body(request)
     destination = destination_folder(body)
@@ -211,7 +229,10 @@ async def move(request: web.Request) -> web.Response:
     ):
         raise conflict(f"File {uuid} was already moved to that location")
     with store.transaction() as conn:
-        if file_name_taken(store, destination, new_name, new_type, uuid):
+        # The conflict check reads a replica: a file moved away a moment ago still counts.
+        if file_name_taken(
+            store, destination, new_name, new_type, uuid, emu.lagged("files")
+        ) or file_name_taken(store, destination, new_name, new_type, uuid):
             raise conflict("A file with the same name already exists in destination folder")
         # Moving a trashed file restores it.
         conn.execute(
@@ -290,7 +311,8 @@ def split_name(base: str) -> tuple[str, str]:
 
 async def meta_by_path(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     path = request.query.get("path", "")
     if "/" not in path:
         raise bad_request("Invalid path provided")
@@ -299,12 +321,13 @@ async def meta_by_path(request: web.Request) -> web.Response:
     parts = [p for p in path.strip("/").split("/") if p]
     if not parts:
         raise bad_request("Invalid path provided")
-    folder = resolve_folder_path(store, user, parts[:-1])
+    folder = resolve_folder_path(store, user, parts[:-1], emu.lagged("folders"))
     if folder is None:
         raise not_found("Parent folders not found")
     plain_name, ftype = split_name(parts[-1])
     row = store.one(
-        "SELECT * FROM files WHERE folder_uuid = ? AND plain_name = ? AND COALESCE(type, '') = ?"
+        f"SELECT * FROM {emu.lagged('files')} WHERE folder_uuid = ? AND plain_name = ?"
+        " AND COALESCE(type, '') = ?"
         " AND status = 'EXISTS'",
         folder["uuid"],
         plain_name,

@@ -34,18 +34,23 @@ def valid_folder_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name.strip()) and "/" not in name and "\\" not in name
 
 
-def live_folder(store: Store, user_id: int, uuid: str) -> Row | None:
+def live_folder(store: Store, user_id: int, uuid: str, src: str = "folders") -> Row | None:
+    """``src``: the table, or its lagged view for reads Internxt sends to a replica."""
     return store.one(
-        f"SELECT * FROM folders WHERE uuid = ? AND user_id = ? AND {LIVE_FOLDER}", uuid, user_id
+        f"SELECT * FROM {src} WHERE uuid = ? AND user_id = ? AND {LIVE_FOLDER}", uuid, user_id
     )
 
 
+def folder_by_uuid(store: Store, user_id: int, uuid: str, src: str) -> Row | None:
+    return store.one(f"SELECT * FROM {src} WHERE uuid = ? AND user_id = ?", uuid, user_id)
+
+
 def folder_name_taken(
-    store: Store, parent_uuid: str, name: str, exclude: str | None = None
+    store: Store, parent_uuid: str, name: str, exclude: str | None = None, src: str = "folders"
 ) -> bool:
     return bool(
         store.scalar(
-            f"SELECT 1 FROM folders WHERE parent_uuid = ? AND plain_name = ? AND {LIVE_FOLDER}"
+            f"SELECT 1 FROM {src} WHERE parent_uuid = ? AND plain_name = ? AND {LIVE_FOLDER}"
             " AND uuid != ?",
             parent_uuid,
             name,
@@ -64,10 +69,10 @@ def subtree_folder_ids(store: Store, root_id: int) -> list[int]:
 
 
 def list_child_folders(
-    store: Store, user_id: int, parent: str, limit: int, offset: int, order: str
+    store: Store, user_id: int, parent: str, limit: int, offset: int, order: str, src: str
 ) -> list[Row]:
     return store.all(
-        f"SELECT * FROM folders WHERE parent_uuid = ? AND user_id = ? AND {LIVE_FOLDER} "
+        f"SELECT * FROM {src} WHERE parent_uuid = ? AND user_id = ? AND {LIVE_FOLDER} "
         f"{order} LIMIT ? OFFSET ?",
         parent,
         user_id,
@@ -77,10 +82,10 @@ def list_child_folders(
 
 
 def list_child_files(
-    store: Store, user_id: int, parent: str, limit: int, offset: int, order: str
+    store: Store, user_id: int, parent: str, limit: int, offset: int, order: str, src: str
 ) -> list[Row]:
     return store.all(
-        "SELECT * FROM files WHERE folder_uuid = ? AND user_id = ? AND status = 'EXISTS' "
+        f"SELECT * FROM {src} WHERE folder_uuid = ? AND user_id = ? AND status = 'EXISTS' "
         f"{order} LIMIT ? OFFSET ?",
         parent,
         user_id,
@@ -119,16 +124,18 @@ def _insert_folder(store: Store, user: Row, parent: Row, spec: dict[str, Any]) -
 
 async def create_folder(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     body = await json_body(request)
     if "folders" in body:
-        return _create_bulk(store, user, body)
+        return _create_bulk(store, user, body, emu.lagged("folders"))
     parent_uuid = body.get("parentFolderUuid")
     if not is_uuid(parent_uuid):
         raise bad_request(["parentFolderUuid must be a UUID"])
     if not valid_folder_name(body.get("plainName")):
         raise bad_request("Invalid folder name")
-    parent = live_folder(store, user["id"], parent_uuid.lower())
+    # The parent check reads a replica: a parent created a moment ago may not be there yet.
+    parent = live_folder(store, user["id"], parent_uuid.lower(), emu.lagged("folders"))
     if parent is None:
         raise not_found("Parent folder does not exist")
     with store.transaction():
@@ -138,7 +145,7 @@ async def create_folder(request: web.Request) -> web.Response:
     return web.json_response(folder_dto(row), status=201)
 
 
-def _create_bulk(store: Store, user: Row, body: dict[str, Any]) -> web.Response:
+def _create_bulk(store: Store, user: Row, body: dict[str, Any], src: str) -> web.Response:
     specs = body.get("folders")
     if not isinstance(specs, list) or not 1 <= len(specs) <= 5:
         raise bad_request(["folders must contain between 1 and 5 elements"])
@@ -150,7 +157,7 @@ def _create_bulk(store: Store, user: Row, body: dict[str, Any]) -> web.Response:
         parent_uuid = spec.get("parentFolderUuid", default_parent)
         if not is_uuid(parent_uuid):
             raise bad_request(["parentFolderUuid must be a UUID"])
-        parent = live_folder(store, user["id"], parent_uuid.lower())
+        parent = live_folder(store, user["id"], parent_uuid.lower(), src)
         if parent is None:
             raise not_found("Parent folder does not exist")
         resolved.append((parent, spec))
@@ -184,7 +191,10 @@ async def list_folders(request: web.Request) -> web.Response:
     parent = path_uuid(request)
     limit, offset = limit_offset(request)
     order = order_clause(sort_order(request, FOLDER_SORTS))
-    rows = list_child_folders(emulator_of(request).store, user["id"], parent, limit, offset, order)
+    emu = emulator_of(request)
+    rows = list_child_folders(
+        emu.store, user["id"], parent, limit, offset, order, emu.lagged("folders")
+    )
     # A parent that does not exist simply has no children (§7.2).
     return web.json_response({"folders": [folder_dto(row) for row in rows]})
 
@@ -194,21 +204,26 @@ async def list_files(request: web.Request) -> web.Response:
     parent = path_uuid(request)
     limit, offset = limit_offset(request)
     order = order_clause(sort_order(request, FILE_SORTS))
-    rows = list_child_files(emulator_of(request).store, user["id"], parent, limit, offset, order)
+    emu = emulator_of(request)
+    rows = list_child_files(
+        emu.store, user["id"], parent, limit, offset, order, emu.lagged("files")
+    )
     return web.json_response({"files": [file_dto(row) for row in rows]})
 
 
 async def folder_content(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     uuid = path_uuid(request)
     limit, offset = limit_offset(request, required=False)
-    folder = store.folder(user["id"], uuid)
+    folders_src, files_src = emu.lagged("folders"), emu.lagged("files")
+    folder = folder_by_uuid(store, user["id"], uuid, folders_src)
     if folder is None:
         raise not_found("Folder not found")
     order = order_clause(None)
-    children = list_child_folders(store, user["id"], uuid, limit, offset, order)
-    files = list_child_files(store, user["id"], uuid, limit, offset, order)
+    children = list_child_folders(store, user["id"], uuid, limit, offset, order, folders_src)
+    files = list_child_files(store, user["id"], uuid, limit, offset, order, files_src)
     body = folder_dto(folder) | {
         "children": [folder_dto(row) for row in children],
         "files": [file_dto(row) for row in files],
@@ -218,7 +233,9 @@ async def folder_content(request: web.Request) -> web.Response:
 
 async def files_existence(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
+    folders_src, files_src = emu.lagged("folders"), emu.lagged("files")
     uuid = path_uuid(request)
     body = await json_body(request)
     criteria = body.get("files")
@@ -230,14 +247,15 @@ async def files_existence(request: web.Request) -> web.Response:
         raise bad_request(["files must contain no more than 200 elements"])
     if any(not isinstance(c, dict) or not isinstance(c.get("plainName"), str) for c in criteria):
         raise bad_request(["files.plainName must be a string"])
-    if store.folder(user["id"], uuid) is None:
+    if folder_by_uuid(store, user["id"], uuid, folders_src) is None:
         raise bad_request("Parent folder not valid!")
     found: dict[int, Row] = {}
     for criterion in criteria:
         ftype = criterion.get("type")
         if ftype:  # an empty/absent type matches any extension (§7.3)
             rows = store.all(
-                "SELECT * FROM files WHERE folder_uuid = ? AND user_id = ? AND status = 'EXISTS'"
+                f"SELECT * FROM {files_src} WHERE folder_uuid = ? AND user_id = ?"
+                " AND status = 'EXISTS'"
                 " AND plain_name = ? AND COALESCE(type, '') = ?",
                 uuid,
                 user["id"],
@@ -246,7 +264,8 @@ async def files_existence(request: web.Request) -> web.Response:
             )
         else:
             rows = store.all(
-                "SELECT * FROM files WHERE folder_uuid = ? AND user_id = ? AND status = 'EXISTS'"
+                f"SELECT * FROM {files_src} WHERE folder_uuid = ? AND user_id = ?"
+                " AND status = 'EXISTS'"
                 " AND plain_name = ?",
                 uuid,
                 user["id"],
@@ -259,7 +278,9 @@ async def files_existence(request: web.Request) -> web.Response:
 
 async def folders_existence(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
+    src = emu.lagged("folders")
     uuid = path_uuid(request)
     body = await json_body(request)
     names = body.get("plainNames")
@@ -267,11 +288,11 @@ async def folders_existence(request: web.Request) -> web.Response:
         raise bad_request(["plainNames must contain at least 1 elements"])
     if len(names) > 200:
         raise bad_request(["plainNames must contain no more than 200 elements"])
-    if store.folder(user["id"], uuid) is None:
+    if folder_by_uuid(store, user["id"], uuid, src) is None:
         raise bad_request("Parent folder not valid!")
     marks = ",".join("?" * len(names))
     rows = store.all(
-        f"SELECT * FROM folders WHERE parent_uuid = ? AND user_id = ? AND {LIVE_FOLDER}"
+        f"SELECT * FROM {src} WHERE parent_uuid = ? AND user_id = ? AND {LIVE_FOLDER}"
         f" AND plain_name IN ({marks}) ORDER BY id",
         uuid,
         user["id"],
@@ -285,7 +306,8 @@ async def folders_existence(request: web.Request) -> web.Response:
 
 async def get_meta(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    folder = emulator_of(request).store.folder(user["id"], path_uuid(request))
+    emu = emulator_of(request)
+    folder = folder_by_uuid(emu.store, user["id"], path_uuid(request), emu.lagged("folders"))
     if folder is None:
         raise not_found("Folder not found")
     return web.json_response(folder_dto(folder))
@@ -319,7 +341,8 @@ async def rename(request: web.Request) -> web.Response:
 
 async def move(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     uuid = path_uuid(request)
     body = await json_body(request)
     destination = destination_folder(body)
@@ -345,7 +368,10 @@ async def move(request: web.Request) -> web.Response:
     ):
         raise conflict(f"Folder {uuid} was already moved to that location")
     with store.transaction() as conn:
-        if folder_name_taken(store, destination, new_name, uuid):
+        # The conflict check reads a replica: a folder moved away a moment ago still counts.
+        if folder_name_taken(
+            store, destination, new_name, uuid, emu.lagged("folders")
+        ) or folder_name_taken(store, destination, new_name, uuid):
             raise conflict("A folder with the same name already exists in destination folder")
         now = now_iso()
         # Moving a trashed folder restores it, like files (§7.4).
@@ -384,9 +410,13 @@ def remove_subtree(store: Store, folder_id: int) -> None:
 
 async def delete(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
-    folder = store.folder(user["id"], path_uuid(request))
-    if folder is None or folder["removed"]:
+    emu = emulator_of(request)
+    store = emu.store
+    uuid = path_uuid(request)
+    # Looked up on a replica: a folder created a moment ago is "not found" (and stays).
+    seen = folder_by_uuid(store, user["id"], uuid, emu.lagged("folders"))
+    folder = store.folder(user["id"], uuid)
+    if seen is None or seen["removed"] or folder is None or folder["removed"]:
         raise not_found("Folder not found")
     if folder["parent_uuid"] is None:
         raise drive_error(406, "Cannot delete root folder")
@@ -397,23 +427,26 @@ async def delete(request: web.Request) -> web.Response:
 
 async def meta_by_path(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
     path = request.query.get("path")
     if path is None:
         raise bad_request(["path must be a string"])
-    folder = resolve_folder_path(store, user, [p for p in path.strip("/").split("/") if p])
+    parts = [p for p in path.strip("/").split("/") if p]
+    folder = resolve_folder_path(emu.store, user, parts, emu.lagged("folders"))
     if folder is None:
         raise not_found("Folder not found")
     return web.json_response(folder_row_snake(folder))
 
 
-def resolve_folder_path(store: Store, user: Row, parts: list[str]) -> Row | None:
+def resolve_folder_path(
+    store: Store, user: Row, parts: list[str], src: str = "folders"
+) -> Row | None:
     folder = store.folder(user["id"], user["root_folder_uuid"])
     for part in parts:
         if folder is None:
             return None
         folder = store.one(
-            f"SELECT * FROM folders WHERE parent_uuid = ? AND plain_name = ? AND {LIVE_FOLDER}",
+            f"SELECT * FROM {src} WHERE parent_uuid = ? AND plain_name = ? AND {LIVE_FOLDER}",
             folder["uuid"],
             part,
         )

@@ -66,6 +66,9 @@ class Metadata:
         shown_as: Callable[[str], dict[str, str]] | None = None,
         links: bool = True,
         subdirs_changed: Callable[[Node], None] | None = None,
+        listing_lag: Callable[[str], float] | None = None,
+        recently_written: Callable[[str], bool] | None = None,
+        recently_deleted: Callable[[str], bool] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -84,6 +87,12 @@ class Metadata:
         # Called when a listing changes a directory's count of subdirectories (its st_nlink),
         # so the kernel's cached attributes of it can be dropped.
         self.subdirs_changed = subdirs_changed
+        # Seconds during which a listing of a folder may predate one of our own writes in it
+        # (Internxt lists from read replicas: internxt/consistency.py).
+        self.listing_lag = listing_lag or (lambda folder_uuid: 0.0)
+        # Whether a listing may still show an entry as it was before our last write to it.
+        self.recently_written = recently_written or (lambda uuid: False)
+        self.recently_deleted = recently_deleted or (lambda uuid: False)
         self._locks: dict[int, trio.Lock] = {}
         self._mutations: dict[int, int] = {}
 
@@ -133,6 +142,12 @@ class Metadata:
 
     async def _refresh(self, dir_node: Node) -> None:
         assert dir_node.uuid is not None
+        if dir_node.children is None:
+            # No view of ours to keep (below): a first listing of a folder one of our writes
+            # just changed (e.g. a rename over settled at start) waits for the replicas instead.
+            lag = self.listing_lag(dir_node.uuid)
+            if lag > 0:
+                await trio.sleep(lag)
         before = self._mutations.get(dir_node.ino, 0)
         started = self.clock()
         # The remote object each record pointed to before the fetch: one our uploader publishes
@@ -177,7 +192,29 @@ class Metadata:
             return
         files = [entry for entry in files if entry.uuid not in deleting]
         before_subdirs = self.subdirs(dir_node)
-        dir_node.children = self._merge(dir_node, folders, files, published, unpublished)
+        old = dir_node.children
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        if lagging:
+            # A read replica may still show an entry as it was before our own rename, move,
+            # delete or replace of a moment ago: for those our view wins (below), the listing's
+            # version would undo the change for a moment.
+            # (A file we stored and have not listed since is known by its journal record: its
+            # older version in the listing would pass for a change made elsewhere.)
+            ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
+            folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
+            files = [f for f in files if not self._predates_us(f.uuid, ours)]
+        children = self._merge(dir_node, folders, files, published, unpublished)
+        if lagging:
+            assert old is not None
+            # ... and may not show yet what we just created or moved here: our entries stay
+            # (an entry removed elsewhere stays for at most the window).
+            for name, ino in old.items():
+                node = self.table.get(ino)
+                if name in children or node is None:
+                    continue
+                if node.parent == dir_node.ino and node.name == name:
+                    children[name] = ino
+        dir_node.children = children
         dir_node.listed_at = started
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
@@ -192,6 +229,14 @@ class Metadata:
             if child is not None and child.is_dir:
                 count += 1
         return count
+
+    def _predates_us(self, uuid: str, ours: set[str]) -> bool:
+        """A listed entry we deleted a moment ago, or changed a moment ago and still show
+        (an entry we created without showing it, e.g. the recovery folder, is taken as is)."""
+        if self.recently_deleted(uuid):
+            return True
+        known = uuid in ours or self.table.by_uuid(uuid) is not None
+        return known and self.recently_written(uuid)
 
     def _merge(
         self,

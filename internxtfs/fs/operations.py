@@ -107,6 +107,9 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
+            listing_lag=getattr(drive, "listing_lag", None),
+            recently_written=getattr(drive, "recently_written", None),
+            recently_deleted=getattr(drive, "recently_deleted", None),
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}

@@ -19,8 +19,9 @@ found on the name means the rename landed (delete the target); anything else mea
 (move the target back). Meanwhile listings show an ``aside`` target under its own name
 (:meth:`Replacements.shown_as`), so it never vanishes from the mount.
 
-Shared state: the journal rows (changed without awaits in between) and ``_active`` (targets
-whose live rename is still running: the background task leaves them alone).
+Shared state: the journal rows (changed without awaits in between), ``_active`` (targets
+whose live rename is still running: the background task leaves them alone) and
+``_resolving`` (a lock: one :meth:`Replacements.resolve_all` at a time).
 """
 
 from __future__ import annotations
@@ -44,14 +45,21 @@ RETRY_INTERVAL = 30.0  # seconds between background attempts at unfinished rows
 RESTORE_TIMEOUT = 60.0  # how long a failed rename may spend putting its target back
 
 
+def _where(row: Replacement, meta: Any) -> tuple[str, str]:
+    """(parent folder, name) of a file or folder record."""
+    parent = meta.folder_uuid if row.kind == "file" else meta.parent_uuid
+    return parent, meta.name
+
+
 def aside_name(uuid: str) -> str:
     """The hidden name of an entry kept aside: unique, since no other entry has its uuid."""
     return f"{ASIDE_PREFIX}{uuid}"
 
 
 class _Drive(Protocol):
-    async def file_meta(self, uuid: str) -> Any: ...
-    async def folder_meta(self, uuid: str) -> Any: ...
+    # ``stale``: an answer a lagging read replica may give; asked again (internxt/consistency.py)
+    async def file_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
+    async def folder_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
     async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> Any: ...
     async def rename_folder(self, uuid: str, new_name: str) -> Any: ...
     async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
@@ -68,6 +76,11 @@ class Replacements:
         self._delete = delete
         self._active: set[str] = set()
         self._wake = trio.Event()
+        # One resolve_all at a time (the background task, flush and unmount all call it): two
+        # passes over the same row would both move its target back, the second onto a name
+        # the first had just filled (kept as "restored"). The checks of a pass can take the
+        # replica-lag window, which made that overlap likely.
+        self._resolving = trio.Lock()
 
     # --- the live rename --------------------------------------------------------------------
 
@@ -171,25 +184,37 @@ class Replacements:
                 and not record.deleted
                 and (record.parent_uuid, record.name) == (row.parent_uuid, row.name)
             )
+
+        def landed(meta: Any) -> bool:
+            return meta.status == "EXISTS" and _where(row, meta) == (row.parent_uuid, row.name)
+
+        # "Not there" may be a read replica that has not seen our move yet: asked again until
+        # it holds past the lag window, since it decides whether the target is moved back.
+        stale = lambda meta: not landed(meta)  # noqa: E731
         try:
-            status, where = await self._where(row.kind, row.source_uuid)
+            if row.kind == "file":
+                meta = await self.drive.file_meta(row.source_uuid, stale=stale)
+            else:
+                meta = await self.drive.folder_meta(row.source_uuid, stale=stale)
         except ie.NotFound:
             return False
-        return status == "EXISTS" and where == (row.parent_uuid, row.name)
-
-    async def _where(self, kind: str, uuid: str) -> tuple[str, tuple[str | None, str]]:
-        """An entry's status and (parent uuid, name), as the server has them."""
-        if kind == "file":
-            meta = await self.drive.file_meta(uuid)
-            return meta.status, (meta.folder_uuid, meta.name)
-        folder = await self.drive.folder_meta(uuid)
-        return folder.status, (folder.parent_uuid, folder.name)
+        return landed(meta)
 
     async def _restore(self, row: Replacement) -> None:
         """Move the target back to its name (or beside it, if something else took it)."""
+
+        def at_name(meta: Any) -> bool:
+            return meta.status == "EXISTS" and _where(row, meta) == (row.parent_uuid, row.name)
+
         try:
-            status, where = await self._where(row.kind, row.target_uuid)
-            if status != "EXISTS":
+            # "Still at its name" may be a replica that has not seen the move aside yet: left
+            # there, the target would stay hidden. Asked again until it holds past the window.
+            if row.kind == "file":
+                meta = await self.drive.file_meta(row.target_uuid, stale=at_name)
+            else:
+                meta = await self.drive.folder_meta(row.target_uuid, stale=at_name)
+            where = _where(row, meta)
+            if meta.status != "EXISTS":
                 log.info("the entry a rename would have replaced, %r, is gone", row.name)
                 return
             if where == (row.parent_uuid, row.name):
@@ -212,16 +237,17 @@ class Replacements:
     async def resolve_all(self) -> int:
         """Settle every journaled row not handled by a live rename; returns how many are
         left (the server did not answer)."""
-        left = 0
-        for row in self.journal.replacements():
-            if row.target_uuid in self._active:
-                continue
-            try:
-                await self._resolve(row)
-            except Exception as exc:
-                left += 1
-                log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
-        return left
+        async with self._resolving:
+            left = 0
+            for row in self.journal.replacements():
+                if row.target_uuid in self._active:
+                    continue
+                try:
+                    await self._resolve(row)
+                except Exception as exc:
+                    left += 1
+                    log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
+            return left
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Background task: settles rows at start, when woken, and every RETRY_INTERVAL."""

@@ -749,19 +749,23 @@ class Uploader:
         """Conflict policy: if another client changed the file since our local changes began,
         theirs keeps the name and ours is published beside it under a marked name."""
         assert record.remote_uuid is not None
-        try:
-            entry = await self.drive.file_meta(record.remote_uuid)
-        except NotFound:
-            return record  # the replace below finds it gone too and creates it again
-        if entry.status != "EXISTS":
-            log.warning("%r was deleted elsewhere; storing our version again", record.name)
-            return self.journal.update(local_id, remote_uuid=None)
         # Our base content, or the object of our own publish cut short by a crash (resume()
         # moved that pending object to the 'uncertain' orphans: the replace may have landed).
         ours = {record.remote_file_id, record.pending_file_id}
         ours |= {
             f for f, lid, why in self.journal.orphans() if lid == local_id and why == UNCERTAIN
         }
+        try:
+            # Another object than ours may be a read replica that has not seen our last
+            # replace yet: that answer is asked again until it holds past the lag window.
+            entry = await self.drive.file_meta(
+                record.remote_uuid, stale=lambda e: e.status != "EXISTS" or e.file_id not in ours
+            )
+        except NotFound:
+            return record  # the replace below finds it gone too and creates it again
+        if entry.status != "EXISTS":
+            log.warning("%r was deleted elsewhere; storing our version again", record.name)
+            return self.journal.update(local_id, remote_uuid=None)
         if entry.file_id in ours:
             return record
         kept = marked_name(record.name, f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}")

@@ -15,6 +15,7 @@ import httpx
 
 from . import endpoints
 from .auth import Credentials, Session, SessionCallback, SessionManager, login
+from .consistency import DEFAULT_WINDOW, ReadLag
 from .drive import DriveAPI
 from .http import DEFAULT_TIMEOUT, Http
 from .network import NetworkAPI
@@ -43,6 +44,7 @@ class InternxtClient:
         on_session_change: SessionCallback | None = None,
         clock: Callable[[], float] = time.time,
         max_connections: int = 32,
+        replica_window: float = DEFAULT_WINDOW,
     ) -> None:
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -59,6 +61,7 @@ class InternxtClient:
         self.credentials = credentials
         self._on_session_change = on_session_change
         self._clock = clock
+        self._replica_window = replica_window
         self._sessions: SessionManager | None = None
         self._drive: DriveAPI | None = None
         self._network: NetworkAPI | None = None
@@ -74,7 +77,12 @@ class InternxtClient:
             on_session_change=self._on_session_change,
             clock=self._clock,
         )
-        self._drive = DriveAPI(self.http, self._sessions, retry=self.retry)
+        self._drive = DriveAPI(
+            self.http,
+            self._sessions,
+            retry=self.retry,
+            read_lag=ReadLag(self._replica_window),
+        )
         # Network credentials, bucket and mnemonic never change for an account, so the
         # network layer keeps its own copy and survives token renewals untouched.
         self._network = NetworkAPI(

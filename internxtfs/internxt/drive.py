@@ -16,8 +16,9 @@ from typing import Any, Literal, TypeVar
 import trio
 
 from .auth import SessionManager
+from .consistency import ReadLag
 from .crypto import ENCRYPT_VERSION
-from .errors import IncompleteAnswer, NotFound, ProtocolError
+from .errors import IncompleteAnswer, NotFound, ProtocolError, RequestRejected
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
 from .retry import Recover, RetryPolicy
@@ -160,11 +161,15 @@ class DriveAPI:
         *,
         retry: RetryPolicy | None = None,
         list_window: int = 16,
+        read_lag: ReadLag | None = None,
     ) -> None:
         self._http = http
         self._sessions = sessions
         self._retry = retry or RetryPolicy()
         self._window = max(1, list_window)
+        # Our last write, and how long a read may not show it (consistency.py): the NotFound
+        # and Conflict answers below that lag can explain are asked again before they count.
+        self.read_lag = read_lag or ReadLag()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -179,9 +184,14 @@ class DriveAPI:
         recover: Recover[Any] | None = None,
         what: str | None = None,
         record: bool = False,
+        touches: Iterable[str | None] = (None,),
+        entry: str | None = None,
     ) -> Any:
         """One drive call under the retry policy. ``record``: the answer must be a JSON object
-        (a record); a 200 without one is retried (:class:`IncompleteAnswer`)."""
+        (a record); a 200 without one is retried (:class:`IncompleteAnswer`). ``touches``: for a
+        write, the folders whose children it changes (None: unknown); ``entry``: the file or
+        folder it changes."""
+        entries = () if entry is None else (entry,)
         url = f"{self._http.drive_url}{path}"
 
         async def with_token(token: str) -> Any:
@@ -202,7 +212,39 @@ class DriveAPI:
         async def attempt() -> Any:
             return await self._sessions.authorized(with_token)
 
-        return await self._retry.run(attempt, recover=recover, what=what or f"{method} {path}")
+        if method == "GET" or path.endswith("/existence"):
+            return await self._retry.run(attempt, recover=recover, what=what or f"{method} {path}")
+        checked = recover
+        if recover is not None:
+            inner = recover
+
+            async def checked() -> Any:
+                # An attempt whose answer was lost may have landed a moment ago: the reads that
+                # check it must not take a lagging replica's "no" for an answer.
+                self.read_lag.wrote(touches, entries)
+                return await inner()
+
+        try:
+            result = await self._retry.run(
+                attempt, recover=checked, what=what or f"{method} {path}"
+            )
+        except RequestRejected:
+            raise  # refused: nothing was written
+        except BaseException:
+            self.read_lag.wrote(touches, entries)  # it may have landed
+            raise
+        self.read_lag.wrote(touches, entries)
+        if isinstance(result, dict) and isinstance(result.get("uuid"), str):
+            self.read_lag.wrote((), (result["uuid"],))  # a create: its new entry
+        return result
+
+    def _seen(self, entry: E) -> E:
+        parent = entry.folder_uuid if isinstance(entry, FileEntry) else entry.parent_uuid
+        self.read_lag.seen(entry.uuid, parent)
+        return entry
+
+    def _parent(self, uuid: str) -> str | None:
+        return self.read_lag.parent_of(uuid)
 
     # --- listing ----------------------------------------------------------------------------
 
@@ -249,26 +291,62 @@ class DriveAPI:
         # Concurrent changes can shift entries between pages: de-duplicate by uuid.
         return _dedupe(item for offset in sorted(pages) for item in pages[offset])
 
+    def recently_written(self, uuid: str) -> bool:
+        """Whether a listing may still show this entry as it was before our last write to it."""
+        return self.read_lag.recently_written(uuid)
+
+    def recently_deleted(self, uuid: str) -> bool:
+        """Whether a listing may still show this entry although we deleted it."""
+        return self.read_lag.recently_deleted(uuid)
+
+    def listing_lag(self, folder_uuid: str) -> float:
+        """Seconds during which a listing of the folder may miss our own writes in it."""
+        return self.read_lag.listing_lag(folder_uuid)
+
     async def list_folders(self, folder_uuid: str) -> list[FolderEntry]:
         """Every sub-folder of ``folder_uuid`` (all pages)."""
-        return await self._list_all(
+        found = await self._list_all(
             f"/folders/content/{folder_uuid}/folders", "folders", FolderEntry.from_dto
         )
+        return [self._seen(entry) for entry in found]
 
     async def list_files(self, folder_uuid: str) -> list[FileEntry]:
         """Every file in ``folder_uuid`` (all pages, status EXISTS)."""
-        return await self._list_all(
+        found = await self._list_all(
             f"/folders/content/{folder_uuid}/files", "files", FileEntry.from_dto
         )
+        return [self._seen(entry) for entry in found]
 
     # --- metadata and existence -------------------------------------------------------------
 
-    async def file_meta(self, uuid: str) -> FileEntry:
-        """A file's record, whatever its status (check ``.status == "EXISTS"``)."""
-        return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta", record=True))
+    async def file_meta(
+        self, uuid: str, *, stale: Callable[[FileEntry], bool] | None = None
+    ) -> FileEntry:
+        """A file's record, whatever its status (check ``.status == "EXISTS"``). ``stale``:
+        an answer that contradicts what we wrote, asked again while a read replica may lag."""
 
-    async def folder_meta(self, uuid: str) -> FolderEntry:
-        return FolderEntry.from_dto(await self._call("GET", f"/folders/{uuid}/meta", record=True))
+        async def attempt() -> FileEntry:
+            return FileEntry.from_dto(await self._call("GET", f"/files/{uuid}/meta", record=True))
+
+        entry = await self.read_lag.settle(
+            attempt, what=f"meta of file {uuid}", errors=(NotFound,), stale=stale
+        )
+        return self._seen(entry)
+
+    async def folder_meta(
+        self, uuid: str, *, stale: Callable[[FolderEntry], bool] | None = None
+    ) -> FolderEntry:
+        """A folder's record; ``stale`` as for :meth:`file_meta`."""
+
+        async def attempt() -> FolderEntry:
+            return FolderEntry.from_dto(
+                await self._call("GET", f"/folders/{uuid}/meta", record=True)
+            )
+
+        entry = await self.read_lag.settle(
+            attempt, what=f"meta of folder {uuid}", errors=(NotFound,), stale=stale
+        )
+        return self._seen(entry)
 
     async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
         """The files of ``folder_uuid`` whose full name is one of ``names``."""
@@ -335,33 +413,48 @@ class DriveAPI:
             body["modificationTime"] = format_time(mtime)
 
         async def recover() -> FolderEntry | None:
-            hits = await self.folders_exist(parent_uuid, [name])
+            # Did our attempt land? "No" may be a replica that has not seen it yet.
+            hits = await self.read_lag.settle(
+                lambda: self.folders_exist(parent_uuid, [name]),
+                what=f"existence of folder {name!r}",
+                stale=lambda found: not found,
+            )
             return hits[0] if hits else None
 
-        dto = await self._call(
-            "POST",
-            "/folders",
-            json=body,
-            expected=(200, 201),
-            recover=recover,
+        # NotFound: a parent created a moment ago; Conflict: a name freed a moment ago.
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "POST",
+                "/folders",
+                json=body,
+                expected=(200, 201),
+                recover=recover,
+                what=f"create folder {name!r}",
+                touches=(parent_uuid,),
+            ),
             what=f"create folder {name!r}",
         )
-        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+        return self._seen(dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto))
 
     async def rename_folder(self, uuid: str, new_name: str) -> FolderEntry:
         check_name(new_name, folder=True)
 
         async def recover() -> FolderEntry | None:
-            meta = await self.folder_meta(uuid)
+            meta = await self.folder_meta(uuid, stale=lambda m: m.name != new_name)
             return meta if meta.name == new_name else None
 
-        dto = await self._call(
-            "PUT",
-            f"/folders/{uuid}/meta",
-            json={"plainName": new_name},
-            recover=recover,
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "PUT",
+                f"/folders/{uuid}/meta",
+                json={"plainName": new_name},
+                recover=recover,
+                touches=(self._parent(uuid),),
+                entry=uuid,
+            ),
+            what=f"rename folder {uuid}",
         )
-        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+        return self._seen(dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto))
 
     async def move_folder(
         self, uuid: str, dest_folder_uuid: str, new_name: str | None = None
@@ -372,27 +465,50 @@ class DriveAPI:
             check_name(new_name, folder=True)
             body["name"] = new_name
 
-        async def recover() -> FolderEntry | None:
-            meta = await self.folder_meta(uuid)
-            landed = meta.parent_uuid == dest_folder_uuid and (
-                new_name is None or meta.name == new_name
-            )
-            return meta if landed else None
+        def landed(meta: FolderEntry) -> bool:
+            return meta.parent_uuid == dest_folder_uuid and new_name in (None, meta.name)
 
-        dto = await self._call("PATCH", f"/folders/{uuid}", json=body, recover=recover)
-        return dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto)
+        async def recover() -> FolderEntry | None:
+            meta = await self.folder_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
+
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "PATCH",
+                f"/folders/{uuid}",
+                json=body,
+                recover=recover,
+                touches=(self._parent(uuid), dest_folder_uuid),
+                entry=uuid,
+            ),
+            what=f"move folder {uuid}",
+        )
+        return self._seen(dto if isinstance(dto, FolderEntry) else FolderEntry.from_dto(dto))
 
     async def delete_folder(self, uuid: str) -> None:
         """Permanent delete of a folder and everything under it (``204``)."""
 
         async def recover() -> bool | None:
             try:
-                meta = await self.folder_meta(uuid)
+                meta = await self.folder_meta(uuid, stale=lambda m: m.status == EXISTS)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None
 
-        await self._call("DELETE", f"/folders/{uuid}", expected=(204,), recover=recover)
+        # NotFound for a folder created a moment ago: the folder would stay.
+        await self.read_lag.settle(
+            lambda: self._call(
+                "DELETE",
+                f"/folders/{uuid}",
+                expected=(204,),
+                recover=recover,
+                touches=(self._parent(uuid),),
+                entry=uuid,
+            ),
+            what=f"delete folder {uuid}",
+            errors=(NotFound,),
+        )
+        self.read_lag.deleted((uuid,))
 
     # --- files ------------------------------------------------------------------------------
 
@@ -427,22 +543,36 @@ class DriveAPI:
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
-        async def recover() -> FileEntry | None:
+        def ours(found: list[FileEntry]) -> FileEntry | None:
             # Adopt only the entry our own attempt made: same name, same network object.
-            for entry in await self.files_exist(folder_uuid, [name]):
+            for entry in found:
                 if entry.file_id == file_id and entry.size == size:
                     return entry
             return None
 
-        dto = await self._call(
-            "POST",
-            "/files",
-            json=body,
-            expected=(200, 201),
-            recover=recover,
+        async def recover() -> FileEntry | None:
+            found = await self.read_lag.settle(
+                lambda: self.files_exist(folder_uuid, [name]),
+                what=f"existence of file {name!r}",
+                stale=lambda found: ours(found) is None,
+            )
+            return ours(found)
+
+        # NotFound: a folder created a moment ago (the uploader would move the file to the
+        # recovery folder); Conflict: a name freed a moment ago (it would keep both).
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "POST",
+                "/files",
+                json=body,
+                expected=(200, 201),
+                recover=recover,
+                what=f"create file {name!r}",
+                touches=(folder_uuid,),
+            ),
             what=f"create file {name!r}",
         )
-        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+        return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
     async def replace_file(
         self, uuid: str, file_id: str, size: int, *, mtime: float | None = None
@@ -458,12 +588,26 @@ class DriveAPI:
         if mtime is not None:
             body["modificationTime"] = format_time(mtime)
 
-        async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
-            return meta if meta.file_id == file_id and meta.size == size else None
+        def landed(meta: FileEntry) -> bool:
+            return meta.file_id == file_id and meta.size == size
 
-        dto = await self._call("PUT", f"/files/{uuid}", json=body, recover=recover)
-        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+        async def recover() -> FileEntry | None:
+            meta = await self.file_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
+
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "PUT",
+                f"/files/{uuid}",
+                json=body,
+                recover=recover,
+                touches=(self._parent(uuid),),
+                entry=uuid,
+            ),
+            what=f"replace file {uuid}",
+            errors=(NotFound,),
+        )
+        return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
     async def rename_file(self, uuid: str, new_name: str) -> FileEntry:
         """Rename in place (``PUT /files/{uuid}/meta``); 409 → :class:`Conflict`."""
@@ -471,16 +615,21 @@ class DriveAPI:
         plain, ext = split_name(new_name)
 
         async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
+            meta = await self.file_meta(uuid, stale=lambda m: m.name != new_name)
             return meta if meta.name == new_name else None
 
-        dto = await self._call(
-            "PUT",
-            f"/files/{uuid}/meta",
-            json={"plainName": plain, "type": ext},
-            recover=recover,
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "PUT",
+                f"/files/{uuid}/meta",
+                json={"plainName": plain, "type": ext},
+                recover=recover,
+                touches=(self._parent(uuid),),
+                entry=uuid,
+            ),
+            what=f"rename file {uuid}",
         )
-        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+        return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
     async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> FileEntry:
         """Move and rename (``PATCH /files/{uuid}``). Both name and type are always sent, so
@@ -488,30 +637,52 @@ class DriveAPI:
         check_name(new_name, folder=False)
         plain, ext = split_name(new_name)
 
-        async def recover() -> FileEntry | None:
-            meta = await self.file_meta(uuid)
-            landed = meta.folder_uuid == dest_folder_uuid and meta.name == new_name
-            return meta if landed and meta.status == EXISTS else None
+        def landed(meta: FileEntry) -> bool:
+            where = (meta.folder_uuid, meta.name)
+            return where == (dest_folder_uuid, new_name) and meta.status == EXISTS
 
-        dto = await self._call(
-            "PATCH",
-            f"/files/{uuid}",
-            json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
-            recover=recover,
+        async def recover() -> FileEntry | None:
+            meta = await self.file_meta(uuid, stale=lambda m: not landed(m))
+            return meta if landed(meta) else None
+
+        # Conflict: the replica still holds an entry we moved away from that name a moment ago
+        # (a rename over a file moves the old one aside first).
+        dto = await self.read_lag.settle(
+            lambda: self._call(
+                "PATCH",
+                f"/files/{uuid}",
+                json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
+                recover=recover,
+                touches=(self._parent(uuid), dest_folder_uuid),
+                entry=uuid,
+            ),
+            what=f"move file {uuid}",
         )
-        return dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto)
+        return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
     async def delete_file(self, uuid: str) -> None:
         """Permanent delete (``DELETE /files/{uuid}``, 200); no trash."""
 
         async def recover() -> bool | None:
             try:
-                meta = await self.file_meta(uuid)
+                meta = await self.file_meta(uuid, stale=lambda m: m.status == EXISTS)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None
 
-        await self._call("DELETE", f"/files/{uuid}", expected=(200,), recover=recover)
+        await self.read_lag.settle(
+            lambda: self._call(
+                "DELETE",
+                f"/files/{uuid}",
+                expected=(200,),
+                recover=recover,
+                touches=(self._parent(uuid),),
+                entry=uuid,
+            ),
+            what=f"delete file {uuid}",
+            errors=(NotFound,),
+        )
+        self.read_lag.deleted((uuid,))
 
     async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
         """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
@@ -520,8 +691,14 @@ class DriveAPI:
             batch = payload[start : start + TRASH_BATCH]
             # Trashing an item twice is harmless: a resent batch needs no recover hook.
             await self._call(
-                "POST", "/storage/trash/add", json={"items": batch}, expected=(200, 201)
+                "POST",
+                "/storage/trash/add",
+                json={"items": batch},
+                expected=(200, 201),
+                touches=[self._parent(p["uuid"]) for p in batch],
             )
+            self.read_lag.wrote((), [p["uuid"] for p in batch])
+            self.read_lag.deleted(p["uuid"] for p in batch)
 
     # --- account ----------------------------------------------------------------------------
 

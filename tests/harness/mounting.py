@@ -61,6 +61,7 @@ class MountedFS:
         # The mount says "ready" on a pipe once it answers (as the daemon mode uses); polling
         # ismount/stat is not enough: a dead mount at the same place still answers from the
         # kernel's attribute cache for a moment.
+        self.emulator.wait_for_replicas()  # a fresh mount must not start from a stale listing
         ready_r, ready_w = os.pipe()
         args = [
             str(BIN / "internxtfs"),

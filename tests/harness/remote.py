@@ -66,6 +66,7 @@ async def _walk(client: InternxtClient, download: bool) -> list[RemoteFile]:
 
 def entries(emulator: Any, user: dict[str, Any], download: bool = True) -> list[RemoteFile]:
     """Every file entry of the account (duplicates included), with content by default."""
+    emulator.wait_for_replicas()
 
     async def run() -> list[RemoteFile]:
         client = await _login(emulator, user)
@@ -93,11 +94,31 @@ def snapshot(emulator: Any, user: dict[str, Any]) -> dict[str, bytes]:
 
 def usage(emulator: Any, user: dict[str, Any]) -> int:
     """Bytes the account is charged for (``/users/usage``)."""
+    emulator.wait_for_replicas()
 
     async def run() -> int:
         client = await _login(emulator, user)
         async with client:
             return await client.drive.usage()
+
+    return trio.run(run)
+
+
+def folders(emulator: Any, user: dict[str, Any]) -> list[str]:
+    """Every folder path of the account ("a/b/c"), once replicas have caught up."""
+    emulator.wait_for_replicas()
+
+    async def run() -> list[str]:
+        client = await _login(emulator, user)
+        async with client:
+            found: list[str] = []
+            pending = [(client.session.root_folder_uuid, "")]
+            while pending:
+                folder, prefix = pending.pop()
+                for sub in await client.drive.list_folders(folder):
+                    found.append(f"{prefix}{sub.name}")
+                    pending.append((sub.uuid, f"{prefix}{sub.name}/"))
+            return sorted(found)
 
     return trio.run(run)
 

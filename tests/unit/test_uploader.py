@@ -115,7 +115,7 @@ class FakeDrive:
         entry.file_id, entry.size, entry.modified = file_id, size, mtime or 0.0
         return entry
 
-    async def file_meta(self, uuid: str) -> Entry:
+    async def file_meta(self, uuid: str, stale: object = None) -> Entry:
         if uuid not in self.entries:
             raise NotFound("File not found", status=404)
         return self.entries[uuid]

@@ -1,0 +1,153 @@
+"""Read replicas that lag (issue 8.1): what the mount just wrote is not visible to reads yet.
+
+The emulator answers the reads Internxt sends to a read replica (create-file's folder check,
+create-folder's parent check, move's conflict check, listings, existence checks, meta, the
+delete-folder lookup) from the state of a second ago. Uploads start at once (--upload-delay 0),
+so every write below lands inside that second. Afterwards the server must hold exactly what was
+written: no /internxtfs-recovered, no conflict copy, no error, every byte; read once the
+replicas caught up, by the protocol client or a fresh mount on an empty cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import remote
+from tests.harness.durability import flush_ok, status, write_file
+from tests.harness.emulator import EmulatorProcess
+from tests.harness.mounting import MountedFS
+
+LAG_MS = "1000"
+FAST = ("--upload-delay", "0")
+
+
+@pytest.fixture
+def emulator(emulator_factory: Callable[..., EmulatorProcess]) -> EmulatorProcess:
+    return emulator_factory(["--replica-lag-ms", LAG_MS])
+
+
+def _settled(m: MountedFS, expected: dict[str, bytes], folders: list[str]) -> None:
+    """Nothing pending or failed, and the server holds exactly ``expected`` in ``folders``."""
+    flush_ok(m)
+    uploads = status(m)["uploads"]
+    assert not uploads["errors"], uploads
+    assert remote.folders(m.emulator, m.user) == sorted(folders)
+    assert remote.snapshot(m.emulator, m.user) == expected
+    log = m.log()
+    assert "internxtfs-recovered" not in log and "keeping both" not in log, log
+
+
+def _fresh_view(m: MountedFS, tmp_path: Path) -> dict[str, bytes]:
+    """Every file as a new mount on an empty cache shows it."""
+    other = MountedFS(m.emulator, m.user, tmp_path / "fresh")
+    other.login()
+    other.mount()
+    try:
+        root = other.mountpoint
+        return {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+    finally:
+        other.unmount()
+
+
+def test_backup_pattern_creates_folders_and_writes_into_them_at_once(
+    mounted_factory: Any, tmp_path: Path
+) -> None:
+    """mkdir -p a/b/c, files written into each level at once, and rsync of a tree (rsync
+    creates each folder and writes its files, then renames temporary names into place)."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    subprocess.run(["mkdir", "-p", str(mnt / "a/b/c")], check=True)
+    expected: dict[str, bytes] = {}
+    for level in ("a", "a/b", "a/b/c"):
+        data = f"file in {level}\n".encode() * 100
+        write_file(mnt / level / "data.bin", data)
+        expected[f"{level}/data.bin"] = data
+    source = tmp_path / "src"
+    for i in range(3):
+        (source / f"d{i}/e").mkdir(parents=True)
+        for rel in (f"d{i}/one.txt", f"d{i}/e/two.txt"):
+            data = os.urandom(3000 + i)
+            (source / rel).write_bytes(data)
+            expected[f"r/{rel}"] = data
+    subprocess.run(["rsync", "-r", f"{source}/", f"{mnt}/r/"], check=True)
+    folders = ["a", "a/b", "a/b/c", "r"]
+    folders += [f"r/d{i}" for i in range(3)] + [f"r/d{i}/e" for i in range(3)]
+    _settled(m, expected, folders)
+    assert _fresh_view(m, tmp_path) == expected
+
+
+def test_rename_over_a_file_just_written(mounted_factory: Any) -> None:
+    """The target is moved aside and the source moved onto its name a moment later: the
+    replica still holds the target under that name (409 from move's conflict check)."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    (mnt / "d").mkdir()
+    m.emulator.wait_for_replicas()  # the folder is old news: only the files are new
+    for round_ in range(3):
+        write_file(mnt / "d/target.txt", f"old {round_}".encode())
+        write_file(mnt / "d/new.tmp", f"new {round_}".encode())
+        flush_ok(m)  # both stored, a moment ago
+        os.rename(mnt / "d/new.tmp", mnt / "d/target.txt")
+        assert sorted(os.listdir(mnt / "d")) == ["target.txt"]
+        assert (mnt / "d/target.txt").read_bytes() == f"new {round_}".encode()
+    _settled(m, {"d/target.txt": b"new 2"}, ["d"])
+
+
+def test_rmdir_and_mkdir_right_after_each_other(mounted_factory: Any) -> None:
+    """rmdir of a folder created a moment ago (its lookup answers 404 on the replica), and a
+    mkdir of a name freed a moment ago."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    (mnt / "gone").mkdir()
+    (mnt / "gone").rmdir()
+    (mnt / "again").mkdir()
+    write_file(mnt / "again/f.txt", b"x")
+    (mnt / "again/f.txt").unlink()
+    (mnt / "again").rmdir()
+    (mnt / "again").mkdir()
+    assert os.listdir(mnt) == ["again"]
+    _settled(m, {}, ["again"])
+
+
+def test_listing_right_after_our_own_changes(mounted_factory: Any) -> None:
+    """With listings fetched at every access (--dir-cache-ttl 0), a listing from the replica
+    lacks the file just stored and still shows the one just deleted: neither may show."""
+    m: MountedFS = mounted_factory(None, *FAST, "--dir-cache-ttl", "0")
+    mnt = m.mountpoint
+    (mnt / "d").mkdir()
+    m.emulator.wait_for_replicas()
+    write_file(mnt / "d/old.txt", b"old")
+    flush_ok(m)
+    m.emulator.wait_for_replicas()
+    with open(mnt / "d/new.txt", "wb") as fh:
+        fh.write(b"new")
+        os.fsync(fh.fileno())  # stored remotely now
+    (mnt / "d/old.txt").unlink()
+    flush_ok(m)  # deleted remotely now
+    seen = [sorted(os.listdir(mnt / "d")) for _ in range(5)]
+    assert seen == [["new.txt"]] * 5
+    assert (mnt / "d/new.txt").read_bytes() == b"new"
+    _settled(m, {"d/new.txt": b"new"}, ["d"])
+
+
+def test_rewriting_a_file_just_stored_keeps_one_file(mounted_factory: Any) -> None:
+    """A second version stored right after the first: the file's meta on the replica still
+    names the content before ours, which must not be taken for a change made elsewhere."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    path = m.mountpoint / "f.txt"
+    write_file(path, b"first")
+    flush_ok(m)
+    m.emulator.wait_for_replicas()
+    for version in range(3):
+        with open(path, "wb") as fh:
+            fh.write(f"version {version}".encode())
+            os.fsync(fh.fileno())
+    _settled(m, {"f.txt": b"version 2"}, [])

@@ -1,0 +1,76 @@
+"""Emulator: reads Internxt serves from a read replica see the state of ``replica_lag_ms`` ago.
+
+A lag of a minute makes every check deterministic: nothing written during the test is visible
+to a lagged read, and everything written before the lag was switched on is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.harness.emulator import EmulatorProcess
+from tests.harness.emulator_session import DriveSession
+
+LONG_LAG = 60_000
+
+
+@pytest.fixture
+def session(
+    emulator_factory: Callable[..., EmulatorProcess],
+) -> Iterator[DriveSession]:
+    emulator = emulator_factory(["--replica-lag-ms", "0"])
+    user = emulator.add_user(email="lag@example.com", password="pw")
+    drive = DriveSession(emulator, user)
+    yield drive
+    drive.close()
+
+
+def _names(session: DriveSession, folder: str, kind: str) -> list[str]:
+    body = session.drive("GET", f"/folders/content/{folder}/{kind}?limit=50&offset=0").json()
+    return sorted(item["plainName"] for item in body[kind])
+
+
+def _file_body(session: DriveSession, folder: str, name: str) -> dict[str, object]:
+    return {"plainName": name, "type": "txt", "size": 0, "folderUuid": folder}
+
+
+def test_a_new_folder_is_not_on_the_replica_yet(session: DriveSession) -> None:
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    folder = session.mkdir("fresh")["uuid"]
+    # create-file's folder check, create-folder's parent check, meta, listing, delete lookup
+    created = session.drive("POST", "/files", json=_file_body(session, folder, "a"))
+    assert created.status_code == 404 and created.json()["message"] == "Folder not found"
+    child = session.drive("POST", "/folders", json={"plainName": "b", "parentFolderUuid": folder})
+    assert child.status_code == 404
+    assert session.drive("GET", f"/folders/{folder}/meta").status_code == 404
+    assert "fresh" not in _names(session, session.root, "folders")
+    assert session.drive("DELETE", f"/folders/{folder}").status_code == 404
+    # The delete was refused, so the folder is still there once the replica catches up.
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert "fresh" in _names(session, session.root, "folders")
+    created = session.drive("POST", "/files", json=_file_body(session, folder, "a"))
+    assert created.status_code == 201
+
+
+def test_a_name_freed_a_moment_ago_still_conflicts_on_move(session: DriveSession) -> None:
+    old = session.create_file("target", "txt", b"")
+    moving = session.create_file("source", "txt", b"")
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    renamed = session.drive("PUT", f"/files/{old['uuid']}/meta", json={"plainName": "aside"})
+    assert renamed.status_code == 200  # writes see the current state
+    move = {"destinationFolder": session.root, "name": "target", "type": "txt"}
+    assert session.drive("PATCH", f"/files/{moving['uuid']}", json=move).status_code == 409
+    # Listing and meta still show the old name.
+    assert _names(session, session.root, "files") == ["source", "target"]
+    meta = session.drive("GET", f"/files/{old['uuid']}/meta").json()
+    assert meta["plainName"] == "target"
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert session.drive("PATCH", f"/files/{moving['uuid']}", json=move).status_code == 200
+    assert _names(session, session.root, "files") == ["aside", "target"]
+
+
+def test_the_lag_is_a_serve_option(emulator_factory: Callable[..., EmulatorProcess]) -> None:
+    emulator = emulator_factory(["--replica-lag-ms", "1500"])
+    assert emulator.set_faults()["replica_lag_ms"] == 1500
