@@ -204,7 +204,15 @@ async def _run_mount(
             delete_mode=config.fs.delete_mode,
             recovery_parent=session.root_folder_uuid,
         )
-        cache.pressure = uploader.relieve_pressure  # backpressure: writers wait for uploads
+        retry_stats = client.retry.stats
+
+        def pressure() -> bool:
+            # Backpressure: writers wait while uploads drain the cache. Not while Internxt does
+            # not answer (an outage): no upload frees room then, so the bound stretches at once
+            # instead of keeping the writer waiting out every running upload's retries.
+            return not retry_stats.failing and uploader.relieve_pressure()
+
+        cache.pressure = pressure
         sweeper = OrphanSweeper(
             journal,
             client.network,

@@ -57,10 +57,15 @@ class RetryStats:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "last_success_at": self.last_success_at,
-            # The last error is still the news: no request has succeeded since.
-            "failing": self.last_error_at is not None
-            and (self.last_success_at is None or self.last_success_at < self.last_error_at),
+            "failing": self.failing,
         }
+
+    @property
+    def failing(self) -> bool:
+        """The last error is still the news: no request has succeeded since."""
+        return self.last_error_at is not None and (
+            self.last_success_at is None or self.last_success_at < self.last_error_at
+        )
 
 
 def is_retryable(exc: BaseException) -> bool:
