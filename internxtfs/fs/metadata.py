@@ -427,7 +427,7 @@ class Metadata:
             return "kept"
         if (record.remote_file_id, record.remote_size) != before:
             return "kept"
-        # GET /files/{uuid}/meta answers for entries of any status (internxt-protocol.md 7.3).
+        # GET /files/{uuid}/meta answers for entries of any status (docs/wire-protocol.md §7.3).
         if (
             entry is None
             or entry.status != "EXISTS"

@@ -1,7 +1,7 @@
 """Internxt's cryptography, as pure functions (protocol §2–§4).
 
 Everything here is deterministic given its inputs (random salts and indexes are parameters with a
-random default), so the golden vectors in ``shared/internxt-vectors.json`` can be reproduced
+random default), so the golden vectors in ``tests/data/internxt-vectors.json`` can be reproduced
 exactly. The emulator imports only the pieces a server legitimately needs (the text format keyed
 by CRYPTO_SECRET, the password hash, the shard hash).
 """
