@@ -187,9 +187,16 @@ async def _run_mount(
                 stale=lambda found: not found,
             )
             for entry in found:
-                if entry.name == record.name:
-                    log.info("%r exists remotely; replacing its content", record.name)
-                    return str(entry.uuid)
+                if entry.name != record.name:
+                    continue
+                known = journal.find_by_remote(entry.uuid)
+                if known is not None and known.deleted:
+                    # Our own pending delete of that entry (unlinked here, the delete not sent
+                    # yet): given our content, it would be deleted with it. Retried once the
+                    # delete has freed the name.
+                    raise error
+                log.info("%r exists remotely; replacing its content", record.name)
+                return str(entry.uuid)
             return None
 
         cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)

@@ -31,6 +31,7 @@ from internxtfs.fs import links, names
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
+from internxtfs.fs.journal import local_owner_key
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.replacement import Replacements, aside_name
@@ -331,7 +332,15 @@ class Filesystem(pyfuse3.Operations):
         whatever the entry holds now. An open of it through the kernel's cached entry is
         ESTALE, which makes the kernel look the name up again."""
         if node.local_id is not None:
-            self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+            uuid = node.uuid
+            with self.journal.transaction():
+                # The row of this mount's owner and mode follows the record to its local key;
+                # the entry lives on under its uuid (replaced or moved elsewhere) and keeps it.
+                self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+                if uuid is not None:
+                    kept = self.journal.owner(local_owner_key(node.local_id))
+                    if kept is not None:
+                        self.journal.set_owner(uuid, kept)
         self.table.set_uuid(node, None)
         node.unlinked = node.replaced = True
 
@@ -377,7 +386,14 @@ class Filesystem(pyfuse3.Operations):
                 # uuid, never at the name, so a file created under the name meanwhile is not
                 # touched (see Uploader.settle_deletes_at for the name clash).
                 local_id = self._ensure_record(node)
-                self.journal.update(local_id, deleted=True, remote_uuid=node.uuid)
+                # Under the entry's remote name (a link's NAME.rclonelink), which is what a
+                # create or move onto the name meets (Uploader.settle_deletes_at).
+                self.journal.update(
+                    local_id,
+                    deleted=True,
+                    remote_uuid=node.uuid,
+                    name=links.remote_name(node.name, node.is_link),
+                )
                 self._drop_local(node)  # the uploader drops the record once the delete is done
             elif node.local_id is not None:
                 if node.open_handles or node.lookups:
@@ -857,6 +873,9 @@ class Filesystem(pyfuse3.Operations):
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
         if target.is_dir:
+            if target.uuid is not None:
+                # As rmdir: files just unlinked in it are deleted first, not with the folder.
+                await self.uploader.wait_deletes_in(target.uuid)
             self.meta.invalidate(target)  # emptiness must be checked against the server
             if await self.meta.children(target):
                 raise pyfuse3.FUSEError(errno.ENOTEMPTY)
@@ -1075,9 +1094,20 @@ class Filesystem(pyfuse3.Operations):
         # upload on, and what symlink() returns is then what Internxt holds.
         now = self.clock_ns()
         file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
-        entry = await self.drive.create_file(
-            parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
-        )
+
+        async def create() -> Any:
+            return await self.drive.create_file(
+                parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
+            )
+
+        try:
+            entry = await create()
+        except ie.Conflict:
+            # A link unlinked here a moment ago may still hold the name (its delete queued in
+            # the uploader): send that delete now, then create again.
+            if not await self.uploader.settle_deletes_at(parent.uuid, remote):
+                raise
+            entry = await create()
         node = self.table.new_node(
             is_dir=False,
             parent=parent.ino,

@@ -145,3 +145,30 @@ def test_a_file_made_under_the_name_of_a_pending_delete_is_kept(new_mount: Any) 
     assert {name: (m.mountpoint / name).read_bytes() for name in os.listdir(m.mountpoint)} == (
         expected
     )
+
+
+def test_a_link_made_under_the_name_of_a_pending_delete_is_kept(new_mount: Any) -> None:
+    """The same for symlinks, stored as NAME.rclonelink: rm of a link, then ln -s under the
+    same name (and a link renamed onto another's name) while the old entries' deletes wait
+    out a backoff. The delete is journaled under the entry's remote name, so the create and
+    the move meet it and send it first instead of failing with EEXIST. (No replica window:
+    its retries of a Conflict would otherwise hide the clash while the backoff is short.)"""
+    m: MountedFS = new_mount("--replica-window", "0")
+    os.symlink("old-target", m.mountpoint / "l")
+    os.symlink("old-b", m.mountpoint / "b")
+    os.symlink("new-b", m.mountpoint / "src")
+    flush_ok(m)
+    m.emulator.set_faults(**FAILING_DELETES)
+    try:
+        os.unlink(m.mountpoint / "l")
+        os.unlink(m.mountpoint / "b")
+        wait_for("the deletes to fail", lambda: len(status(m)["uploads"]["errors"]) == 2)
+    finally:
+        m.emulator.set_faults(**NO_FAULTS)
+    os.symlink("new-target", m.mountpoint / "l")
+    os.rename(m.mountpoint / "src", m.mountpoint / "b")
+    flush_ok(m)
+    m.remount(cold=True)
+    assert sorted(os.listdir(m.mountpoint)) == ["b", "l"]
+    assert os.readlink(m.mountpoint / "l") == "new-target"
+    assert os.readlink(m.mountpoint / "b") == "new-b"

@@ -21,7 +21,7 @@ import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.inodes import ROOT_INODE
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.journal import FileRecord, Journal, Owner
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.internxt.errors import NotFound
 
@@ -197,3 +197,23 @@ async def test_file_deleted_elsewhere_while_open_leaves_the_listing(tmp_path: Pa
     await fs.release(fh)
     assert journal.all_files() == []
     assert _cache_files(tmp_path) == []
+
+
+async def test_the_entry_replaced_elsewhere_keeps_its_owner_and_mode(tmp_path: Path) -> None:
+    """The owner and mode this mount keeps for the entry stay with it when its open version is
+    detached: the name's new inode shows them, not the mount's defaults."""
+    server, clock = Server(), [1000.0]
+    fs, journal = _mount(tmp_path, server, clock)
+    journal.set_owner(FILE, Owner(mode=0o750, uid=1234, gid=4321))
+    old_ino = await _lookup(fs)
+    old_fh = (await _open(fs, old_ino)).fh
+    assert await fs.read(old_fh, 0, 4096) == OLD[:4096]
+    server.replace(NEW, "new")
+    with pytest.raises(pyfuse3.FUSEError):
+        await fs.read(old_fh, 2 * MiB, 4096)
+    new_ino = await _lookup(fs)
+    assert new_ino != old_ino
+    attrs = await fs.getattr(new_ino, None)  # type: ignore[arg-type]
+    assert (attrs.st_mode & 0o7777, attrs.st_uid, attrs.st_gid) == (0o750, 1234, 4321)
+    await fs.release(old_fh)
+    assert journal.owner(FILE) == Owner(mode=0o750, uid=1234, gid=4321)
