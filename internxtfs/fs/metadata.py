@@ -442,6 +442,10 @@ class Metadata:
             return "gone"
         if (entry.file_id, entry.size) == before:
             return "kept"
+        if self.recently_written(node.uuid):
+            # We changed it a moment ago: a read replica may still show the version before our
+            # change, which must not pass for another client's (the next miss asks again).
+            return "kept"
         self._replaced_elsewhere(node, record, entry)
         return "replaced"
 

@@ -237,3 +237,19 @@ async def test_listing_older_than_our_delete_of_an_emptied_file_keeps_it_empty(
         drive.gate.set()
     assert root.children == {"f.bin": node.ino}
     assert node.size == 0
+
+
+async def test_missing_object_right_after_our_own_write_is_not_taken_for_theirs(
+    tmp_path: Path,
+) -> None:
+    """A read replica may answer the meta of a file we changed a moment ago with the version
+    before our change: within the window that answer is not another client's replacement."""
+    drive, journal, table, meta, invalidated = await _looked_up(tmp_path)
+    node = table.by_uuid(FILE)
+    assert node is not None
+    meta.recently_written = lambda uuid: uuid == FILE
+    drive.entry = Entry(FILE, "f.bin", 7, "older-object")
+    assert await meta.refresh_file(node) == "kept"
+    assert invalidated == []
+    (record,) = journal.all_files()
+    assert record.remote_file_id == "old-object"
