@@ -20,7 +20,7 @@ import pytest
 
 from tests.harness import remote
 from tests.harness.mounting import BIN, MountedFS, cli, fuse_available
-from tests.harness.unit_replay import UNIT, Replay
+from tests.harness.unit_replay import UNIT, relocated
 
 README = UNIT.parents[1] / "README.md"
 
@@ -103,17 +103,7 @@ def test_unit_command_lines_come_back_after_kill_9(emulator: Any, tmp_path: Path
         pytest.skip(reason)
     user = emulator.add_user(email=f"unit-{uuid.uuid4().hex[:6]}@example.com", password="pw")
     root = tmp_path / "sys"
-    replay = Replay(
-        instance="svc",
-        relocate={
-            "/usr/local/bin/internxtfs": str(BIN / "internxtfs"),
-            "/etc/internxtfs": str(root / "etc"),
-            "/var/cache/internxtfs": str(root / "cache"),
-            "/mnt/internxt": str(root / "mnt"),
-        },
-        credentials={"internxtfs.key": b"a-random-service-key\n"},
-        workdir=tmp_path,
-    )
+    replay = relocated("svc", root, BIN / "internxtfs", tmp_path)
     env = replay.environment()
     mountpoint = Path(env["MOUNTPOINT"])
     assert str(mountpoint).startswith(str(root))  # the unit's default, relocated

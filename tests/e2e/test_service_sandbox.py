@@ -19,7 +19,7 @@ import pytest
 from tests.harness import remote
 from tests.harness.durability import wait_for
 from tests.harness.mounting import BIN, cli, fuse_available
-from tests.harness.unit_replay import Replay
+from tests.harness.unit_replay import relocated
 from tests.harness.unit_sandbox import wrapper
 
 
@@ -31,17 +31,7 @@ def test_unit_lives_inside_its_own_sandbox(emulator: Any, tmp_path: Path) -> Non
         pytest.skip("needs systemd-analyze (syscall groups) and libseccomp")
     user = emulator.add_user(email=f"box-{uuid.uuid4().hex[:6]}@example.com", password="pw")
     root = tmp_path / "sys"
-    replay = Replay(
-        instance="box",
-        relocate={
-            "/usr/local/bin/internxtfs": str(BIN / "internxtfs"),
-            "/etc/internxtfs": str(root / "etc"),
-            "/var/cache/internxtfs": str(root / "cache"),
-            "/mnt/internxt": str(root / "mnt"),
-        },
-        credentials={"internxtfs.key": b"a-random-service-key\n"},
-        workdir=tmp_path,
-    )
+    replay = relocated("box", root, BIN / "internxtfs", tmp_path)
     env = replay.environment()
     (root / "etc").mkdir(parents=True)
     # The README's Pluton options, with nobody for pluton.

@@ -167,3 +167,19 @@ class Replay:
         if proc.poll() is None:
             proc.send_signal(self.kill_signal())
         return proc.wait(timeout=timeout)
+
+
+def relocated(instance: str, root: Path, binary: Path, workdir: Path) -> Replay:
+    """The unit replayed with its system paths moved under ``root`` (and the installed
+    ``internxtfs`` replaced by ``binary``), with a service key as its systemd credential."""
+    return Replay(
+        instance=instance,
+        relocate={
+            "/usr/local/bin/internxtfs": str(binary),
+            "/etc/internxtfs": str(root / "etc"),
+            "/var/cache/internxtfs": str(root / "cache"),
+            "/mnt/internxt": str(root / "mnt"),
+        },
+        credentials={"internxtfs.key": b"a-random-service-key\n"},
+        workdir=workdir,
+    )

@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).parents[2] / "systemd" / "internxtfs@.service"
-
-
-def directives() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for line in UNIT.read_text().replace("\\\n", " ").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
+from tests.harness.unit_sandbox import UNIT, unit_directives
 
 
 def recorded_score() -> float:
@@ -29,7 +20,7 @@ def recorded_score() -> float:
 
 
 def test_hardening_directives_and_no_mount_namespace() -> None:
-    d = directives()
+    d = unit_directives()
     assert d["SystemCallFilter"] == ["@system-service @mount", "~@privileged @resources"]
     assert d["SystemCallErrorNumber"] == ["EPERM"]  # a call we did not foresee fails, not kills
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
