@@ -107,6 +107,16 @@ def test_outage_serves_the_cache_and_resumes_by_itself(new_mount: Any) -> None:
     assert "Traceback" not in m.log_file.read_text()
 
 
+def _flush_through_faults(m: MountedFS) -> None:
+    """At these rates an upload can lose every one of its attempts (30% of object PUTs are
+    cut): flush then reports that file, and the mount tries it again by itself after its
+    backoff, so a later flush sees it stored. Three flushes losing the same file are a bug."""
+    for _ in range(2):
+        if flush(m, timeout=120).returncode == 0:
+            return
+    flush_ok(m, timeout=120)
+
+
 def test_429_5xx_and_resets_are_retried_without_duplicates(new_mount: Any) -> None:
     """Uploads, overwrites and renames under 5xx bursts, 429 with Retry-After and connections
     cut mid-body: every file ends up stored once, with the right content."""
@@ -121,14 +131,14 @@ def test_429_5xx_and_resets_are_retried_without_duplicates(new_mount: Any) -> No
             path = f"d/f{i}.bin"
             expected[path] = data(200 + i, random.Random(i).randrange(1, 1_500_000))
             write_file(mnt / path, expected[path])
-        flush_ok(m, timeout=120)
+        _flush_through_faults(m)
         for i in range(0, 24, 4):  # overwrite some, rename others
             path = f"d/f{i}.bin"
             expected[path] = data(300 + i, 400_000)
             write_file(mnt / path, expected[path])
             os.rename(mnt / f"d/f{i + 1}.bin", mnt / f"d/g{i + 1}.bin")
             expected[f"d/g{i + 1}.bin"] = expected.pop(f"d/f{i + 1}.bin")
-        flush_ok(m, timeout=120)
+        _flush_through_faults(m)
         injected = emulator.stats()["faults_injected"]
     finally:
         emulator.set_faults(fail_rate=0, throttle_rate=0, reset_rate=0)
