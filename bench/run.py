@@ -1132,43 +1132,43 @@ class ColdReadBench:
             raise RuntimeError(f"read of {path}: {total} of {self.size} bytes, {bad} bad chunks")
         return mibps(total, seconds)
 
-    def one(self, subject: str) -> tuple[float, float]:
-        """(MiB/s, peak RSS MiB of the filesystem process) of one cold read."""
+    def one(self, subject: str) -> tuple[float, float, float]:
+        """(MiB/s, peak RSS MiB, CPU seconds) of the filesystem process during one cold read."""
         if subject == "passthrough":
             assert self.pt is not None
             self.pt.mount()
             assert self.pt.proc is not None
             try:
-                with RssSampler(self.pt.proc.pid) as rss:
-                    speed = self._read(self.pt.mountpoint / "big.bin", in_ns=False)
+                return self._measured(self.pt.proc.pid, self.pt.mountpoint, in_ns=False)
             finally:
                 self.pt.unmount()
-            return speed, rss.peak_mib
         if subject == "internxtfs":
             self._ixt_mount()
             assert self.ixt_proc is not None
             try:
-                with RssSampler(self.ixt_proc.pid) as rss:
-                    speed = self._read(self.ixt_dir / "mnt" / "big.bin", in_ns=True)
+                return self._measured(self.ixt_proc.pid, self.ixt_dir / "mnt", in_ns=True)
             finally:
                 self._ixt_unmount()
-            return speed, rss.peak_mib
         self._rc_mount()
         assert self.rc_proc is not None
         try:
-            with RssSampler(self.rc_proc.pid) as rss:
-                speed = self._read(self.root / "rclone-mnt" / "big.bin", in_ns=True)
+            return self._measured(self.rc_proc.pid, self.root / "rclone-mnt", in_ns=True)
         finally:
             self._rc_unmount()
-        return speed, rss.peak_mib
 
-    def profile(self, out: Path, rate: int = 250) -> None:
-        """One extra cold read of internxtfs at 0 ms under ``py-spy record`` (raw stacks)."""
+    def _measured(self, pid: int, mnt: Path, *, in_ns: bool) -> tuple[float, float, float]:
+        before = cpu_seconds(pid)
+        with RssSampler(pid) as rss:
+            speed = self._read(mnt / "big.bin", in_ns=in_ns)
+        return speed, rss.peak_mib, cpu_seconds(pid) - before
+
+    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
+        """One extra cold read of internxtfs under ``py-spy record`` (raw stacks)."""
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
             self.report.skip("cold read profile", "py-spy not installed (pip install py-spy)")
             return
-        self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        self.ns.admin("POST", "/faults", {"latency_ms": latency})
         self._ixt_mount()
         assert self.ixt_proc is not None
         cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
@@ -1181,6 +1181,7 @@ class ColdReadBench:
             spy_proc.send_signal(2)
             spy_proc.wait(60)
             self._ixt_unmount()
+            self.ns.admin("POST", "/faults", {"latency_ms": 0})
         print(f"  profile: {out} ({speed:.0f} MiB/s while sampled)", flush=True)
         print(summarize_profile(out), flush=True)
 
@@ -1190,24 +1191,39 @@ class ColdReadBench:
             self.ns.admin("POST", "/faults", {"latency_ms": latency})
             speeds: dict[str, list[float]] = {s: [] for s in subjects}
             peaks: dict[str, list[float]] = {s: [] for s in subjects}
+            cpu: dict[str, list[float]] = {s: [] for s in subjects}
             for n in range(self.rounds):
                 # Rotate the order each round so no subject always runs first or last.
                 for subject in subjects[n % len(subjects) :] + subjects[: n % len(subjects)]:
-                    speed, peak = self.one(subject)
-                    print(f"    {latency} ms {subject}: {speed:.0f} MiB/s, {peak:.0f} MiB")
+                    speed, peak, seconds = self.one(subject)
+                    print(
+                        f"    {latency} ms {subject}: {speed:.0f} MiB/s, {peak:.0f} MiB, "
+                        f"{seconds:.1f} s CPU",
+                        flush=True,
+                    )
                     speeds[subject].append(speed)
                     peaks[subject].append(peak)
-            self._rows(latency, speeds, peaks)
+                    cpu[subject].append(seconds)
+            self._rows(latency, speeds, peaks, cpu)
         self.ns.admin("POST", "/faults", {"latency_ms": 0})
 
     def _rows(
-        self, latency: int, speeds: dict[str, list[float]], peaks: dict[str, list[float]]
+        self,
+        latency: int,
+        speeds: dict[str, list[float]],
+        peaks: dict[str, list[float]],
+        cpu: dict[str, list[float]],
     ) -> None:
         bench = f"5 cold read {latency} ms"
         med = {s: statistics.median(v) for s, v in speeds.items()}
 
         def spread(s: str) -> str:
-            return f"median of {len(speeds[s])}: " + ", ".join(f"{v:.0f}" for v in speeds[s])
+            return (
+                f"median of {len(speeds[s])}: "
+                + ", ".join(f"{v:.0f}" for v in speeds[s])
+                + f"; CPU of the filesystem process per read (median): "
+                f"{statistics.median(cpu[s]):.2f} s"
+            )
 
         r = self.report
         size = f"{self.size // MiB} MiB, 1 MiB reads"
@@ -1274,6 +1290,13 @@ class ColdReadBench:
             )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summarize_profile(path: Path, top: int = 25) -> str:
     """Top functions of a py-spy raw (collapsed) profile: own samples and inclusive samples.
 
@@ -1282,8 +1305,10 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     """
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
     busy = idle = 0
-    idle_marks = ("epoll", "wait (threading.py", "_wait_for_tstate_lock", "get (queue.py")
+    # Leaf frames of threads that wait: trio's epoll, a trio worker thread waiting for a job.
+    idle_marks = ("epoll", "WorkerThread._work (", "wait (threading.py", "_wait_for_tstate_lock")
     for line in path.read_text().splitlines():
         stack, _, count_txt = line.rpartition(" ")
         if not stack or not count_txt.isdigit():
@@ -1291,14 +1316,20 @@ def summarize_profile(path: Path, top: int = 25) -> str:
         count = int(count_txt)
         frames = stack.split(";")
         leaf = frames[-1]
-        if any(mark in leaf for mark in idle_marks) or "worker_thread_fn" in leaf:
+        if any(mark in leaf for mark in idle_marks):
             idle += count
             continue
         busy += count
+        # "thread (PID): NAME": trio names its worker threads after the function they run.
+        thread = frames[0].split(": ", 1)[-1]
+        thread = "MainThread (trio)" if "MainThread" in thread else "worker threads"
+        threads[thread] = threads.get(thread, 0) + count
         own[leaf] = own.get(leaf, 0) + count
         for frame in set(frames[1:]):
             incl[frame] = incl.get(frame, 0) + count
     lines = [f"  samples: {busy} busy, {idle} idle (waiting)"]
+    for name, count in sorted(threads.items()):
+        lines.append(f"    {100 * count / max(busy, 1):5.1f}%  in {name}")
     lines.append("  own time (leaf frames), % of busy samples:")
     for name, count in sorted(own.items(), key=lambda x: -x[1])[:top]:
         lines.append(f"    {100 * count / max(busy, 1):5.1f}%  {name}")
@@ -1325,6 +1356,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         help="cold-read: also profile one internxtfs cold read with py-spy, raw stacks to FILE",
     )
+    parser.add_argument(
+        "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
+    )
+    parser.add_argument(
+        "--latencies", help="cold-read: comma-separated emulator latencies in ms (default 0,30)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args(argv)
@@ -1337,6 +1374,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.rounds:
         sizes.rounds = args.rounds
+    if args.latencies is not None:
+        sizes.cold_read_latencies = tuple(int(x) for x in args.latencies.split(",") if x)
     root = pick_tmp_root(args.tmp_dir)
     report = Report()
     print(f"work dir {root} ({filesystem_type(root)}); sizes {sizes}", flush=True)
@@ -1375,7 +1414,7 @@ def main(argv: list[str] | None = None) -> int:
                 cold.prepare(script)
                 cold.run(sizes.cold_read_latencies)
                 if args.profile:
-                    cold.profile(Path(args.profile).resolve())
+                    cold.profile(Path(args.profile).resolve(), args.profile_latency)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
         if bench is not None and "seq" in only:

@@ -98,6 +98,11 @@ MAX_FETCH = 16 * MiB  # largest single ranged fetch: bounds memory held per fetc
 # are in flight at once (one ranged GET at a time leaves the network idle while the previous
 # one is decrypted and installed).
 READAHEAD_FETCH = 8 * MiB
+# The largest read-ahead window. Four fetches in flight: at 30 ms per request, 16 MiB (two)
+# left the connection idle between answers and a cold read ran at ~0.6x of its 0 ms speed
+# (bench/RESULTS.md, 2026-12-07). Memory: each fetch holds its ciphertext and plaintext
+# for a moment, so ~2x the window at worst.
+READAHEAD_MAX = 32 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
 # Local writes larger than this run in a worker thread. A FUSE write is at most 1 MiB
 # (max_write), and handing it to a thread costs more than the page-cache copy itself:
@@ -110,7 +115,7 @@ ACCESS_SAVE_INTERVAL = 60.0  # seconds between persisting a file's last_access
 DISCARD_ASIDE = 64 * MiB
 ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
-Fetch = Callable[[FileRecord, int, int], Awaitable[bytes]]
+Fetch = Callable[[FileRecord, int, int], Awaitable[bytes | bytearray]]
 # Called when the bound is full of unsent data: hurry the uploads that can free room, and
 # say whether any can (False: waiting would not help, so the bound stretches).
 Pressure = Callable[[], bool]
@@ -133,7 +138,7 @@ class _Fetch:
         self.count = count
         self.epoch = epoch
         self.file_id = file_id
-        self.data: bytes | None = None
+        self.data: bytes | bytearray | None = None
         self.error: Exception | None = None
         self.installed = False
         # Installed even past the bound: the uploader needs the whole file in the cache.
@@ -233,7 +238,7 @@ class BlockCache:
         fetch: Fetch,
         block_size: int = DEFAULT_BLOCK_SIZE,
         *,
-        readahead_max: int = 16 * MiB,
+        readahead_max: int = READAHEAD_MAX,
         wall_clock: Callable[[], float] = time.time,
         pressure: Pressure = _no_pressure_relief,
     ) -> None:
