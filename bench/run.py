@@ -1011,6 +1011,7 @@ class ColdReadBench:
         }
         self.ixt_proc: subprocess.Popen[bytes] | None = None
         self.rc_proc: subprocess.Popen[bytes] | None = None
+        self.server_cpu: list[float] = []
         self.pt: Passthrough | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -1157,9 +1158,11 @@ class ColdReadBench:
             self._rc_unmount()
 
     def _measured(self, pid: int, mnt: Path, *, in_ns: bool) -> tuple[float, float, float]:
-        before = cpu_seconds(pid)
+        before, server = cpu_seconds(pid), cpu_seconds(self.ns.pid)
         with RssSampler(pid) as rss:
             speed = self._read(mnt / "big.bin", in_ns=in_ns)
+        if in_ns:  # the emulator's CPU per read: near the read's wall time = the server limits
+            self.server_cpu.append(cpu_seconds(self.ns.pid) - server)
         return speed, rss.peak_mib, cpu_seconds(pid) - before
 
     def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
@@ -1195,10 +1198,12 @@ class ColdReadBench:
             for n in range(self.rounds):
                 # Rotate the order each round so no subject always runs first or last.
                 for subject in subjects[n % len(subjects) :] + subjects[: n % len(subjects)]:
+                    self.server_cpu.clear()
                     speed, peak, seconds = self.one(subject)
+                    server = f", emulator {self.server_cpu[0]:.1f} s" if self.server_cpu else ""
                     print(
                         f"    {latency} ms {subject}: {speed:.0f} MiB/s, {peak:.0f} MiB, "
-                        f"{seconds:.1f} s CPU",
+                        f"{seconds:.1f} s CPU{server}; read took {self.size / MiB / speed:.1f} s",
                         flush=True,
                     )
                     speeds[subject].append(speed)

@@ -25,7 +25,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs import busy, control, kernel_readahead, sdnotify
+from internxtfs import busy, control, kernel_readahead, memory, sdnotify
 from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
@@ -133,6 +133,8 @@ async def run_mount(
 async def _run_mount(
     profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
 ) -> None:
+    memory.share_malloc_arenas()  # fetch buffers must not pile up in per-thread arenas
+
     async def persist(session: Session) -> None:
         profile.session = session
         if not (profile_dir(profile.name) / "profile.json").exists():
