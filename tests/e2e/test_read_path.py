@@ -14,8 +14,8 @@ MiB = 1024 * 1024
 
 
 def test_mount_raises_the_kernel_read_ahead(mounted: MountedFS) -> None:
-    """At the default 128 KiB the kernel sends sequential reads as 128 KiB requests; the
-    mount (root here, as in CI) raises its own device's read-ahead to 1 MiB."""
+    """At the default 128 KiB the kernel sends sequential reads as 128 KiB requests, one at
+    a time; the mount (root here, as in CI) raises its own device's read-ahead."""
     dev = os.stat(mounted.mountpoint).st_dev
     assert int(Path(sysfs_path(dev)).read_text()) >= READ_AHEAD_KIB
 
