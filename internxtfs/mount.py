@@ -25,7 +25,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs import busy, control, kernel_readahead, memory, sdnotify
+from internxtfs import busy, control, kernel_readahead, sdnotify
 from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
@@ -133,7 +133,6 @@ async def run_mount(
 async def _run_mount(
     profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
 ) -> None:
-    memory.share_malloc_arenas()  # fetch buffers must not pile up in per-thread arenas
 
     async def persist(session: Session) -> None:
         profile.session = session
@@ -166,7 +165,7 @@ async def _run_mount(
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
 
-        async def fetch(record: FileRecord, offset: int, length: int) -> bytes | bytearray:
+        async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
             assert record.remote_file_id is not None
             try:
                 return await client.network.fetch_range(record.remote_file_id, offset, length)

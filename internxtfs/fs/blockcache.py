@@ -117,7 +117,7 @@ ACCESS_SAVE_INTERVAL = 60.0  # seconds between persisting a file's last_access
 DISCARD_ASIDE = 64 * MiB
 ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
-Fetch = Callable[[FileRecord, int, int], Awaitable[bytes | bytearray]]
+Fetch = Callable[[FileRecord, int, int], Awaitable[bytes | memoryview]]
 # Called when the bound is full of unsent data: hurry the uploads that can free room, and
 # say whether any can (False: waiting would not help, so the bound stretches).
 Pressure = Callable[[], bool]
@@ -140,7 +140,7 @@ class _Fetch:
         self.count = count
         self.epoch = epoch
         self.file_id = file_id
-        self.data: bytes | bytearray | None = None
+        self.data: bytes | memoryview | None = None
         self.error: Exception | None = None
         self.installed = False
         # Installed even past the bound: the uploader needs the whole file in the cache.

@@ -486,7 +486,7 @@ class NetworkAPI:
             return info, resp
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get_plain(self, file_id: str, first: int, last: int) -> bytearray:
+    async def _get_plain(self, file_id: str, first: int, last: int) -> memoryview:
         """Plaintext of ciphertext bytes ``first..last``, fetched and decrypted in a worker
         thread by the object getter; an expired presigned URL is refreshed once, as in
         :meth:`_object_get`."""
@@ -515,13 +515,13 @@ class NetworkAPI:
         data = await self.fetch_range(file_id, offset, length)
         return data if isinstance(data, bytes) else bytes(data)
 
-    async def fetch_range(self, file_id: str, offset: int, length: int) -> bytes | bytearray:
+    async def fetch_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
         """:meth:`download_range` for the block cache: the buffer the bytes were received and
-        decrypted into (a ``bytearray`` when the object getter is used), with no copy."""
+        decrypted into (a ``memoryview`` when the object getter is used), with no copy."""
         if offset < 0 or length < 0:
             raise ValueError("negative offset or length")
 
-        async def attempt() -> bytes | bytearray:
+        async def attempt() -> bytes | memoryview:
             info = await self.info(file_id)
             end = min(offset + length, info.size)
             if offset >= end:

@@ -20,6 +20,7 @@ behind a proxy, or built with a test transport, keeps using httpx (see ``Internx
 from __future__ import annotations
 
 import http.client
+import mmap
 import ssl
 import threading
 from urllib.parse import urlsplit
@@ -96,7 +97,7 @@ class ObjectGetter:
 
     def get_plain(
         self, url: str, first: int, last: int, whole: bool, key: bytes, iv: bytes
-    ) -> bytearray:
+    ) -> memoryview:
         """Plaintext of ciphertext bytes ``first..last`` (inclusive; ``first`` a multiple of
         16, CTR's block) of the object at ``url``, without a Range header when ``whole``.
         Raises typed errors like ``Http.send``."""
@@ -143,7 +144,7 @@ class ObjectGetter:
         last: int,
         whole: bool,
         ctr: crypto.CtrStream,
-    ) -> bytearray:
+    ) -> memoryview:
         """The body, decrypted piece by piece as it arrives into the one buffer returned:
         a fetch holds its size in memory once, not ciphertext and plaintext side by side."""
         status = resp.status
@@ -155,9 +156,7 @@ class ObjectGetter:
         expected = last - first + 1
         if resp.length is not None and resp.length != expected:
             raise IntegrityError(f"{what} bytes {first}-{last}: answer of {resp.length} bytes")
-        # The cipher writes up to a block more than it is given (its API's rule): 15 spare.
-        plain = bytearray(expected + _SPARE)
-        out = memoryview(plain)
+        out = _buffer(expected)
         scratch = _scratch()
         got = 0
         try:
@@ -167,16 +166,16 @@ class ObjectGetter:
                     if resp.length is None:  # no Content-Length: the body was just short
                         raise IntegrityError(f"{what} bytes {first}-{last}: got {got} bytes")
                     raise Unreachable(f"{what}: body ended at {got} of {expected} bytes")
-                ctr.update_into(scratch[:n], out[got : got + n + _SPARE])
+                if got + n + _SPARE <= expected:
+                    ctr.update_into(scratch[:n], out[got : got + n + _SPARE])
+                else:  # the cipher API wants 15 spare bytes past what it writes; not at the end
+                    out[got : got + n] = ctr.update(scratch[:n])
                 got += n
             if resp.length is None and resp.read(1):
                 raise IntegrityError(f"{what} bytes {first}-{last}: more than {expected} bytes")
         except (OSError, http.client.HTTPException) as exc:
             raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            out.release()
-        del plain[expected:]
-        return plain
+        return out
 
     @staticmethod
     def _error(resp: http.client.HTTPResponse, what: str) -> InternxtError:
@@ -190,7 +189,22 @@ class ObjectGetter:
         return error_for(answer, "object")
 
 
-_SPARE = 15
+_SPARE = 15  # what update_into wants past the bytes it writes (the cipher API's rule)
+# Fetch buffers at least this large are mappings of their own, unmapped when the cache is done
+# with them: from malloc, freed buffers stayed resident (one heap arena per worker thread, and
+# freed chunks inside a heap are not given back), and the mount's RSS reached 150-170 MiB in a
+# 512 MiB cold read that holds ~40 MiB of buffers at a time (bench/RESULTS.md, 2026-12-07).
+# The price: a fresh mapping is faulted in page by page, ~0.2 s of CPU per 512 MiB here
+# (asking for transparent huge pages made it slower on this VM, which had none to give).
+MAP_BUFFER = 1024 * 1024
+
+
+def _buffer(size: int) -> memoryview:
+    if size < MAP_BUFFER:
+        return memoryview(bytearray(size))
+    return memoryview(mmap.mmap(-1, size))
+
+
 SCRATCH = 256 * 1024  # ciphertext received per step, in a buffer each worker thread keeps
 _local = threading.local()
 

@@ -109,7 +109,7 @@ def url(srv: _Server) -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}/objects/abc?X-Signature=s"
 
 
-def get(getter: ObjectGetter, srv: _Server, first: int, last: int) -> bytearray:
+def get(getter: ObjectGetter, srv: _Server, first: int, last: int) -> memoryview:
     whole = first == 0 and last == len(CIPHER) - 1
     return getter.get_plain(url(srv), first, last, whole, KEY, IV)
 
