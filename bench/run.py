@@ -995,8 +995,19 @@ class ColdReadBench:
 
     EMAIL = "coldread@example.com"
 
-    def __init__(self, root: Path, report: Report, *, size: int, rounds: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        report: Report,
+        *,
+        size: int,
+        rounds: int,
+        baseline_src: Path | None = None,
+    ) -> None:
         self.root = root / "coldread"
+        # Another checkout's ``internxtfs`` package, mounted as one more interleaved subject
+        # (PYTHONPATH): before/after a change, measured under the same load.
+        self.baseline_src = baseline_src
         self.report = report
         self.size = size
         self.rounds = rounds
@@ -1057,7 +1068,7 @@ class ColdReadBench:
 
     # --- the three subjects ----------------------------------------------------------------
 
-    def _ixt_mount(self) -> None:
+    def _ixt_mount(self, baseline: bool = False) -> None:
         cache = self.ixt_dir / "cache"
         shutil.rmtree(cache, ignore_errors=True)  # cold: every byte from the emulator
         ready_r, ready_w = os.pipe()
@@ -1067,8 +1078,12 @@ class ColdReadBench:
             *("mount", str(self.ixt_dir / "mnt"), "-f"),
             *("--ready-fd", str(ready_w), "--cache-dir", str(cache)),
         ]
+        env = dict(self.ixt_env)
+        if baseline:
+            assert self.baseline_src is not None
+            env["PYTHONPATH"] = str(self.baseline_src)
         self.ixt_proc = self.ns.popen(
-            argv, extra_env=self.ixt_env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
+            argv, extra_env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
         )
         os.close(ready_w)
         with os.fdopen(ready_r, "rb") as pipe:
@@ -1143,8 +1158,8 @@ class ColdReadBench:
                 return self._measured(self.pt.proc.pid, self.pt.mountpoint, in_ns=False)
             finally:
                 self.pt.unmount()
-        if subject == "internxtfs":
-            self._ixt_mount()
+        if subject in ("internxtfs", "baseline"):
+            self._ixt_mount(baseline=subject == "baseline")
             assert self.ixt_proc is not None
             try:
                 return self._measured(self.ixt_proc.pid, self.ixt_dir / "mnt", in_ns=True)
@@ -1190,6 +1205,8 @@ class ColdReadBench:
 
     def run(self, latencies: tuple[int, ...]) -> None:
         subjects = ["internxtfs", "rclone"] + (["passthrough"] if self.pt is not None else [])
+        if self.baseline_src is not None:
+            subjects.append("baseline")
         for latency in latencies:
             self.ns.admin("POST", "/faults", {"latency_ms": latency})
             speeds: dict[str, list[float]] = {s: [] for s in subjects}
@@ -1277,7 +1294,25 @@ class ColdReadBench:
                     ixt / pt >= 0.9,
                 )
             )
-        for subject, label in (("internxtfs", "internxtfs"), ("rclone", "rclone mount")):
+        base = med.get("baseline")
+        if base is not None:
+            r.add(
+                Row(
+                    bench,
+                    f"internxtfs baseline ({self.baseline_src})",
+                    base,
+                    "MiB/s",
+                    "internxtfs",
+                    ixt,
+                    ixt / base,
+                    note=f"ratio = internxtfs / baseline; vs rclone {base / rc:.3f}; "
+                    + spread("baseline"),
+                )
+            )
+        labels = [("internxtfs", "internxtfs"), ("rclone", "rclone mount")]
+        if base is not None:
+            labels.append(("baseline", "internxtfs baseline"))
+        for subject, label in labels:
             peak = max(peaks[subject])
             r.add(
                 Row(
@@ -1367,6 +1402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latencies", help="cold-read: comma-separated emulator latencies in ms (default 0,30)"
     )
+    parser.add_argument(
+        "--baseline-src",
+        help="cold-read: also mount the internxtfs package found in DIR (e.g. a `git archive` "
+        "of an older commit) as one more interleaved subject",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args(argv)
@@ -1413,7 +1453,11 @@ def main(argv: list[str] | None = None) -> int:
             with (
                 step("5. cold sequential read: internxtfs, rclone, passthrough"),
                 ColdReadBench(
-                    root, report, size=sizes.cold_read_bytes, rounds=sizes.rounds
+                    root,
+                    report,
+                    size=sizes.cold_read_bytes,
+                    rounds=sizes.rounds,
+                    baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
                 ) as cold,
             ):
                 cold.prepare(script)
