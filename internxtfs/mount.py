@@ -133,7 +133,6 @@ async def run_mount(
 async def _run_mount(
     profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
 ) -> None:
-
     async def persist(session: Session) -> None:
         profile.session = session
         if not (profile_dir(profile.name) / "profile.json").exists():
