@@ -125,9 +125,14 @@ async def create_file(request: web.Request) -> web.Response:
         raise not_found("Folder not found")
     if folder["user_id"] != user["id"]:
         raise drive_error(403, "Folder is not yours")
+    # The name check reads a replica; what it misses, the primary's unique index
+    # files_plainname_type_folderid_exists_unique refuses with 409 (docs/protocol.md,
+    # "Unique names").
+    if file_name_taken(store, folder["uuid"], plain_name, ftype, src=emu.lagged("files")):
+        raise conflict("File already exists")
     with store.transaction() as conn:
         if file_name_taken(store, folder["uuid"], plain_name, ftype):
-            raise conflict("File already exists")
+            raise conflict("A file with this name already exists in this location")
         size, file_id = check_content(store, user, body)
         file_uuid = str(uuidlib.uuid4())
         conn.execute(

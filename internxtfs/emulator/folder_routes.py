@@ -138,9 +138,15 @@ async def create_folder(request: web.Request) -> web.Response:
     parent = live_folder(store, user["id"], parent_uuid.lower(), emu.lagged("folders"))
     if parent is None:
         raise not_found("Parent folder does not exist")
+    # The name check reads a replica too. What it misses, the primary's unique index
+    # folders_parentuuid_plainname_unique refuses, and the controller's UniqueConstraintFilter
+    # maps only the index's dropped predecessor to 409: the answer is a plain 500
+    # (docs/protocol.md, "Unique names").
+    if folder_name_taken(store, parent["uuid"], body["plainName"], src=emu.lagged("folders")):
+        raise conflict("Folder with the same name already exists in this location")
     with store.transaction():
         if folder_name_taken(store, parent["uuid"], body["plainName"]):
-            raise conflict("Folder with the same name already exists in this location")
+            raise ApiError(500, {"statusCode": 500, "message": "Internal server error"})
         row = _insert_folder(store, user, parent, body)
     return web.json_response(folder_dto(row), status=201)
 

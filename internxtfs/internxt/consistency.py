@@ -133,10 +133,15 @@ class ReadLag:
         what: str,
         errors: tuple[type[Exception], ...] = LAG_ERRORS,
         stale: Callable[[T], bool] | None = None,
+        patient: bool = True,
     ) -> T:
         """``attempt()`` until its answer is one lag cannot explain, or holds past the window.
 
-        ``errors``: exceptions lag can explain; ``stale(result)``: a result lag can explain."""
+        ``errors``: exceptions lag can explain; ``stale(result)``: a result lag can explain;
+        ``patient=False``: one attempt, whatever it answers (for a caller that has a cheaper
+        way to learn that the answer was stale)."""
+        if not patient:
+            return await attempt()
         first: float | None = None
         pause = FIRST_PAUSE
         while True:

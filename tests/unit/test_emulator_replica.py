@@ -71,6 +71,29 @@ def test_a_name_freed_a_moment_ago_still_conflicts_on_move(session: DriveSession
     assert _names(session, session.root, "files") == ["aside", "target"]
 
 
+def test_create_checks_names_on_the_replica_and_the_primary_index_refuses_the_rest(
+    session: DriveSession,
+) -> None:
+    gone = session.mkdir("gone")
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    folder = {"plainName": "twice", "parentFolderUuid": session.root}
+    assert session.drive("POST", "/folders", json=folder).status_code == 201
+    # The replica misses the new folder; the primary's unique index refuses the second one,
+    # and drive-server's filter maps only the index's dropped predecessor to 409.
+    again = session.drive("POST", "/folders", json=folder)
+    assert again.status_code == 500 and again.json()["message"] == "Internal server error"
+    session.create_file("twice", "txt", b"")
+    again = session.drive("POST", "/files", json=_file_body(session, session.root, "twice"))
+    assert again.status_code == 409
+    # A name freed a moment ago is still taken on the replica.
+    assert session.drive("DELETE", f"/folders/{gone['uuid']}").status_code == 204
+    reuse = {"plainName": "gone", "parentFolderUuid": session.root}
+    assert session.drive("POST", "/folders", json=reuse).status_code == 409
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert session.drive("POST", "/folders", json=reuse).status_code == 201
+    assert _names(session, session.root, "folders").count("twice") == 1
+
+
 def test_the_lag_is_a_serve_option(emulator_factory: Callable[..., EmulatorProcess]) -> None:
     emulator = emulator_factory(["--replica-lag-ms", "1500"])
     assert emulator.set_faults()["replica_lag_ms"] == 1500
