@@ -161,8 +161,17 @@ async def create_file(request: web.Request) -> web.Response:
 
 
 def _owned_file(request: web.Request, user: Row) -> Row:
-    row = emulator_of(request).store.file(user["id"], path_uuid(request))
-    if row is None:
+    """The file the path names, looked up as drive-server does: on a read replica
+    (``findOneBy``/``findByUuid`` in file.usecase.ts' deleteFilePermanently, updateFileMetaData
+    and replaceFile), so a file created a moment ago is 404. The row returned is the current
+    one: the writes that follow go to the primary."""
+    emu = emulator_of(request)
+    uuid = path_uuid(request)
+    seen = emu.store.one(
+        f"SELECT 1 FROM {emu.lagged('files')} WHERE uuid = ? AND user_id = ?", uuid, user["id"]
+    )
+    row = emu.store.file(user["id"], uuid)
+    if seen is None or row is None:
         raise not_found("File not found")
     return row
 
@@ -215,10 +224,15 @@ async def move(request: web.Request) -> web.Response:
     uuid = path_uuid(request)
     body = await json_body(request)
     destination = destination_folder(body)
+    # Both lookups read a replica (moveFile in file.usecase.ts): a file or a destination
+    # created a moment ago "can not be moved" (422).
+    seen = store.one(
+        f"SELECT 1 FROM {emu.lagged('files')} WHERE uuid = ? AND user_id = ?", uuid, user["id"]
+    )
     row = store.file(user["id"], uuid)
-    if row is None or row["status"] == "DELETED":
+    if seen is None or row is None or row["status"] == "DELETED":
         raise drive_error(422, f"File {uuid} can not be moved")
-    target = live_folder(store, user["id"], destination)
+    target = live_folder(store, user["id"], destination, emu.lagged("folders"))
     if target is None:
         raise drive_error(422, f"File can not be moved to {destination}")
     # ``name ?? old`` and ``type ?? old``: a present "" clears the extension (§7.4).

@@ -99,6 +99,15 @@ class ReadLag:
         when = self._entries.get(uuid)
         return when is not None and self.clock() - when < self.window
 
+    async def wait_settled(self, uuids: Iterable[str]) -> None:
+        """Until a read replica shows our last write to each of these entries."""
+        now = self.clock()
+        until = max((self._entries.get(uuid, now - self.window) for uuid in uuids), default=now)
+        wait = until + self.window - now
+        if wait > 0:
+            log.debug("waiting %.2f s for read replicas to show our last write", wait)
+            await self._sleep(wait)
+
     def seen(self, uuid: str, parent: str | None) -> None:
         """Where an entry is (from any answer), for the old parent of a later move or delete."""
         if not parent:

@@ -18,7 +18,14 @@ import trio
 from .auth import SessionManager
 from .consistency import ReadLag
 from .crypto import ENCRYPT_VERSION
-from .errors import IncompleteAnswer, NotFound, ProtocolError, RequestRejected
+from .errors import (
+    Conflict,
+    IncompleteAnswer,
+    NotFound,
+    ProtocolError,
+    RequestRejected,
+    Unprocessable,
+)
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
 from .retry import Recover, RetryPolicy
@@ -667,7 +674,9 @@ class DriveAPI:
             return meta if landed(meta) else None
 
         # Conflict: the replica still holds an entry we moved away from that name a moment ago
-        # (a rename over a file moves the old one aside first).
+        # (a rename over a file moves the old one aside first). Unprocessable: the replica does
+        # not show the file, or the destination, we created a moment ago (422 "can not be
+        # moved", docs/protocol.md "Read replicas").
         dto = await self.read_lag.settle(
             lambda: self._call(
                 "PATCH",
@@ -678,6 +687,7 @@ class DriveAPI:
                 entry=uuid,
             ),
             what=f"move file {uuid}",
+            errors=(NotFound, Conflict, Unprocessable),
         )
         return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
@@ -709,6 +719,11 @@ class DriveAPI:
 
     async def trash(self, items: Iterable[tuple[str, Literal["file", "folder"]]]) -> None:
         """Soft delete: move files/folders to the trash (``POST /storage/trash/add``)."""
+        items = list(items)
+        # The server looks trashed folders up on a read replica and skips, without a word,
+        # one it does not show yet (docs/protocol.md, "Read replicas"): a folder we created
+        # or moved a moment ago is trashed once replicas have caught up with that write.
+        await self.read_lag.wait_settled(uuid for uuid, kind in items if kind == "folder")
         payload = [{"uuid": uuid, "type": kind} for uuid, kind in items]
         for start in range(0, len(payload), TRASH_BATCH):
             batch = payload[start : start + TRASH_BATCH]

@@ -94,6 +94,36 @@ def test_create_checks_names_on_the_replica_and_the_primary_index_refuses_the_re
     assert _names(session, session.root, "folders").count("twice") == 1
 
 
+def test_entry_lookups_of_writes_read_the_replica(session: DriveSession) -> None:
+    old_folder = session.mkdir("old")["uuid"]
+    old_file = session.create_file("older", "txt", b"")["uuid"]
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    fresh = session.create_file("fresh", "txt", b"")["uuid"]
+    new_folder = session.mkdir("new")["uuid"]
+    move = {"destinationFolder": old_folder, "name": "fresh", "type": "txt"}
+    moved = session.drive("PATCH", f"/files/{fresh}", json=move)
+    assert moved.status_code == 422 and "can not be moved" in moved.json()["message"]
+    for method, path, body in (
+        ("PUT", f"/files/{fresh}/meta", {"plainName": "renamed"}),
+        ("DELETE", f"/files/{fresh}", None),
+        ("PUT", f"/folders/{new_folder}/meta", {"plainName": "renamed"}),
+        ("PATCH", f"/folders/{new_folder}", {"destinationFolder": old_folder}),
+        ("PATCH", f"/folders/{old_folder}", {"destinationFolder": new_folder}),
+    ):
+        assert session.drive(method, path, json=body).status_code == 404, (method, path)
+    # An old file into a new folder: the destination is not on the replica either.
+    into_new = {"destinationFolder": new_folder, "name": "older", "type": "txt"}
+    moved = session.drive("PATCH", f"/files/{old_file}", json=into_new)
+    assert moved.status_code == 422 and "can not be moved to" in moved.json()["message"]
+    # The trash skips a folder it does not see, and says nothing.
+    items = {"items": [{"uuid": new_folder, "type": "folder"}]}
+    assert session.drive("POST", "/storage/trash/add", json=items).status_code == 200
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert "new" in _names(session, session.root, "folders")
+    moved = session.drive("PATCH", f"/files/{fresh}", json=move)
+    assert moved.status_code == 200
+
+
 def test_the_lag_is_a_serve_option(emulator_factory: Callable[..., EmulatorProcess]) -> None:
     emulator = emulator_factory(["--replica-lag-ms", "1500"])
     assert emulator.set_faults()["replica_lag_ms"] == 1500
