@@ -31,6 +31,7 @@ from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
+from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
@@ -200,15 +201,15 @@ async def _run_mount(
             return None
 
         cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)
+        # Everything fs/ asks of Internxt goes through this one object (fs/remote.py).
+        remote = InternxtRemote(client.drive, client.network, delete_mode=config.fs.delete_mode)
         uploader = Uploader(
             journal,
             cache,
-            client.network,
-            client.drive,
+            remote,
             concurrency=config.upload_concurrency,
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
-            delete_mode=config.fs.delete_mode,
             recovery_parent=session.root_folder_uuid,
         )
         retry_stats = client.retry.stats
@@ -220,15 +221,9 @@ async def _run_mount(
             return not retry_stats.failing and uploader.relieve_pressure()
 
         cache.pressure = pressure
-        sweeper = OrphanSweeper(
-            journal,
-            client.network,
-            client.drive,
-            uploader.lock_for,
-            delete_mode=config.fs.delete_mode,
-        )
+        sweeper = OrphanSweeper(journal, remote, uploader.lock_for)
         operations = Filesystem(
-            drive=client.drive,
+            remote=remote,
             journal=journal,
             cache=cache,
             uploader=uploader,

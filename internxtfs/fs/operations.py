@@ -28,13 +28,16 @@ import pyfuse3
 import trio
 
 from internxtfs.fs import links, names
+from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import local_owner_key
+from internxtfs.fs.journal import Journal, local_owner_key
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.ownership import Ownership
+from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
+from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
@@ -78,17 +81,17 @@ class Filesystem(pyfuse3.Operations):
     def __init__(
         self,
         *,
-        drive: Any,
-        journal: Any,
-        cache: Any,
-        uploader: Any,
+        remote: Remote,
+        journal: Journal,
+        cache: BlockCache,
+        uploader: Uploader,
         root_uuid: str,
         options: MountOptions,
         clock_ns: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.drive = drive
+        self.remote = remote
         self.journal = journal
         self.cache = cache
         self.uploader = uploader
@@ -97,9 +100,9 @@ class Filesystem(pyfuse3.Operations):
         self.monotonic = monotonic
         self.table = InodeTable(root_uuid, clock_ns())
         # Renames over an existing entry; the mount runs its background task (replacements.run).
-        self.replacements = Replacements(drive, journal, self._delete_remote)
+        self.replacements = Replacements(remote, journal)
         self.meta = Metadata(
-            drive,
+            remote,
             self.table,
             journal,
             options.dir_cache_ttl,
@@ -108,9 +111,9 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
-            listing_lag=getattr(drive, "listing_lag", None),
-            recently_written=getattr(drive, "recently_written", None),
-            recently_deleted=getattr(drive, "recently_deleted", None),
+            listing_lag=remote.listing_lag,
+            recently_written=remote.recently_written,
+            recently_deleted=remote.recently_deleted,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -425,7 +428,7 @@ class Filesystem(pyfuse3.Operations):
         self.journal.update(local_id, deleted=True, name=aside)
         self.uploader.hold(local_id)
         try:
-            await self.drive.move_file(node.uuid, record.parent_uuid, aside)
+            await self.remote.move_file(node.uuid, record.parent_uuid, aside)
         except ie.NotFound:
             # Deleted elsewhere already: nothing to keep aside, only the local data is left.
             log.info("%r was already gone remotely", node.name)
@@ -440,17 +443,6 @@ class Filesystem(pyfuse3.Operations):
             self._drop_local(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
-
-    async def _delete_remote(self, kind: str, uuid: str) -> None:
-        try:
-            if self.options.delete_mode == "trash":
-                await self.drive.trash([(uuid, kind)])
-            elif kind == "file":
-                await self.drive.delete_file(uuid)
-            else:
-                await self.drive.delete_folder(uuid)
-        except ie.NotFound:
-            log.info("%s %s was already gone remotely", kind, uuid)
 
     # --- lookup and attributes --------------------------------------------------------------
 
@@ -564,8 +556,8 @@ class Filesystem(pyfuse3.Operations):
         target = await self._link_target(node)
         # A new object: replacing an entry with the object it already points at would have
         # Internxt delete that object as the replaced content.
-        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
-        entry = await self.drive.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
+        file_id = await self.remote.upload(_bytes_reader(target), len(target))
+        entry = await self.remote.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
         if node.uuid == uuid:  # not renamed over or unlinked meanwhile
             node.file_id = entry.file_id or file_id
             node.link_target = target
@@ -611,7 +603,7 @@ class Filesystem(pyfuse3.Operations):
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         now = self.clock_ns()
-        entry = await self.drive.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
+        entry = await self.remote.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
         node = self.table.new_node(
             is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
@@ -644,7 +636,7 @@ class Filesystem(pyfuse3.Operations):
         self.meta.invalidate(node)  # emptiness must be checked against the server
         if await self.meta.children(node):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        await self._delete_remote("folder", node.uuid)
+        await self.remote.delete("folder", node.uuid, name=node.name)
         self.owners.forget(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
@@ -745,7 +737,7 @@ class Filesystem(pyfuse3.Operations):
 
     def _check_size_cap(self, end: int) -> None:
         """EFBIG past the plan's per-file cap: Internxt would refuse to store the file."""
-        cap = getattr(self.uploader, "size_cap", None)
+        cap = self.uploader.size_cap
         if cap is not None and end > cap:
             self._warn_once("size cap", f"files over {cap} bytes exceed your Internxt plan: EFBIG")
             raise pyfuse3.FUSEError(errno.EFBIG)
@@ -966,9 +958,9 @@ class Filesystem(pyfuse3.Operations):
     async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None
         if node.parent == new_parent.ino:
-            await self.drive.rename_folder(node.uuid, new_name)
+            await self.remote.rename_folder(node.uuid, new_name)
         else:
-            await self.drive.move_folder(node.uuid, new_parent.uuid, new_name)
+            await self.remote.move_folder(node.uuid, new_parent.uuid, new_name)
 
     async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
         lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
@@ -979,13 +971,13 @@ class Filesystem(pyfuse3.Operations):
             if node.uuid is not None:
                 try:
                     try:
-                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
                     except ie.Conflict:
                         # A file unlinked here a moment ago whose delete is still queued
                         # holds the name: delete it now and move again.
                         if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
                             raise
-                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
                 except ie.Conflict:
                     # Another client created that name after our listing: rename(2) replaces
                     # the target, as a local rename over it would. A folder of that name, or
@@ -995,7 +987,7 @@ class Filesystem(pyfuse3.Operations):
                         uuid = node.uuid
 
                         async def move_again() -> None:
-                            await self.drive.move_file(uuid, new_parent.uuid, new_name)
+                            await self.remote.move_file(uuid, new_parent.uuid, new_name)
 
                         await self.replacements.rename_over(
                             target_uuid=unseen,
@@ -1020,7 +1012,7 @@ class Filesystem(pyfuse3.Operations):
         listing), which the rename may replace; anything else is EEXIST."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
-        found = await self.drive.files_exist(parent.uuid, [name])
+        found = await self.remote.files_exist(parent.uuid, [name])
         if any(entry.uuid == node.uuid for entry in found):
             return None
         if not found:
@@ -1052,8 +1044,8 @@ class Filesystem(pyfuse3.Operations):
         now = self.monotonic()
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
             stored = self.uploader.stored_bytes
-            used = await self.drive.usage()
-            limit = await self.drive.limit()
+            used = await self.remote.usage()
+            limit = await self.remote.limit()
             self._statfs = (now, used, limit, stored)
         _, used, limit, stored_then = self._statfs
         # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
@@ -1093,10 +1085,10 @@ class Filesystem(pyfuse3.Operations):
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
         # upload on, and what symlink() returns is then what Internxt holds.
         now = self.clock_ns()
-        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
+        file_id = await self.remote.upload(_bytes_reader(target), len(target))
 
         async def create() -> Any:
-            return await self.drive.create_file(
+            return await self.remote.create_file(
                 parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
             )
 
@@ -1143,7 +1135,7 @@ class Filesystem(pyfuse3.Operations):
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
             file_id = node.file_id
-            target = await self.uploader.network.download_range(file_id, 0, node.size)
+            target = await self.remote.download_range(file_id, 0, node.size)
             if node.file_id == file_id:  # not changed by a listing meanwhile
                 node.link_target = target
             return target

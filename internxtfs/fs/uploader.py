@@ -5,7 +5,7 @@ a file being written is not uploaded at every close), several files at a time. O
 
 1. pin the file in the block cache, fetch whatever remote blocks it lacks (``ensure_complete``)
    and snapshot ``generation``, ``size`` and ``mtime_ns``;
-2. ``network.upload(reader, size)`` streams the cache file into a new network object (size 0:
+2. ``remote.upload(reader, size)`` streams the cache file into a new network object (size 0:
    no object); if the file changed meanwhile (generation moved) the object is *not* published
    (it would mix two versions): it is recorded as an orphan and the file is uploaded again;
 3. under :meth:`lock_for` (the operations layer takes it for rename/unlink of the file), the
@@ -62,13 +62,14 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
+from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import (
     AuthError,
     Conflict,
@@ -96,10 +97,6 @@ def marked_name(name: str, mark: str) -> str:
 MiB = 1024 * 1024
 
 
-class _Entry(Protocol):
-    uuid: str
-
-
 ConflictHook = Callable[[FileRecord, Conflict], Awaitable[str | None]]
 
 
@@ -125,8 +122,7 @@ class Uploader:
         self,
         journal: Journal,
         cache: BlockCache,
-        network: Any,
-        drive: Any,
+        remote: Remote,
         *,
         concurrency: int = 4,
         quiet_period: float = 1.0,
@@ -134,7 +130,6 @@ class Uploader:
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
         on_conflict: ConflictHook = _raise_conflict,
-        delete_mode: str = "permanent",
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
@@ -144,15 +139,13 @@ class Uploader:
             raise ValueError("concurrency must be at least 1")
         self.journal = journal
         self.cache = cache
-        self.network = network
-        self.drive = drive
+        self.remote = remote
         self.concurrency = concurrency
         self.quiet_period = quiet_period
         self.big_file_threshold = big_file_threshold
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
-        self.delete_mode = delete_mode  # for remote deletes sent from here (pending ones)
         # Where files whose folder was deleted elsewhere are stored (see _rehome); None: fail.
         self.recovery_parent = recovery_parent
         self._recovery_uuid: str | None = None
@@ -601,9 +594,7 @@ class Uploader:
         now = self._clock()
         fresh = self._size_cap_at is not None and now - self._size_cap_at < self.size_cap_ttl
         if force or not fresh:
-            limits = getattr(self.drive, "file_limits", None)
-            if limits is not None:
-                self.size_cap = await limits()
+            self.size_cap = await self.remote.file_limits()
             self._size_cap_at = now
         return self.size_cap
 
@@ -628,7 +619,7 @@ class Uploader:
             if done > sent.get(offset, 0):
                 sent[offset] = done
 
-        file_id: str = await self.network.upload(
+        file_id: str = await self.remote.upload(
             self.cache.reader(local_id, size), size, progress=progress
         )
         self._unpublished[local_id] = (generation, file_id)
@@ -695,13 +686,13 @@ class Uploader:
                 if uuid is not None and file_id is None:
                     # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
                     # so the old entry goes (as an unlink would) and an empty one is created.
-                    await self._remove_entry(uuid, record.name)
+                    await self.remote.delete("file", uuid, name=record.name)
                     record = self.journal.update(local_id, remote_uuid=None)
                     uuid = None
                 if uuid is not None:
                     assert file_id is not None
                     try:
-                        await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
+                        await self.remote.replace_file(uuid, file_id, size, mtime=mtime)
                         crash_point("after-replace")
                     except NotFound:
                         log.warning("remote entry of %r vanished; creating it again", record.name)
@@ -758,7 +749,7 @@ class Uploader:
         try:
             # Another object than ours may be a read replica that has not seen our last
             # replace yet: that answer is asked again until it holds past the lag window.
-            entry = await self.drive.file_meta(
+            entry = await self.remote.file_meta(
                 record.remote_uuid, stale=lambda e: e.status != "EXISTS" or e.file_id not in ours
             )
         except NotFound:
@@ -783,7 +774,7 @@ class Uploader:
         """Create the entry (or replace the one the conflict hook names); returns its uuid."""
         for _ in range(3):
             try:
-                entry: _Entry = await self.drive.create_file(
+                entry = await self.remote.create_file(
                     record.parent_uuid, record.name, size, file_id, mtime=mtime
                 )
                 return entry.uuid
@@ -804,10 +795,11 @@ class Uploader:
                     continue  # the file unlinked under this name is gone now: create again
                 target = await self.on_conflict(record, exc)
                 if target is not None and file_id is None:
-                    await self._remove_entry(target, record.name)  # no replace to empty
+                    # Internxt cannot replace to empty content: the entry goes, ours is created.
+                    await self.remote.delete("file", target, name=record.name)
                     continue
                 if target is not None:
-                    await self.drive.replace_file(target, file_id, size, mtime=mtime)
+                    await self.remote.replace_file(target, file_id, size, mtime=mtime)
                     return target
                 fresh = self.journal.get(record.local_id)
                 if fresh is None or fresh.deleted:
@@ -823,9 +815,9 @@ class Uploader:
         async with self._recovery_lock:  # one create of the folder, not one per upload
             if self._recovery_uuid is None:
                 try:
-                    folder = await self.drive.create_folder(self.recovery_parent, RECOVERY_FOLDER)
+                    folder = await self.remote.create_folder(self.recovery_parent, RECOVERY_FOLDER)
                 except Conflict:
-                    found = await self.drive.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
+                    found = await self.remote.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
                     if not found:
                         raise
                     folder = found[0]
@@ -840,16 +832,6 @@ class Uploader:
         )
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
-    async def _remove_entry(self, uuid: str, name: str) -> None:
-        """Trash or delete a file entry, as the delete mode says; already gone is done."""
-        try:
-            if self.delete_mode == "trash":
-                await self.drive.trash([(uuid, "file")])
-            else:
-                await self.drive.delete_file(uuid)
-        except NotFound:
-            log.info("remote entry of %r was already gone", name)
-
     async def _delete_remote(self, record: FileRecord) -> None:
         async with self.lock_for(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
@@ -857,7 +839,7 @@ class Uploader:
             if current is None or not current.deleted or current.remote_uuid is None:
                 return
             record = current
-            await self._remove_entry(record.remote_uuid, record.name)
+            await self.remote.delete("file", record.remote_uuid, name=record.name)
             crash_point("after-remote-delete")
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)

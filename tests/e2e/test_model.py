@@ -59,6 +59,7 @@ from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.mount import clear_stale_mount
+from tests.harness.fake_remote import FakeRemote
 from tests.harness.mounting import MountedFS
 
 T = TypeVar("T")
@@ -778,10 +779,10 @@ async def test_crash_while_dropping_an_unlinked_file_leaves_a_usable_cache(
     journal = Journal(tmp_path / "state.db")
     cache = BlockCache(tmp_path, journal, 1 << 30, _no_remote)
     fs = Filesystem(
-        drive=None,
+        remote=FakeRemote(),
         journal=journal,
         cache=cache,
-        uploader=None,
+        uploader=None,  # type: ignore[arg-type]
         root_uuid="root",
         options=MountOptions(),
     )

@@ -12,6 +12,7 @@ import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.errors import Conflict, NotFound, QuotaExceeded, ServerError, Unreachable
 
@@ -120,6 +121,9 @@ class FakeDrive:
             raise NotFound("File not found", status=404)
         return self.entries[uuid]
 
+    async def file_limits(self) -> int | None:
+        return None  # no per-file cap
+
     async def delete_file(self, uuid: str) -> None:
         self.log.append(f"delete {uuid}")
         self.deletes_in_flight += 1
@@ -140,7 +144,10 @@ class Setup:
         self.cache = BlockCache(tmp_path, self.journal, 1 << 40, self.fetch)
         self.network = FakeNetwork()
         self.drive = FakeDrive()
-        self.uploader = Uploader(self.journal, self.cache, self.network, self.drive, **kwargs)  # type: ignore[arg-type]
+        # The real adapter over these fakes: they model timing and concurrency, which the
+        # in-memory FakeRemote (tests/harness/fake_remote.py) does not.
+        remote = InternxtRemote(self.drive, self.network)  # type: ignore[arg-type]
+        self.uploader = Uploader(self.journal, self.cache, remote, **kwargs)  # type: ignore[arg-type]
 
     async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
         return self.network.objects[record.remote_file_id or ""][offset : offset + length]
