@@ -9,17 +9,20 @@ to files not uploaded yet stay in the journal.
 
 Shared state between handler tasks: the inode table and listings (see metadata.py), the open
 handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
-namespace changes and its publish step are serialised by ``uploader.lock_for(local_id)``.
+namespace changes and its publish step are serialised by the file's lock (``locks``, owned by
+the mount wiring; docs/concurrency.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import Journal, local_owner_key
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.remote import Remote
@@ -85,6 +89,7 @@ class Filesystem(pyfuse3.Operations):
         journal: Journal,
         cache: BlockCache,
         uploader: Uploader,
+        locks: KeyedLock,
         root_uuid: str,
         options: MountOptions,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -95,6 +100,7 @@ class Filesystem(pyfuse3.Operations):
         self.journal = journal
         self.cache = cache
         self.uploader = uploader
+        self.locks = locks  # per file (local_id), shared with the uploader and the sweeper
         self.options = options
         self.clock_ns = clock_ns
         self.monotonic = monotonic
@@ -272,6 +278,11 @@ class Filesystem(pyfuse3.Operations):
         record = None if node.local_id is None else self.journal.get(node.local_id)
         return record is not None and record.deleted and record.remote_uuid is not None
 
+    def _file_lock(self, local_id: int | None) -> AbstractAsyncContextManager[None]:
+        """The file's lock (docs/concurrency.md); a file without a record has no state that
+        a publish or a sweep could change meanwhile."""
+        return contextlib.nullcontext() if local_id is None else self.locks.hold(local_id)
+
     def _sync_uuid(self, node: Node) -> None:
         """Learn the uuid the uploader gave a file we created (call under its lock)."""
         if node.local_id is None:
@@ -373,10 +384,7 @@ class Filesystem(pyfuse3.Operations):
 
     async def _remove_file(self, parent: Node, node: Node) -> None:
         """Delete a file remotely (if it exists there) and unlink it locally."""
-        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
-        if lock is not None:
-            await lock.acquire()
-        try:
+        async with self._file_lock(node.local_id):
             self._sync_uuid(node)
             if node.uuid is not None and node.open_handles and node.local_id is not None:
                 await self._unlink_while_open(parent, node)
@@ -408,9 +416,6 @@ class Filesystem(pyfuse3.Operations):
                 self.owners.forget(node)
             self.table.unlink_child(parent, node.name)
             self._touch_dir(parent)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _unlink_while_open(self, parent: Node, node: Node) -> None:
         """unlink (or rename over) a stored file that is still open: POSIX keeps it readable
@@ -878,11 +883,8 @@ class Filesystem(pyfuse3.Operations):
             else:
                 await self._move_file(node, new_parent, new_name)
 
-        lock = None
-        if not target.is_dir and target.local_id is not None:
-            lock = self.uploader.lock_for(target.local_id)  # no publish of it meanwhile
-            await lock.acquire()
-        try:
+        # No publish of the target meanwhile.
+        async with self._file_lock(None if target.is_dir else target.local_id):
             if not target.is_dir:
                 self._sync_uuid(target)
             if target.uuid is None:
@@ -918,9 +920,6 @@ class Filesystem(pyfuse3.Operations):
                 on_landed=landed,
             )
             self.table.unlink_child(new_parent, target.name)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node
@@ -963,10 +962,7 @@ class Filesystem(pyfuse3.Operations):
             await self.remote.move_folder(node.uuid, new_parent.uuid, new_name)
 
     async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
-        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
-        if lock is not None:
-            await lock.acquire()
-        try:
+        async with self._file_lock(node.local_id):
             self._sync_uuid(node)
             if node.uuid is not None:
                 try:
@@ -1001,9 +997,6 @@ class Filesystem(pyfuse3.Operations):
                 crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
         """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move

@@ -25,12 +25,12 @@ unmount. Any failure leaves the row for the next sweep; the task itself never di
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from internxtfs.fs.journal import UNPUBLISHED, Journal, Orphan
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import TRASH, Remote
 from internxtfs.internxt.errors import NotFound
 
@@ -42,13 +42,13 @@ class OrphanSweeper:
         self,
         journal: Journal,
         remote: Remote,
-        lock_for: Callable[[int], trio.Lock],
+        locks: KeyedLock,
         *,
         interval: float = 60.0,
     ) -> None:
         self.journal = journal
         self.remote = remote
-        self.lock_for = lock_for
+        self.locks = locks  # per file (local_id): shared with the uploader and the handlers
         self.interval = interval
         self.deleted = 0  # objects deleted by this mount
         self._kept_logged: set[str] = set()
@@ -88,7 +88,7 @@ class OrphanSweeper:
             return True
         local_id = orphan.local_id
         if local_id is not None and self.journal.get(local_id) is not None:
-            async with self.lock_for(local_id):
+            async with self.locks.hold(local_id):
                 record = self.journal.get(local_id)
                 if record is not None:
                     if record.dirty or record.deleted or record.pending_file_id:

@@ -8,7 +8,7 @@ a file being written is not uploaded at every close), several files at a time. O
 2. ``remote.upload(reader, size)`` streams the cache file into a new network object (size 0:
    no object); if the file changed meanwhile (generation moved) the object is *not* published
    (it would mix two versions): it is recorded as an orphan and the file is uploaded again;
-3. under :meth:`lock_for` (the operations layer takes it for rename/unlink of the file), the
+3. under the file's lock (``locks``: the operations layer takes it for rename/unlink), the
    record is re-read: the object id is journaled as ``pending_file_id`` first, then the entry is
    created in the record's *current* parent/name (a rename of a file never uploaded only
    changed the journal) or, if it exists, pointed at the new object (``replace_file``: old or
@@ -50,8 +50,8 @@ free for small files; among files whose quiet period is over, the oldest due goe
 Shared state between trio tasks (all mutated only between awaits, no lock needed):
 ``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
 ``_errors``/``_failures`` and ``_changed`` (an Event replaced on every state change, which
-wakes the scheduler and :meth:`wait_idle`). ``_locks`` (per-file trio.Lock) serialises the
-publish step against rename/unlink in the operations layer.
+wakes the scheduler and :meth:`wait_idle`). The file's lock in ``locks`` (injected, see
+docs/concurrency.md) serialises the publish step against rename/unlink in the operations layer.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ import trio
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import (
     AuthError,
@@ -124,6 +125,7 @@ class Uploader:
         cache: BlockCache,
         remote: Remote,
         *,
+        locks: KeyedLock,
         concurrency: int = 4,
         quiet_period: float = 1.0,
         big_file_threshold: int = 16 * MiB,
@@ -140,6 +142,9 @@ class Uploader:
         self.journal = journal
         self.cache = cache
         self.remote = remote
+        # Per file (local_id), owned by the mount wiring and shared with the handlers and the
+        # orphan sweeper: the publish step and a rename/unlink of the file never overlap.
+        self.locks = locks
         self.concurrency = concurrency
         self.quiet_period = quiet_period
         self.big_file_threshold = big_file_threshold
@@ -156,7 +161,6 @@ class Uploader:
         self._running: dict[int, int] = {}  # local_id -> size being uploaded
         self._errors: dict[int, _Failure] = {}  # last failure per file (cleared on success)
         self._failures: dict[int, int] = {}  # failures ever, per file: wait_idle compares them
-        self._locks: dict[int, trio.Lock] = {}
         self._changed = trio.Event()
         self._tasks: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -188,13 +192,6 @@ class Uploader:
         self.size_cap_ttl = size_cap_ttl
 
     # --- API for the operations layer ------------------------------------------------------
-
-    def lock_for(self, local_id: int) -> trio.Lock:
-        """The lock serialising a file's publish step with its rename/unlink."""
-        lock = self._locks.get(local_id)
-        if lock is None:
-            lock = self._locks[local_id] = trio.Lock()
-        return lock
 
     def schedule(self, local_id: int, *, immediate: bool = False) -> None:
         """Queue a file for upload after the quiet period (``immediate``: now, e.g. fsync)."""
@@ -511,9 +508,6 @@ class Uploader:
             if self._has_work(local_id) and local_id not in self._queue:
                 # Changed during the upload: go again after the quiet period.
                 self._queue[local_id] = _Queued(self._clock() + self.quiet_period)
-            lock = self._locks.get(local_id)
-            if self.journal.get(local_id) is None and lock is not None and not lock.locked():
-                del self._locks[local_id]
             self._notify()
 
     async def _learn_size_cap(self) -> None:
@@ -664,7 +658,7 @@ class Uploader:
         self, local_id: int, generation: int, size: int, mtime_ns: int, file_id: str | None
     ) -> bool:
         """Point the drive entry at the uploaded object; False when it was not published."""
-        async with self.lock_for(local_id):
+        async with self.locks.hold(local_id):
             record = self.journal.get(local_id)
             if record is None or record.deleted or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
@@ -833,7 +827,7 @@ class Uploader:
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
     async def _delete_remote(self, record: FileRecord) -> None:
-        async with self.lock_for(record.local_id):
+        async with self.locks.hold(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
             current = self.journal.get(record.local_id)
             if current is None or not current.deleted or current.remote_uuid is None:

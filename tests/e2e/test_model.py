@@ -56,6 +56,7 @@ from hypothesis.stateful import (
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.mount import clear_stale_mount
@@ -783,6 +784,7 @@ async def test_crash_while_dropping_an_unlinked_file_leaves_a_usable_cache(
         journal=journal,
         cache=cache,
         uploader=None,  # type: ignore[arg-type]
+        locks=KeyedLock(),
         root_uuid="root",
         options=MountOptions(),
     )

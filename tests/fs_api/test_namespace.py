@@ -72,6 +72,7 @@ async def test_unlink_while_open_keeps_the_content_readable_until_the_last_close
     assert fake.names(ROOT) == ["f"] and fake.content(ROOT, "f") == b"another file"
     assert data not in fake.objects.values()
     assert mounted.journal.get(local_id) is None  # its record and cache went too
+    assert len(mounted.fs.locks) == 0  # no file lock left behind
 
 
 async def test_unlink_in_trash_mode_moves_the_entry_to_the_trash(

@@ -14,6 +14,7 @@ from typing import Any
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.uploader import Uploader
@@ -106,14 +107,16 @@ def build(
 
     extra = {} if readahead_max is None else {"readahead_max": readahead_max}
     cache = BlockCache(tmp_path / "cache", journal, cache_size, fetch, **extra)
-    uploader = Uploader(journal, cache, remote, recovery_parent=ROOT, **uploader_args)
-    sweeper = OrphanSweeper(journal, remote, uploader.lock_for, interval=3600)
+    locks = KeyedLock()  # owned here, as by the mount wiring, and handed to each user
+    uploader = Uploader(journal, cache, remote, locks=locks, recovery_parent=ROOT, **uploader_args)
+    sweeper = OrphanSweeper(journal, remote, locks, interval=3600)
     kwargs = {} if monotonic is None else {"monotonic": monotonic}
     fs = Filesystem(
         remote=remote,
         journal=journal,
         cache=cache,
         uploader=uploader,
+        locks=locks,
         root_uuid=ROOT,
         options=options or MountOptions(),
         **kwargs,

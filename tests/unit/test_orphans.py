@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import trio
 
 from internxtfs.fs.journal import Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.internxt.errors import Unreachable
 from tests.harness.fake_remote import FailingRemote, FakeRemote
@@ -24,10 +24,7 @@ def make_parts(tmp_path: Path, delete_mode: str = "permanent") -> Parts:
     journal = Journal(tmp_path / "state.db")
     fake = FakeRemote(delete_mode=delete_mode)
     remote = FailingRemote(fake)
-    locks: dict[int, trio.Lock] = {}
-    sweeper = OrphanSweeper(
-        journal, remote, lambda i: locks.setdefault(i, trio.Lock()), interval=3600
-    )
+    sweeper = OrphanSweeper(journal, remote, KeyedLock(), interval=3600)
     return journal, remote, fake, sweeper
 
 

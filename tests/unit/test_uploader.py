@@ -12,6 +12,7 @@ import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.errors import Conflict, NotFound, QuotaExceeded, ServerError, Unreachable
@@ -147,7 +148,8 @@ class Setup:
         # The real adapter over these fakes: they model timing and concurrency, which the
         # in-memory FakeRemote (tests/harness/fake_remote.py) does not.
         remote = InternxtRemote(self.drive, self.network)  # type: ignore[arg-type]
-        self.uploader = Uploader(self.journal, self.cache, remote, **kwargs)  # type: ignore[arg-type]
+        self.locks = KeyedLock()
+        self.uploader = Uploader(self.journal, self.cache, remote, locks=self.locks, **kwargs)  # type: ignore[arg-type]
 
     async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
         return self.network.objects[record.remote_file_id or ""][offset : offset + length]
@@ -341,7 +343,7 @@ async def test_rename_before_publish_uses_new_name(
         fid = await setup.new_file("tmp-123", b"content")
 
         async def rename() -> None:
-            async with setup.uploader.lock_for(fid):
+            async with setup.locks.hold(fid):
                 setup.journal.update(fid, parent_uuid="other", name="final")
 
         setup.network.during = rename
@@ -360,7 +362,7 @@ async def test_unlink_during_upload_publishes_nothing(
         fid = await setup.new_file("gone", b"content")
 
         async def unlink() -> None:
-            async with setup.uploader.lock_for(fid):
+            async with setup.locks.hold(fid):
                 setup.cache.drop(fid)
                 setup.journal.delete(fid)
 
