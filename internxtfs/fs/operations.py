@@ -38,6 +38,7 @@ from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import Journal, local_owner_key
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
+from internxtfs.fs.modes import DeleteMode, FsyncMode
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
@@ -57,9 +58,9 @@ class MountOptions:
     allow_other: bool = False
     dir_cache_ttl: float = 10.0
     attr_timeout: float = 1.0
-    delete_mode: str = "permanent"  # or "trash"
+    delete_mode: DeleteMode = DeleteMode.PERMANENT
     statfs_ttl: float = 30.0
-    fsync: str = "remote"  # or "local": see docs/semantics.md
+    fsync: FsyncMode = FsyncMode.REMOTE  # see docs/semantics.md
     links: bool = True  # symlinks stored as NAME.rclonelink files (fs/links.py); off: EPERM
 
 
@@ -792,7 +793,7 @@ class Filesystem(pyfuse3.Operations):
                 local_id = node.local_id
         if local_id is None:
             return
-        if self.options.fsync == "local":
+        if self.options.fsync is FsyncMode.LOCAL:
             # S3QL's meaning: durable in the local cache (data and journal on disk); the
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)

@@ -31,7 +31,8 @@ import trio
 
 from internxtfs.fs.journal import UNPUBLISHED, Journal, Orphan
 from internxtfs.fs.locks import KeyedLock
-from internxtfs.fs.remote import TRASH, Remote
+from internxtfs.fs.modes import DeleteMode
+from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class OrphanSweeper:
             # A permanent delete takes the object with the entry (on Internxt's side); the
             # trash keeps it, so it must not be deleted then.
             trashed = await self.remote.delete("file", entry.uuid, name=orphan.name)
-            if trashed and self.remote.delete_mode == TRASH:
+            if trashed and self.remote.delete_mode is DeleteMode.TRASH:
                 self.journal.remove_orphan(orphan.file_id)
                 return True
         return False

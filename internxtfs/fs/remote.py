@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from internxtfs.fs.modes import DeleteMode
 from internxtfs.internxt.errors import NotFound
 
 if TYPE_CHECKING:  # the client modules pull in httpx, which fs/ never imports
@@ -38,15 +39,13 @@ log = logging.getLogger(__name__)
 Kind = Literal["file", "folder"]
 Read = Callable[[int, int], Awaitable[bytes]]  # read(offset, n) -> exactly n bytes
 Progress = Callable[[int, int], None]  # progress(body offset, bytes of it sent)
-TRASH = "trash"
-PERMANENT = "permanent"
 
 
 class Remote(Protocol):
     """What ``fs/`` may ask of Internxt (see the module docstring for the shared contracts)."""
 
-    #: ``permanent`` or ``trash``: what :meth:`delete` does (``--delete-mode``).
-    delete_mode: str
+    #: What :meth:`delete` does (``--delete-mode``).
+    delete_mode: DeleteMode
 
     # --- reading the tree ---------------------------------------------------------------------
 
@@ -178,7 +177,13 @@ class InternxtRemote:
     objects from the network API. Adds only the delete policy; the client already retries,
     recovers lost answers and asks lagging replicas again."""
 
-    def __init__(self, drive: DriveAPI, network: NetworkAPI, *, delete_mode: str = PERMANENT):
+    def __init__(
+        self,
+        drive: DriveAPI,
+        network: NetworkAPI,
+        *,
+        delete_mode: DeleteMode = DeleteMode.PERMANENT,
+    ) -> None:
         self.drive = drive
         self.network = network
         self.delete_mode = delete_mode
@@ -285,13 +290,18 @@ class _EntryDeletes(Protocol):
 
 
 async def delete_entry(
-    drive: _EntryDeletes, delete_mode: str, kind: Kind, uuid: str, *, name: str | None = None
+    drive: _EntryDeletes,
+    delete_mode: DeleteMode,
+    kind: Kind,
+    uuid: str,
+    *,
+    name: str | None = None,
 ) -> bool:
     """The delete rule, for every implementation of :meth:`Remote.delete`: to the trash or
     gone for good as ``delete_mode`` says; an entry already gone (deleted elsewhere, or by an
     earlier attempt whose answer was lost) is done, not an error."""
     try:
-        if delete_mode == TRASH:
+        if delete_mode is DeleteMode.TRASH:
             await drive.trash([(uuid, kind)])
         elif kind == "file":
             await drive.delete_file(uuid)

@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 import trio
 
+from internxtfs.fs.modes import DeleteMode, FsyncMode
 from internxtfs.fs.operations import MountOptions
 from tests.harness.fake_remote import FailingRemote, FakeRemote
 from tests.harness.in_process import InProcess, build
 
 
-def make(tmp_path: Path, **options: object) -> InProcess:
-    delete_mode = str(options.pop("delete_mode", "permanent"))
-    remote = FailingRemote(FakeRemote(delete_mode=delete_mode))
+def make(tmp_path: Path, delete_mode: str = "permanent", fsync: str = "remote") -> InProcess:
+    mode = DeleteMode(delete_mode)
+    remote = FailingRemote(FakeRemote(delete_mode=mode))
     return build(
         tmp_path,
         remote,
-        options=MountOptions(delete_mode=delete_mode, **options),  # type: ignore[arg-type]
+        options=MountOptions(delete_mode=mode, fsync=FsyncMode(fsync)),
         quiet_period=1.0,
         backoff_initial=5.0,
     )

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from internxtfs.fs.journal import FileRecord
-from internxtfs.fs.remote import PERMANENT, Kind, Progress, Read, delete_entry
+from internxtfs.fs.modes import DeleteMode
+from internxtfs.fs.remote import Kind, Progress, Read, delete_entry
 from internxtfs.internxt.drive import FileEntry, FolderEntry
 from internxtfs.internxt.errors import Conflict, NotFound
 from internxtfs.internxt.names import split_name
@@ -70,7 +71,7 @@ class _File:
 
 @dataclass
 class FakeRemote:
-    delete_mode: str = PERMANENT
+    delete_mode: DeleteMode = DeleteMode.PERMANENT
     quota: int = 1 << 40
     size_cap: int | None = None
     folders: dict[str, _Folder] = field(default_factory=dict)

@@ -13,6 +13,7 @@ import pytest
 
 from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
+from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.internxt.errors import Unreachable
 from tests.harness.fake_remote import FailingRemote, FakeRemote
@@ -22,7 +23,7 @@ Parts = tuple[Journal, FailingRemote, FakeRemote, OrphanSweeper]
 
 def make_parts(tmp_path: Path, delete_mode: str = "permanent") -> Parts:
     journal = Journal(tmp_path / "state.db")
-    fake = FakeRemote(delete_mode=delete_mode)
+    fake = FakeRemote(delete_mode=DeleteMode(delete_mode))
     remote = FailingRemote(fake)
     sweeper = OrphanSweeper(journal, remote, KeyedLock(), interval=3600)
     return journal, remote, fake, sweeper
