@@ -152,8 +152,8 @@ class Orphan:
     file_id: str
     local_id: int | None
     reason: str  # UNPUBLISHED or UNCERTAIN
-    parent_uuid: str | None  # where the publish that may have referenced it was aimed
-    name: str | None
+    parent_uuid: str | None = None  # where the publish that may have referenced it was aimed
+    name: str | None = None
 
 
 ASIDE = "aside"
@@ -576,11 +576,8 @@ class Journal:
             (file_id, local_id, reason, parent_uuid, name),
         )
 
-    def orphans(self) -> list[tuple[str, int | None, str]]:
-        """(network file id, local_id, reason) of objects to clean up (see the schema)."""
-        return [(o.file_id, o.local_id, o.reason) for o in self.orphan_rows()]
-
     def orphan_rows(self) -> list[Orphan]:
+        """The objects to clean up (see the ``orphans`` table)."""
         rows = self._db.execute("SELECT file_id, local_id, reason, parent_uuid, name FROM orphans")
         return [Orphan(*row) for row in rows]
 

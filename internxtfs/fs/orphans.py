@@ -56,7 +56,7 @@ class OrphanSweeper:
         self._sweeping = trio.Lock()
 
     def stats(self) -> dict[str, int]:
-        return {"orphans": len(self.journal.orphans()), "orphans_deleted": self.deleted}
+        return {"orphans": len(self.journal.orphan_rows()), "orphans_deleted": self.deleted}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep now, then every ``interval`` seconds. ``await nursery.start(sweeper.run)``."""

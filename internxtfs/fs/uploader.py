@@ -738,7 +738,9 @@ class Uploader:
         # moved that pending object to the 'uncertain' orphans: the replace may have landed).
         ours = {record.remote_file_id, record.pending_file_id}
         ours |= {
-            f for f, lid, why in self.journal.orphans() if lid == local_id and why == UNCERTAIN
+            o.file_id
+            for o in self.journal.orphan_rows()
+            if o.local_id == local_id and o.reason == UNCERTAIN
         }
         try:
             # Another object than ours may be a read replica that has not seen our last

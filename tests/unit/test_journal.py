@@ -14,6 +14,7 @@ from internxtfs.fs.journal import (
     JournalAccountMismatch,
     JournalDamaged,
     JournalVersionError,
+    Orphan,
     Owner,
     Replacement,
     local_owner_key,
@@ -97,9 +98,9 @@ def test_bind_account(tmp_path: Path) -> None:
 def test_orphans(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state.db")
     j.add_orphan("f1", 3, "unpublished")
-    assert j.orphans() == [("f1", 3, "unpublished")]
+    assert j.orphan_rows() == [Orphan("f1", 3, "unpublished")]
     j.remove_orphan("f1")
-    assert j.orphans() == []
+    assert j.orphan_rows() == []
 
 
 def test_disk_full_rolls_back_memory_and_disk_alike(tmp_path: Path) -> None:
@@ -159,7 +160,7 @@ def test_uncertain_orphan_is_never_downgraded(tmp_path: Path) -> None:
     assert (row.reason, row.parent_uuid, row.name) == ("uncertain", "p", "f.txt")
     j.add_orphan("other", 4, "unpublished")
     j.add_orphan("other", 4, "uncertain", parent_uuid="q", name="g")
-    assert ("other", 4, "uncertain") in j.orphans()
+    assert Orphan("other", 4, "uncertain", "q", "g") in j.orphan_rows()
 
 
 def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -177,7 +178,7 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     )
     db.close()
     upgraded = Journal(path)
-    assert upgraded.orphans() == [("obj", 3, "uncertain")]
+    assert upgraded.orphan_rows() == [Orphan("obj", 3, "uncertain")]
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )

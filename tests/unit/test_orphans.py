@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from internxtfs.fs.journal import Journal
+from internxtfs.fs.journal import Journal, Orphan
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.orphans import OrphanSweeper
@@ -47,7 +47,7 @@ async def test_unpublished_objects_go_at_once(parts: tuple) -> None:
     journal, _, fake, sweeper = parts
     journal.add_orphan("never-sent", None, "unpublished")
     assert await sweeper.sweep() == 1
-    assert deleted(fake) == ["never-sent"] and journal.orphans() == []
+    assert deleted(fake) == ["never-sent"] and journal.orphan_rows() == []
     assert sweeper.stats() == {"orphans": 0, "orphans_deleted": 1}
 
 
@@ -59,7 +59,7 @@ async def test_uncertain_object_waits_for_the_file_to_be_published_again(parts: 
     journal.update(record.local_id, dirty=False, remote_uuid="E", remote_file_id="new")
     fake.add_file("p", "f", b"abc", uuid="E", file_id="maybe")  # ... and the drive says so
     assert await sweeper.sweep() == 0
-    assert deleted(fake) == [] and journal.orphans() == []  # referenced: not an orphan
+    assert deleted(fake) == [] and journal.orphan_rows() == []  # referenced: not an orphan
 
 
 async def test_uncertain_object_goes_once_the_entry_points_elsewhere(parts: tuple) -> None:
@@ -70,9 +70,10 @@ async def test_uncertain_object_goes_once_the_entry_points_elsewhere(parts: tupl
     fake.add_file("p", "f", b"abc", uuid="E", file_id="new")
     remote.fail("delete_object", Unreachable("down"))
     assert await sweeper.sweep() == 0
-    assert journal.orphans() == [("maybe", record.local_id, "uncertain")]  # tried again later
+    # Tried again later.
+    assert journal.orphan_rows() == [Orphan("maybe", record.local_id, "uncertain")]
     assert await sweeper.sweep() == 1
-    assert deleted(fake) == ["maybe"] and journal.orphans() == []
+    assert deleted(fake) == ["maybe"] and journal.orphan_rows() == []
 
 
 async def test_uncertain_object_of_a_vanished_file_is_kept_while_it_exists(
@@ -82,11 +83,11 @@ async def test_uncertain_object_of_a_vanished_file_is_kept_while_it_exists(
     journal.add_orphan("unknown", 12345, "uncertain")
     fake.objects["unknown"] = b"abc"
     assert await sweeper.sweep() == 0
-    assert deleted(fake) == [] and len(journal.orphans()) == 1
+    assert deleted(fake) == [] and len(journal.orphan_rows()) == 1
     assert sweeper.stats()["orphans"] == 1
     del fake.objects["unknown"]  # its entry was deleted, and the object with it
     assert await sweeper.sweep() == 0
-    assert deleted(fake) == [] and journal.orphans() == []
+    assert deleted(fake) == [] and journal.orphan_rows() == []
 
 
 async def test_ghost_of_a_lost_create_goes_once_the_file_is_stored_elsewhere(
@@ -103,7 +104,7 @@ async def test_ghost_of_a_lost_create_goes_once_the_file_is_stored_elsewhere(
     fake.add_file("q", "g.txt", b"new", uuid="E", file_id="new")
     assert await sweeper.sweep() == 1
     assert existing(fake) == ["E"] and deleted(fake) == ["lost"]
-    assert journal.orphans() == []
+    assert journal.orphan_rows() == []
 
 
 async def test_ghost_of_an_unlinked_file_goes_to_the_trash_in_trash_mode(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ async def test_ghost_of_an_unlinked_file_goes_to_the_trash_in_trash_mode(tmp_pat
     assert await sweeper.sweep() == 0
     # The trash holds the entry and so the object: the object itself is not deleted.
     assert fake.files["G"].status == "TRASHED" and "lost" in fake.objects
-    assert deleted(fake) == [] and journal.orphans() == []
+    assert deleted(fake) == [] and journal.orphan_rows() == []
 
 
 async def test_the_file_own_entry_is_never_taken_for_a_ghost(parts: tuple) -> None:

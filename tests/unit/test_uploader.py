@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.journal import FileRecord, Journal, Orphan
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
@@ -268,7 +268,7 @@ async def test_change_during_upload_is_not_published_and_reuploaded(
         assert setup.network.calls == [5, 5]
         assert setup.drive.log == ["create a"]  # the mixed first object was never published
         assert setup.remote_content(fid) == b"FIRST"
-        assert setup.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert setup.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         assert not setup.journal.get(fid).dirty  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
 
@@ -370,7 +370,7 @@ async def test_unlink_during_upload_publishes_nothing(
         setup.uploader.schedule(fid)
         assert await setup.uploader.wait_idle(fid) == {}
         assert setup.drive.entries == {}
-        assert setup.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert setup.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         nursery.cancel_scope.cancel()
 
 
@@ -475,7 +475,7 @@ async def test_resume_after_crash(tmp_path: Path, autojump_clock: trio.abc.Clock
         s2.uploader.resume()
         assert await s2.uploader.wait_idle() == {}
         assert s2.remote_content(fid) == b"unsent"
-        assert s2.journal.orphans() == [("objX", fid, "uncertain")]
+        assert s2.journal.orphan_rows() == [Orphan("objX", fid, "uncertain", "root", "a")]
         nursery.cancel_scope.cancel()
 
 
@@ -526,11 +526,11 @@ async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
         s.drive.fail_next = [QuotaExceeded("no space", status=420)]
         s.uploader.schedule(fid, immediate=True)
         assert fid in await s.uploader.wait_idle()
-        assert s.journal.orphans() == []  # kept: the retry publishes the same object
+        assert s.journal.orphan_rows() == []  # kept: the retry publishes the same object
         await s.cache.write(fid, 0, b"FIRST")  # a new version: the kept object is superseded
         s.uploader.schedule(fid, immediate=True)
         assert await s.uploader.wait_idle(fid) == {}
-        assert s.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert s.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         assert s.remote_content(fid) == b"FIRST"
 
         gid = await s.new_file("b", b"second")
@@ -542,7 +542,8 @@ async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
         await s.cache.write(gid, 0, b"SECOND")
         s.uploader.schedule(gid, immediate=True)
         assert await s.uploader.wait_idle(gid) == {}
-        assert ("obj3", gid, "uncertain") in s.journal.orphans()  # never downgraded
+        # Never downgraded to unpublished (which would get it deleted unchecked).
+        assert Orphan("obj3", gid, "uncertain", "root", "b") in s.journal.orphan_rows()
         nursery.cancel_scope.cancel()
 
 
