@@ -256,9 +256,7 @@ class Uploader:
                         parent_uuid=record.parent_uuid,
                         name=record.name,
                     )
-                    self.journal.update(
-                        record.local_id, pending_file_id=None, pending_generation=None
-                    )
+                    self.journal.update(record.local_id, pending_file_id=None)
                 self._queue[record.local_id] = _Queued(self._clock())
                 count += 1
         if count:
@@ -639,7 +637,7 @@ class Uploader:
                     name=record.name if record else None,
                 )
                 if record is not None:
-                    self.journal.update(local_id, pending_file_id=None, pending_generation=None)
+                    self.journal.update(local_id, pending_file_id=None)
         except sqlite3.Error as exc:  # disk full: pending_file_id stays, resume() covers it
             log.warning("cannot record object %s as uncertain: %s", file_id, exc)
 
@@ -666,7 +664,7 @@ class Uploader:
                 return False
             # Journaled before the drive call: after a crash here, resume() knows this object
             # may be referenced (see the module docstring).
-            self.journal.update(local_id, pending_file_id=file_id, pending_generation=generation)
+            self.journal.update(local_id, pending_file_id=file_id)
             # Internxt keeps milliseconds: send the local time cut to its millisecond. The float
             # of the raw ns time (…123.999999 s) rounds up to the next millisecond on the way
             # (datetime keeps microseconds), and a listing refresh then moved the file's stat
@@ -723,7 +721,6 @@ class Uploader:
                     remote_size=size,
                     remote_valid_len=valid,
                     pending_file_id=None,
-                    pending_generation=None,
                 )
                 self.cache.mark_clean(local_id, generation)  # last: see its docstring
             self._uploaded += 1

@@ -467,7 +467,7 @@ async def test_wait_idle_all_and_timeout(setup: Setup, autojump_clock: trio.abc.
 async def test_resume_after_crash(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     s = Setup(tmp_path)
     fid = await s.new_file("a", b"unsent")
-    s.journal.update(fid, pending_file_id="objX", pending_generation=1)
+    s.journal.update(fid, pending_file_id="objX")
     # "Crash": a new journal, cache and uploader on the same directory.
     s2 = Setup(tmp_path)
     async with trio.open_nursery() as nursery:
