@@ -1,9 +1,10 @@
 """Tier 2 (fs_api): the Filesystem handlers called in-process over the in-memory remote.
 
-No kernel, no root, no /dev/fuse, no emulator: each test builds the filesystem as mount.py
-wires it (tests/harness/in_process.py) over ``FailingRemote(FakeRemote())`` and calls the
-handlers the kernel would call. trio's autojump clock makes quiet periods and backoffs pass at
-once, so the whole tier runs in seconds.
+No kernel, no root, no /dev/fuse: each test builds the filesystem as mount.py wires it
+(tests/harness/in_process.py) over ``FailingRemote(FakeRemote())`` and calls the handlers the
+kernel would call. trio's autojump clock makes quiet periods and backoffs pass at once, so the
+whole tier runs in seconds. test_over_emulator.py runs scenarios over the real client against
+the emulator too (real time there: the clock cannot jump over socket waits).
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ def build(
     monotonic: Any = None,
     cache_size: int = 1 << 30,
     readahead_max: int | None = None,
+    root_uuid: str = ROOT,
     **uploader_args: Any,
 ) -> InProcess:
     """Journal, block cache, uploader, sweeper and handlers over ``remote``, as mount.py
@@ -108,7 +109,9 @@ def build(
     extra = {} if readahead_max is None else {"readahead_max": readahead_max}
     cache = BlockCache(tmp_path / "cache", journal, cache_size, fetch, **extra)
     locks = KeyedLock()  # owned here, as by the mount wiring, and handed to each user
-    uploader = Uploader(journal, cache, remote, locks=locks, recovery_parent=ROOT, **uploader_args)
+    uploader = Uploader(
+        journal, cache, remote, locks=locks, recovery_parent=root_uuid, **uploader_args
+    )
     sweeper = OrphanSweeper(journal, remote, locks, interval=3600)
     kwargs = {} if monotonic is None else {"monotonic": monotonic}
     fs = Filesystem(
@@ -117,7 +120,7 @@ def build(
         cache=cache,
         uploader=uploader,
         locks=locks,
-        root_uuid=ROOT,
+        root_uuid=root_uuid,
         options=options or MountOptions(),
         **kwargs,
     )
