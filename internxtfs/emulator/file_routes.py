@@ -93,10 +93,6 @@ def check_content(
     return size, file_id
 
 
-def _type_of(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 async def create_file(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
     emu = emulator_of(request)
