@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import shutil
 import statistics
 import subprocess
@@ -68,11 +69,18 @@ class Sizes:
     list_files: int = 5000
     rss_bytes: int = 2 * GiB
     rounds: int = 3
+    cold_read_bytes: int = 512 * MiB
+    cold_read_latencies: tuple[int, ...] = (0, 30)
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
-            seq_bytes=128 * MiB, small_files=100, list_files=1000, rss_bytes=256 * MiB, rounds=2
+            seq_bytes=128 * MiB,
+            small_files=100,
+            list_files=1000,
+            rss_bytes=256 * MiB,
+            rounds=2,
+            cold_read_bytes=64 * MiB,
         )
 
 
@@ -927,6 +935,450 @@ class RcloneBench:
         )
 
 
+# --- cold sequential read: internxtfs vs rclone vs passthrough, 0 and 30 ms -------------------
+
+# A stamped pattern lets a reader in another process check every byte without a second copy of
+# the file: chunk i is the pattern with its first 8 bytes replaced by i. A block served from the
+# wrong offset, a hole or a truncation shows up as a mismatch.
+STAMPED_READ = textwrap.dedent(
+    """
+    import json, os, sys, time
+    path, chunk, pattern_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with open(pattern_file, "rb") as f:
+        pattern = f.read()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    total = bad = 0
+    start = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            n = os.readv(fd, [view])
+            if n == 0:
+                break
+            index = total // chunk
+            if total % chunk or (n < chunk and view[:n] != (index.to_bytes(8, "little")
+                                                          + pattern[8:])[:n]):
+                bad += 1
+            elif n == chunk and (view[:8] != index.to_bytes(8, "little")
+                                 or view[8:] != pattern[8:]):
+                bad += 1
+            total += n
+    finally:
+        os.close(fd)
+    print(json.dumps([time.perf_counter() - start, total, bad]))
+    """
+)
+
+
+def write_stamped(path: Path, size: int, pattern: bytes) -> None:
+    chunk = len(pattern)
+    with path.open("wb") as f:
+        for i in range(-(-size // chunk)):
+            piece = i.to_bytes(8, "little") + pattern[8:]
+            f.write(piece[: min(chunk, size - i * chunk)])
+
+
+class ColdReadBench:
+    """Cold sequential read of one file, in one run, through three FUSE filesystems:
+
+    * internxtfs, fresh cache directory, remounted before every read;
+    * ``rclone mount --vfs-cache-mode writes`` (fresh VFS cache, remounted);
+    * pyfuse3's passthrough example over a local copy (remounted, page cache dropped).
+
+    internxtfs and rclone mount the same account on the same emulator, inside the interop
+    namespace (HTTPS at the production URL, the one rclone's backend can talk to), and read
+    the same stored object. The emulator's latency knob is set to each of ``latencies``; the
+    subjects are interleaved within each round and the median of the rounds is reported.
+    Peak RSS of each mount process is sampled during its reads.
+    """
+
+    EMAIL = "coldread@example.com"
+
+    def __init__(
+        self,
+        root: Path,
+        report: Report,
+        *,
+        size: int,
+        rounds: int,
+        baseline_src: Path | None = None,
+    ) -> None:
+        self.root = root / "coldread"
+        # Another checkout's ``internxtfs`` package, mounted as one more interleaved subject
+        # (PYTHONPATH): before/after a change, measured under the same load.
+        self.baseline_src = baseline_src
+        self.report = report
+        self.size = size
+        self.rounds = rounds
+        self.ns = rclone_ns.RcloneNamespace(self.root / "ns")
+        self.pattern_file = self.root / "pattern"
+        self.reader = self.root / "stamped_read.py"
+        self.ixt_dir = self.root / "ixt"
+        self.ixt_env = {
+            "INTERNXTFS_CONFIG_DIR": str(self.ixt_dir / "config"),
+            "INTERNXTFS_DRIVE_URL": rclone_ns.GATEWAY_URL + "/drive",
+            "INTERNXTFS_NETWORK_URL": rclone_ns.GATEWAY_URL + "/network",
+        }
+        self.ixt_proc: subprocess.Popen[bytes] | None = None
+        self.rc_proc: subprocess.Popen[bytes] | None = None
+        self.server_cpu: list[float] = []
+        self.pt: Passthrough | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> ColdReadBench:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ns.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stop in (self._ixt_unmount, self._rc_unmount):
+            with contextlib.suppress(Exception):
+                stop()
+        if self.pt is not None:
+            with contextlib.suppress(Exception):
+                self.pt.unmount()
+        self.ns.stop()
+        self.ns.discard_data()
+
+    def prepare(self, passthrough_script: Path | None) -> None:
+        pattern = os.urandom(MiB)
+        self.pattern_file.write_bytes(pattern)
+        self.reader.write_text(STAMPED_READ)
+        source = self.root / "source.bin"
+        write_stamped(source, self.size, pattern)
+        self.ns.add_user(self.EMAIL, PASSWORD)
+        self.ns.config_create("ixt", self.EMAIL, PASSWORD)
+        # Stored once, read by both clients (they share the account and the protocol).
+        self.ns.rclone("copyto", str(source), "ixt:big.bin", timeout=1800)
+        (self.ixt_dir / "mnt").mkdir(parents=True, exist_ok=True)
+        (self.root / "rclone-mnt").mkdir(parents=True, exist_ok=True)
+        pw = self.ixt_dir / "password"
+        pw.write_text(PASSWORD)
+        login = [str(Path(sys.executable).with_name("internxtfs")), "login"]
+        self.ns.run(
+            [*login, "--email", self.EMAIL, "--password-file", str(pw)], extra_env=self.ixt_env
+        )
+        if passthrough_script is not None:
+            self.pt = Passthrough(passthrough_script, self.root / "pt-src", self.root / "pt-mnt")
+            source.rename(self.pt.source / "big.bin")
+        else:
+            source.unlink()
+
+    # --- the three subjects ----------------------------------------------------------------
+
+    def _ixt_mount(self, baseline: bool = False) -> None:
+        cache = self.ixt_dir / "cache"
+        shutil.rmtree(cache, ignore_errors=True)  # cold: every byte from the emulator
+        ready_r, ready_w = os.pipe()
+        argv = [
+            str(Path(sys.executable).with_name("internxtfs")),
+            *("--log-file", str(self.ixt_dir / "mount.log")),
+            *("mount", str(self.ixt_dir / "mnt"), "-f"),
+            *("--ready-fd", str(ready_w), "--cache-dir", str(cache)),
+        ]
+        env = dict(self.ixt_env)
+        if baseline:
+            assert self.baseline_src is not None
+            env["PYTHONPATH"] = str(self.baseline_src)
+        self.ixt_proc = self.ns.popen(
+            argv, extra_env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
+        )
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as pipe:
+            ready, _, _ = select.select([pipe], [], [], 60)
+            line = pipe.readline() if ready else b""
+        if line.strip() != b"ready":
+            raise RuntimeError(f"internxtfs mount did not come up: {line!r}")
+
+    def _ixt_unmount(self) -> None:
+        if self.ixt_proc is None:
+            return
+        self.ns.run(["fusermount3", "-u", str(self.ixt_dir / "mnt")], check=False)
+        try:
+            self.ixt_proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.ixt_proc.kill()
+            self.ixt_proc.wait()
+            self.ns.run(["fusermount3", "-uz", str(self.ixt_dir / "mnt")], check=False)
+        self.ixt_proc = None
+
+    def _rc_mount(self) -> None:
+        cache = self.root / "rclone-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        argv = [
+            *(self.ns.rclone_bin, "mount", "ixt:", str(self.root / "rclone-mnt")),
+            *("--cache-dir", str(cache), "--log-file", str(self.root / "rclone-mount.log")),
+            *("--vfs-cache-mode", "writes"),
+        ]
+        self.rc_proc = self.ns.popen(argv, stdin=subprocess.DEVNULL)
+        probe = "import os,sys; sys.exit(0 if os.path.ismount(sys.argv[1]) else 1)"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.rc_proc.poll() is not None:
+                raise RuntimeError(f"rclone mount exited with {self.rc_proc.returncode}")
+            mnt = str(self.root / "rclone-mnt")
+            if self.ns.python("-c", probe, mnt, check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("rclone mount did not come up")
+
+    def _rc_unmount(self) -> None:
+        if self.rc_proc is None:
+            return
+        self.ns.run(["fusermount3", "-u", str(self.root / "rclone-mnt")], check=False)
+        try:
+            self.rc_proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.rc_proc.kill()
+            self.rc_proc.wait()
+        self.rc_proc = None
+
+    def _read(self, path: Path, *, in_ns: bool) -> float:
+        """MiB/s of one checked sequential read of ``path`` (1 MiB reads)."""
+        drop_caches()
+        argv = [sys.executable, str(self.reader), str(path), str(MiB), str(self.pattern_file)]
+        if in_ns:
+            out = self.ns.run(argv, timeout=1800).stdout
+        else:
+            out = subprocess.run(argv, capture_output=True, check=True, timeout=1800).stdout
+        seconds, total, bad = json.loads(out)
+        if total != self.size or bad:
+            raise RuntimeError(f"read of {path}: {total} of {self.size} bytes, {bad} bad chunks")
+        return mibps(total, seconds)
+
+    def one(self, subject: str) -> tuple[float, float, float]:
+        """(MiB/s, peak RSS MiB, CPU seconds) of the filesystem process during one cold read."""
+        if subject == "passthrough":
+            assert self.pt is not None
+            self.pt.mount()
+            assert self.pt.proc is not None
+            try:
+                return self._measured(self.pt.proc.pid, self.pt.mountpoint, in_ns=False)
+            finally:
+                self.pt.unmount()
+        if subject in ("internxtfs", "baseline"):
+            self._ixt_mount(baseline=subject == "baseline")
+            assert self.ixt_proc is not None
+            try:
+                return self._measured(self.ixt_proc.pid, self.ixt_dir / "mnt", in_ns=True)
+            finally:
+                self._ixt_unmount()
+        self._rc_mount()
+        assert self.rc_proc is not None
+        try:
+            return self._measured(self.rc_proc.pid, self.root / "rclone-mnt", in_ns=True)
+        finally:
+            self._rc_unmount()
+
+    def _measured(self, pid: int, mnt: Path, *, in_ns: bool) -> tuple[float, float, float]:
+        before, server = cpu_seconds(pid), cpu_seconds(self.ns.pid)
+        with RssSampler(pid) as rss:
+            speed = self._read(mnt / "big.bin", in_ns=in_ns)
+        if in_ns:  # the emulator's CPU per read: near the read's wall time = the server limits
+            self.server_cpu.append(cpu_seconds(self.ns.pid) - server)
+        return speed, rss.peak_mib, cpu_seconds(pid) - before
+
+    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
+        """One extra cold read of internxtfs under ``py-spy record`` (raw stacks)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            self.report.skip("cold read profile", "py-spy not installed (pip install py-spy)")
+            return
+        self.ns.admin("POST", "/faults", {"latency_ms": latency})
+        self._ixt_mount()
+        assert self.ixt_proc is not None
+        cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
+        cmd += ["--format", "raw", "--threads", "--output", str(out)]
+        spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # py-spy attached
+            speed = self._read(self.ixt_dir / "mnt" / "big.bin", in_ns=True)
+        finally:
+            spy_proc.send_signal(2)
+            spy_proc.wait(60)
+            self._ixt_unmount()
+            self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        print(f"  profile: {out} ({speed:.0f} MiB/s while sampled)", flush=True)
+        print(summarize_profile(out), flush=True)
+
+    def run(self, latencies: tuple[int, ...]) -> None:
+        subjects = ["internxtfs", "rclone"] + (["passthrough"] if self.pt is not None else [])
+        if self.baseline_src is not None:
+            subjects.append("baseline")
+        for latency in latencies:
+            self.ns.admin("POST", "/faults", {"latency_ms": latency})
+            speeds: dict[str, list[float]] = {s: [] for s in subjects}
+            peaks: dict[str, list[float]] = {s: [] for s in subjects}
+            cpu: dict[str, list[float]] = {s: [] for s in subjects}
+            for n in range(self.rounds):
+                # Rotate the order each round so no subject always runs first or last.
+                for subject in subjects[n % len(subjects) :] + subjects[: n % len(subjects)]:
+                    self.server_cpu.clear()
+                    speed, peak, seconds = self.one(subject)
+                    server = f", emulator {self.server_cpu[0]:.1f} s" if self.server_cpu else ""
+                    print(
+                        f"    {latency} ms {subject}: {speed:.0f} MiB/s, {peak:.0f} MiB, "
+                        f"{seconds:.1f} s CPU{server}; read took {self.size / MiB / speed:.1f} s",
+                        flush=True,
+                    )
+                    speeds[subject].append(speed)
+                    peaks[subject].append(peak)
+                    cpu[subject].append(seconds)
+            self._rows(latency, speeds, peaks, cpu)
+        self.ns.admin("POST", "/faults", {"latency_ms": 0})
+
+    def _rows(
+        self,
+        latency: int,
+        speeds: dict[str, list[float]],
+        peaks: dict[str, list[float]],
+        cpu: dict[str, list[float]],
+    ) -> None:
+        bench = f"5 cold read {latency} ms"
+        med = {s: statistics.median(v) for s, v in speeds.items()}
+
+        def spread(s: str) -> str:
+            return (
+                f"median of {len(speeds[s])}: "
+                + ", ".join(f"{v:.0f}" for v in speeds[s])
+                + f"; CPU of the filesystem process per read (median): "
+                f"{statistics.median(cpu[s]):.2f} s"
+            )
+
+        r = self.report
+        size = f"{self.size // MiB} MiB, 1 MiB reads"
+        pt = med.get("passthrough")
+        if pt is not None:
+            r.add(Row(bench, "passthroughfs (remounted)", pt, "MiB/s", note=spread("passthrough")))
+        rc = med["rclone"]
+        r.add(
+            Row(
+                bench,
+                "rclone mount --vfs-cache-mode writes",
+                rc,
+                "MiB/s",
+                "passthrough" if pt else "",
+                pt,
+                rc / pt if pt else None,
+                note=f"{size}; {spread('rclone')}",
+            )
+        )
+        ixt = med["internxtfs"]
+        r.add(
+            Row(
+                bench,
+                "internxtfs (fresh cache, remounted)",
+                ixt,
+                "MiB/s",
+                "rclone",
+                rc,
+                ixt / rc,
+                ">= 1.2",
+                ixt / rc >= 1.2,
+                note=spread("internxtfs"),
+            )
+        )
+        if pt is not None:
+            r.add(
+                Row(
+                    bench,
+                    "internxtfs vs passthroughfs",
+                    ixt,
+                    "MiB/s",
+                    "passthrough",
+                    pt,
+                    ixt / pt,
+                    ">= 0.9",
+                    ixt / pt >= 0.9,
+                )
+            )
+        base = med.get("baseline")
+        if base is not None:
+            r.add(
+                Row(
+                    bench,
+                    f"internxtfs baseline ({self.baseline_src})",
+                    base,
+                    "MiB/s",
+                    "internxtfs",
+                    ixt,
+                    ixt / base,
+                    note=f"ratio = internxtfs / baseline; vs rclone {base / rc:.3f}; "
+                    + spread("baseline"),
+                )
+            )
+        labels = [("internxtfs", "internxtfs"), ("rclone", "rclone mount")]
+        if base is not None:
+            labels.append(("baseline", "internxtfs baseline"))
+        for subject, label in labels:
+            peak = max(peaks[subject])
+            r.add(
+                Row(
+                    bench,
+                    f"peak RSS, {label}",
+                    peak,
+                    "MiB",
+                    "limit" if subject == "internxtfs" else "",
+                    150.0 if subject == "internxtfs" else None,
+                    peak / 150.0 if subject == "internxtfs" else None,
+                    "<= 1.0 (150 MiB)" if subject == "internxtfs" else "",
+                    peak <= 150.0 if subject == "internxtfs" else None,
+                    note="highest of the rounds: " + ", ".join(f"{v:.0f}" for v in peaks[subject]),
+                )
+            )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Top functions of a py-spy raw (collapsed) profile: own samples and inclusive samples.
+
+    Idle time (the trio thread waiting in epoll, worker threads parked) is counted apart, so
+    the percentages are of the samples where Python was doing something.
+    """
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    busy = idle = 0
+    # Leaf frames of threads that wait: trio's epoll, a trio worker thread waiting for a job.
+    idle_marks = ("epoll", "WorkerThread._work (", "wait (threading.py", "_wait_for_tstate_lock")
+    for line in path.read_text().splitlines():
+        stack, _, count_txt = line.rpartition(" ")
+        if not stack or not count_txt.isdigit():
+            continue
+        count = int(count_txt)
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(mark in leaf for mark in idle_marks):
+            idle += count
+            continue
+        busy += count
+        # "thread (PID): NAME": trio names its worker threads after the function they run.
+        thread = frames[0].split(": ", 1)[-1]
+        thread = "MainThread (trio)" if "MainThread" in thread else "worker threads"
+        threads[thread] = threads.get(thread, 0) + count
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames[1:]):
+            incl[frame] = incl.get(frame, 0) + count
+    lines = [f"  samples: {busy} busy, {idle} idle (waiting)"]
+    for name, count in sorted(threads.items()):
+        lines.append(f"    {100 * count / max(busy, 1):5.1f}%  in {name}")
+    lines.append("  own time (leaf frames), % of busy samples:")
+    for name, count in sorted(own.items(), key=lambda x: -x[1])[:top]:
+        lines.append(f"    {100 * count / max(busy, 1):5.1f}%  {name}")
+    lines.append("  inclusive time, % of busy samples:")
+    for name, count in sorted(incl.items(), key=lambda x: -x[1])[:top]:
+        lines.append(f"    {100 * count / max(busy, 1):5.1f}%  {name}")
+    return "\n".join(lines)
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -936,8 +1388,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where to create the work dir (not tmpfs)")
     parser.add_argument(
         "--only",
-        default="seq,small,ls,rss,rclone",
-        help="comma-separated subset of seq,small,ls,rss,rclone (default: all)",
+        default="seq,small,ls,rss,rclone,cold-read",
+        help="comma-separated subset of seq,small,ls,rss,rclone,cold-read (default: all)",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
+    parser.add_argument(
+        "--profile",
+        help="cold-read: also profile one internxtfs cold read with py-spy, raw stacks to FILE",
+    )
+    parser.add_argument(
+        "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
+    )
+    parser.add_argument(
+        "--latencies", help="cold-read: comma-separated emulator latencies in ms (default 0,30)"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        help="cold-read: also mount the internxtfs package found in DIR (e.g. a `git archive` "
+        "of an older commit) as one more interleaved subject",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
@@ -949,6 +1417,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.rounds:
+        sizes.rounds = args.rounds
+    if args.latencies is not None:
+        sizes.cold_read_latencies = tuple(int(x) for x in args.latencies.split(",") if x)
     root = pick_tmp_root(args.tmp_dir)
     report = Report()
     print(f"work dir {root} ({filesystem_type(root)}); sizes {sizes}", flush=True)
@@ -965,30 +1437,51 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             report.skip(name, f"failed: {exc!r}"[:500])
 
-    bench = Bench(root, sizes, report)
     speeds: dict[str, float] = {}
     ls_seconds: float | None = None
+    script: Path | None = None
+    if only & {"seq", "cold-read"}:
+        with step("fetch passthroughfs.py"):
+            script = fetch_passthrough(root / "pyfuse3-sdist")
+        if script is None:
+            report.skip("passthroughfs", "could not fetch the pyfuse3 sdist")
+    if "cold-read" in only:
+        why = rclone_ns.unavailable_reason()
+        if why:
+            report.skip("5. cold read (needs the rclone namespace)", why)
+        else:
+            with (
+                step("5. cold sequential read: internxtfs, rclone, passthrough"),
+                ColdReadBench(
+                    root,
+                    report,
+                    size=sizes.cold_read_bytes,
+                    rounds=sizes.rounds,
+                    baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
+                ) as cold,
+            ):
+                cold.prepare(script)
+                cold.run(sizes.cold_read_latencies)
+                if args.profile:
+                    cold.profile(Path(args.profile).resolve(), args.profile_latency)
+    bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
-        if "seq" in only:
-            script: Path | None = None
-            with step("fetch passthroughfs.py"):
-                script = fetch_passthrough(root / "pyfuse3-sdist")
-            if script is None:
-                report.skip("passthroughfs", "could not fetch the pyfuse3 sdist")
+        if bench is not None and "seq" in only:
             with step("1. sequential write / cold read"):
                 speeds = bench.sequential(script)
-        if "small" in only:
+        if bench is not None and "small" in only:
             with step("2. small files"):
                 bench.small()
-        if "ls" in only:
+        if bench is not None and "ls" in only:
             with step("3. ls -l cold"):
                 bench.listing()
                 ls_seconds = report.rows[-1].value
-        if "rss" in only:
+        if bench is not None and "rss" in only:
             with step("4. peak RSS"):
                 bench.rss()
     finally:
-        bench.close()
+        if bench is not None:
+            bench.close()
 
     if "rclone" in only:
         why = rclone_ns.unavailable_reason()

@@ -25,7 +25,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs import busy, control, sdnotify
+from internxtfs import busy, control, kernel_readahead, sdnotify
 from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
@@ -135,6 +135,7 @@ async def run_mount(
 async def _run_mount(
     profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
 ) -> None:
+
     async def persist(session: Session) -> None:
         profile.session = session
         if not (profile_dir(profile.name) / "profile.json").exists():
@@ -166,10 +167,10 @@ async def _run_mount(
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
 
-        async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
+        async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
             assert record.remote_file_id is not None
             try:
-                return await client.network.download_range(record.remote_file_id, offset, length)
+                return await client.network.fetch_range(record.remote_file_id, offset, length)
             except LegacyFileFormat as exc:
                 # Reads get EIO; the log says which file and what the user can do.
                 raise LegacyFileFormat(
@@ -441,7 +442,9 @@ async def _flush(
 
 async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
     # The mount answers once the request loop runs: a stat served by us proves it.
-    await trio.to_thread.run_sync(os.stat, mountpoint)
+    st = await trio.to_thread.run_sync(os.stat, mountpoint)
+    # Past INIT now (which would cap it again): larger kernel read requests, where permitted.
+    await trio.to_thread.run_sync(kernel_readahead.raise_read_ahead, st.st_dev)
     sdnotify.notify(READY=1, STATUS="mounted")
     if on_ready is not None:
         on_ready()

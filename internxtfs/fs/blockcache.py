@@ -98,7 +98,14 @@ MAX_FETCH = 16 * MiB  # largest single ranged fetch: bounds memory held per fetc
 # are in flight at once (one ranged GET at a time leaves the network idle while the previous
 # one is decrypted and installed).
 READAHEAD_FETCH = 8 * MiB
+# The largest read-ahead window. Four fetches in flight: at 30 ms per request, 16 MiB (two)
+# left the connection idle between answers and a cold read ran at ~0.6x of its 0 ms speed
+# (bench/RESULTS.md, 2026-12-07). Memory: each fetch holds its ciphertext and plaintext
+# for a moment, so ~2x the window at worst.
+READAHEAD_MAX = 32 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
+# ... unless the page cache holds them: then up to this much is copied inline (_pread_cached).
+NOWAIT_IO = 4 * MiB
 # Local writes larger than this run in a worker thread. A FUSE write is at most 1 MiB
 # (max_write), and handing it to a thread costs more than the page-cache copy itself:
 # inline, a 1 MiB write takes ~0.3 ms of the trio thread and half the CPU (bench/).
@@ -110,7 +117,7 @@ ACCESS_SAVE_INTERVAL = 60.0  # seconds between persisting a file's last_access
 DISCARD_ASIDE = 64 * MiB
 ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
-Fetch = Callable[[FileRecord, int, int], Awaitable[bytes]]
+Fetch = Callable[[FileRecord, int, int], Awaitable[bytes | memoryview]]
 # Called when the bound is full of unsent data: hurry the uploads that can free room, and
 # say whether any can (False: waiting would not help, so the bound stretches).
 Pressure = Callable[[], bool]
@@ -133,7 +140,7 @@ class _Fetch:
         self.count = count
         self.epoch = epoch
         self.file_id = file_id
-        self.data: bytes | None = None
+        self.data: bytes | memoryview | None = None
         self.error: Exception | None = None
         self.installed = False
         # Installed even past the bound: the uploader needs the whole file in the cache.
@@ -233,7 +240,7 @@ class BlockCache:
         fetch: Fetch,
         block_size: int = DEFAULT_BLOCK_SIZE,
         *,
-        readahead_max: int = 16 * MiB,
+        readahead_max: int = READAHEAD_MAX,
         wall_clock: Callable[[], float] = time.time,
         pressure: Pressure = _no_pressure_relief,
     ) -> None:
@@ -258,6 +265,7 @@ class BlockCache:
         self._evicting = False
         self._bg: trio.Nursery | None = None
         self._asides = itertools.count()
+        self._nowait = hasattr(os, "RWF_NOWAIT")  # inline reads of what the page cache holds
         self._check_block_size()
         self._recover()
 
@@ -788,14 +796,48 @@ class BlockCache:
                     piece = bytes(piece) + bytes(hi - lo - len(piece))
                 segments.append((lo, hi, piece))
         ranges = [(lo, hi) for lo, hi, data in segments if data is None]
-        local: list[bytes] = []
+        local: list[bytes] | None = []
         if ranges:
-            if sum(hi - lo for lo, hi in ranges) > THREAD_IO:
+            total = sum(hi - lo for lo, hi in ranges)
+            local = self._pread_cached(local_id, ranges) if total <= NOWAIT_IO else None
+            if local is None and total > THREAD_IO:
                 local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
-            else:
+            elif local is None:
                 local = self._pread_ranges(local_id, ranges)
         it = iter(local)
         return b"".join(next(it) if data is None else data for _, _, data in segments)
+
+    def _pread_cached(self, local_id: int, ranges: list[tuple[int, int]]) -> list[bytes] | None:
+        """The ranges read inline, if the page cache holds all of them (``RWF_NOWAIT``: the
+        kernel refuses rather than wait for the disk); None when it does not.
+
+        A cold read's blocks were just written into the cache file, so they are in the page
+        cache: copying them on the trio thread costs less than handing each read to a worker
+        thread and back, which took ~1 ms per 1 MiB read, the largest part of a cold read's
+        time once the downloads ran ahead (bench/RESULTS.md, 2026-12-07).
+        """
+        if not self._nowait:
+            return None
+        fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+        try:
+            out = []
+            for lo, hi in ranges:
+                buf = bytearray(hi - lo)
+                try:
+                    n = os.preadv(fd, [buf], lo, os.RWF_NOWAIT)
+                except BlockingIOError:
+                    return None
+                if n < len(buf) and lo + n < os.fstat(fd).st_size:
+                    return None  # partly in memory: the rest needs the disk
+                out.append(bytes(buf))  # past the end of the cache file: zeros, as a hole
+            return out
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            self._nowait = False  # a file system or kernel without RWF_NOWAIT: threads
+            return None
+        finally:
+            os.close(fd)
 
     def _pread_ranges(self, local_id: int, ranges: list[tuple[int, int]]) -> list[bytes]:
         fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)

@@ -19,6 +19,7 @@ from .consistency import DEFAULT_WINDOW, ReadLag
 from .drive import DriveAPI
 from .http import DEFAULT_TIMEOUT, Http
 from .network import NetworkAPI
+from .objectget import ObjectGetter, proxies_configured
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class InternxtClient:
             drive_url=drive_url or endpoints.drive_url(),
             network_url=network_url or endpoints.network_url(),
         )
+        # Object bodies are received in worker threads (objectget) unless a test transport or
+        # a proxy must see every request: then they go through httpx like the rest.
+        self._objects = ObjectGetter() if transport is None and not proxies_configured() else None
         self.retry = retry or RetryPolicy()
         self.credentials = credentials
         self._on_session_change = on_session_change
@@ -92,6 +96,7 @@ class InternxtClient:
             session.bucket,
             session.mnemonic,
             retry=self.retry,
+            object_getter=self._objects,
         )
 
     async def login(
@@ -146,6 +151,8 @@ class InternxtClient:
         return self._network
 
     async def aclose(self) -> None:
+        if self._objects is not None:
+            self._objects.close()
         await self._client.aclose()
 
     async def __aenter__(self) -> InternxtClient:

@@ -201,6 +201,11 @@ class CtrStream:
     def update(self, data: bytes) -> bytes:
         return self._ctx.update(data)
 
+    def update_into(self, data: bytes | memoryview, out: memoryview) -> int:
+        """Like :meth:`update`, written into ``out`` (at least ``len(data) + 15`` bytes, the
+        cipher API's rule; CTR writes exactly ``len(data)``). Returns the bytes written."""
+        return self._ctx.update_into(data, out)
+
 
 def ctr_crypt(key: bytes, iv: bytes, data: bytes, offset: int = 0) -> bytes:
     return CtrStream(key, iv, offset).update(data)

@@ -41,6 +41,7 @@ from .errors import (
     Unreachable,
 )
 from .http import Http, json_body
+from .objectget import ObjectGetter
 from .retry import RetryPolicy, as_internxt_error, is_retryable
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ _AES_BLOCK = 16
 # Ranges at least this large are decrypted in a worker thread (cryptography releases the GIL),
 # so the trio thread keeps serving reads and receiving other ranges meanwhile.
 THREAD_DECRYPT = 1 * MiB
+OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
 
 Read = Callable[[int, int], Awaitable[bytes]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
@@ -123,6 +125,7 @@ class NetworkAPI:
         new_index: Callable[[], bytes] = crypto.new_index,
         chunk_size: int = DEFAULT_CHUNK,
         info_ttl: float = 60.0,
+        object_getter: ObjectGetter | None = None,
     ) -> None:
         self._http = http
         self._auth = {"authorization": crypto.network_auth_header(bridge_user, user_id)}
@@ -132,6 +135,11 @@ class NetworkAPI:
         self._retry = retry or RetryPolicy()
         self._new_index = new_index
         self.chunk_size = chunk_size
+        # Ranged reads of object bodies off the trio thread (see objectget); None: with httpx.
+        self._getter = object_getter
+        # Their own thread limit: GETs stalled by a slow network must not hold the tokens of
+        # trio's default limiter, which the cache's local file I/O waits on.
+        self._getter_threads: trio.CapacityLimiter | None = None
         # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
         # store drops the entry early (see _object_get).
         self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
@@ -478,17 +486,51 @@ class NetworkAPI:
             return info, resp
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _get_plain(self, file_id: str, first: int, last: int) -> memoryview:
+        """Plaintext of ciphertext bytes ``first..last``, fetched and decrypted in a worker
+        thread by the object getter; an expired presigned URL is refreshed once, as in
+        :meth:`_object_get`."""
+        assert self._getter is not None
+        if self._getter_threads is None:
+            self._getter_threads = trio.CapacityLimiter(OBJECT_GET_THREADS)
+        for fresh in (False, True):
+            info = await self.info(file_id)
+            key, iv = self._keys(info.index)
+            whole = first == 0 and last >= info.size - 1
+            try:
+                # abandon_on_cancel: an unmount does not wait for a GET in progress; the thread
+                # finishes (or times out) on its own and its result is dropped.
+                return await trio.to_thread.run_sync(
+                    self._getter.get_plain, info.url, first, last, whole, key, iv,
+                    abandon_on_cancel=True, limiter=self._getter_threads,
+                )  # fmt: skip
+            except (NotFound, Forbidden):
+                self._info.pop(file_id, None)
+                if fresh:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
         """Plaintext bytes ``[offset, offset+length)``, clipped to the file's size."""
+        data = await self.fetch_range(file_id, offset, length)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def fetch_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
+        """:meth:`download_range` for the block cache: the buffer the bytes were received and
+        decrypted into (a ``memoryview`` when the object getter is used), with no copy."""
         if offset < 0 or length < 0:
             raise ValueError("negative offset or length")
 
-        async def attempt() -> bytes:
+        async def attempt() -> bytes | memoryview:
             info = await self.info(file_id)
             end = min(offset + length, info.size)
             if offset >= end:
                 return b""
             aligned = offset - offset % _AES_BLOCK  # CTR can only start on a block boundary
+            if self._getter is not None:
+                plain = await self._get_plain(file_id, aligned, end - 1)
+                # The buffer itself when aligned (every block fetch): slicing would copy it.
+                return plain if offset == aligned else plain[offset - aligned :]
             info, resp = await self._object_get(file_id, aligned, end - 1, stream=False)
             data = resp.content
             if len(data) != end - aligned:
@@ -498,10 +540,10 @@ class NetworkAPI:
             key, iv = self._keys(info.index)
             ctr = crypto.CtrStream(key, iv, aligned)
             if len(data) >= THREAD_DECRYPT:
-                plain = await trio.to_thread.run_sync(ctr.update, data)
+                plain_bytes = await trio.to_thread.run_sync(ctr.update, data)
             else:
-                plain = ctr.update(data)
-            return plain[offset - aligned :]
+                plain_bytes = ctr.update(data)
+            return plain_bytes[offset - aligned :]
 
         return await self._retry.run(attempt, what=f"download {file_id}@{offset}+{length}")
 
