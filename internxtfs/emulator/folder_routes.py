@@ -253,8 +253,10 @@ async def files_existence(request: web.Request) -> web.Response:
         raise bad_request(["files must contain no more than 200 elements"])
     if any(not isinstance(c, dict) or not isinstance(c.get("plainName"), str) for c in criteria):
         raise bad_request(["files.plainName must be a string"])
+    # getFolderByUuid on a replica (checkFilesExistenceInFolder in folder.controller.ts): a
+    # folder it does not show is a bare 404 (its "Parent folder not valid!" is unreachable).
     if folder_by_uuid(store, user["id"], uuid, folders_src) is None:
-        raise bad_request("Parent folder not valid!")
+        raise ApiError(404, {"statusCode": 404, "message": "Not Found"})
     found: dict[int, Row] = {}
     for criterion in criteria:
         ftype = criterion.get("type")
@@ -294,8 +296,11 @@ async def folders_existence(request: web.Request) -> web.Response:
         raise bad_request(["plainNames must contain at least 1 elements"])
     if len(names) > 200:
         raise bad_request(["plainNames must contain no more than 200 elements"])
-    if folder_by_uuid(store, user["id"], uuid, src) is None:
-        raise bad_request("Parent folder not valid!")
+    # searchFoldersInFolder (folder.usecase.ts) looks the folder up on a replica and answers
+    # 400 when it does not show it, or when it is trashed.
+    parent = folder_by_uuid(store, user["id"], uuid, src)
+    if parent is None or parent["deleted"] or parent["removed"]:
+        raise bad_request("Parent folder not valid")
     marks = ",".join("?" * len(names))
     rows = store.all(
         f"SELECT * FROM {src} WHERE parent_uuid = ? AND user_id = ? AND {LIVE_FOLDER}"

@@ -410,7 +410,15 @@ class DriveAPI:
         found: list[E] = []
         for start in range(0, len(wanted), EXISTENCE_BATCH):
             batch = wanted[start : start + EXISTENCE_BATCH]
-            body = await self._call("POST", path, json=body_for(batch), expected=(200, 201))
+            try:
+                body = await self._call("POST", path, json=body_for(batch), expected=(200, 201))
+            except RequestRejected as exc:
+                # The folder itself is looked up first, on a read replica: one we created a
+                # moment ago is 404 for files and 400 "Parent folder not valid" for folders
+                # (docs/protocol.md, "Read replicas"). Either way the folder is not there (yet).
+                if exc.status == 400 and "parent folder not valid" in str(exc).lower():
+                    raise NotFound(str(exc), status=404, body=exc.body) from exc
+                raise
             items = body.get(answer_key) if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise ProtocolError(f"existence answer lacks {answer_key!r}")

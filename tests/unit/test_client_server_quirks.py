@@ -217,3 +217,28 @@ async def test_a_create_whose_answer_was_lost_is_adopted_once_replicas_show_it(
         )
         assert [entry.uuid for entry in listed if entry.name == made.name] == [made.uuid]
         assert client.retry.stats.recovered == 1
+
+
+async def test_a_failed_create_in_a_folder_just_made_is_checked_and_sent_again(emu: Any) -> None:
+    """The check before the resend asks for the name in a parent the replica does not show yet
+    (400 "Parent folder not valid" for folders, 404 for files): the parent is not there yet,
+    so neither is our entry, and the create is asked again (restic init under faults got
+    EINVAL for mkdir repo/keys)."""
+    account = add_account(emu)
+    async with await logged_in(emu, account, replica_window=3.0) as client:
+        root = client.session.root_folder_uuid
+        emu.set_faults(replica_lag_ms=1000)
+        try:
+            parent = await client.drive.create_folder(root, "repo")
+            emu.set_faults(fail_next=2, fault_path_regex="^/drive/(folders|files)$")
+            child = await client.drive.create_folder(parent.uuid, "keys")
+            made = await upload_file(client, parent.uuid, "config", Content(8, 10))
+        finally:
+            emu.set_faults(replica_lag_ms=0, fault_path_regex=None)
+        assert (
+            emu.stats()["faults_injected"].get("500", 0)
+            + emu.stats()["faults_injected"].get("503", 0)
+            == 2
+        )
+        assert [f.uuid for f in await client.drive.list_folders(parent.uuid)] == [child.uuid]
+        assert [f.uuid for f in await client.drive.list_files(parent.uuid)] == [made.uuid]
