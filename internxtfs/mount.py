@@ -35,7 +35,8 @@ from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict, LegacyFileFormat
+from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
+from internxtfs.internxt.retry import interactive
 from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,16 @@ async def _run_mount(
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
             assert record.remote_file_id is not None
             try:
-                return await client.network.download_range(record.remote_file_id, offset, length)
+                # A reader waits on it: interactive (prompt EIO during an outage, retry.py).
+                with interactive():
+                    return await client.network.download_range(
+                        record.remote_file_id, offset, length
+                    )
+            except (Unreachable, ServerError) as exc:
+                raise Unreachable(
+                    f"{record.name!r}: this part is not in the cache and Internxt is "
+                    f"unreachable ({exc})"
+                ) from exc
             except LegacyFileFormat as exc:
                 # Reads get EIO; the log says which file and what the user can do.
                 raise LegacyFileFormat(
@@ -386,6 +396,7 @@ async def _run_mount(
                 uploader.resume()
                 await nursery.start(sweeper.run)
                 await nursery.start(operations.replacements.run)
+                await nursery.start(operations.meta.run)
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(reload_on_hangup)
                 await nursery.start(

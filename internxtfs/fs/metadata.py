@@ -7,29 +7,51 @@ A directory's children come from three places, in this order of authority:
    until the upload is done, and files never uploaded are listed from the journal alone;
 3. the remote listing, fetched again when older than ``ttl`` seconds, for changes made elsewhere.
 
+Stale is better than EIO (issue 9): a folder listed before is served from its last listing
+when a refresh cannot reach Internxt, at once while Internxt is known to be unreachable, and
+after at most ``STALE_WAIT`` seconds otherwise; the refresh goes on in the background, and the
+mount returns to fresh listings by itself once Internxt answers (a probe asks every
+``PROBE_INTERVAL`` seconds during an outage). Only a folder never listed (or one whose caller
+needs the server's answer: ``invalidate``) makes the caller wait, and the protocol calls of a
+refresh are interactive (internxt/retry.py): they give up within seconds during an outage.
+
 Shared state: ``Node.children``/``listed_at`` of directory nodes. A listing fetch awaits the
-network; a per-directory trio.Lock makes concurrent lookups share one fetch, and a per-directory
-mutation counter makes a fetch that raced with a local change discard its (stale) result.
+network; one refresh per directory at a time (``_refreshing``) makes concurrent lookups share
+one fetch, and a per-directory mutation counter makes a fetch that raced with a local change
+discard its (stale) result.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
 from internxtfs.fs import links as fslinks
-from internxtfs.fs.inodes import InodeTable, Node
+from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
+from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
 
-OFFLINE_RETRY = 30.0  # seconds a folder is served from its last listing after a failed one
+OFFLINE_RETRY = 30.0  # during an outage, seconds between refresh attempts of one folder
+STALE_WAIT = 3.0  # seconds a caller waits for a refresh before taking the last listing
+PROBE_INTERVAL = 5.0  # during an outage, seconds between checks that Internxt is back
+
+
+@dataclass
+class _Refresh:
+    """One listing fetch of a folder in flight, shared by everyone who needs it."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -69,6 +91,7 @@ class Metadata:
         listing_lag: Callable[[str], float] | None = None,
         recently_written: Callable[[str], bool] | None = None,
         recently_deleted: Callable[[str], bool] | None = None,
+        offline: Callable[[], bool] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -93,8 +116,32 @@ class Metadata:
         # Whether a listing may still show an entry as it was before our last write to it.
         self.recently_written = recently_written or (lambda uuid: False)
         self.recently_deleted = recently_deleted or (lambda uuid: False)
-        self._locks: dict[int, trio.Lock] = {}
+        # Whether Internxt is known to be unreachable (the retry policy's view, retry.py).
+        self.offline = offline or (lambda: False)
+        self._refreshing: dict[int, _Refresh] = {}
+        self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
+        self._bg: trio.Nursery | None = None
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background refreshes and the outage probe: ``await nursery.start(meta.run)``.
+        Without it (unit tests), a refresh runs in the caller's task."""
+        async with trio.open_nursery() as nursery:
+            self._bg = nursery
+            task_status.started()
+            try:
+                await self._probe()
+            finally:
+                self._bg = None
+
+    async def _probe(self) -> None:
+        """During an outage, list the root now and then: the first answer ends the outage
+        (retry.py), and the root's listing is fresh again with it."""
+        while True:
+            await trio.sleep(PROBE_INTERVAL)
+            root = self.table.get(ROOT_INODE)
+            if self.offline() and root is not None and root.ino not in self._refreshing:
+                await self._start(root)
 
     def touch(self, dir_node: Node) -> None:
         """Record a local change of ``dir_node``'s entries (invalidates in-flight fetches)."""
@@ -106,34 +153,69 @@ class Metadata:
     def is_fresh(self, dir_node: Node) -> bool:
         return dir_node.children is not None and self.clock() - dir_node.listed_at < self.ttl
 
+    @staticmethod
+    def has_view(dir_node: Node) -> bool:
+        """A listing that may be served stale: listed before, and not invalidated (a caller
+        that needs the server's answer, e.g. rmdir's emptiness check, gets it or an error)."""
+        return dir_node.children is not None and dir_node.listed_at != 0.0
+
     async def children(self, dir_node: Node) -> dict[str, int]:
         if self.is_fresh(dir_node):
             assert dir_node.children is not None
             return dir_node.children
-        lock = self._locks.setdefault(dir_node.ino, trio.Lock())
-        async with lock:
-            if not self.is_fresh(dir_node):
-                try:
+        view = self.has_view(dir_node)
+        offline = self.offline()
+        if view and offline and self.clock() < self._retry_at.get(dir_node.ino, -math.inf):
+            assert dir_node.children is not None
+            return dir_node.children  # the outage is known: no new attempt yet
+        refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node)
+        if not refresh.done.is_set() and not (view and offline):
+            with trio.move_on_after(STALE_WAIT if view else math.inf):
+                await refresh.done.wait()
+        if not refresh.done.is_set():
+            log.debug("listing of %s is slow; answering from the last listing", dir_node.uuid)
+        elif refresh.error is not None and not (view and _transient(refresh.error)):
+            # Internxt unreachable, failing or refusing our session: the last listing (merged
+            # with our own changes) keeps what this mount has seen reachable. Not when the
+            # folder is gone (a definite answer, not trouble).
+            raise refresh.error
+        assert dir_node.children is not None
+        return dir_node.children
+
+    async def _start(self, dir_node: Node) -> _Refresh:
+        refresh = _Refresh()
+        self._refreshing[dir_node.ino] = refresh
+
+        async def fetch() -> None:
+            try:
+                with interactive():
                     await self._refresh(dir_node)
-                except InternxtError as exc:
-                    # Internxt unreachable, failing or refusing our session: the last listing
-                    # (merged with our own changes) keeps cached files reachable, as the issue
-                    # asks of an outage; tried again after OFFLINE_RETRY seconds (each failed
-                    # listing costs the retry policy's ~10 s of backoff). Not when the caller
-                    # asked for the server's answer (invalidate(): rmdir's emptiness check),
-                    # nor when the folder is gone (a definite answer, not trouble).
-                    stale_ok = dir_node.children is not None and dir_node.listed_at > 0
-                    if isinstance(exc, RequestRejected) or not stale_ok:
-                        raise
-                    log.warning(
+                self._retry_at.pop(dir_node.ino, None)
+            except Exception as exc:
+                refresh.error = exc
+                if not isinstance(exc, InternxtError):
+                    log.exception("listing of folder %s failed unexpectedly", dir_node.uuid)
+                elif self.has_view(dir_node) and _transient(exc):
+                    self._retry_at[dir_node.ino] = self.clock() + OFFLINE_RETRY
+                    # One line per outage is logged by the retry policy; this one says which
+                    # folder is served stale, while Internxt is not known to be down.
+                    log.log(
+                        logging.DEBUG if self.offline() else logging.WARNING,
                         "cannot list folder %s (%s); using the listing from %.0f s ago",
                         dir_node.uuid,
                         exc,
                         self.clock() - dir_node.listed_at,
                     )
-                    dir_node.listed_at = self.clock() + max(0.0, OFFLINE_RETRY - self.ttl)
-        assert dir_node.children is not None
-        return dir_node.children
+            finally:
+                if self._refreshing.get(dir_node.ino) is refresh:
+                    del self._refreshing[dir_node.ino]
+                refresh.done.set()
+
+        if self._bg is not None:
+            self._bg.start_soon(fetch)
+        else:
+            await fetch()
+        return refresh
 
     async def lookup(self, dir_node: Node, name: str) -> Node | None:
         children = await self.children(dir_node)
@@ -463,6 +545,11 @@ class Metadata:
             elif here:
                 pending.append(record)
         return by_remote, pending
+
+
+def _transient(exc: BaseException) -> bool:
+    """Trouble reaching Internxt (worth serving the last listing), not a definite answer."""
+    return isinstance(exc, InternxtError) and not isinstance(exc, RequestRejected)
 
 
 def _being_recreated(owner: Any, folder_uuid: str | None, name: str) -> bool:

@@ -111,6 +111,7 @@ class Filesystem(pyfuse3.Operations):
             listing_lag=getattr(drive, "listing_lag", None),
             recently_written=getattr(drive, "recently_written", None),
             recently_deleted=getattr(drive, "recently_deleted", None),
+            offline=getattr(drive, "offline", None),
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -800,6 +801,13 @@ class Filesystem(pyfuse3.Operations):
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             return
+        if self.meta.offline():
+            # "Stored on Internxt" cannot be true now: say so at once rather than wait out
+            # the upload's retries. The data is safe in the cache and uploaded once it answers.
+            await trio.to_thread.run_sync(self._fsync_local, local_id)
+            self.uploader.schedule(local_id)
+            log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
+            raise pyfuse3.FUSEError(errno.EIO)
         self.uploader.schedule(local_id, immediate=True)
         await self.uploader.wait_idle(local_id)
         # Stored: unless written again, closing this descriptor has nothing left to upload.
@@ -1052,9 +1060,16 @@ class Filesystem(pyfuse3.Operations):
         now = self.monotonic()
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
             stored = self.uploader.stored_bytes
-            used = await self.drive.usage()
-            limit = await self.drive.limit()
-            self._statfs = (now, used, limit, stored)
+            try:
+                used = await self.drive.usage()
+                limit = await self.drive.limit()
+            except ie.InternxtError as exc:
+                if self._statfs is None or isinstance(exc, ie.RequestRejected):
+                    raise
+                # Internxt cannot be reached: df shows the last known quota (issue 9).
+                log.debug("cannot read the quota (%s); showing the last known one", exc)
+            else:
+                self._statfs = (now, used, limit, stored)
         _, used, limit, stored_then = self._statfs
         # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
         # holds unsent, count at once, as on a local disk (df right after cp shows it).

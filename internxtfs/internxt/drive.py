@@ -7,6 +7,7 @@ earlier attempt whose answer was lost, so a retry never creates a second entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .crypto import ENCRYPT_VERSION
 from .errors import IncompleteAnswer, NotFound, ProtocolError, RequestRejected
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
-from .retry import Recover, RetryPolicy
+from .retry import Recover, RetryPolicy, interactive, interactive_deadline
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,10 @@ class DriveAPI:
         # and Conflict answers below that lag can explain are asked again before they count.
         self.read_lag = read_lag or ReadLag()
 
+    def offline(self) -> bool:
+        """Internxt is known to be unreachable: a call failed on it and none answered since."""
+        return self._retry.offline
+
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _call(
@@ -275,7 +280,14 @@ class DriveAPI:
         next_offset = PAGE_SIZE
         end: int | None = None
 
+        deadline = interactive_deadline()  # pages of an interactive listing are interactive
+
         async def worker() -> None:
+            nonlocal next_offset, end
+            with contextlib.nullcontext() if deadline is None else interactive(until=deadline):
+                await pages_until_the_end()
+
+        async def pages_until_the_end() -> None:
             nonlocal next_offset, end
             while end is None or next_offset <= end:
                 offset = next_offset

@@ -1,0 +1,104 @@
+"""Offline-first (issue 9): with Internxt unreachable, the mount answers from what it has seen.
+
+The emulator process is stopped (connections refused) and started again on the same data dir and
+port. Every call on the mount during the outage runs under ``bounded``: one that takes longer
+than the issue's 10 s fails the test instead of hanging it. What ends up stored is read with the
+protocol client, not through the mount (``tests/harness/remote.py``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import remote
+from tests.harness.durability import bounded, flush_ok, status, wait_for, write_file
+from tests.harness.mounting import MountedFS
+
+CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
+
+
+def _call(fn: Any, what: str) -> Any:
+    return bounded(fn, CALL_BOUND, what)
+
+
+def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any) -> None:
+    """The issue's first reproduction: the server is stopped past --dir-cache-ttl, then ten new
+    files are copied into the mount root. Listings and stats answer from the last listing, the
+    copies land in the cache and are stored once the server is back; reading content never
+    cached fails promptly with EIO; going offline and coming back log one line each."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    (mnt / "dir").mkdir()
+    write_file(mnt / "dir/kept.txt", b"cached content")
+    write_file(mnt / "old.txt", b"stored before the outage")
+    flush_ok(m)
+    # A file this mount lists but never reads: written through a second mount of the account.
+    other: MountedFS = new_mount(user=m.user, name="other")
+    write_file(other.mountpoint / "remote-only.bin", b"never read here" * 1000)
+    flush_ok(other)
+    other.unmount()
+    wait_for("the other mount's file", lambda: "remote-only.bin" in os.listdir(mnt), 30)
+    quota = os.statvfs(mnt).f_blocks
+    sources = m.workdir / "src"
+    sources.mkdir()
+    for i in range(10):
+        (sources / f"new{i}.txt").write_bytes(f"written offline {i}\n".encode() * 100)
+
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past --dir-cache-ttl and the kernel's entry/attr timeouts
+        # Stats and listings answer from the last listing.
+        assert sorted(_call(lambda: os.listdir(mnt), "ls of the root")) == [
+            "dir", "old.txt", "remote-only.bin",
+        ]  # fmt: skip
+        assert _call(lambda: os.stat(mnt / "old.txt"), "stat").st_size == 24
+        assert _call(lambda: os.listdir(mnt / "dir"), "ls of a folder") == ["kept.txt"]
+        assert _call(lambda: (mnt / "dir/kept.txt").read_bytes(), "cached read") == (
+            b"cached content"
+        )
+        # cp of ten new files into the root: every one succeeds (lookup of the new name,
+        # create, write, close), into the cache and the journal.
+        for i in range(10):
+            _call(lambda i=i: shutil.copy(sources / f"new{i}.txt", mnt), f"cp new{i}.txt")
+        assert len(_call(lambda: os.listdir(mnt), "ls after cp")) == 13
+        # Content never cached: EIO, promptly, and the log says why.
+        with pytest.raises(OSError) as failed:
+            _call(lambda: (mnt / "remote-only.bin").read_bytes(), "uncached read")
+        assert failed.value.errno == errno.EIO
+        assert "not in the cache and Internxt is unreachable" in m.log_file.read_text()
+        # df answers the last known quota.
+        assert _call(lambda: os.statvfs(mnt), "df").f_blocks == quota
+        # Still answering a moment later, at once (the outage is known).
+        time.sleep(1.5)
+        assert _call(lambda: os.stat(mnt / "dir/kept.txt"), "stat later").st_size == 14
+        assert "new0.txt" in _call(lambda: os.listdir(mnt), "ls later")
+        st = _call(lambda: status(m), "status")
+        assert st["network"]["offline_since"] is not None
+    finally:
+        m.emulator.start()  # same data dir and port
+
+    flush_ok(m)
+    stored = remote.snapshot(m.emulator, m.user)
+    for i in range(10):
+        assert stored[f"new{i}.txt"] == (sources / f"new{i}.txt").read_bytes()
+    # Back to fresh listings by itself: a file created elsewhere after the outage shows.
+    other.mount()
+    write_file(other.mountpoint / "after.txt", b"after the outage")
+    flush_ok(other)
+    wait_for("a fresh listing", lambda: "after.txt" in os.listdir(mnt), 30)
+    wait_for("the end of the outage", lambda: status(m)["network"]["offline_since"] is None)
+    log_text = m.log_file.read_text()
+    assert log_text.count("Internxt cannot be reached (") == 1, log_text[-3000:]
+    assert log_text.count("Internxt answers again") == 1, log_text[-3000:]
+    assert "Traceback" not in log_text
+
+
+def _paths(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
