@@ -246,6 +246,7 @@ async def _run_mount(
             options=config.fs,
         )
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
+        operations.meta.restore()  # the last known tree, served at once (even offline)
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.

@@ -34,7 +34,7 @@ import trio
 
 from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import UNCERTAIN
+from internxtfs.fs.journal import UNCERTAIN, EntryRow
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
 from internxtfs.internxt.retry import interactive
@@ -44,6 +44,19 @@ log = logging.getLogger(__name__)
 OFFLINE_RETRY = 30.0  # during an outage, seconds between refresh attempts of one folder
 STALE_WAIT = 3.0  # seconds a caller waits for a refresh before taking the last listing
 PROBE_INTERVAL = 5.0  # during an outage, seconds between checks that Internxt is back
+SAVE_INTERVAL = 1.0  # seconds between writes of changed listings to the metadata cache
+
+
+@dataclass
+class _Kept:
+    """An entry of the metadata cache, shaped as a listing's entry for :meth:`Metadata._merge`."""
+
+    uuid: str
+    name: str
+    size: int
+    file_id: str | None
+    modified: float
+    created: float
 
 
 @dataclass
@@ -122,17 +135,154 @@ class Metadata:
         self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
         self._bg: trio.Nursery | None = None
+        self._unsaved: set[int] = set()  # folders whose entries changed since the last save
+        # Folders shown from the metadata cache and not listed since this mount started: the
+        # first look answers at once from it while the listing runs in the background.
+        self._restored: set[int] = set()
+        self.wall = time.time  # listing times are kept in wall-clock time across mounts
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Background refreshes and the outage probe: ``await nursery.start(meta.run)``.
-        Without it (unit tests), a refresh runs in the caller's task."""
-        async with trio.open_nursery() as nursery:
-            self._bg = nursery
-            task_status.started()
-            try:
-                await self._probe()
-            finally:
-                self._bg = None
+        """Background refreshes, the outage probe and the saves of the metadata cache:
+        ``await nursery.start(meta.run)``. Without it (unit tests), a refresh runs in the
+        caller's task and nothing is saved."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._bg = nursery
+                task_status.started()
+                nursery.start_soon(self._probe)
+                while True:
+                    await trio.sleep(SAVE_INTERVAL)
+                    self._save_logged()
+        finally:
+            self._bg = None
+            # At unmount, every folder: times and sizes change without a change of the
+            # folder's entries (a write), and git compares them to the nanosecond.
+            self._save_logged(everything=True)
+
+    def _save_logged(self, everything: bool = False) -> None:
+        try:
+            self.save(everything)
+        except Exception:
+            # A cache of what the server holds: losing a save costs a listing, nothing else.
+            log.exception("cannot save the metadata cache; the next mount lists again")
+
+    # --- the metadata cache (warm start) ------------------------------------------------------
+
+    def _mark(self, dir_node: Node) -> None:
+        self._unsaved.add(dir_node.ino)
+
+    def save(self, everything: bool = False) -> None:
+        """Write the entries of folders changed since the last save (or of every folder
+        listed) to the metadata cache."""
+        if not hasattr(self.journal, "save_entries"):
+            return
+        if everything:
+            self._unsaved |= {n.ino for n in self.table.nodes() if n.children is not None}
+        if not self._unsaved:
+            return
+        folders, self._unsaved = self._unsaved, set()
+        now_wall, now = self.wall(), self.clock()
+        saved: list[str] = []
+        rows: list[EntryRow] = []
+        for ino in folders:
+            folder = self.table.get(ino)
+            if folder is None or folder.uuid is None or folder.children is None:
+                continue
+            parent = self.table.get(folder.parent) if folder.ino != ROOT_INODE else None
+            row = self._row(folder, None if parent is None else parent.uuid, now_wall, now)
+            if row is not None:
+                rows.append(row)
+            for child_ino in folder.children.values():
+                child = self.table.get(child_ino)
+                if child is not None:
+                    row = self._row(child, folder.uuid, now_wall, now)
+                    if row is not None:
+                        rows.append(row)
+            saved.append(folder.uuid)
+        try:
+            self.journal.save_entries(saved, rows)
+        except BaseException:
+            self._unsaved |= folders  # tried again at the next save
+            raise
+
+    def _row(
+        self, node: Node, parent_uuid: str | None, now_wall: float, now: float
+    ) -> EntryRow | None:
+        """The entry as the server holds it, or None when it has no remote entry yet (the
+        journal lists such a file)."""
+        listed_at = None
+        if node.is_dir and self.has_view(node):
+            listed_at = now_wall - max(0.0, now - node.listed_at)
+        uuid, size, file_id = node.uuid, node.size, node.file_id
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is not None:
+            # A file this mount uploaded learns its uuid from the record (Filesystem._sync_uuid
+            # runs only when the file is used again).
+            uuid = record.remote_uuid
+            size, file_id = record.remote_size, record.remote_file_id
+        if uuid is None:
+            return None
+        return EntryRow(
+            uuid=uuid,
+            ino=node.ino,
+            parent_uuid=parent_uuid,
+            name=fslinks.remote_name(node.name, node.is_link),
+            is_dir=node.is_dir,
+            size=size,
+            file_id=file_id,
+            mtime_ns=node.mtime_ns,
+            ctime_ns=node.ctime_ns,
+            listed_at=listed_at,
+        )
+
+    def restore(self) -> int:
+        """Show the tree the metadata cache holds (at mount start, before serving): folders
+        listed less than ``ttl`` ago are fresh, as in a running mount; older ones are shown at
+        once and listed again in the background (Internxt offers no cheap "has this folder
+        changed": docs/protocol.md). Returns how many folders were restored."""
+        rows = self.journal.entry_rows()
+        self.table.remember({row.uuid: row.ino for row in rows})
+        by_parent: dict[str | None, list[EntryRow]] = {}
+        own: dict[str, EntryRow] = {}
+        for row in rows:
+            by_parent.setdefault(row.parent_uuid, []).append(row)
+            own[row.uuid] = row
+        # Files with content not uploaded yet, listed by their record (see _local_records).
+        unsent = {r.local_id for r in self.journal.all_files() if r.dirty and not r.deleted}
+        now_wall, now = self.wall(), self.clock()
+        root = self.table.get(ROOT_INODE)
+        assert root is not None
+        queue = [root]
+        restored = 0
+        while queue:
+            folder = queue.pop()
+            assert folder.uuid is not None
+            kept = own.get(folder.uuid)
+            if kept is None or kept.listed_at is None:
+                continue
+            entries = by_parent.get(folder.uuid, [])
+            folders = [_kept(r) for r in entries if r.is_dir]
+            files = [_kept(r) for r in entries if not r.is_dir]
+            folder.children = self._merge(folder, folders, files, None, unsent)
+            # Listed_at != 0: a view that may be served (has_view); never in the future.
+            folder.listed_at = now - max(0.0, now_wall - kept.listed_at) or -1.0
+            self._restored.add(folder.ino)
+            restored += 1
+            for row in entries:
+                node = self.table.by_uuid(row.uuid)
+                if node is None:
+                    continue
+                # Times as this mount showed them, to the nanosecond (Internxt keeps
+                # milliseconds): git compares them with what its index holds.
+                if abs(row.mtime_ns - node.mtime_ns) < 1_000_000:
+                    node.mtime_ns = row.mtime_ns
+                if abs(row.ctime_ns - node.ctime_ns) < 1_000_000:
+                    node.ctime_ns = row.ctime_ns
+                if node.is_dir:
+                    queue.append(node)
+        if restored:
+            log.info("metadata cache: %d folder(s), %d entries known", restored, len(rows))
+        return restored
 
     async def _probe(self) -> None:
         """During an outage, list the root now and then: the first answer ends the outage
@@ -146,6 +296,7 @@ class Metadata:
     def touch(self, dir_node: Node) -> None:
         """Record a local change of ``dir_node``'s entries (invalidates in-flight fetches)."""
         self._mutations[dir_node.ino] = self._mutations.get(dir_node.ino, 0) + 1
+        self._mark(dir_node)
 
     def invalidate(self, dir_node: Node) -> None:
         dir_node.listed_at = 0.0
@@ -169,7 +320,9 @@ class Metadata:
             assert dir_node.children is not None
             return dir_node.children  # the outage is known: no new attempt yet
         refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node)
-        if not refresh.done.is_set() and not (view and offline):
+        # The tree an earlier mount saw is shown at once; the listing of it follows.
+        warm = view and dir_node.ino in self._restored
+        if not refresh.done.is_set() and not (view and (offline or warm)):
             with trio.move_on_after(STALE_WAIT if view else math.inf):
                 await refresh.done.wait()
         if not refresh.done.is_set():
@@ -298,6 +451,8 @@ class Metadata:
                     children[name] = ino
         dir_node.children = children
         dir_node.listed_at = started
+        self._restored.discard(dir_node.ino)
+        self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
 
@@ -343,8 +498,9 @@ class Metadata:
                 continue
             node = self.table.by_uuid(entry.uuid)
             if node is None:
-                node = self.table.new_node(is_dir=True, parent=dir_node.ino, name=name)
-                self.table.set_uuid(node, entry.uuid)
+                node = self.table.new_node(
+                    is_dir=True, parent=dir_node.ino, name=name, uuid=entry.uuid
+                )
             node.parent, node.name = dir_node.ino, name
             _apply_times(node, entry)
             if not node.mtime_pinned:
@@ -410,7 +566,9 @@ class Metadata:
                         # kept-both conflict): this entry gets an inode of its own.
                         node = None
             if node is None:
-                node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=name)
+                node = self.table.new_node(
+                    is_dir=False, parent=dir_node.ino, name=name, uuid=entry.uuid
+                )
             if node.uuid != entry.uuid:
                 self.table.set_uuid(node, entry.uuid)
             node.parent, node.name = dir_node.ino, name
@@ -545,6 +703,17 @@ class Metadata:
             elif here:
                 pending.append(record)
         return by_remote, pending
+
+
+def _kept(row: EntryRow) -> _Kept:
+    return _Kept(
+        uuid=row.uuid,
+        name=row.name,
+        size=row.size,
+        file_id=row.file_id,
+        modified=row.mtime_ns / 1e9,
+        created=row.ctime_ns / 1e9,
+    )
 
 
 def _transient(exc: BaseException) -> bool:

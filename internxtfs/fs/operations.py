@@ -1064,12 +1064,16 @@ class Filesystem(pyfuse3.Operations):
                 used = await self.drive.usage()
                 limit = await self.drive.limit()
             except ie.InternxtError as exc:
+                if self._statfs is None:
+                    self._statfs = self._kept_quota(now, stored)
                 if self._statfs is None or isinstance(exc, ie.RequestRejected):
                     raise
                 # Internxt cannot be reached: df shows the last known quota (issue 9).
                 log.debug("cannot read the quota (%s); showing the last known one", exc)
             else:
                 self._statfs = (now, used, limit, stored)
+                if hasattr(self.journal, "set_meta"):
+                    self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
         _, used, limit, stored_then = self._statfs
         # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
         # holds unsent, count at once, as on a local disk (df right after cp shows it).
@@ -1083,6 +1087,14 @@ class Filesystem(pyfuse3.Operations):
         data.f_files = data.f_ffree = data.f_favail = 1 << 32
         data.f_namemax = names.NAME_MAX
         return data
+
+    def _kept_quota(self, now: float, stored: int) -> tuple[float, int, int, int] | None:
+        """The quota the last mount on this cache read (the metadata cache), if any."""
+        kept = self.journal.get_meta("quota") if hasattr(self.journal, "get_meta") else None
+        if not kept:
+            return None
+        used, limit = (int(part) for part in kept.split())
+        return (now, used, limit, stored)
 
     # --- what Internxt cannot store -------------------------------------------------------------
 
