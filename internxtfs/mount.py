@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,7 +388,11 @@ async def _run_mount(
             await _announce_ready(config.mountpoint, on_ready)
             while os.environ.get("NOTIFY_SOCKET"):
                 stats = uploader.stats()
-                sdnotify.notify(STATUS=_status_line(stats, client.session_manager.last_error))
+                sdnotify.notify(
+                    STATUS=_status_line(
+                        stats, client.session_manager.last_error, client.retry.stats.offline_since
+                    )
+                )
                 await trio.sleep(5)
 
         try:
@@ -458,10 +463,16 @@ async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None)
         on_ready()
 
 
-def _status_line(uploads: dict[str, Any], session_error: str | None = None) -> str:
+def _status_line(
+    uploads: dict[str, Any], session_error: str | None = None, offline_since: float | None = None
+) -> str:
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if offline_since is not None:
+        # First too: while Internxt cannot be reached, nothing else moves.
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))
+        line = f"OFFLINE since {since}, serving from the cache; {line}"
     if session_error:
         # First: `systemctl status` cuts long lines, and this one needs a person.
         line = f"NOT LOGGED IN ({session_error}); {line}"

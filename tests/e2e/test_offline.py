@@ -20,7 +20,7 @@ import pytest
 
 from tests.harness import remote
 from tests.harness.durability import bounded, flush_ok, status, wait_for, write_file
-from tests.harness.mounting import MountedFS
+from tests.harness.mounting import MountedFS, cli
 
 CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
 
@@ -82,6 +82,10 @@ def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any)
         assert "new0.txt" in _call(lambda: os.listdir(mnt), "ls later")
         st = _call(lambda: status(m), "status")
         assert st["network"]["offline_since"] is not None
+        assert "ConnectError" in st["network"]["offline_error"]
+        human = _call(lambda: cli("status", str(mnt), env=m.env).stdout, "status")
+        assert "OFFLINE since" in human.splitlines()[1], human
+        assert "pending uploads: 10 file(s)" in human, human
     finally:
         m.emulator.start()  # same data dir and port
 
