@@ -37,7 +37,7 @@ from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN, EntryRow
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
-from internxtfs.internxt.retry import interactive
+from internxtfs.internxt.retry import carry_interactive, interactive
 
 log = logging.getLogger(__name__)
 
@@ -299,22 +299,24 @@ class Metadata:
         self._mark(dir_node)
 
     def invalidate(self, dir_node: Node) -> None:
-        dir_node.listed_at = 0.0
+        """List the folder again at the next look (its last listing stays, for an outage)."""
+        dir_node.listed_at = -math.inf
 
     def is_fresh(self, dir_node: Node) -> bool:
         return dir_node.children is not None and self.clock() - dir_node.listed_at < self.ttl
 
     @staticmethod
     def has_view(dir_node: Node) -> bool:
-        """A listing that may be served stale: listed before, and not invalidated (a caller
-        that needs the server's answer, e.g. rmdir's emptiness check, gets it or an error)."""
-        return dir_node.children is not None and dir_node.listed_at != 0.0
+        """A listing that may be served stale: the folder was listed (or made) here."""
+        return dir_node.children is not None
 
-    async def children(self, dir_node: Node) -> dict[str, int]:
-        if self.is_fresh(dir_node):
+    async def children(self, dir_node: Node, *, ask_server: bool = False) -> dict[str, int]:
+        """The folder's entries by name. ``ask_server``: from a listing fetched now, or an
+        error (rmdir's emptiness check), never from the last listing."""
+        if self.is_fresh(dir_node) and not ask_server:
             assert dir_node.children is not None
             return dir_node.children
-        view = self.has_view(dir_node)
+        view = self.has_view(dir_node) and not ask_server
         offline = self.offline()
         if view and offline and self.clock() < self._retry_at.get(dir_node.ino, -math.inf):
             assert dir_node.children is not None
@@ -401,11 +403,15 @@ class Metadata:
         folders: list[Any] = []
         files: list[Any] = []
 
+        carried = carry_interactive()
+
         async def get_folders() -> None:
-            folders.extend(await self.drive.list_folders(dir_node.uuid))  # type: ignore[arg-type]
+            with carried():
+                folders.extend(await self.drive.list_folders(dir_node.uuid))  # type: ignore[arg-type]
 
         async def get_files() -> None:
-            files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
+            with carried():
+                files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
 
         try:
             async with trio.open_nursery() as nursery:

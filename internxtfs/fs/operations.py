@@ -642,8 +642,8 @@ class Filesystem(pyfuse3.Operations):
         # folder is deleted after them, not with them (a folder delete takes whatever it
         # holds, and the server check below must see them gone).
         await self.uploader.wait_deletes_in(node.uuid)
-        self.meta.invalidate(node)  # emptiness must be checked against the server
-        if await self.meta.children(node):
+        # Emptiness is checked against the server, never the last listing.
+        if await self.meta.children(node, ask_server=True):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
         await self._delete_remote("folder", node.uuid)
         self.owners.forget(node)
@@ -884,8 +884,8 @@ class Filesystem(pyfuse3.Operations):
             if target.uuid is not None:
                 # As rmdir: files just unlinked in it are deleted first, not with the folder.
                 await self.uploader.wait_deletes_in(target.uuid)
-            self.meta.invalidate(target)  # emptiness must be checked against the server
-            if await self.meta.children(target):
+            # Emptiness is checked against the server, never the last listing.
+            if await self.meta.children(target, ask_server=True):
                 raise pyfuse3.FUSEError(errno.ENOTEMPTY)
 
         async def move() -> None:

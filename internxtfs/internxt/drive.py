@@ -7,7 +7,6 @@ earlier attempt whose answer was lost, so a retry never creates a second entry.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from .crypto import ENCRYPT_VERSION
 from .errors import IncompleteAnswer, NotFound, ProtocolError, RequestRejected
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
-from .retry import Recover, RetryPolicy, interactive, interactive_deadline
+from .retry import Recover, RetryPolicy, carry_interactive
 
 log = logging.getLogger(__name__)
 
@@ -280,11 +279,10 @@ class DriveAPI:
         next_offset = PAGE_SIZE
         end: int | None = None
 
-        deadline = interactive_deadline()  # pages of an interactive listing are interactive
+        carried = carry_interactive()  # pages of an interactive listing are interactive
 
         async def worker() -> None:
-            nonlocal next_offset, end
-            with contextlib.nullcontext() if deadline is None else interactive(until=deadline):
+            with carried():
                 await pages_until_the_end()
 
         async def pages_until_the_end() -> None:

@@ -19,7 +19,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -109,6 +109,17 @@ def interactive(
             _interactive.pop(task, None)
         else:
             _interactive[task] = previous
+
+
+def carry_interactive() -> Callable[[], AbstractContextManager[None]]:
+    """Called in an interactive task, returns what makes a task it spawns interactive with
+    the same deadline (``with carried(): ...`` in the child); a no-op from a background task."""
+    deadline = interactive_deadline()
+
+    def carried() -> AbstractContextManager[None]:
+        return nullcontext() if deadline is None else interactive(until=deadline)
+
+    return carried
 
 
 def interactive_deadline() -> float | None:

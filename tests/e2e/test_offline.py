@@ -8,6 +8,7 @@ protocol client, not through the mount (``tests/harness/remote.py``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -76,6 +77,24 @@ def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any)
         assert "not in the cache and Internxt is unreachable" in m.log_file.read_text()
         # df answers the last known quota.
         assert _call(lambda: os.statvfs(mnt), "df").f_blocks == quota
+
+        # Every other call answers within the bound too, success or error.
+        def fsync_new() -> None:
+            with open(mnt / "new0.txt", "rb") as fh:
+                os.fsync(fh.fileno())
+
+        for what, call in [
+            ("fsync", fsync_new),
+            ("mkdir", lambda: (mnt / "made-offline").mkdir()),
+            ("mv", lambda: os.rename(mnt / "old.txt", mnt / "moved.txt")),
+            ("rmdir", lambda: (mnt / "dir").rmdir()),
+            ("ln -s", lambda: os.symlink("target", mnt / "link")),
+            ("touch", lambda: os.utime(mnt / "dir/kept.txt", (1e9, 1e9))),
+            ("chmod", lambda: os.chmod(mnt / "dir/kept.txt", 0o600)),
+            ("rm", lambda: os.unlink(mnt / "remote-only.bin")),
+        ]:
+            with contextlib.suppress(OSError):
+                _call(call, what)
         # Still answering a moment later, at once (the outage is known).
         time.sleep(1.5)
         assert _call(lambda: os.stat(mnt / "dir/kept.txt"), "stat later").st_size == 14
@@ -85,7 +104,7 @@ def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any)
         assert "ConnectError" in st["network"]["offline_error"]
         human = _call(lambda: cli("status", str(mnt), env=m.env).stdout, "status")
         assert "OFFLINE since" in human.splitlines()[1], human
-        assert "pending uploads: 10 file(s)" in human, human
+        assert "pending uploads: 11 file(s)" in human, human  # the ten copies, the touch
     finally:
         m.emulator.start()  # same data dir and port
 
