@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 OFFLINE_RETRY = 30.0  # during an outage, seconds between refresh attempts of one folder
 STALE_WAIT = 3.0  # seconds a caller waits for a refresh before taking the last listing
 PROBE_INTERVAL = 5.0  # during an outage, seconds between checks that Internxt is back
+SAVED_CLEANLY = "metadata_saved_cleanly"  # journal meta key: the last mount ended cleanly
+WARM_REFRESHES = 2  # listings of folders shown from the metadata cache run this many at once
 SAVE_INTERVAL = 1.0  # seconds between writes of changed listings to the metadata cache
 
 
@@ -139,6 +141,8 @@ class Metadata:
         # Folders shown from the metadata cache and not listed since this mount started: the
         # first look answers at once from it while the listing runs in the background.
         self._restored: set[int] = set()
+        self._warm_refreshes = trio.CapacityLimiter(WARM_REFRESHES)
+        self._unsure: set[int] = set()  # restored after a crash: see children()
         self.wall = time.time  # listing times are kept in wall-clock time across mounts
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -162,6 +166,8 @@ class Metadata:
     def _save_logged(self, everything: bool = False) -> None:
         try:
             self.save(everything)
+            if everything and hasattr(self.journal, "set_meta"):
+                self.journal.set_meta(SAVED_CLEANLY, "1")
         except Exception:
             # A cache of what the server holds: losing a save costs a listing, nothing else.
             log.exception("cannot save the metadata cache; the next mount lists again")
@@ -242,6 +248,9 @@ class Metadata:
         changed": docs/protocol.md). Returns how many folders were restored."""
         rows = self.journal.entry_rows()
         self.table.remember({row.uuid: row.ino for row in rows})
+        # Set again by the save at unmount: a crash leaves it unset (see children()).
+        clean = self.journal.get_meta(SAVED_CLEANLY) == "1"
+        self.journal.set_meta(SAVED_CLEANLY, "0")
         by_parent: dict[str | None, list[EntryRow]] = {}
         own: dict[str, EntryRow] = {}
         for row in rows:
@@ -267,6 +276,9 @@ class Metadata:
             # Listed_at != 0: a view that may be served (has_view); never in the future.
             folder.listed_at = now - max(0.0, now_wall - kept.listed_at) or -1.0
             self._restored.add(folder.ino)
+            if not clean:
+                folder.listed_at = -math.inf
+                self._unsure.add(folder.ino)
             restored += 1
             for row in entries:
                 node = self.table.by_uuid(row.uuid)
@@ -321,11 +333,14 @@ class Metadata:
         if view and offline and self.clock() < self._retry_at.get(dir_node.ino, -math.inf):
             assert dir_node.children is not None
             return dir_node.children  # the outage is known: no new attempt yet
-        refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node)
-        # The tree an earlier mount saw is shown at once; the listing of it follows.
-        warm = view and dir_node.ino in self._restored
+        # The tree an earlier mount saw is shown at once; the listing of it follows. Not when
+        # that mount ended without saving (a crash): what it did last may be missing, so its
+        # listings are the fallback of an outage only.
+        unsure = dir_node.ino in self._unsure
+        warm = view and dir_node.ino in self._restored and not unsure
+        refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node, warm)
         if not refresh.done.is_set() and not (view and (offline or warm)):
-            with trio.move_on_after(STALE_WAIT if view else math.inf):
+            with trio.move_on_after(STALE_WAIT if view and not unsure else math.inf):
                 await refresh.done.wait()
         if not refresh.done.is_set():
             log.debug("listing of %s is slow; answering from the last listing", dir_node.uuid)
@@ -337,14 +352,21 @@ class Metadata:
         assert dir_node.children is not None
         return dir_node.children
 
-    async def _start(self, dir_node: Node) -> _Refresh:
+    async def _start(self, dir_node: Node, warm: bool = False) -> _Refresh:
         refresh = _Refresh()
         self._refreshing[dir_node.ino] = refresh
 
         async def fetch() -> None:
             try:
-                with interactive():
-                    await self._refresh(dir_node)
+                if warm:
+                    # Nobody waits for it: a few at a time, so that a walk of the tree right
+                    # after a remount (ls -lR, rsync) is not slowed by re-listing all of it.
+                    async with self._warm_refreshes:
+                        with interactive():
+                            await self._refresh(dir_node)
+                else:
+                    with interactive():
+                        await self._refresh(dir_node)
                 self._retry_at.pop(dir_node.ino, None)
             except Exception as exc:
                 refresh.error = exc
@@ -458,6 +480,7 @@ class Metadata:
         dir_node.children = children
         dir_node.listed_at = started
         self._restored.discard(dir_node.ino)
+        self._unsure.discard(dir_node.ino)
         self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
