@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -168,6 +169,8 @@ class Metadata:
             self.save(everything)
             if everything and hasattr(self.journal, "set_meta"):
                 self.journal.set_meta(SAVED_CLEANLY, "1")
+        except sqlite3.Error as exc:  # e.g. the cache disk is full: expected, no traceback
+            log.warning("cannot save the metadata cache (%s); the next mount lists again", exc)
         except Exception:
             # A cache of what the server holds: losing a save costs a listing, nothing else.
             log.exception("cannot save the metadata cache; the next mount lists again")
@@ -242,6 +245,19 @@ class Metadata:
         )
 
     def restore(self) -> int:
+        """:meth:`_restore`, or a cold start when the metadata cache cannot be read."""
+        try:
+            return self._restore()
+        except Exception:
+            log.exception("cannot read the metadata cache; listing every folder again")
+            self._restored.clear()
+            self._unsure.clear()
+            root = self.table.get(ROOT_INODE)
+            if root is not None:
+                root.children, root.listed_at = None, 0.0
+            return 0
+
+    def _restore(self) -> int:
         """Show the tree the metadata cache holds (at mount start, before serving): folders
         listed less than ``ttl`` ago are fresh, as in a running mount; older ones are shown at
         once and listed again in the background (Internxt offers no cheap "has this folder
