@@ -187,10 +187,15 @@ class RetryPolicy:
         return self.stats.offline_since is not None
 
     def _went_offline(self, exc: BaseException) -> None:
-        if not isinstance(as_internxt_error(exc), (Unreachable, ServerError)):
+        # No connection, a timeout, or a gateway with nothing behind it (502/503/504). A 500
+        # or a 429 comes from the server itself: it answers, if badly (drive-server also says
+        # 500 for some refusals); listings still fall back on the last one (metadata.py).
+        exc = as_internxt_error(exc)
+        unreachable = isinstance(exc, Unreachable) or (
+            isinstance(exc, ServerError) and exc.status in (None, 502, 503, 504)
+        )
+        if not unreachable:
             return
-        if getattr(exc, "status", None) == 429:
-            return  # throttled: the server answers
         if self.stats.offline_since is None:
             self.stats.offline_since = self._clock()
             self.stats.offline_error = f"{type(exc).__name__}: {exc}"
