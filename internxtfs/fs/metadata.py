@@ -156,18 +156,19 @@ class Metadata:
                 task_status.started()
                 nursery.start_soon(self._probe)
                 while True:
-                    await trio.sleep(SAVE_INTERVAL)
+                    started = time.perf_counter()
                     self._save_logged()
+                    # A save blocks the requests for its time: a big folder changing all the
+                    # time (a copy into it) is saved less often, never more than 5% busy.
+                    await trio.sleep(max(SAVE_INTERVAL, 20 * (time.perf_counter() - started)))
         finally:
             self._bg = None
-            # At unmount, every folder: times and sizes change without a change of the
-            # folder's entries (a write), and git compares them to the nanosecond.
-            self._save_logged(everything=True)
+            self._save_logged(final=True)  # what changed since the last save
 
-    def _save_logged(self, everything: bool = False) -> None:
+    def _save_logged(self, final: bool = False) -> None:
         try:
-            self.save(everything)
-            if everything and hasattr(self.journal, "set_meta"):
+            self.save()
+            if final and hasattr(self.journal, "set_meta"):
                 self.journal.set_meta(SAVED_CLEANLY, "1")
         except sqlite3.Error as exc:  # e.g. the cache disk is full: expected, no traceback
             log.warning("cannot save the metadata cache (%s); the next mount lists again", exc)
@@ -180,16 +181,16 @@ class Metadata:
     def _mark(self, dir_node: Node) -> None:
         self._unsaved.add(dir_node.ino)
 
-    def save(self, everything: bool = False) -> None:
-        """Write the entries of folders changed since the last save (or of every folder
-        listed) to the metadata cache."""
-        if not hasattr(self.journal, "save_entries"):
-            return
-        if everything:
-            self._unsaved |= {n.ino for n in self.table.nodes() if n.children is not None}
-        if not self._unsaved:
+    def changed(self, node: Node) -> None:
+        """An entry's attributes changed here (times, size): saved with its folder."""
+        self._unsaved.add(node.parent)
+
+    def save(self) -> None:
+        """Write the entries of folders changed since the last save to the metadata cache."""
+        if not self._unsaved or not hasattr(self.journal, "save_entries"):
             return
         folders, self._unsaved = self._unsaved, set()
+        again: set[int] = set()
         now_wall, now = self.wall(), self.clock()
         saved: list[str] = []
         rows: list[EntryRow] = []
@@ -207,12 +208,17 @@ class Metadata:
                     row = self._row(child, folder.uuid, now_wall, now)
                     if row is not None:
                         rows.append(row)
+                    elif child.local_id is not None:
+                        # Not uploaded yet: the journal lists it meanwhile; once uploaded its
+                        # entry must be kept (nothing else marks the folder then).
+                        again.add(folder.ino)
             saved.append(folder.uuid)
         try:
             self.journal.save_entries(saved, rows)
         except BaseException:
             self._unsaved |= folders  # tried again at the next save
             raise
+        self._unsaved |= again
 
     def _row(
         self, node: Node, parent_uuid: str | None, now_wall: float, now: float
@@ -424,6 +430,7 @@ class Metadata:
             if lag > 0:
                 await trio.sleep(lag)
         before = self._mutations.get(dir_node.ino, 0)
+        restored = dir_node.ino in self._restored
         started = self.clock()
         # The remote object each record pointed to before the fetch: one our uploader publishes
         # while the listing is in flight must not be taken for a change made elsewhere.
@@ -472,7 +479,9 @@ class Metadata:
         files = [entry for entry in files if entry.uuid not in deleting]
         before_subdirs = self.subdirs(dir_node)
         old = dir_node.children
-        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        # A view kept by an earlier mount (the metadata cache) is no change of ours: the
+        # listing wins over it, whatever the replicas' lag.
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0 and not restored
         if lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
@@ -795,8 +804,10 @@ def _apply_times(node: Node, entry: Any) -> None:
     if not node.mtime_pinned and not same_millisecond(node.mtime_ns, modified):
         node.mtime_ns = seconds_to_ns(modified)
     # ctime never goes back: a change made here (touch, chmod, rename) moved it past what
-    # Internxt knows; a change made elsewhere shows as a newer modification time.
-    changed = max(created, modified)
+    # Internxt knows; a change made elsewhere shows as a newer modification time. The entry's
+    # creation time counts for a node seen first: for one known here it is no change of
+    # ours (Internxt sets it to the time of our upload), and git compares ctime.
+    changed = max(created, modified) if node.ctime_ns == 0 else modified
     if not same_millisecond(node.ctime_ns, changed) and seconds_to_ns(changed) > node.ctime_ns:
         node.ctime_ns = seconds_to_ns(changed)
     if node.atime_ns == 0:

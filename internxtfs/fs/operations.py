@@ -527,6 +527,7 @@ class Filesystem(pyfuse3.Operations):
         # Every change of an inode's metadata is a status change, as on a local disk (make
         # and rsync compare ctime); it lives in memory, Internxt has no field for it.
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())
+        self.meta.changed(node)  # kept for the next mount (metadata cache)
         if changed and not node.is_dir:
             local_id = self._ensure_record(node)
             # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
@@ -756,6 +757,7 @@ class Filesystem(pyfuse3.Operations):
         if not handle.wrote or node.local_id is None or node.unlinked:
             return None
         self.journal.update(node.local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
+        self.meta.changed(node)  # its times, for the next mount (metadata cache)
         handle.wrote = False
         handle.unsent = True
         return node.local_id
