@@ -17,6 +17,7 @@ from internxtfs.commands import EXIT_FAIL, UsageError
 from internxtfs.commands.account import cmd_login, cmd_logout
 from internxtfs.commands.control import cmd_flush, cmd_status, cmd_umount
 from internxtfs.commands.mounting import cmd_demo, cmd_mount, cmd_salvage
+from internxtfs.fs.modes import DeleteMode, FsyncMode
 from internxtfs.internxt import endpoints
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -93,12 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=3.0,
         help="seconds after its own change the mount asks again when Internxt contradicts it",
     )
-    mount.add_argument("--delete-mode", choices=("permanent", "trash"), default="permanent")
+    # Plain strings here (argparse then names the choices in its error); the mount config
+    # turns them into the enums.
+    mount.add_argument(
+        "--delete-mode", choices=[m.value for m in DeleteMode], default=DeleteMode.PERMANENT.value
+    )
     mount.add_argument("--flush-timeout", type=float, default=60.0)
     mount.add_argument(
         "--fsync",
-        choices=("remote", "local"),
-        default="remote",
+        choices=[m.value for m in FsyncMode],
+        default=FsyncMode.REMOTE.value,
         help="fsync returns once stored remotely (default) or once durable in the cache",
     )
     mount.add_argument(

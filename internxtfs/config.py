@@ -106,13 +106,6 @@ def save_profile(profile: Profile) -> Path:
     return target
 
 
-def profile_key_source(name: str) -> str | None:
-    try:
-        return json.loads((profile_dir(name) / "profile.json").read_text()).get("key_source")
-    except (OSError, ValueError):
-        return None
-
-
 def load_profile(
     name: str,
     *,

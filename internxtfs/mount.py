@@ -30,8 +30,10 @@ from internxtfs import busy, control, sdnotify
 from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
+from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
@@ -211,15 +213,19 @@ async def _run_mount(
             return None
 
         cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)
+        # Everything fs/ asks of Internxt goes through this one object (fs/remote.py).
+        remote = InternxtRemote(client.drive, client.network, delete_mode=config.fs.delete_mode)
+        # One lock per file, taken by every task that changes the file's remote state (the
+        # handlers, the uploader, the orphan sweeper): docs/concurrency.md.
+        file_locks = KeyedLock()
         uploader = Uploader(
             journal,
             cache,
-            client.network,
-            client.drive,
+            remote,
+            locks=file_locks,
             concurrency=config.upload_concurrency,
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
-            delete_mode=config.fs.delete_mode,
             recovery_parent=session.root_folder_uuid,
         )
         retry_stats = client.retry.stats
@@ -231,18 +237,13 @@ async def _run_mount(
             return not retry_stats.failing and uploader.relieve_pressure()
 
         cache.pressure = pressure
-        sweeper = OrphanSweeper(
-            journal,
-            client.network,
-            client.drive,
-            uploader.lock_for,
-            delete_mode=config.fs.delete_mode,
-        )
+        sweeper = OrphanSweeper(journal, remote, file_locks)
         operations = Filesystem(
-            drive=client.drive,
+            remote=remote,
             journal=journal,
             cache=cache,
             uploader=uploader,
+            locks=file_locks,
             root_uuid=session.root_folder_uuid,
             options=config.fs,
         )

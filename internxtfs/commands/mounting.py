@@ -44,14 +44,15 @@ def _group_id(text: str) -> int:
 
 
 def mount_config_from_args(args: argparse.Namespace) -> object:
+    from internxtfs.fs.modes import DeleteMode, FsyncMode
     from internxtfs.fs.operations import MountOptions
     from internxtfs.mount import MountConfig, default_cache_dir
 
     extra = parse_mount_o(args.o)
     fs = MountOptions(
         dir_cache_ttl=args.dir_cache_ttl,
-        delete_mode=args.delete_mode,
-        fsync=args.fsync,
+        delete_mode=DeleteMode(args.delete_mode),
+        fsync=FsyncMode(args.fsync),
         links=args.links == "on",
         allow_other=bool(extra.pop("allow_other", False)),
     )

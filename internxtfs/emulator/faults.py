@@ -23,7 +23,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ADMIN_PREFIX = "/_emulator"
 API_PREFIXES = ("/drive/", "/network/")
-OBJECT_PREFIX = "/objects/"
 
 
 def _eligible(emu: Emulator, request: web.Request, default: bool) -> bool:

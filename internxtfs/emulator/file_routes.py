@@ -93,10 +93,6 @@ def check_content(
     return size, file_id
 
 
-def _type_of(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 async def create_file(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
     emu = emulator_of(request)
@@ -125,9 +121,14 @@ async def create_file(request: web.Request) -> web.Response:
         raise not_found("Folder not found")
     if folder["user_id"] != user["id"]:
         raise drive_error(403, "Folder is not yours")
+    # The name check reads a replica; what it misses, the primary's unique index
+    # files_plainname_type_folderid_exists_unique refuses with 409 (docs/protocol.md,
+    # "Unique names").
+    if file_name_taken(store, folder["uuid"], plain_name, ftype, src=emu.lagged("files")):
+        raise conflict("File already exists")
     with store.transaction() as conn:
         if file_name_taken(store, folder["uuid"], plain_name, ftype):
-            raise conflict("File already exists")
+            raise conflict("A file with this name already exists in this location")
         size, file_id = check_content(store, user, body)
         file_uuid = str(uuidlib.uuid4())
         conn.execute(
@@ -156,8 +157,17 @@ async def create_file(request: web.Request) -> web.Response:
 
 
 def _owned_file(request: web.Request, user: Row) -> Row:
-    row = emulator_of(request).store.file(user["id"], path_uuid(request))
-    if row is None:
+    """The file the path names, looked up as drive-server does: on a read replica
+    (``findOneBy``/``findByUuid`` in file.usecase.ts' deleteFilePermanently, updateFileMetaData
+    and replaceFile), so a file created a moment ago is 404. The row returned is the current
+    one: the writes that follow go to the primary."""
+    emu = emulator_of(request)
+    uuid = path_uuid(request)
+    seen = emu.store.one(
+        f"SELECT 1 FROM {emu.lagged('files')} WHERE uuid = ? AND user_id = ?", uuid, user["id"]
+    )
+    row = emu.store.file(user["id"], uuid)
+    if seen is None or row is None:
         raise not_found("File not found")
     return row
 
@@ -210,10 +220,15 @@ async def move(request: web.Request) -> web.Response:
     uuid = path_uuid(request)
     body = await json_body(request)
     destination = destination_folder(body)
+    # Both lookups read a replica (moveFile in file.usecase.ts): a file or a destination
+    # created a moment ago "can not be moved" (422).
+    seen = store.one(
+        f"SELECT 1 FROM {emu.lagged('files')} WHERE uuid = ? AND user_id = ?", uuid, user["id"]
+    )
     row = store.file(user["id"], uuid)
-    if row is None or row["status"] == "DELETED":
+    if seen is None or row is None or row["status"] == "DELETED":
         raise drive_error(422, f"File {uuid} can not be moved")
-    target = live_folder(store, user["id"], destination)
+    target = live_folder(store, user["id"], destination, emu.lagged("folders"))
     if target is None:
         raise drive_error(422, f"File can not be moved to {destination}")
     # ``name ?? old`` and ``type ?? old``: a present "" clears the extension (§7.4).

@@ -138,9 +138,15 @@ async def create_folder(request: web.Request) -> web.Response:
     parent = live_folder(store, user["id"], parent_uuid.lower(), emu.lagged("folders"))
     if parent is None:
         raise not_found("Parent folder does not exist")
+    # The name check reads a replica too. What it misses, the primary's unique index
+    # folders_parentuuid_plainname_unique refuses, and the controller's UniqueConstraintFilter
+    # maps only the index's dropped predecessor to 409: the answer is a plain 500
+    # (docs/protocol.md, "Unique names").
+    if folder_name_taken(store, parent["uuid"], body["plainName"], src=emu.lagged("folders")):
+        raise conflict("Folder with the same name already exists in this location")
     with store.transaction():
         if folder_name_taken(store, parent["uuid"], body["plainName"]):
-            raise conflict("Folder with the same name already exists in this location")
+            raise ApiError(500, {"statusCode": 500, "message": "Internal server error"})
         row = _insert_folder(store, user, parent, body)
     return web.json_response(folder_dto(row), status=201)
 
@@ -315,14 +321,16 @@ async def get_meta(request: web.Request) -> web.Response:
 
 async def rename(request: web.Request) -> web.Response:
     user = tokens.require_user(request)
-    store = emulator_of(request).store
+    emu = emulator_of(request)
+    store = emu.store
     uuid = path_uuid(request)
     body = await json_body(request)
     name = body.get("plainName")
     if not valid_folder_name(name):
         raise bad_request("Invalid folder name")
+    # The lookup reads a replica (updateFolderMetaData in folder.usecase.ts).
     folder = store.folder(user["id"], uuid)
-    if folder is None:
+    if folder is None or folder_by_uuid(store, user["id"], uuid, emu.lagged("folders")) is None:
         raise not_found("Folder not found")
     if folder["removed"]:
         raise drive_error(422, "Folder is removed")
@@ -349,12 +357,14 @@ async def move(request: web.Request) -> web.Response:
     name = body.get("name")
     if name is not None and not valid_folder_name(name):
         raise bad_request("Invalid folder name")
+    # Both lookups read a replica (moveFolder and getFolderByUuid in folder.usecase.ts): a
+    # folder or a destination created a moment ago is 404.
     folder = store.folder(user["id"], uuid)
-    if folder is None:
+    if folder is None or folder_by_uuid(store, user["id"], uuid, emu.lagged("folders")) is None:
         raise not_found("Folder does not exist")
     if folder["parent_uuid"] is None or folder["removed"]:
         raise drive_error(422, "Folder can not be moved")
-    target = live_folder(store, user["id"], destination)
+    target = live_folder(store, user["id"], destination, emu.lagged("folders"))
     if target is None:
         raise not_found("Destination folder does not exist")
     # Moving a folder under itself would detach a cycle from the tree; refuse it.

@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -94,7 +94,10 @@ _UPGRADES = {
     2: [_REPLACEMENTS_TABLE],
     3: [_OWNERS_TABLE],
     4: [_FOLDER_MTIME_COLUMN],
-    5: [_ENTRIES_TABLE, _ENTRIES_INDEX],
+    # files.pending_generation was written at every publish and never read (the generation a
+    # publish checks is the record's own, read under the file's lock). SQLite >= 3.35.
+    5: ["ALTER TABLE files DROP COLUMN pending_generation"],
+    6: [_ENTRIES_TABLE, _ENTRIES_INDEX],
 }
 
 RECOVERY_HINT = (
@@ -123,8 +126,7 @@ CREATE TABLE files (
     generation INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
     last_access REAL NOT NULL,
-    pending_file_id TEXT,
-    pending_generation INTEGER
+    pending_file_id TEXT
 );
 CREATE INDEX files_remote ON files(remote_uuid) WHERE remote_uuid IS NOT NULL;
 CREATE INDEX files_pending ON files(dirty, deleted) WHERE dirty OR deleted;
@@ -177,8 +179,8 @@ class Orphan:
     file_id: str
     local_id: int | None
     reason: str  # UNPUBLISHED or UNCERTAIN
-    parent_uuid: str | None  # where the publish that may have referenced it was aimed
-    name: str | None
+    parent_uuid: str | None = None  # where the publish that may have referenced it was aimed
+    name: str | None = None
 
 
 ASIDE = "aside"
@@ -269,7 +271,6 @@ class FileRecord:
     deleted: bool  # unlinked locally; if remote_uuid is set, its remote delete is pending
     last_access: float  # wall-clock seconds, coarse (eviction order after a restart)
     pending_file_id: str | None = None  # uploaded network object being published
-    pending_generation: int | None = None  # generation that object holds
 
 
 _FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
@@ -620,11 +621,8 @@ class Journal:
             (file_id, local_id, reason, parent_uuid, name),
         )
 
-    def orphans(self) -> list[tuple[str, int | None, str]]:
-        """(network file id, local_id, reason) of objects to clean up (see the schema)."""
-        return [(o.file_id, o.local_id, o.reason) for o in self.orphan_rows()]
-
     def orphan_rows(self) -> list[Orphan]:
+        """The objects to clean up (see the ``orphans`` table)."""
         rows = self._db.execute("SELECT file_id, local_id, reason, parent_uuid, name FROM orphans")
         return [Orphan(*row) for row in rows]
 

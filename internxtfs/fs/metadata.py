@@ -534,8 +534,8 @@ class Metadata:
         dir_node: Node,
         folders: list[Any],
         files: list[Any],
-        published: dict[int, tuple[str | None, int]] | None = None,
-        unpublished: set[int] | None = None,
+        published: dict[int, tuple[str | None, int]],
+        unpublished: set[int],
     ) -> dict[str, int]:
         children: dict[str, int] = {}
         assert dir_node.uuid is not None
@@ -565,7 +565,7 @@ class Metadata:
             children[name] = node.ino
 
         listed = {entry.uuid for entry in files}
-        local_by_remote, pending_here = self._local_records(dir_node, unpublished or set(), listed)
+        local_by_remote, pending_here = self._local_records(dir_node, unpublished, listed)
         # Names a link's short name may not take: a regular file or folder holds it.
         regular_names = {str(e.name) for e in files} | {f.name for f in folders}
         regular_names |= {r.name for r in pending_here}
@@ -636,7 +636,7 @@ class Metadata:
                 node.size = record.size  # local content not uploaded yet wins
                 node.mtime_ns = record.mtime_ns or node.mtime_ns
             elif record is not None and (record.remote_file_id, record.remote_size) != remote:
-                if published is None or published.get(record.local_id) != (
+                if published.get(record.local_id) != (
                     record.remote_file_id,
                     record.remote_size,
                 ):

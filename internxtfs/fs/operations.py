@@ -9,17 +9,20 @@ to files not uploaded yet stay in the journal.
 
 Shared state between handler tasks: the inode table and listings (see metadata.py), the open
 handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
-namespace changes and its publish step are serialised by ``uploader.lock_for(local_id)``.
+namespace changes and its publish step are serialised by the file's lock (``locks``, owned by
+the mount wiring; docs/concurrency.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +31,18 @@ import pyfuse3
 import trio
 
 from internxtfs.fs import links, names
+from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import local_owner_key
+from internxtfs.fs.journal import Journal, local_owner_key
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
+from internxtfs.fs.modes import DeleteMode, FsyncMode
 from internxtfs.fs.ownership import Ownership
+from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
+from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
@@ -50,9 +58,9 @@ class MountOptions:
     allow_other: bool = False
     dir_cache_ttl: float = 10.0
     attr_timeout: float = 1.0
-    delete_mode: str = "permanent"  # or "trash"
+    delete_mode: DeleteMode = DeleteMode.PERMANENT
     statfs_ttl: float = 30.0
-    fsync: str = "remote"  # or "local": see docs/semantics.md
+    fsync: FsyncMode = FsyncMode.REMOTE  # see docs/semantics.md
     links: bool = True  # symlinks stored as NAME.rclonelink files (fs/links.py); off: EPERM
 
 
@@ -78,28 +86,30 @@ class Filesystem(pyfuse3.Operations):
     def __init__(
         self,
         *,
-        drive: Any,
-        journal: Any,
-        cache: Any,
-        uploader: Any,
+        remote: Remote,
+        journal: Journal,
+        cache: BlockCache,
+        uploader: Uploader,
+        locks: KeyedLock,
         root_uuid: str,
         options: MountOptions,
         clock_ns: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.drive = drive
+        self.remote = remote
         self.journal = journal
         self.cache = cache
         self.uploader = uploader
+        self.locks = locks  # per file (local_id), shared with the uploader and the sweeper
         self.options = options
         self.clock_ns = clock_ns
         self.monotonic = monotonic
         self.table = InodeTable(root_uuid, clock_ns())
         # Renames over an existing entry; the mount runs its background task (replacements.run).
-        self.replacements = Replacements(drive, journal, self._delete_remote)
+        self.replacements = Replacements(remote, journal)
         self.meta = Metadata(
-            drive,
+            remote,
             self.table,
             journal,
             options.dir_cache_ttl,
@@ -108,10 +118,10 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
-            listing_lag=getattr(drive, "listing_lag", None),
-            recently_written=getattr(drive, "recently_written", None),
-            recently_deleted=getattr(drive, "recently_deleted", None),
-            offline=getattr(drive, "offline", None),
+            listing_lag=remote.listing_lag,
+            recently_written=remote.recently_written,
+            recently_deleted=remote.recently_deleted,
+            offline=remote.offline,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -270,6 +280,11 @@ class Filesystem(pyfuse3.Operations):
         record = None if node.local_id is None else self.journal.get(node.local_id)
         return record is not None and record.deleted and record.remote_uuid is not None
 
+    def _file_lock(self, local_id: int | None) -> AbstractAsyncContextManager[None]:
+        """The file's lock (docs/concurrency.md); a file without a record has no state that
+        a publish or a sweep could change meanwhile."""
+        return contextlib.nullcontext() if local_id is None else self.locks.hold(local_id)
+
     def _sync_uuid(self, node: Node) -> None:
         """Learn the uuid the uploader gave a file we created (call under its lock)."""
         if node.local_id is None:
@@ -371,10 +386,7 @@ class Filesystem(pyfuse3.Operations):
 
     async def _remove_file(self, parent: Node, node: Node) -> None:
         """Delete a file remotely (if it exists there) and unlink it locally."""
-        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
-        if lock is not None:
-            await lock.acquire()
-        try:
+        async with self._file_lock(node.local_id):
             self._sync_uuid(node)
             if node.uuid is not None and node.open_handles and node.local_id is not None:
                 await self._unlink_while_open(parent, node)
@@ -406,9 +418,6 @@ class Filesystem(pyfuse3.Operations):
                 self.owners.forget(node)
             self.table.unlink_child(parent, node.name)
             self._touch_dir(parent)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _unlink_while_open(self, parent: Node, node: Node) -> None:
         """unlink (or rename over) a stored file that is still open: POSIX keeps it readable
@@ -426,7 +435,7 @@ class Filesystem(pyfuse3.Operations):
         self.journal.update(local_id, deleted=True, name=aside)
         self.uploader.hold(local_id)
         try:
-            await self.drive.move_file(node.uuid, record.parent_uuid, aside)
+            await self.remote.move_file(node.uuid, record.parent_uuid, aside)
         except ie.NotFound:
             # Deleted elsewhere already: nothing to keep aside, only the local data is left.
             log.info("%r was already gone remotely", node.name)
@@ -441,17 +450,6 @@ class Filesystem(pyfuse3.Operations):
             self._drop_local(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
-
-    async def _delete_remote(self, kind: str, uuid: str) -> None:
-        try:
-            if self.options.delete_mode == "trash":
-                await self.drive.trash([(uuid, kind)])
-            elif kind == "file":
-                await self.drive.delete_file(uuid)
-            else:
-                await self.drive.delete_folder(uuid)
-        except ie.NotFound:
-            log.info("%s %s was already gone remotely", kind, uuid)
 
     # --- lookup and attributes --------------------------------------------------------------
 
@@ -566,8 +564,8 @@ class Filesystem(pyfuse3.Operations):
         target = await self._link_target(node)
         # A new object: replacing an entry with the object it already points at would have
         # Internxt delete that object as the replaced content.
-        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
-        entry = await self.drive.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
+        file_id = await self.remote.upload(_bytes_reader(target), len(target))
+        entry = await self.remote.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
         if node.uuid == uuid:  # not renamed over or unlinked meanwhile
             node.file_id = entry.file_id or file_id
             node.link_target = target
@@ -613,7 +611,7 @@ class Filesystem(pyfuse3.Operations):
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         now = self.clock_ns()
-        entry = await self.drive.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
+        entry = await self.remote.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
         node = self.table.new_node(
             is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
@@ -646,7 +644,7 @@ class Filesystem(pyfuse3.Operations):
         # Emptiness is checked against the server, never the last listing.
         if await self.meta.children(node, ask_server=True):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        await self._delete_remote("folder", node.uuid)
+        await self.remote.delete("folder", node.uuid, name=node.name)
         self.owners.forget(node)
         self.table.unlink_child(parent, node.name)
         self._touch_dir(parent)
@@ -747,7 +745,7 @@ class Filesystem(pyfuse3.Operations):
 
     def _check_size_cap(self, end: int) -> None:
         """EFBIG past the plan's per-file cap: Internxt would refuse to store the file."""
-        cap = getattr(self.uploader, "size_cap", None)
+        cap = self.uploader.size_cap
         if cap is not None and end > cap:
             self._warn_once("size cap", f"files over {cap} bytes exceed your Internxt plan: EFBIG")
             raise pyfuse3.FUSEError(errno.EFBIG)
@@ -798,7 +796,7 @@ class Filesystem(pyfuse3.Operations):
                 local_id = node.local_id
         if local_id is None:
             return
-        if self.options.fsync == "local":
+        if self.options.fsync is FsyncMode.LOCAL:
             # S3QL's meaning: durable in the local cache (data and journal on disk); the
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)
@@ -896,11 +894,8 @@ class Filesystem(pyfuse3.Operations):
             else:
                 await self._move_file(node, new_parent, new_name)
 
-        lock = None
-        if not target.is_dir and target.local_id is not None:
-            lock = self.uploader.lock_for(target.local_id)  # no publish of it meanwhile
-            await lock.acquire()
-        try:
+        # No publish of the target meanwhile.
+        async with self._file_lock(None if target.is_dir else target.local_id):
             if not target.is_dir:
                 self._sync_uuid(target)
             if target.uuid is None:
@@ -936,9 +931,6 @@ class Filesystem(pyfuse3.Operations):
                 on_landed=landed,
             )
             self.table.unlink_child(new_parent, target.name)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node
@@ -976,26 +968,23 @@ class Filesystem(pyfuse3.Operations):
     async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None
         if node.parent == new_parent.ino:
-            await self.drive.rename_folder(node.uuid, new_name)
+            await self.remote.rename_folder(node.uuid, new_name)
         else:
-            await self.drive.move_folder(node.uuid, new_parent.uuid, new_name)
+            await self.remote.move_folder(node.uuid, new_parent.uuid, new_name)
 
     async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
-        lock = self.uploader.lock_for(node.local_id) if node.local_id is not None else None
-        if lock is not None:
-            await lock.acquire()
-        try:
+        async with self._file_lock(node.local_id):
             self._sync_uuid(node)
             if node.uuid is not None:
                 try:
                     try:
-                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
                     except ie.Conflict:
                         # A file unlinked here a moment ago whose delete is still queued
                         # holds the name: delete it now and move again.
                         if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
                             raise
-                        await self.drive.move_file(node.uuid, new_parent.uuid, new_name)
+                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
                 except ie.Conflict:
                     # Another client created that name after our listing: rename(2) replaces
                     # the target, as a local rename over it would. A folder of that name, or
@@ -1005,7 +994,7 @@ class Filesystem(pyfuse3.Operations):
                         uuid = node.uuid
 
                         async def move_again() -> None:
-                            await self.drive.move_file(uuid, new_parent.uuid, new_name)
+                            await self.remote.move_file(uuid, new_parent.uuid, new_name)
 
                         await self.replacements.rename_over(
                             target_uuid=unseen,
@@ -1019,9 +1008,6 @@ class Filesystem(pyfuse3.Operations):
                 crash_point("after-remote-move")
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
-        finally:
-            if lock is not None:
-                lock.release()
 
     async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
         """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move
@@ -1030,7 +1016,7 @@ class Filesystem(pyfuse3.Operations):
         listing), which the rename may replace; anything else is EEXIST."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
-        found = await self.drive.files_exist(parent.uuid, [name])
+        found = await self.remote.files_exist(parent.uuid, [name])
         if any(entry.uuid == node.uuid for entry in found):
             return None
         if not found:
@@ -1063,8 +1049,8 @@ class Filesystem(pyfuse3.Operations):
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
             stored = self.uploader.stored_bytes
             try:
-                used = await self.drive.usage()
-                limit = await self.drive.limit()
+                used = await self.remote.usage()
+                limit = await self.remote.limit()
             except ie.InternxtError as exc:
                 if self._statfs is None:
                     self._statfs = self._kept_quota(now, stored)
@@ -1122,10 +1108,10 @@ class Filesystem(pyfuse3.Operations):
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
         # upload on, and what symlink() returns is then what Internxt holds.
         now = self.clock_ns()
-        file_id = await self.uploader.network.upload(_bytes_reader(target), len(target))
+        file_id = await self.remote.upload(_bytes_reader(target), len(target))
 
         async def create() -> Any:
-            return await self.drive.create_file(
+            return await self.remote.create_file(
                 parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
             )
 
@@ -1172,7 +1158,7 @@ class Filesystem(pyfuse3.Operations):
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
             file_id = node.file_id
-            target = await self.uploader.network.download_range(file_id, 0, node.size)
+            target = await self.remote.download_range(file_id, 0, node.size)
             if node.file_id == file_id:  # not changed by a listing meanwhile
                 node.link_target = target
             return target

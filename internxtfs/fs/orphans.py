@@ -24,58 +24,39 @@ unmount. Any failure leaves the row for the next sweep; the task itself never di
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from internxtfs.fs.journal import UNPUBLISHED, Journal, Orphan
+from internxtfs.fs.locks import KeyedLock
+from internxtfs.fs.modes import DeleteMode
+from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import NotFound
 
 log = logging.getLogger(__name__)
-
-
-class _Network(Protocol):
-    async def delete(self, file_id: str) -> None: ...
-
-    async def info(self, file_id: str) -> Any: ...
-
-
-class _Drive(Protocol):
-    async def file_meta(self, uuid: str) -> Any: ...
-
-    async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
-
-    async def delete_file(self, uuid: str) -> None: ...
-
-    async def trash(self, items: Any) -> None: ...
 
 
 class OrphanSweeper:
     def __init__(
         self,
         journal: Journal,
-        network: _Network,
-        drive: _Drive,
-        lock_for: Callable[[int], trio.Lock],
+        remote: Remote,
+        locks: KeyedLock,
         *,
-        delete_mode: str = "permanent",
         interval: float = 60.0,
     ) -> None:
         self.journal = journal
-        self.network = network
-        self.drive = drive
-        self.lock_for = lock_for
-        self.delete_mode = delete_mode
+        self.remote = remote
+        self.locks = locks  # per file (local_id): shared with the uploader and the handlers
         self.interval = interval
         self.deleted = 0  # objects deleted by this mount
         self._kept_logged: set[str] = set()
         self._sweeping = trio.Lock()
 
     def stats(self) -> dict[str, int]:
-        return {"orphans": len(self.journal.orphans()), "orphans_deleted": self.deleted}
+        return {"orphans": len(self.journal.orphan_rows()), "orphans_deleted": self.deleted}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep now, then every ``interval`` seconds. ``await nursery.start(sweeper.run)``."""
@@ -108,7 +89,7 @@ class OrphanSweeper:
             return True
         local_id = orphan.local_id
         if local_id is not None and self.journal.get(local_id) is not None:
-            async with self.lock_for(local_id):
+            async with self.locks.hold(local_id):
                 record = self.journal.get(local_id)
                 if record is not None:
                     if record.dirty or record.deleted or record.pending_file_id:
@@ -118,7 +99,7 @@ class OrphanSweeper:
                         return False
                     if record.remote_uuid is not None:
                         try:
-                            entry = await self.drive.file_meta(record.remote_uuid)
+                            entry = await self.remote.file_meta(record.remote_uuid)
                         except NotFound:
                             entry = None
                         if entry is not None and entry.file_id == orphan.file_id:
@@ -132,9 +113,7 @@ class OrphanSweeper:
         # The file is gone from the journal (unlinked, or its record dropped).
         if await self._remove_ghost(orphan, keep=None):
             return False
-        try:
-            await self.network.info(orphan.file_id)
-        except NotFound:
+        if not await self.remote.object_exists(orphan.file_id):
             self.journal.remove_orphan(orphan.file_id)  # went with the entry that held it
             return False
         if orphan.file_id not in self._kept_logged:
@@ -153,7 +132,7 @@ class OrphanSweeper:
         if orphan.parent_uuid is None or orphan.name is None:
             return False
         try:
-            found = await self.drive.files_exist(orphan.parent_uuid, [orphan.name])
+            found = await self.remote.files_exist(orphan.parent_uuid, [orphan.name])
         except NotFound:  # that folder is gone, and whatever was in it
             return False
         for entry in found:
@@ -164,15 +143,15 @@ class OrphanSweeper:
                 "file renamed, moved or deleted since",
                 orphan.name,
             )
-            if self.delete_mode == "trash":
-                await self.drive.trash([(entry.uuid, "file")])
+            # A permanent delete takes the object with the entry (on Internxt's side); the
+            # trash keeps it, so it must not be deleted then.
+            trashed = await self.remote.delete("file", entry.uuid, name=orphan.name)
+            if trashed and self.remote.delete_mode is DeleteMode.TRASH:
                 self.journal.remove_orphan(orphan.file_id)
                 return True
-            with contextlib.suppress(NotFound):  # Internxt deletes the object with the entry
-                await self.drive.delete_file(entry.uuid)
         return False
 
     async def _delete(self, file_id: str) -> None:
-        await self.network.delete(file_id)
+        await self.remote.delete_object(file_id)
         self.journal.remove_orphan(file_id)
         log.info("deleted orphaned network object %s", file_id)

@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
+from internxtfs.fs.remote import Remote
 from internxtfs.fs.uploader import marked_name
 from internxtfs.internxt import errors as ie
 
@@ -56,24 +57,10 @@ def aside_name(uuid: str) -> str:
     return f"{ASIDE_PREFIX}{uuid}"
 
 
-class _Drive(Protocol):
-    # ``stale``: an answer a lagging read replica may give; asked again (internxt/consistency.py)
-    async def file_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
-    async def folder_meta(self, uuid: str, *, stale: Callable[[Any], bool]) -> Any: ...
-    async def move_file(self, uuid: str, dest_folder_uuid: str, new_name: str) -> Any: ...
-    async def rename_folder(self, uuid: str, new_name: str) -> Any: ...
-    async def files_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
-    async def folders_exist(self, folder_uuid: str, names: Any) -> list[Any]: ...
-
-
-RemoteDelete = Callable[[str, str], Awaitable[None]]  # (kind, uuid); NotFound counts as done
-
-
 class Replacements:
-    def __init__(self, drive: _Drive, journal: Journal, delete: RemoteDelete) -> None:
-        self.drive = drive
+    def __init__(self, remote: Remote, journal: Journal) -> None:
+        self.remote = remote
         self.journal = journal
-        self._delete = delete
         self._active: set[str] = set()
         self._wake = trio.Event()
         # One resolve_all at a time (the background task, flush and unmount all call it): two
@@ -168,7 +155,7 @@ class Replacements:
         if row.state == ASIDE:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
-            await self._delete(row.kind, row.target_uuid)
+            await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
             self.journal.remove_replacement(row.target_uuid)
         else:
             self._wake.set()
@@ -193,9 +180,9 @@ class Replacements:
         stale = lambda meta: not landed(meta)  # noqa: E731
         try:
             if row.kind == "file":
-                meta = await self.drive.file_meta(row.source_uuid, stale=stale)
+                meta = await self.remote.file_meta(row.source_uuid, stale=stale)
             else:
-                meta = await self.drive.folder_meta(row.source_uuid, stale=stale)
+                meta = await self.remote.folder_meta(row.source_uuid, stale=stale)
         except ie.NotFound:
             return False
         return landed(meta)
@@ -210,9 +197,9 @@ class Replacements:
             # "Still at its name" may be a replica that has not seen the move aside yet: left
             # there, the target would stay hidden. Asked again until it holds past the window.
             if row.kind == "file":
-                meta = await self.drive.file_meta(row.target_uuid, stale=at_name)
+                meta = await self.remote.file_meta(row.target_uuid, stale=at_name)
             else:
-                meta = await self.drive.folder_meta(row.target_uuid, stale=at_name)
+                meta = await self.remote.folder_meta(row.target_uuid, stale=at_name)
             where = _where(row, meta)
             if meta.status != "EXISTS":
                 log.info("the entry a rename would have replaced, %r, is gone", row.name)
@@ -230,9 +217,9 @@ class Replacements:
 
     async def _move_target(self, row: Replacement, new_name: str) -> None:
         if row.kind == "file":
-            await self.drive.move_file(row.target_uuid, row.parent_uuid, new_name)
+            await self.remote.move_file(row.target_uuid, row.parent_uuid, new_name)
         else:
-            await self.drive.rename_folder(row.target_uuid, new_name)
+            await self.remote.rename_folder(row.target_uuid, new_name)
 
     async def resolve_all(self) -> int:
         """Settle every journaled row not handled by a live rename; returns how many are

@@ -5,10 +5,10 @@ a file being written is not uploaded at every close), several files at a time. O
 
 1. pin the file in the block cache, fetch whatever remote blocks it lacks (``ensure_complete``)
    and snapshot ``generation``, ``size`` and ``mtime_ns``;
-2. ``network.upload(reader, size)`` streams the cache file into a new network object (size 0:
+2. ``remote.upload(reader, size)`` streams the cache file into a new network object (size 0:
    no object); if the file changed meanwhile (generation moved) the object is *not* published
    (it would mix two versions): it is recorded as an orphan and the file is uploaded again;
-3. under :meth:`lock_for` (the operations layer takes it for rename/unlink of the file), the
+3. under the file's lock (``locks``: the operations layer takes it for rename/unlink), the
    record is re-read: the object id is journaled as ``pending_file_id`` first, then the entry is
    created in the record's *current* parent/name (a rename of a file never uploaded only
    changed the journal) or, if it exists, pointed at the new object (``replace_file``: old or
@@ -50,8 +50,8 @@ free for small files; among files whose quiet period is over, the oldest due goe
 Shared state between trio tasks (all mutated only between awaits, no lock needed):
 ``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
 ``_errors``/``_failures`` and ``_changed`` (an Event replaced on every state change, which
-wakes the scheduler and :meth:`wait_idle`). ``_locks`` (per-file trio.Lock) serialises the
-publish step against rename/unlink in the operations layer.
+wakes the scheduler and :meth:`wait_idle`). The file's lock in ``locks`` (injected, see
+docs/concurrency.md) serialises the publish step against rename/unlink in the operations layer.
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
+from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import (
     AuthError,
     Conflict,
@@ -96,10 +98,6 @@ def marked_name(name: str, mark: str) -> str:
 MiB = 1024 * 1024
 
 
-class _Entry(Protocol):
-    uuid: str
-
-
 ConflictHook = Callable[[FileRecord, Conflict], Awaitable[str | None]]
 
 
@@ -125,16 +123,15 @@ class Uploader:
         self,
         journal: Journal,
         cache: BlockCache,
-        network: Any,
-        drive: Any,
+        remote: Remote,
         *,
+        locks: KeyedLock,
         concurrency: int = 4,
         quiet_period: float = 1.0,
         big_file_threshold: int = 16 * MiB,
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
         on_conflict: ConflictHook = _raise_conflict,
-        delete_mode: str = "permanent",
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
@@ -144,15 +141,16 @@ class Uploader:
             raise ValueError("concurrency must be at least 1")
         self.journal = journal
         self.cache = cache
-        self.network = network
-        self.drive = drive
+        self.remote = remote
+        # Per file (local_id), owned by the mount wiring and shared with the handlers and the
+        # orphan sweeper: the publish step and a rename/unlink of the file never overlap.
+        self.locks = locks
         self.concurrency = concurrency
         self.quiet_period = quiet_period
         self.big_file_threshold = big_file_threshold
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
-        self.delete_mode = delete_mode  # for remote deletes sent from here (pending ones)
         # Where files whose folder was deleted elsewhere are stored (see _rehome); None: fail.
         self.recovery_parent = recovery_parent
         self._recovery_uuid: str | None = None
@@ -163,7 +161,6 @@ class Uploader:
         self._running: dict[int, int] = {}  # local_id -> size being uploaded
         self._errors: dict[int, _Failure] = {}  # last failure per file (cleared on success)
         self._failures: dict[int, int] = {}  # failures ever, per file: wait_idle compares them
-        self._locks: dict[int, trio.Lock] = {}
         self._changed = trio.Event()
         self._tasks: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -195,13 +192,6 @@ class Uploader:
         self.size_cap_ttl = size_cap_ttl
 
     # --- API for the operations layer ------------------------------------------------------
-
-    def lock_for(self, local_id: int) -> trio.Lock:
-        """The lock serialising a file's publish step with its rename/unlink."""
-        lock = self._locks.get(local_id)
-        if lock is None:
-            lock = self._locks[local_id] = trio.Lock()
-        return lock
 
     def schedule(self, local_id: int, *, immediate: bool = False) -> None:
         """Queue a file for upload after the quiet period (``immediate``: now, e.g. fsync)."""
@@ -266,9 +256,7 @@ class Uploader:
                         parent_uuid=record.parent_uuid,
                         name=record.name,
                     )
-                    self.journal.update(
-                        record.local_id, pending_file_id=None, pending_generation=None
-                    )
+                    self.journal.update(record.local_id, pending_file_id=None)
                 self._queue[record.local_id] = _Queued(self._clock())
                 count += 1
         if count:
@@ -518,9 +506,6 @@ class Uploader:
             if self._has_work(local_id) and local_id not in self._queue:
                 # Changed during the upload: go again after the quiet period.
                 self._queue[local_id] = _Queued(self._clock() + self.quiet_period)
-            lock = self._locks.get(local_id)
-            if self.journal.get(local_id) is None and lock is not None and not lock.locked():
-                del self._locks[local_id]
             self._notify()
 
     async def _learn_size_cap(self) -> None:
@@ -601,9 +586,7 @@ class Uploader:
         now = self._clock()
         fresh = self._size_cap_at is not None and now - self._size_cap_at < self.size_cap_ttl
         if force or not fresh:
-            limits = getattr(self.drive, "file_limits", None)
-            if limits is not None:
-                self.size_cap = await limits()
+            self.size_cap = await self.remote.file_limits()
             self._size_cap_at = now
         return self.size_cap
 
@@ -628,7 +611,7 @@ class Uploader:
             if done > sent.get(offset, 0):
                 sent[offset] = done
 
-        file_id: str = await self.network.upload(
+        file_id: str = await self.remote.upload(
             self.cache.reader(local_id, size), size, progress=progress
         )
         self._unpublished[local_id] = (generation, file_id)
@@ -654,7 +637,7 @@ class Uploader:
                     name=record.name if record else None,
                 )
                 if record is not None:
-                    self.journal.update(local_id, pending_file_id=None, pending_generation=None)
+                    self.journal.update(local_id, pending_file_id=None)
         except sqlite3.Error as exc:  # disk full: pending_file_id stays, resume() covers it
             log.warning("cannot record object %s as uncertain: %s", file_id, exc)
 
@@ -673,7 +656,7 @@ class Uploader:
         self, local_id: int, generation: int, size: int, mtime_ns: int, file_id: str | None
     ) -> bool:
         """Point the drive entry at the uploaded object; False when it was not published."""
-        async with self.lock_for(local_id):
+        async with self.locks.hold(local_id):
             record = self.journal.get(local_id)
             if record is None or record.deleted or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
@@ -681,7 +664,7 @@ class Uploader:
                 return False
             # Journaled before the drive call: after a crash here, resume() knows this object
             # may be referenced (see the module docstring).
-            self.journal.update(local_id, pending_file_id=file_id, pending_generation=generation)
+            self.journal.update(local_id, pending_file_id=file_id)
             # Internxt keeps milliseconds: send the local time cut to its millisecond. The float
             # of the raw ns time (…123.999999 s) rounds up to the next millisecond on the way
             # (datetime keeps microseconds), and a listing refresh then moved the file's stat
@@ -695,13 +678,13 @@ class Uploader:
                 if uuid is not None and file_id is None:
                     # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
                     # so the old entry goes (as an unlink would) and an empty one is created.
-                    await self._remove_entry(uuid, record.name)
+                    await self.remote.delete("file", uuid, name=record.name)
                     record = self.journal.update(local_id, remote_uuid=None)
                     uuid = None
                 if uuid is not None:
                     assert file_id is not None
                     try:
-                        await self.drive.replace_file(uuid, file_id, size, mtime=mtime)
+                        await self.remote.replace_file(uuid, file_id, size, mtime=mtime)
                         crash_point("after-replace")
                     except NotFound:
                         log.warning("remote entry of %r vanished; creating it again", record.name)
@@ -738,7 +721,6 @@ class Uploader:
                     remote_size=size,
                     remote_valid_len=valid,
                     pending_file_id=None,
-                    pending_generation=None,
                 )
                 self.cache.mark_clean(local_id, generation)  # last: see its docstring
             self._uploaded += 1
@@ -753,12 +735,14 @@ class Uploader:
         # moved that pending object to the 'uncertain' orphans: the replace may have landed).
         ours = {record.remote_file_id, record.pending_file_id}
         ours |= {
-            f for f, lid, why in self.journal.orphans() if lid == local_id and why == UNCERTAIN
+            o.file_id
+            for o in self.journal.orphan_rows()
+            if o.local_id == local_id and o.reason == UNCERTAIN
         }
         try:
             # Another object than ours may be a read replica that has not seen our last
             # replace yet: that answer is asked again until it holds past the lag window.
-            entry = await self.drive.file_meta(
+            entry = await self.remote.file_meta(
                 record.remote_uuid, stale=lambda e: e.status != "EXISTS" or e.file_id not in ours
             )
         except NotFound:
@@ -783,7 +767,7 @@ class Uploader:
         """Create the entry (or replace the one the conflict hook names); returns its uuid."""
         for _ in range(3):
             try:
-                entry: _Entry = await self.drive.create_file(
+                entry = await self.remote.create_file(
                     record.parent_uuid, record.name, size, file_id, mtime=mtime
                 )
                 return entry.uuid
@@ -804,10 +788,11 @@ class Uploader:
                     continue  # the file unlinked under this name is gone now: create again
                 target = await self.on_conflict(record, exc)
                 if target is not None and file_id is None:
-                    await self._remove_entry(target, record.name)  # no replace to empty
+                    # Internxt cannot replace to empty content: the entry goes, ours is created.
+                    await self.remote.delete("file", target, name=record.name)
                     continue
                 if target is not None:
-                    await self.drive.replace_file(target, file_id, size, mtime=mtime)
+                    await self.remote.replace_file(target, file_id, size, mtime=mtime)
                     return target
                 fresh = self.journal.get(record.local_id)
                 if fresh is None or fresh.deleted:
@@ -823,9 +808,9 @@ class Uploader:
         async with self._recovery_lock:  # one create of the folder, not one per upload
             if self._recovery_uuid is None:
                 try:
-                    folder = await self.drive.create_folder(self.recovery_parent, RECOVERY_FOLDER)
+                    folder = await self.remote.create_folder(self.recovery_parent, RECOVERY_FOLDER)
                 except Conflict:
-                    found = await self.drive.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
+                    found = await self.remote.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
                     if not found:
                         raise
                     folder = found[0]
@@ -840,24 +825,14 @@ class Uploader:
         )
         return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
-    async def _remove_entry(self, uuid: str, name: str) -> None:
-        """Trash or delete a file entry, as the delete mode says; already gone is done."""
-        try:
-            if self.delete_mode == "trash":
-                await self.drive.trash([(uuid, "file")])
-            else:
-                await self.drive.delete_file(uuid)
-        except NotFound:
-            log.info("remote entry of %r was already gone", name)
-
     async def _delete_remote(self, record: FileRecord) -> None:
-        async with self.lock_for(record.local_id):
+        async with self.locks.hold(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
             current = self.journal.get(record.local_id)
             if current is None or not current.deleted or current.remote_uuid is None:
                 return
             record = current
-            await self._remove_entry(record.remote_uuid, record.name)
+            await self.remote.delete("file", record.remote_uuid, name=record.name)
             crash_point("after-remote-delete")
             if self.journal.get(record.local_id) is not None:
                 self.journal.update(record.local_id, remote_uuid=None)

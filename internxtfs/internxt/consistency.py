@@ -99,6 +99,15 @@ class ReadLag:
         when = self._entries.get(uuid)
         return when is not None and self.clock() - when < self.window
 
+    async def wait_settled(self, uuids: Iterable[str]) -> None:
+        """Until a read replica shows our last write to each of these entries."""
+        now = self.clock()
+        until = max((self._entries.get(uuid, now - self.window) for uuid in uuids), default=now)
+        wait = until + self.window - now
+        if wait > 0:
+            log.debug("waiting %.2f s for read replicas to show our last write", wait)
+            await self._sleep(wait)
+
     def seen(self, uuid: str, parent: str | None) -> None:
         """Where an entry is (from any answer), for the old parent of a later move or delete."""
         if not parent:
@@ -133,10 +142,15 @@ class ReadLag:
         what: str,
         errors: tuple[type[Exception], ...] = LAG_ERRORS,
         stale: Callable[[T], bool] | None = None,
+        patient: bool = True,
     ) -> T:
         """``attempt()`` until its answer is one lag cannot explain, or holds past the window.
 
-        ``errors``: exceptions lag can explain; ``stale(result)``: a result lag can explain."""
+        ``errors``: exceptions lag can explain; ``stale(result)``: a result lag can explain;
+        ``patient=False``: one attempt, whatever it answers (for a caller that has a cheaper
+        way to learn that the answer was stale)."""
+        if not patient:
+            return await attempt()
         first: float | None = None
         pause = FIRST_PAUSE
         while True:

@@ -115,6 +115,11 @@ class Conflict(RequestRejected):
     """409: a file or folder with that name exists, or the move was already done."""
 
 
+class Unprocessable(RequestRejected):
+    """422: the server would not act on the entry as it found it (e.g. a file move whose file
+    or destination its read replica does not show yet: "can not be moved")."""
+
+
 class InvalidName(RequestRejected):
     """A name Internxt refuses (empty, ``/`` or ``\\`` in a folder name, ...)."""
 

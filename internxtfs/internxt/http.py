@@ -39,6 +39,7 @@ from .errors import (
     RequestRejected,
     ServerError,
     SessionExpired,
+    Unprocessable,
     Unreachable,
     WrongCredentials,
     WrongTwoFactorCode,
@@ -180,6 +181,8 @@ def error_for(response: httpx.Response, kind: Kind = "drive") -> InternxtError:
         return NotFound(msg, status=status, body=body)
     if status == 409:
         return Conflict(msg, status=status, body=body)
+    if status == 422:
+        return Unprocessable(msg, status=status, body=body)
     if status == 420 or "max space used" in low:
         return QuotaExceeded(msg, status=status, body=body)
     if status == 400 and kind == "network" and _bridge_server_fault(low):

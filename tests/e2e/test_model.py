@@ -56,9 +56,11 @@ from hypothesis.stateful import (
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable
 from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.mount import clear_stale_mount
+from tests.harness.fake_remote import FakeRemote
 from tests.harness.mounting import MountedFS
 
 T = TypeVar("T")
@@ -778,10 +780,11 @@ async def test_crash_while_dropping_an_unlinked_file_leaves_a_usable_cache(
     journal = Journal(tmp_path / "state.db")
     cache = BlockCache(tmp_path, journal, 1 << 30, _no_remote)
     fs = Filesystem(
-        drive=None,
+        remote=FakeRemote(),
         journal=journal,
         cache=cache,
-        uploader=None,
+        uploader=None,  # type: ignore[arg-type]
+        locks=KeyedLock(),
         root_uuid="root",
         options=MountOptions(),
     )

@@ -101,10 +101,11 @@ def test_rename_over_a_file_just_written(mounted_factory: Any) -> None:
     _settled(m, {"d/target.txt": b"new 2"}, ["d"])
 
 
-def test_rmdir_and_mkdir_right_after_each_other(mounted_factory: Any) -> None:
-    """rmdir of a folder created a moment ago (its lookup answers 404 on the replica), and a
-    mkdir of a name freed a moment ago."""
-    m: MountedFS = mounted_factory(None, *FAST)
+@pytest.mark.parametrize("mode", ["permanent", "trash"])
+def test_rmdir_and_mkdir_right_after_each_other(mounted_factory: Any, mode: str) -> None:
+    """rmdir of a folder created a moment ago (its lookup answers 404 on the replica; the
+    trash skips it without a word), and a mkdir of a name freed a moment ago."""
+    m: MountedFS = mounted_factory(None, *FAST, "--delete-mode", mode)
     mnt = m.mountpoint
     (mnt / "gone").mkdir()
     (mnt / "gone").rmdir()
@@ -115,6 +116,25 @@ def test_rmdir_and_mkdir_right_after_each_other(mounted_factory: Any) -> None:
     (mnt / "again").mkdir()
     assert os.listdir(mnt) == ["again"]
     _settled(m, {}, ["again"])
+
+
+def test_moving_and_renaming_what_was_just_created(mounted_factory: Any) -> None:
+    """The server looks the moved entry and its destination up on a replica: a file stored a
+    moment ago, or moved into a folder created a moment ago, "can not be moved" (422); a
+    folder moved or renamed a moment after its creation is 404."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    with open(mnt / "f.txt", "wb") as fh:
+        fh.write(b"payload")
+        os.fsync(fh.fileno())  # stored remotely a moment ago
+    (mnt / "d").mkdir()
+    os.rename(mnt / "f.txt", mnt / "d/f.txt")
+    (mnt / "e").mkdir()
+    os.rename(mnt / "d", mnt / "e/d")
+    os.rename(mnt / "e", mnt / "e2")
+    flush_ok(m)
+    assert (mnt / "e2/d/f.txt").read_bytes() == b"payload"
+    _settled(m, {"e2/d/f.txt": b"payload"}, ["e2", "e2/d"])
 
 
 def test_listing_right_after_our_own_changes(mounted_factory: Any) -> None:

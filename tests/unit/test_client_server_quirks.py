@@ -166,3 +166,54 @@ async def test_slow_multipart_finish_is_waited_for_not_uploaded_twice(
         assert entry.size == size
         usage = emu.user_info(account["email"])
         assert usage["networkUsage"] == size  # one object, no stray copy
+
+
+# --- creates after a failed attempt, with lagging read replicas ---------------------------
+
+
+async def test_a_create_refused_with_500_is_sent_again_without_waiting_for_replicas(
+    emu: Any,
+) -> None:
+    """A 500 almost never means the create landed: the check before the resend is one read,
+    not a wait for the replica window (which cost 3 s per failed request under faults)."""
+    account = add_account(emu)
+    async with await logged_in(emu, account, replica_window=30.0) as client:
+        root = client.session.root_folder_uuid
+        await client.drive.create_folder(root, "before")  # a write of ours: replicas may lag
+        emu.set_faults(replica_lag_ms=60_000, fail_next=1, fault_path_regex="^/drive/folders$")
+        emu.reset_stats()
+        made = await client.drive.create_folder(root, "after")
+        requests = emu.stats()["requests"]
+        emu.set_faults(replica_lag_ms=0, fault_path_regex=None)
+        assert made.name == "after"
+        assert requests.get("POST /drive/folders") == 2
+        assert requests.get("POST /drive/folders/content/{uuid}/folders/existence") == 1
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+async def test_a_create_whose_answer_was_lost_is_adopted_once_replicas_show_it(
+    emu: Any, kind: str
+) -> None:
+    """The first check misses the entry (the replica trails by 1 s); the resend is refused by
+    the server's unique index (500 for a folder, 409 for a file) and the patient check that
+    follows finds and adopts our entry: one entry, no error."""
+    account = add_account(emu)
+    async with await logged_in(emu, account, replica_window=3.0) as client:
+        root = client.session.root_folder_uuid
+        path = "^/drive/folders$" if kind == "folder" else "^/drive/files$"
+        emu.set_faults(
+            replica_lag_ms=1000, lose_answer_next=1, fault_path_regex=path, fault_method="POST"
+        )
+        try:
+            if kind == "folder":
+                made = await client.drive.create_folder(root, "once")
+            else:
+                made = await upload_file(client, root, "once.txt", Content(7, 10))
+        finally:
+            emu.set_faults(replica_lag_ms=0, fault_path_regex=None, fault_method=None)
+        assert emu.stats()["faults_injected"]["lost_answer"] == 1
+        listed = await (client.drive.list_folders if kind == "folder" else client.drive.list_files)(
+            root
+        )
+        assert [entry.uuid for entry in listed if entry.name == made.name] == [made.uuid]
+        assert client.retry.stats.recovered == 1

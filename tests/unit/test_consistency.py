@@ -104,3 +104,15 @@ def test_listing_lag_is_per_folder_and_unknown_parents_count_for_all() -> None:
     assert lag.listing_lag("a") == 0.0 and lag.listing_lag("b") == 0.0
     lag.seen("file-uuid", "folder-uuid")
     assert lag.parent_of("file-uuid") == "folder-uuid"
+
+
+def test_wait_settled_waits_only_for_entries_we_wrote_within_the_window() -> None:
+    lag, t = _lag()
+    lag.wrote(["parent"], ["fresh"])
+    t.now += 1.0
+    trio.run(lag.wait_settled, ["unknown"])
+    assert t.now == 101.0
+    trio.run(lag.wait_settled, ["unknown", "fresh"])
+    assert t.now == 103.0  # the write was at 100.0, the window is 3 s
+    trio.run(lag.wait_settled, ["fresh"])
+    assert t.now == 103.0

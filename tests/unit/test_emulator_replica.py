@@ -71,6 +71,59 @@ def test_a_name_freed_a_moment_ago_still_conflicts_on_move(session: DriveSession
     assert _names(session, session.root, "files") == ["aside", "target"]
 
 
+def test_create_checks_names_on_the_replica_and_the_primary_index_refuses_the_rest(
+    session: DriveSession,
+) -> None:
+    gone = session.mkdir("gone")
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    folder = {"plainName": "twice", "parentFolderUuid": session.root}
+    assert session.drive("POST", "/folders", json=folder).status_code == 201
+    # The replica misses the new folder; the primary's unique index refuses the second one,
+    # and drive-server's filter maps only the index's dropped predecessor to 409.
+    again = session.drive("POST", "/folders", json=folder)
+    assert again.status_code == 500 and again.json()["message"] == "Internal server error"
+    session.create_file("twice", "txt", b"")
+    again = session.drive("POST", "/files", json=_file_body(session, session.root, "twice"))
+    assert again.status_code == 409
+    # A name freed a moment ago is still taken on the replica.
+    assert session.drive("DELETE", f"/folders/{gone['uuid']}").status_code == 204
+    reuse = {"plainName": "gone", "parentFolderUuid": session.root}
+    assert session.drive("POST", "/folders", json=reuse).status_code == 409
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert session.drive("POST", "/folders", json=reuse).status_code == 201
+    assert _names(session, session.root, "folders").count("twice") == 1
+
+
+def test_entry_lookups_of_writes_read_the_replica(session: DriveSession) -> None:
+    old_folder = session.mkdir("old")["uuid"]
+    old_file = session.create_file("older", "txt", b"")["uuid"]
+    session.emulator.set_faults(replica_lag_ms=LONG_LAG)
+    fresh = session.create_file("fresh", "txt", b"")["uuid"]
+    new_folder = session.mkdir("new")["uuid"]
+    move = {"destinationFolder": old_folder, "name": "fresh", "type": "txt"}
+    moved = session.drive("PATCH", f"/files/{fresh}", json=move)
+    assert moved.status_code == 422 and "can not be moved" in moved.json()["message"]
+    for method, path, body in (
+        ("PUT", f"/files/{fresh}/meta", {"plainName": "renamed"}),
+        ("DELETE", f"/files/{fresh}", None),
+        ("PUT", f"/folders/{new_folder}/meta", {"plainName": "renamed"}),
+        ("PATCH", f"/folders/{new_folder}", {"destinationFolder": old_folder}),
+        ("PATCH", f"/folders/{old_folder}", {"destinationFolder": new_folder}),
+    ):
+        assert session.drive(method, path, json=body).status_code == 404, (method, path)
+    # An old file into a new folder: the destination is not on the replica either.
+    into_new = {"destinationFolder": new_folder, "name": "older", "type": "txt"}
+    moved = session.drive("PATCH", f"/files/{old_file}", json=into_new)
+    assert moved.status_code == 422 and "can not be moved to" in moved.json()["message"]
+    # The trash skips a folder it does not see, and says nothing.
+    items = {"items": [{"uuid": new_folder, "type": "folder"}]}
+    assert session.drive("POST", "/storage/trash/add", json=items).status_code == 200
+    session.emulator.set_faults(replica_lag_ms=0)
+    assert "new" in _names(session, session.root, "folders")
+    moved = session.drive("PATCH", f"/files/{fresh}", json=move)
+    assert moved.status_code == 200
+
+
 def test_the_lag_is_a_serve_option(emulator_factory: Callable[..., EmulatorProcess]) -> None:
     emulator = emulator_factory(["--replica-lag-ms", "1500"])
     assert emulator.set_faults()["replica_lag_ms"] == 1500

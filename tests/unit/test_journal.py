@@ -15,10 +15,14 @@ from internxtfs.fs.journal import (
     JournalAccountMismatch,
     JournalDamaged,
     JournalVersionError,
+    Orphan,
     Owner,
     Replacement,
     local_owner_key,
 )
+
+# The files table as every schema before 6 had it (with pending_generation).
+OLD_FILES = "ALTER TABLE files ADD COLUMN pending_generation INTEGER;"
 
 
 def test_records_roundtrip_and_reopen(tmp_path: Path) -> None:
@@ -98,9 +102,9 @@ def test_bind_account(tmp_path: Path) -> None:
 def test_orphans(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state.db")
     j.add_orphan("f1", 3, "unpublished")
-    assert j.orphans() == [("f1", 3, "unpublished")]
+    assert j.orphan_rows() == [Orphan("f1", 3, "unpublished")]
     j.remove_orphan("f1")
-    assert j.orphans() == []
+    assert j.orphan_rows() == []
 
 
 def test_disk_full_rolls_back_memory_and_disk_alike(tmp_path: Path) -> None:
@@ -160,7 +164,7 @@ def test_uncertain_orphan_is_never_downgraded(tmp_path: Path) -> None:
     assert (row.reason, row.parent_uuid, row.name) == ("uncertain", "p", "f.txt")
     j.add_orphan("other", 4, "unpublished")
     j.add_orphan("other", 4, "uncertain", parent_uuid="q", name="g")
-    assert ("other", 4, "uncertain") in j.orphans()
+    assert Orphan("other", 4, "uncertain", "q", "g") in j.orphan_rows()
 
 
 def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -174,11 +178,12 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
         "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
         "DROP TABLE replacements; DROP TABLE owners;"
-        "UPDATE schema_version SET version = 1;"
+        + OLD_FILES
+        + "UPDATE schema_version SET version = 1;"
     )
     db.close()
     upgraded = Journal(path)
-    assert upgraded.orphans() == [("obj", 3, "uncertain")]
+    assert upgraded.orphan_rows() == [Orphan("obj", 3, "uncertain")]
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
@@ -190,7 +195,9 @@ def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
     Journal(path).close()
     db = sqlite3.connect(path)  # back to what version 2 wrote: no rename-over state
     db.executescript(
-        "DROP TABLE replacements; DROP TABLE owners; UPDATE schema_version SET version = 2;"
+        "DROP TABLE replacements; DROP TABLE owners;"
+        + OLD_FILES
+        + "UPDATE schema_version SET version = 2;"
     )
     db.close()
     upgraded = Journal(path)
@@ -208,7 +215,7 @@ def test_schema_3_gains_the_owners_table(tmp_path: Path) -> None:
     r = j.new_file(parent_uuid="p", name="a")
     j.close()
     db = sqlite3.connect(path)  # back to what version 3 wrote: no owners
-    db.executescript("DROP TABLE owners; UPDATE schema_version SET version = 3;")
+    db.executescript("DROP TABLE owners;" + OLD_FILES + "UPDATE schema_version SET version = 3;")
     db.close()
     upgraded = Journal(path)
     assert upgraded.get(r.local_id) == r
@@ -227,7 +234,9 @@ def test_schema_4_gains_folder_mtimes(tmp_path: Path) -> None:
     j.close()
     db = sqlite3.connect(path)  # back to what version 4 wrote: owners without mtime_ns
     db.executescript(
-        "ALTER TABLE owners DROP COLUMN mtime_ns; UPDATE schema_version SET version = 4;"
+        "ALTER TABLE owners DROP COLUMN mtime_ns;"
+        + OLD_FILES
+        + "UPDATE schema_version SET version = 4;"
     )
     db.close()
     upgraded = Journal(path)
@@ -237,13 +246,13 @@ def test_schema_4_gains_folder_mtimes(tmp_path: Path) -> None:
     assert Journal(path).owner("folder") == Owner(mtime_ns=1_500_000_000_123_456_789)
 
 
-def test_schema_5_gains_the_metadata_cache(tmp_path: Path) -> None:
+def test_schema_6_gains_the_metadata_cache(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     j = Journal(path)
     r = j.new_file(parent_uuid="p", name="a")
     j.close()
-    db = sqlite3.connect(path)  # back to what version 5 wrote: no kept listings
-    db.executescript("DROP TABLE entries; UPDATE schema_version SET version = 5;")
+    db = sqlite3.connect(path)  # back to what version 6 wrote: no kept listings
+    db.executescript("DROP TABLE entries; UPDATE schema_version SET version = 6;")
     db.close()
     upgraded = Journal(path)
     assert upgraded.get(r.local_id) == r
@@ -294,3 +303,25 @@ def test_owner_rows_follow_the_file_and_survive_a_crash(tmp_path: Path) -> None:
     assert j2.owner("u2") == Owner(0o600, 7, 8)
     j2.set_owner("u2", None)
     assert Journal(path).owner("u2") is None
+
+
+def test_schema_5_loses_the_pending_generation_column(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    r = j.new_file(parent_uuid="p", name="a", dirty=True)
+    r = j.update(r.local_id, pending_file_id="obj")
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 5 wrote
+    db.executescript(OLD_FILES + "UPDATE files SET pending_generation = 1;")
+    db.executescript("UPDATE schema_version SET version = 5;")
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.get(r.local_id) == r
+    columns = [row[1] for row in upgraded._db.execute("PRAGMA table_info(files)")]
+    assert "pending_generation" not in columns and "pending_file_id" in columns
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+    upgraded.update(r.local_id, pending_file_id=None)
+    upgraded.close()
+    assert Journal(path).get(r.local_id).pending_file_id is None  # type: ignore[union-attr]

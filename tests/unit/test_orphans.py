@@ -7,134 +7,87 @@ cannot reach cheaply (a record gone, a drive entry that still points at the obje
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trio
 
-from internxtfs.fs.journal import Journal
+from internxtfs.fs.journal import Journal, Orphan
+from internxtfs.fs.locks import KeyedLock
+from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.orphans import OrphanSweeper
-from internxtfs.internxt.errors import NotFound, Unreachable
+from internxtfs.internxt.errors import Unreachable
+from tests.harness.fake_remote import FailingRemote, FakeRemote
+
+Parts = tuple[Journal, FailingRemote, FakeRemote, OrphanSweeper]
 
 
-@dataclass
-class Entry:
-    file_id: str | None
-    uuid: str = ""
-    folder: str = ""
-    name: str = ""
-
-
-class FakeNetwork:
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-        self.fail: Exception | None = None
-        self.existing: set[str] = set()
-
-    async def info(self, file_id: str) -> str:
-        if file_id not in self.existing:
-            raise NotFound(f"Bucket entry {file_id} not found", status=404)
-        return file_id
-
-    async def delete(self, file_id: str) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.deleted.append(file_id)
-
-
-class FakeDrive:
-    def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self.trashed: list[str] = []
-
-    def add(self, uuid: str, folder: str, name: str, file_id: str) -> None:
-        self.entries[uuid] = Entry(file_id, uuid, folder, name)
-
-    async def file_meta(self, uuid: str) -> Entry:
-        if uuid not in self.entries:
-            raise NotFound("File not found", status=404)
-        return self.entries[uuid]
-
-    async def files_exist(self, folder_uuid: str, names: list[str]) -> list[Entry]:
-        return [e for e in self.entries.values() if e.folder == folder_uuid and e.name in names]
-
-    async def delete_file(self, uuid: str) -> None:
-        del self.entries[uuid]
-
-    async def trash(self, items: list[tuple[str, str]]) -> None:
-        for uuid, _ in items:
-            self.trashed.append(uuid)
-            del self.entries[uuid]
-
-
-def make_parts(
-    tmp_path: Path, delete_mode: str = "permanent"
-) -> tuple[Journal, FakeNetwork, FakeDrive, OrphanSweeper]:
+def make_parts(tmp_path: Path, delete_mode: str = "permanent") -> Parts:
     journal = Journal(tmp_path / "state.db")
-    network, drive = FakeNetwork(), FakeDrive()
-    locks: dict[int, trio.Lock] = {}
-    sweeper = OrphanSweeper(
-        journal,
-        network,
-        drive,
-        lambda i: locks.setdefault(i, trio.Lock()),
-        delete_mode=delete_mode,
-        interval=3600,
-    )
-    return journal, network, drive, sweeper
+    fake = FakeRemote(delete_mode=DeleteMode(delete_mode))
+    remote = FailingRemote(fake)
+    sweeper = OrphanSweeper(journal, remote, KeyedLock(), interval=3600)
+    return journal, remote, fake, sweeper
+
+
+def deleted(fake: FakeRemote) -> list[str]:
+    """Objects the sweeper deleted itself."""
+    return [call.split()[1] for call in fake.calls if call.startswith("delete_object ")]
+
+
+def existing(fake: FakeRemote) -> list[str]:
+    return sorted(uuid for uuid, entry in fake.files.items() if entry.status == "EXISTS")
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> tuple[Journal, FakeNetwork, FakeDrive, OrphanSweeper]:
+def parts(tmp_path: Path) -> Parts:
     return make_parts(tmp_path)
 
 
 async def test_unpublished_objects_go_at_once(parts: tuple) -> None:
-    journal, network, _, sweeper = parts
+    journal, _, fake, sweeper = parts
     journal.add_orphan("never-sent", None, "unpublished")
     assert await sweeper.sweep() == 1
-    assert network.deleted == ["never-sent"] and journal.orphans() == []
+    assert deleted(fake) == ["never-sent"] and journal.orphan_rows() == []
     assert sweeper.stats() == {"orphans": 0, "orphans_deleted": 1}
 
 
 async def test_uncertain_object_waits_for_the_file_to_be_published_again(parts: tuple) -> None:
-    journal, network, drive, sweeper = parts
+    journal, _, fake, sweeper = parts
     record = journal.new_file(parent_uuid="p", name="f", size=3, mtime_ns=1, dirty=True)
     journal.add_orphan("maybe", record.local_id, "uncertain")
     assert await sweeper.sweep() == 0  # still dirty: the entry may point at it
     journal.update(record.local_id, dirty=False, remote_uuid="E", remote_file_id="new")
-    drive.entries["E"] = Entry("maybe")  # ... and the drive says it does
+    fake.add_file("p", "f", b"abc", uuid="E", file_id="maybe")  # ... and the drive says so
     assert await sweeper.sweep() == 0
-    assert network.deleted == [] and journal.orphans() == []  # referenced: not an orphan
+    assert deleted(fake) == [] and journal.orphan_rows() == []  # referenced: not an orphan
 
 
 async def test_uncertain_object_goes_once_the_entry_points_elsewhere(parts: tuple) -> None:
-    journal, network, drive, sweeper = parts
+    journal, remote, fake, sweeper = parts
     record = journal.new_file(parent_uuid="p", name="f", size=3, mtime_ns=1, dirty=False)
     journal.update(record.local_id, remote_uuid="E", remote_file_id="new")
     journal.add_orphan("maybe", record.local_id, "uncertain")
-    drive.entries["E"] = Entry("new")
-    network.fail = Unreachable("down")
+    fake.add_file("p", "f", b"abc", uuid="E", file_id="new")
+    remote.fail("delete_object", Unreachable("down"))
     assert await sweeper.sweep() == 0
-    assert journal.orphans() == [("maybe", record.local_id, "uncertain")]  # tried again later
-    network.fail = None
+    # Tried again later.
+    assert journal.orphan_rows() == [Orphan("maybe", record.local_id, "uncertain")]
     assert await sweeper.sweep() == 1
-    assert network.deleted == ["maybe"] and journal.orphans() == []
+    assert deleted(fake) == ["maybe"] and journal.orphan_rows() == []
 
 
 async def test_uncertain_object_of_a_vanished_file_is_kept_while_it_exists(
     parts: tuple,
 ) -> None:
-    journal, network, _, sweeper = parts
+    journal, _, fake, sweeper = parts
     journal.add_orphan("unknown", 12345, "uncertain")
-    network.existing.add("unknown")
+    fake.objects["unknown"] = b"abc"
     assert await sweeper.sweep() == 0
-    assert network.deleted == [] and len(journal.orphans()) == 1
+    assert deleted(fake) == [] and len(journal.orphan_rows()) == 1
     assert sweeper.stats()["orphans"] == 1
-    network.existing.clear()  # its entry was deleted, and the object with it
+    del fake.objects["unknown"]  # its entry was deleted, and the object with it
     assert await sweeper.sweep() == 0
-    assert network.deleted == [] and journal.orphans() == []
+    assert deleted(fake) == [] and journal.orphan_rows() == []
 
 
 async def test_ghost_of_a_lost_create_goes_once_the_file_is_stored_elsewhere(
@@ -143,43 +96,43 @@ async def test_ghost_of_a_lost_create_goes_once_the_file_is_stored_elsewhere(
     """A create landed (entry G at p/f.txt -> "lost") but its answer never came; the file was
     then renamed to q/g.txt and stored there as E -> "new". G is a ghost of the old name: it
     goes, and its object with it; the file's own entry stays."""
-    journal, network, drive, sweeper = parts
+    journal, _, fake, sweeper = parts
     record = journal.new_file(parent_uuid="q", name="g.txt", size=3, mtime_ns=1, dirty=False)
     journal.update(record.local_id, remote_uuid="E", remote_file_id="new")
     journal.add_orphan("lost", record.local_id, "uncertain", parent_uuid="p", name="f.txt")
-    drive.add("G", "p", "f.txt", "lost")
-    drive.add("E", "q", "g.txt", "new")
+    fake.add_file("p", "f.txt", b"old", uuid="G", file_id="lost")
+    fake.add_file("q", "g.txt", b"new", uuid="E", file_id="new")
     assert await sweeper.sweep() == 1
-    assert sorted(drive.entries) == ["E"] and network.deleted == ["lost"]
-    assert journal.orphans() == []
+    assert existing(fake) == ["E"] and deleted(fake) == ["lost"]
+    assert journal.orphan_rows() == []
 
 
 async def test_ghost_of_an_unlinked_file_goes_to_the_trash_in_trash_mode(tmp_path: Path) -> None:
-    journal, network, drive, sweeper = make_parts(tmp_path, delete_mode="trash")
+    journal, _, fake, sweeper = make_parts(tmp_path, delete_mode="trash")
     journal.add_orphan("lost", 999, "uncertain", parent_uuid="p", name="f.txt")
-    drive.add("G", "p", "f.txt", "lost")
-    network.existing.add("lost")
+    fake.add_file("p", "f.txt", b"old", uuid="G", file_id="lost")
     assert await sweeper.sweep() == 0
     # The trash holds the entry and so the object: the object itself is not deleted.
-    assert drive.trashed == ["G"] and network.deleted == [] and journal.orphans() == []
+    assert fake.files["G"].status == "TRASHED" and "lost" in fake.objects
+    assert deleted(fake) == [] and journal.orphan_rows() == []
 
 
 async def test_the_file_own_entry_is_never_taken_for_a_ghost(parts: tuple) -> None:
     """The lost create was adopted (the same entry E now points at "new"): nothing at the
     aimed-at place but the file's own entry, which stays."""
-    journal, network, drive, sweeper = parts
+    journal, _, fake, sweeper = parts
     record = journal.new_file(parent_uuid="p", name="f.txt", size=3, mtime_ns=1, dirty=False)
     journal.update(record.local_id, remote_uuid="E", remote_file_id="new")
     journal.add_orphan("lost", record.local_id, "uncertain", parent_uuid="p", name="f.txt")
-    drive.add("E", "p", "f.txt", "new")
+    fake.add_file("p", "f.txt", b"new", uuid="E", file_id="new")
     assert await sweeper.sweep() == 1
-    assert sorted(drive.entries) == ["E"] and network.deleted == ["lost"]
+    assert existing(fake) == ["E"] and deleted(fake) == ["lost"]
 
 
 async def test_a_failing_sweep_never_ends_the_task(parts: tuple) -> None:
-    journal, network, _, sweeper = parts
+    journal, remote, _, sweeper = parts
     journal.add_orphan("x", None, "unpublished")
-    network.fail = RuntimeError("anything at all")
+    remote.fail("delete_object", RuntimeError("anything at all"), times=2)
     assert await sweeper.sweep() == 0
     journal.close()  # even the journal failing is only logged
     assert await sweeper.sweep() == 0

@@ -1,107 +1,56 @@
 """Operations: a file another client replaces while a descriptor is open on it here.
 
-The handlers are called directly (no kernel), over a real journal and block cache, with a
-fake server whose replace deletes the old network object as Internxt's does. What the tests
-pin down: the open descriptor's version keeps its inode and its record (detached: no remote
-identity, never published) until the last close; the name leads to a new inode; nothing of
-the old version outlives its descriptors.
+The handlers are called directly (no kernel), over a real journal and block cache, with the
+in-memory remote (tests/harness/fake_remote.py), whose replace deletes the old network object
+as Internxt's does. What the tests pin down: the open descriptor's version keeps its inode and
+its record (detached: no remote identity, never published) until the last close; the name
+leads to a new inode; nothing of the old version outlives its descriptors.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyfuse3
 import pytest
-import trio
 
-from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.inodes import ROOT_INODE
-from internxtfs.fs.journal import FileRecord, Journal, Owner
+from internxtfs.fs.journal import Journal, Owner
 from internxtfs.fs.operations import Filesystem, MountOptions
-from internxtfs.internxt.errors import NotFound
+from tests.harness.fake_remote import ROOT, FakeRemote
+from tests.harness.in_process import build
 
 MiB = 1024 * 1024
-ROOT = "root-uuid"
 FILE = "file-uuid"
 OLD = bytes(range(256)) * (3 * MiB // 256)
 NEW = b"\xa5" * (2 * MiB + 7)
 
 
-@dataclass
-class Entry:
-    uuid: str
-    name: str
-    size: int
-    file_id: str | None
-    modified: float = 1_600_000_000.0
-    created: float = 1_600_000_000.0
-    status: str = "EXISTS"
-    folder_uuid: str = ROOT
-
-
-class Server:
-    """One folder holding ``f.bin``; network objects by id."""
+class Server(FakeRemote):
+    """The root folder holding ``f.bin`` (object ``old``); a replace deletes the old object,
+    as Internxt's does."""
 
     def __init__(self) -> None:
-        self.entry: Entry | None = Entry(FILE, "f.bin", len(OLD), "old")
-        self.objects = {"old": OLD}
+        super().__init__()
+        self.add_file(ROOT, "f.bin", OLD, uuid=FILE, file_id="old")
 
     def replace(self, data: bytes, file_id: str) -> None:
-        assert self.entry is not None
-        del self.objects[self.entry.file_id or ""]  # no versions: the old object goes
-        self.objects[file_id] = data
-        self.entry = Entry(FILE, "f.bin", len(data), file_id, modified=1_600_000_100.0)
-
-    async def list_folders(self, folder_uuid: str) -> list[Any]:
-        return []
-
-    async def list_files(self, folder_uuid: str) -> list[Entry]:
-        return [] if self.entry is None else [self.entry]
-
-    async def file_meta(self, uuid: str) -> Entry:
-        if self.entry is None or self.entry.uuid != uuid:
-            raise NotFound("File not found", status=404)
-        return self.entry
-
-    async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
-        data = self.objects.get(record.remote_file_id or "")
-        if data is None:
-            raise NotFound("Bucket entry not found", status=404)
-        return data[offset : offset + length]
-
-
-class Uploader:
-    """Nothing here is ever dirty: only what the handlers ask of the uploader."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, trio.Lock] = {}
-
-    def lock_for(self, local_id: int) -> trio.Lock:
-        return self._locks.setdefault(local_id, trio.Lock())
-
-    def schedule(self, local_id: int, immediate: bool = False) -> None:
-        pass
+        self.replace_elsewhere(FILE, data, file_id)
 
 
 def _mount(tmp_path: Path, server: Server, clock: list[float]) -> tuple[Filesystem, Journal]:
-    journal = Journal(tmp_path / "state.db")
     # Read-ahead of one block: a read of block 0 leaves block 2 (2 MiB on) uncached.
-    cache = BlockCache(tmp_path / "cache", journal, 64 * MiB, server.fetch, readahead_max=MiB)
-    fs = Filesystem(
-        drive=server,
-        journal=journal,
-        cache=cache,
-        uploader=Uploader(),
-        root_uuid=ROOT,
+    mounted = build(
+        tmp_path,
+        server,
         options=MountOptions(dir_cache_ttl=600.0),
         monotonic=lambda: clock[0],
+        cache_size=64 * MiB,
+        readahead_max=MiB,
     )
-    return fs, journal
+    return mounted.fs, mounted.journal
 
 
 async def _open(fs: Filesystem, ino: int) -> pyfuse3.FileInfo:
@@ -186,7 +135,7 @@ async def test_file_deleted_elsewhere_while_open_leaves_the_listing(tmp_path: Pa
     fh = (await _open(fs, ino)).fh
     assert await fs.read(fh, 0, 4096) == OLD[:4096]
 
-    server.entry, server.objects = None, {}
+    server.delete_elsewhere(FILE)
     with pytest.raises(pyfuse3.FUSEError) as failure:
         await fs.read(fh, 2 * MiB, 4096)
     assert failure.value.errno == errno.ESTALE

@@ -11,7 +11,9 @@ import pytest
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.journal import FileRecord, Journal, Orphan
+from internxtfs.fs.locks import KeyedLock
+from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.errors import Conflict, NotFound, QuotaExceeded, ServerError, Unreachable
 
@@ -120,6 +122,9 @@ class FakeDrive:
             raise NotFound("File not found", status=404)
         return self.entries[uuid]
 
+    async def file_limits(self) -> int | None:
+        return None  # no per-file cap
+
     async def delete_file(self, uuid: str) -> None:
         self.log.append(f"delete {uuid}")
         self.deletes_in_flight += 1
@@ -140,7 +145,11 @@ class Setup:
         self.cache = BlockCache(tmp_path, self.journal, 1 << 40, self.fetch)
         self.network = FakeNetwork()
         self.drive = FakeDrive()
-        self.uploader = Uploader(self.journal, self.cache, self.network, self.drive, **kwargs)  # type: ignore[arg-type]
+        # The real adapter over these fakes: they model timing and concurrency, which the
+        # in-memory FakeRemote (tests/harness/fake_remote.py) does not.
+        remote = InternxtRemote(self.drive, self.network)  # type: ignore[arg-type]
+        self.locks = KeyedLock()
+        self.uploader = Uploader(self.journal, self.cache, remote, locks=self.locks, **kwargs)  # type: ignore[arg-type]
 
     async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
         return self.network.objects[record.remote_file_id or ""][offset : offset + length]
@@ -259,7 +268,7 @@ async def test_change_during_upload_is_not_published_and_reuploaded(
         assert setup.network.calls == [5, 5]
         assert setup.drive.log == ["create a"]  # the mixed first object was never published
         assert setup.remote_content(fid) == b"FIRST"
-        assert setup.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert setup.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         assert not setup.journal.get(fid).dirty  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
 
@@ -334,7 +343,7 @@ async def test_rename_before_publish_uses_new_name(
         fid = await setup.new_file("tmp-123", b"content")
 
         async def rename() -> None:
-            async with setup.uploader.lock_for(fid):
+            async with setup.locks.hold(fid):
                 setup.journal.update(fid, parent_uuid="other", name="final")
 
         setup.network.during = rename
@@ -353,7 +362,7 @@ async def test_unlink_during_upload_publishes_nothing(
         fid = await setup.new_file("gone", b"content")
 
         async def unlink() -> None:
-            async with setup.uploader.lock_for(fid):
+            async with setup.locks.hold(fid):
                 setup.cache.drop(fid)
                 setup.journal.delete(fid)
 
@@ -361,7 +370,7 @@ async def test_unlink_during_upload_publishes_nothing(
         setup.uploader.schedule(fid)
         assert await setup.uploader.wait_idle(fid) == {}
         assert setup.drive.entries == {}
-        assert setup.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert setup.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         nursery.cancel_scope.cancel()
 
 
@@ -458,7 +467,7 @@ async def test_wait_idle_all_and_timeout(setup: Setup, autojump_clock: trio.abc.
 async def test_resume_after_crash(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     s = Setup(tmp_path)
     fid = await s.new_file("a", b"unsent")
-    s.journal.update(fid, pending_file_id="objX", pending_generation=1)
+    s.journal.update(fid, pending_file_id="objX")
     # "Crash": a new journal, cache and uploader on the same directory.
     s2 = Setup(tmp_path)
     async with trio.open_nursery() as nursery:
@@ -466,7 +475,7 @@ async def test_resume_after_crash(tmp_path: Path, autojump_clock: trio.abc.Clock
         s2.uploader.resume()
         assert await s2.uploader.wait_idle() == {}
         assert s2.remote_content(fid) == b"unsent"
-        assert s2.journal.orphans() == [("objX", fid, "uncertain")]
+        assert s2.journal.orphan_rows() == [Orphan("objX", fid, "uncertain", "root", "a")]
         nursery.cancel_scope.cancel()
 
 
@@ -517,11 +526,11 @@ async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
         s.drive.fail_next = [QuotaExceeded("no space", status=420)]
         s.uploader.schedule(fid, immediate=True)
         assert fid in await s.uploader.wait_idle()
-        assert s.journal.orphans() == []  # kept: the retry publishes the same object
+        assert s.journal.orphan_rows() == []  # kept: the retry publishes the same object
         await s.cache.write(fid, 0, b"FIRST")  # a new version: the kept object is superseded
         s.uploader.schedule(fid, immediate=True)
         assert await s.uploader.wait_idle(fid) == {}
-        assert s.journal.orphans() == [("obj1", fid, "unpublished")]
+        assert s.journal.orphan_rows() == [Orphan("obj1", fid, "unpublished")]
         assert s.remote_content(fid) == b"FIRST"
 
         gid = await s.new_file("b", b"second")
@@ -533,7 +542,8 @@ async def test_objects_of_failed_publishes_are_orphans_by_what_the_failure_says(
         await s.cache.write(gid, 0, b"SECOND")
         s.uploader.schedule(gid, immediate=True)
         assert await s.uploader.wait_idle(gid) == {}
-        assert ("obj3", gid, "uncertain") in s.journal.orphans()  # never downgraded
+        # Never downgraded to unpublished (which would get it deleted unchecked).
+        assert Orphan("obj3", gid, "uncertain", "root", "b") in s.journal.orphan_rows()
         nursery.cancel_scope.cancel()
 
 

@@ -1,0 +1,23 @@
+"""The mount's policy switches, as enums (their meaning: README.md and docs/semantics.md).
+
+StrEnums: each member is its command-line spelling, so ``--delete-mode trash`` parses with
+``DeleteMode("trash")`` and the CLI offers exactly the members as choices.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeleteMode(StrEnum):
+    """What a delete does on Internxt (``--delete-mode``): applied by ``Remote.delete``."""
+
+    PERMANENT = "permanent"  # gone for good: the space is freed (restic forget --prune)
+    TRASH = "trash"  # to Internxt's trash, restorable from the web app; still counts
+
+
+class FsyncMode(StrEnum):
+    """When ``fsync()`` returns (``--fsync``)."""
+
+    REMOTE = "remote"  # once the file is stored on Internxt
+    LOCAL = "local"  # once it is durable in the local cache (S3QL's meaning); uploaded later
