@@ -67,6 +67,7 @@ class Sizes:
     small_size: int = 4096
     latency_ms: int = 30
     list_files: int = 5000
+    warm_folders: int = 50
     rss_bytes: int = 2 * GiB
     rounds: int = 3
     cold_read_bytes: int = 512 * MiB
@@ -715,6 +716,75 @@ class Bench:
                 for i in range(count):
                     nursery.start_soon(one, i)
             return folder.uuid, client.session.token
+
+    # --- 6. ls -lR after a remount: the metadata cache (warm start, issue 9) ----------------
+
+    def warm_listing(self) -> None:
+        """``ls -lR`` of a tree of ``list_files`` files in ``warm_folders`` folders at
+        ``latency_ms``: on a fresh mount with an empty cache (cold), then right after a remount
+        on the same cache, its listings older than ``--dir-cache-ttl`` (shown from the
+        metadata cache at once, listed again in the background)."""
+        s = self.sizes
+        self.latency(0)
+        user = self.new_user()
+        per_folder = s.list_files // s.warm_folders
+        trio.run(self._populate_tree, user, s.warm_folders, per_folder)
+        self.latency(s.latency_ms)
+        ttl = 2.0
+        m = self.new_mount("warm", user)
+        m.mount("--dir-cache-ttl", str(ttl))
+
+        def ls_lr() -> tuple[float, int]:
+            start = time.perf_counter()
+            done = subprocess.run(["ls", "-lR", str(m.mountpoint)], capture_output=True, check=True)
+            elapsed = time.perf_counter() - start
+            files = sum(1 for line in done.stdout.splitlines() if line.startswith(b"-"))
+            return elapsed, files
+
+        cold, cold_files = ls_lr()
+        self.unmount(m)
+        m.mount("--dir-cache-ttl", str(ttl))
+        time.sleep(ttl + 0.5)  # every kept listing is past its TTL, as after any real pause
+        warm, warm_files = ls_lr()
+        self.unmount(m)
+        shutil.rmtree(m.cache_dir, ignore_errors=True)
+        self.latency(0)
+        expected = per_folder * s.warm_folders
+        if cold_files != expected or warm_files != expected:
+            raise RuntimeError(f"ls -lR listed {cold_files} / {warm_files} files, not {expected}")
+        what = f"{expected} files in {s.warm_folders} folders, {s.latency_ms} ms latency"
+        self.report.add(Row("6 ls -lR remount", "internxtfs, fresh mount (cold)", cold, "s",
+                            note=what))  # fmt: skip
+        self.report.add(
+            Row(
+                "6 ls -lR remount",
+                "internxtfs, remount (metadata kept)",
+                warm,
+                "s",
+                "cold",
+                cold,
+                cold / warm,
+                ">= 5 (x faster)",
+                cold / warm >= 5,
+                note="listings past --dir-cache-ttl: shown at once, listed in the background",
+            )
+        )
+
+    async def _populate_tree(self, user: dict[str, Any], folders: int, per_folder: int) -> None:
+        """``folders`` folders of ``per_folder`` empty files each, through the API."""
+        async with self._api(user) as client:
+            root = client.session.root_folder_uuid
+            limiter = trio.CapacityLimiter(16)
+
+            async def one(folder_uuid: str, i: int) -> None:
+                async with limiter:
+                    await client.drive.create_file(folder_uuid, f"entry-{i:05d}.dat", 0, None)
+
+            async with trio.open_nursery() as nursery:
+                for f in range(folders):
+                    folder = await client.drive.create_folder(root, f"dir-{f:03d}")
+                    for i in range(per_folder):
+                        nursery.start_soon(one, folder.uuid, i)
 
     # --- 4. peak RSS while writing and uploading a big file --------------------------------
 
@@ -1388,8 +1458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where to create the work dir (not tmpfs)")
     parser.add_argument(
         "--only",
-        default="seq,small,ls,rss,rclone,cold-read",
-        help="comma-separated subset of seq,small,ls,rss,rclone,cold-read (default: all)",
+        default="seq,small,ls,warm,rss,rclone,cold-read",
+        help="comma-separated subset of seq,small,ls,warm,rss,rclone,cold-read (default: all)",
     )
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument(
@@ -1476,6 +1546,9 @@ def main(argv: list[str] | None = None) -> int:
             with step("3. ls -l cold"):
                 bench.listing()
                 ls_seconds = report.rows[-1].value
+        if bench is not None and "warm" in only:
+            with step("6. ls -lR after a remount"):
+                bench.warm_listing()
         if bench is not None and "rss" in only:
             with step("4. peak RSS"):
                 bench.rss()

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict, LegacyFileFormat
+from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
+from internxtfs.internxt.retry import interactive
 from internxtfs.last_writes import LastWrites
 from internxtfs.salvage import lock_cache
 
@@ -171,7 +173,14 @@ async def _run_mount(
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
             assert record.remote_file_id is not None
             try:
-                return await client.network.fetch_range(record.remote_file_id, offset, length)
+                # A reader waits on it: interactive (prompt EIO during an outage, retry.py).
+                with interactive():
+                    return await client.network.fetch_range(record.remote_file_id, offset, length)
+            except (Unreachable, ServerError) as exc:
+                raise Unreachable(
+                    f"{record.name!r}: this part is not in the cache and Internxt is "
+                    f"unreachable ({exc})"
+                ) from exc
             except LegacyFileFormat as exc:
                 # Reads get EIO; the log says which file and what the user can do.
                 raise LegacyFileFormat(
@@ -239,6 +248,7 @@ async def _run_mount(
             options=config.fs,
         )
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
+        operations.meta.restore()  # the last known tree, served at once (even offline)
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
@@ -379,7 +389,11 @@ async def _run_mount(
             await _announce_ready(config.mountpoint, on_ready)
             while os.environ.get("NOTIFY_SOCKET"):
                 stats = uploader.stats()
-                sdnotify.notify(STATUS=_status_line(stats, client.session_manager.last_error))
+                sdnotify.notify(
+                    STATUS=_status_line(
+                        stats, client.session_manager.last_error, client.retry.stats.offline_since
+                    )
+                )
                 await trio.sleep(5)
 
         try:
@@ -389,6 +403,7 @@ async def _run_mount(
                 uploader.resume()
                 await nursery.start(sweeper.run)
                 await nursery.start(operations.replacements.run)
+                await nursery.start(operations.meta.run)
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(reload_on_hangup)
                 await nursery.start(
@@ -451,10 +466,16 @@ async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None)
         on_ready()
 
 
-def _status_line(uploads: dict[str, Any], session_error: str | None = None) -> str:
+def _status_line(
+    uploads: dict[str, Any], session_error: str | None = None, offline_since: float | None = None
+) -> str:
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if offline_since is not None:
+        # First too: while Internxt cannot be reached, nothing else moves.
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))
+        line = f"OFFLINE since {since}, serving from the cache; {line}"
     if session_error:
         # First: `systemctl status` cuts long lines, and this one needs a person.
         line = f"NOT LOGGED IN ({session_error}); {line}"

@@ -50,6 +50,9 @@ def format_status(st: dict[str, object]) -> str:
     ]
     if up.get("pending_deletes"):
         lines.insert(3, f"  pending deletes: {up['pending_deletes']} file(s)")
+    offline = _offline_line(net, now=time.time())
+    if offline:
+        lines.insert(1, offline)  # first: it explains everything below
     if sess.get("error"):
         lines.append(f"  session cannot be renewed: {sess['error']}")
     network_error = _network_error_line(net, now=time.time())
@@ -77,6 +80,18 @@ def _ago(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min ago"
     return f"{seconds // 3600} h ago"
+
+
+def _offline_line(net: dict[str, object], now: float) -> str | None:
+    """Internxt cannot be reached: since when, and why (issue 9)."""
+    since = net.get("offline_since")
+    if not isinstance(since, (int, float)):
+        return None
+    return (
+        f"  OFFLINE since {_clock_time(since)} ({_ago(now - since)}): Internxt cannot be "
+        f"reached ({net.get('offline_error')}); serving from the cache, changes wait in the "
+        "journal and are sent once it answers"
+    )
 
 
 def _network_error_line(net: dict[str, object], now: float) -> str | None:

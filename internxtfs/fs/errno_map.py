@@ -18,6 +18,7 @@ import pyfuse3
 import trio
 
 from internxtfs.internxt import errors as ie
+from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,16 @@ def to_errno(exc: BaseException) -> int:
 def fuse_handler(
     fn: Callable[_P, Awaitable[_T]],
 ) -> Callable[_P, Awaitable[_T]]:
-    """Turn every exception of a handler into FUSEError (logging what was unexpected)."""
+    """Turn every exception of a handler into FUSEError (logging what was unexpected).
+
+    A process waits on every handler: the protocol calls it makes are interactive (a short
+    retry budget, one attempt while Internxt is unreachable: internxt/retry.py)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
-            return await fn(*args, **kwargs)
+            with interactive():
+                return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except trio.Cancelled:

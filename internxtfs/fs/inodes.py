@@ -2,9 +2,12 @@
 
 Inode numbers stay stable for the life of the mount: a remote uuid always maps to the inode it got
 first, and a file this mount created before it exists remotely keeps its inode when the upload
-gives it a uuid. Lookup counts follow the kernel's (lookup/create/mkdir add one, forget
-subtracts), and a node is dropped only when the kernel has forgotten it and no directory listing
-holds it.
+gives it a uuid. They stay stable across remounts on the same cache too: the metadata cache
+(journal ``entries``) keeps each uuid's number, and :meth:`InodeTable.remember` hands them out
+again, so ``git status``, restic and rsync see the same files as before (issue 9).
+
+Lookup counts follow the kernel's (lookup/create/mkdir add one, forget subtracts), and a node
+is dropped only when the kernel has forgotten it and no directory listing holds it.
 
 Shared state: the table is touched only from trio tasks of the one filesystem; every method is
 synchronous, so each call is atomic under trio's scheduling and needs no lock.
@@ -12,7 +15,6 @@ synchronous, so each call is atomic under trio's scheduling and needs no lock.
 
 from __future__ import annotations
 
-import itertools
 import stat
 from dataclasses import dataclass, field
 
@@ -65,7 +67,10 @@ class InodeTable:
         self._nodes: dict[int, Node] = {}
         self._by_uuid: dict[str, int] = {}
         self._by_local: dict[int, int] = {}
-        self._next = itertools.count(ROOT_INODE + 1)
+        # Inode numbers of every uuid seen (also after the node is dropped), and those kept
+        # from earlier mounts: a uuid seen again gets its number back.
+        self._remembered: dict[str, int] = {root_uuid: ROOT_INODE}
+        self._next = ROOT_INODE + 1
         root = Node(ROOT_INODE, True, ROOT_INODE, "", root_uuid)
         root.mtime_ns = root.ctime_ns = root.atime_ns = now_ns
         root.lookups = 1  # the kernel never forgets the root
@@ -75,6 +80,7 @@ class InodeTable:
         self._nodes[node.ino] = node
         if node.uuid:
             self._by_uuid[node.uuid] = node.ino
+            self._remembered[node.uuid] = node.ino
         if node.local_id is not None:
             self._by_local[node.local_id] = node.ino
         return node
@@ -96,8 +102,19 @@ class InodeTable:
         ino = self._by_local.get(local_id)
         return None if ino is None else self._nodes.get(ino)
 
-    def new_node(self, *, is_dir: bool, parent: int, name: str, **attrs: object) -> Node:
-        node = Node(next(self._next), is_dir, parent, name)
+    def remember(self, inos: dict[str, int]) -> None:
+        """Inode numbers of an earlier mount (uuid -> number): never given to anything else."""
+        for uuid, ino in inos.items():
+            self._remembered.setdefault(uuid, ino)
+        self._next = max(self._next, max(inos.values(), default=0) + 1)
+
+    def new_node(
+        self, *, is_dir: bool, parent: int, name: str, uuid: str | None = None, **attrs: object
+    ) -> Node:
+        ino = None if uuid is None else self._remembered.get(uuid)
+        if ino is None or ino in self._nodes:
+            ino, self._next = self._next, self._next + 1
+        node = Node(ino, is_dir, parent, name, uuid)
         for key, value in attrs.items():
             setattr(node, key, value)
         return self._add(node)
@@ -108,6 +125,7 @@ class InodeTable:
         node.uuid = uuid
         if uuid:
             self._by_uuid[uuid] = node.ino
+            self._remembered[uuid] = node.ino
 
     def set_local(self, node: Node, local_id: int | None) -> None:
         if node.local_id is not None and self._by_local.get(node.local_id) == node.ino:

@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -65,6 +65,26 @@ CREATE TABLE IF NOT EXISTS owners (
 # here): Internxt stores a folder's times only when it is created (PUT /folders/{uuid}/meta
 # takes the name alone), so this cache keeps it, keyed by the folder's uuid. NULL: Internxt's.
 _FOLDER_MTIME_COLUMN = "ALTER TABLE owners ADD COLUMN mtime_ns INTEGER"
+# The metadata cache (issue 9, warm start): the folders and files this mount has seen, as
+# their folder's last listing showed them (with our own changes since), so a remount shows the
+# last known tree at once, even offline, with the same inode numbers. One row per entry, keyed
+# by its uuid; parent_uuid: the folder it is listed in (NULL for the root). name: its name on
+# the server (a link's NAME.rclonelink). listed_at: for a folder whose own entries are here,
+# the wall-clock time of that listing; NULL when it was never listed.
+_ENTRIES_TABLE = """
+CREATE TABLE IF NOT EXISTS entries (
+    uuid TEXT PRIMARY KEY,
+    ino INTEGER NOT NULL UNIQUE,
+    parent_uuid TEXT,
+    name TEXT NOT NULL,
+    is_dir INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    file_id TEXT,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    listed_at REAL
+)"""
+_ENTRIES_INDEX = "CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent_uuid)"
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -77,6 +97,7 @@ _UPGRADES = {
     # files.pending_generation was written at every publish and never read (the generation a
     # publish checks is the record's own, read under the file's lock). SQLite >= 3.35.
     5: ["ALTER TABLE files DROP COLUMN pending_generation"],
+    6: [_ENTRIES_TABLE, _ENTRIES_INDEX],
 }
 
 RECOVERY_HINT = (
@@ -140,6 +161,10 @@ CREATE TABLE orphans (
     + ";\n"
     + _FOLDER_MTIME_COLUMN
     + ";\n"
+    + _ENTRIES_TABLE
+    + ";\n"
+    + _ENTRIES_INDEX
+    + ";\n"
 )
 
 
@@ -184,6 +209,25 @@ class Owner:
     uid: int | None = None
     gid: int | None = None
     mtime_ns: int | None = None  # folders: the mtime set through this mount
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One entry of the metadata cache (the ``entries`` table)."""
+
+    uuid: str
+    ino: int
+    parent_uuid: str | None
+    name: str
+    is_dir: bool
+    size: int
+    file_id: str | None
+    mtime_ns: int
+    ctime_ns: int
+    listed_at: float | None
+
+
+_ENTRY_FIELDS = "uuid, ino, parent_uuid, name, is_dir, size, file_id, mtime_ns, ctime_ns, listed_at"
 
 
 def local_owner_key(local_id: int) -> str:
@@ -644,6 +688,35 @@ class Journal:
             self._owners.pop(key, None)
         else:
             self._owners[key] = owner
+
+    # --- the metadata cache -----------------------------------------------------------------
+
+    def entry_rows(self) -> list[EntryRow]:
+        rows = self._db.execute(f"SELECT {_ENTRY_FIELDS} FROM entries")
+        return [
+            EntryRow(u, ino, p, n, bool(d), size, f, m, c, listed)
+            for u, ino, p, n, d, size, f, m, c, listed in rows
+        ]
+
+    def save_entries(self, folders: Iterable[str], rows: Iterable[EntryRow]) -> None:
+        """Replace what is kept of the entries of ``folders`` with ``rows`` (which also hold
+        the folders' own rows, with their listing times), in one commit."""
+        with self.transaction():
+            for folder in folders:
+                self._db.execute("DELETE FROM entries WHERE parent_uuid = ?", (folder,))
+            for row in rows:
+                # A uuid keeps its inode number; another row holding that number (an entry
+                # gone since, kept by a folder not listed again) gives it up.
+                self._db.execute("DELETE FROM entries WHERE ino = ? AND uuid != ?",
+                                 (row.ino, row.uuid))  # fmt: skip
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO entries ({_ENTRY_FIELDS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.uuid, row.ino, row.parent_uuid, row.name, int(row.is_dir),
+                        row.size, row.file_id, row.mtime_ns, row.ctime_ns, row.listed_at,
+                    ),
+                )  # fmt: skip
 
     # --- mount-wide key/value state -------------------------------------------------------
 

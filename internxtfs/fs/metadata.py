@@ -7,29 +7,67 @@ A directory's children come from three places, in this order of authority:
    until the upload is done, and files never uploaded are listed from the journal alone;
 3. the remote listing, fetched again when older than ``ttl`` seconds, for changes made elsewhere.
 
+Stale is better than EIO (issue 9): a folder listed before is served from its last listing
+when a refresh cannot reach Internxt, at once while Internxt is known to be unreachable, and
+after at most ``STALE_WAIT`` seconds otherwise; the refresh goes on in the background, and the
+mount returns to fresh listings by itself once Internxt answers (a probe asks every
+``PROBE_INTERVAL`` seconds during an outage). Only a folder never listed (or one whose caller
+needs the server's answer: ``invalidate``) makes the caller wait, and the protocol calls of a
+refresh are interactive (internxt/retry.py): they give up within seconds during an outage.
+
 Shared state: ``Node.children``/``listed_at`` of directory nodes. A listing fetch awaits the
-network; a per-directory trio.Lock makes concurrent lookups share one fetch, and a per-directory
-mutation counter makes a fetch that raced with a local change discard its (stale) result.
+network; one refresh per directory at a time (``_refreshing``) makes concurrent lookups share
+one fetch, and a per-directory mutation counter makes a fetch that raced with a local change
+discard its (stale) result.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
 from internxtfs.fs import links as fslinks
-from internxtfs.fs.inodes import InodeTable, Node
-from internxtfs.fs.journal import UNCERTAIN
+from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
+from internxtfs.fs.journal import UNCERTAIN, EntryRow
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
+from internxtfs.internxt.retry import carry_interactive, interactive
 
 log = logging.getLogger(__name__)
 
-OFFLINE_RETRY = 30.0  # seconds a folder is served from its last listing after a failed one
+OFFLINE_RETRY = 30.0  # during an outage, seconds between refresh attempts of one folder
+STALE_WAIT = 3.0  # seconds a caller waits for a refresh before taking the last listing
+PROBE_INTERVAL = 5.0  # during an outage, seconds between checks that Internxt is back
+SAVED_CLEANLY = "metadata_saved_cleanly"  # journal meta key: the last mount ended cleanly
+WARM_REFRESHES = 2  # listings of folders shown from the metadata cache run this many at once
+SAVE_INTERVAL = 1.0  # seconds between writes of changed listings to the metadata cache
+
+
+@dataclass
+class _Kept:
+    """An entry of the metadata cache, shaped as a listing's entry for :meth:`Metadata._merge`."""
+
+    uuid: str
+    name: str
+    size: int
+    file_id: str | None
+    modified: float
+    created: float
+
+
+@dataclass
+class _Refresh:
+    """One listing fetch of a folder in flight, shared by everyone who needs it."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -69,6 +107,7 @@ class Metadata:
         listing_lag: Callable[[str], float] | None = None,
         recently_written: Callable[[str], bool] | None = None,
         recently_deleted: Callable[[str], bool] | None = None,
+        offline: Callable[[], bool] | None = None,
     ) -> None:
         self.drive = drive
         self.table = table
@@ -93,47 +132,289 @@ class Metadata:
         # Whether a listing may still show an entry as it was before our last write to it.
         self.recently_written = recently_written or (lambda uuid: False)
         self.recently_deleted = recently_deleted or (lambda uuid: False)
-        self._locks: dict[int, trio.Lock] = {}
+        # Whether Internxt is known to be unreachable (the retry policy's view, retry.py).
+        self.offline = offline or (lambda: False)
+        self._refreshing: dict[int, _Refresh] = {}
+        self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
+        self._bg: trio.Nursery | None = None
+        self._unsaved: set[int] = set()  # folders whose entries changed since the last save
+        # Folders shown from the metadata cache and not listed since this mount started: the
+        # first look answers at once from it while the listing runs in the background.
+        self._restored: set[int] = set()
+        self._warm_refreshes = trio.CapacityLimiter(WARM_REFRESHES)
+        self._unsure: set[int] = set()  # restored after a crash: see children()
+        self.wall = time.time  # listing times are kept in wall-clock time across mounts
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background refreshes, the outage probe and the saves of the metadata cache:
+        ``await nursery.start(meta.run)``. Without it (unit tests), a refresh runs in the
+        caller's task and nothing is saved."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._bg = nursery
+                task_status.started()
+                nursery.start_soon(self._probe)
+                while True:
+                    started = time.perf_counter()
+                    self._save_logged()
+                    # A save blocks the requests for its time: a big folder changing all the
+                    # time (a copy into it) is saved less often, never more than 5% busy.
+                    await trio.sleep(max(SAVE_INTERVAL, 20 * (time.perf_counter() - started)))
+        finally:
+            self._bg = None
+            self._save_logged(final=True)  # what changed since the last save
+
+    def _save_logged(self, final: bool = False) -> None:
+        try:
+            self.save()
+            if final and hasattr(self.journal, "set_meta"):
+                self.journal.set_meta(SAVED_CLEANLY, "1")
+        except sqlite3.Error as exc:  # e.g. the cache disk is full: expected, no traceback
+            log.warning("cannot save the metadata cache (%s); the next mount lists again", exc)
+        except Exception:
+            # A cache of what the server holds: losing a save costs a listing, nothing else.
+            log.exception("cannot save the metadata cache; the next mount lists again")
+
+    # --- the metadata cache (warm start) ------------------------------------------------------
+
+    def _mark(self, dir_node: Node) -> None:
+        self._unsaved.add(dir_node.ino)
+
+    def changed(self, node: Node) -> None:
+        """An entry's attributes changed here (times, size): saved with its folder."""
+        self._unsaved.add(node.parent)
+
+    def save(self) -> None:
+        """Write the entries of folders changed since the last save to the metadata cache."""
+        if not self._unsaved or not hasattr(self.journal, "save_entries"):
+            return
+        folders, self._unsaved = self._unsaved, set()
+        again: set[int] = set()
+        now_wall, now = self.wall(), self.clock()
+        saved: list[str] = []
+        rows: list[EntryRow] = []
+        for ino in folders:
+            folder = self.table.get(ino)
+            if folder is None or folder.uuid is None or folder.children is None:
+                continue
+            parent = self.table.get(folder.parent) if folder.ino != ROOT_INODE else None
+            row = self._row(folder, None if parent is None else parent.uuid, now_wall, now)
+            if row is not None:
+                rows.append(row)
+            for child_ino in folder.children.values():
+                child = self.table.get(child_ino)
+                if child is not None:
+                    row = self._row(child, folder.uuid, now_wall, now)
+                    if row is not None:
+                        rows.append(row)
+                    elif child.local_id is not None:
+                        # Not uploaded yet: the journal lists it meanwhile; once uploaded its
+                        # entry must be kept (nothing else marks the folder then).
+                        again.add(folder.ino)
+            saved.append(folder.uuid)
+        try:
+            self.journal.save_entries(saved, rows)
+        except BaseException:
+            self._unsaved |= folders  # tried again at the next save
+            raise
+        self._unsaved |= again
+
+    def _row(
+        self, node: Node, parent_uuid: str | None, now_wall: float, now: float
+    ) -> EntryRow | None:
+        """The entry as the server holds it, or None when it has no remote entry yet (the
+        journal lists such a file)."""
+        listed_at = None
+        if node.is_dir and self.has_view(node):
+            listed_at = now_wall - max(0.0, now - node.listed_at)
+        uuid, size, file_id = node.uuid, node.size, node.file_id
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is not None:
+            # A file this mount uploaded learns its uuid from the record (Filesystem._sync_uuid
+            # runs only when the file is used again).
+            uuid = record.remote_uuid
+            size, file_id = record.remote_size, record.remote_file_id
+        if uuid is None:
+            return None
+        return EntryRow(
+            uuid=uuid,
+            ino=node.ino,
+            parent_uuid=parent_uuid,
+            name=fslinks.remote_name(node.name, node.is_link),
+            is_dir=node.is_dir,
+            size=size,
+            file_id=file_id,
+            mtime_ns=node.mtime_ns,
+            ctime_ns=node.ctime_ns,
+            listed_at=listed_at,
+        )
+
+    def restore(self) -> int:
+        """:meth:`_restore`, or a cold start when the metadata cache cannot be read."""
+        try:
+            return self._restore()
+        except Exception:
+            log.exception("cannot read the metadata cache; listing every folder again")
+            self._restored.clear()
+            self._unsure.clear()
+            root = self.table.get(ROOT_INODE)
+            if root is not None:
+                root.children, root.listed_at = None, 0.0
+            return 0
+
+    def _restore(self) -> int:
+        """Show the tree the metadata cache holds (at mount start, before serving): folders
+        listed less than ``ttl`` ago are fresh, as in a running mount; older ones are shown at
+        once and listed again in the background (Internxt offers no cheap "has this folder
+        changed": docs/protocol.md). Returns how many folders were restored."""
+        rows = self.journal.entry_rows()
+        self.table.remember({row.uuid: row.ino for row in rows})
+        # Set again by the save at unmount: a crash leaves it unset (see children()).
+        clean = self.journal.get_meta(SAVED_CLEANLY) == "1"
+        self.journal.set_meta(SAVED_CLEANLY, "0")
+        by_parent: dict[str | None, list[EntryRow]] = {}
+        own: dict[str, EntryRow] = {}
+        for row in rows:
+            by_parent.setdefault(row.parent_uuid, []).append(row)
+            own[row.uuid] = row
+        # Files with content not uploaded yet, listed by their record (see _local_records).
+        unsent = {r.local_id for r in self.journal.all_files() if r.dirty and not r.deleted}
+        now_wall, now = self.wall(), self.clock()
+        root = self.table.get(ROOT_INODE)
+        assert root is not None
+        queue = [root]
+        restored = 0
+        while queue:
+            folder = queue.pop()
+            assert folder.uuid is not None
+            kept = own.get(folder.uuid)
+            if kept is None or kept.listed_at is None:
+                continue
+            entries = by_parent.get(folder.uuid, [])
+            folders = [_kept(r) for r in entries if r.is_dir]
+            files = [_kept(r) for r in entries if not r.is_dir]
+            folder.children = self._merge(folder, folders, files, None, unsent)
+            # Listed_at != 0: a view that may be served (has_view); never in the future.
+            folder.listed_at = now - max(0.0, now_wall - kept.listed_at) or -1.0
+            self._restored.add(folder.ino)
+            if not clean:
+                folder.listed_at = -math.inf
+                self._unsure.add(folder.ino)
+            restored += 1
+            for row in entries:
+                node = self.table.by_uuid(row.uuid)
+                if node is None:
+                    continue
+                # Times as this mount showed them, to the nanosecond (Internxt keeps
+                # milliseconds): git compares them with what its index holds.
+                if abs(row.mtime_ns - node.mtime_ns) < 1_000_000:
+                    node.mtime_ns = row.mtime_ns
+                if abs(row.ctime_ns - node.ctime_ns) < 1_000_000:
+                    node.ctime_ns = row.ctime_ns
+                if node.is_dir:
+                    queue.append(node)
+        if restored:
+            log.info("metadata cache: %d folder(s), %d entries known", restored, len(rows))
+        return restored
+
+    async def _probe(self) -> None:
+        """During an outage, list the root now and then: the first answer ends the outage
+        (retry.py), and the root's listing is fresh again with it."""
+        while True:
+            await trio.sleep(PROBE_INTERVAL)
+            root = self.table.get(ROOT_INODE)
+            if self.offline() and root is not None and root.ino not in self._refreshing:
+                await self._start(root)
 
     def touch(self, dir_node: Node) -> None:
         """Record a local change of ``dir_node``'s entries (invalidates in-flight fetches)."""
         self._mutations[dir_node.ino] = self._mutations.get(dir_node.ino, 0) + 1
+        self._mark(dir_node)
 
     def invalidate(self, dir_node: Node) -> None:
-        dir_node.listed_at = 0.0
+        """List the folder again at the next look (its last listing stays, for an outage)."""
+        dir_node.listed_at = -math.inf
 
     def is_fresh(self, dir_node: Node) -> bool:
         return dir_node.children is not None and self.clock() - dir_node.listed_at < self.ttl
 
-    async def children(self, dir_node: Node) -> dict[str, int]:
-        if self.is_fresh(dir_node):
+    @staticmethod
+    def has_view(dir_node: Node) -> bool:
+        """A listing that may be served stale: the folder was listed (or made) here."""
+        return dir_node.children is not None
+
+    async def children(self, dir_node: Node, *, ask_server: bool = False) -> dict[str, int]:
+        """The folder's entries by name. ``ask_server``: from a listing fetched now, or an
+        error (rmdir's emptiness check), never from the last listing."""
+        if self.is_fresh(dir_node) and not ask_server:
             assert dir_node.children is not None
             return dir_node.children
-        lock = self._locks.setdefault(dir_node.ino, trio.Lock())
-        async with lock:
-            if not self.is_fresh(dir_node):
-                try:
-                    await self._refresh(dir_node)
-                except InternxtError as exc:
-                    # Internxt unreachable, failing or refusing our session: the last listing
-                    # (merged with our own changes) keeps cached files reachable, as the issue
-                    # asks of an outage; tried again after OFFLINE_RETRY seconds (each failed
-                    # listing costs the retry policy's ~10 s of backoff). Not when the caller
-                    # asked for the server's answer (invalidate(): rmdir's emptiness check),
-                    # nor when the folder is gone (a definite answer, not trouble).
-                    stale_ok = dir_node.children is not None and dir_node.listed_at > 0
-                    if isinstance(exc, RequestRejected) or not stale_ok:
-                        raise
-                    log.warning(
+        view = self.has_view(dir_node) and not ask_server
+        offline = self.offline()
+        if view and offline and self.clock() < self._retry_at.get(dir_node.ino, -math.inf):
+            assert dir_node.children is not None
+            return dir_node.children  # the outage is known: no new attempt yet
+        # The tree an earlier mount saw is shown at once; the listing of it follows. Not when
+        # that mount ended without saving (a crash): what it did last may be missing, so its
+        # listings are the fallback of an outage only.
+        unsure = dir_node.ino in self._unsure
+        warm = view and dir_node.ino in self._restored and not unsure
+        refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node, warm)
+        if not refresh.done.is_set() and not (view and (offline or warm)):
+            with trio.move_on_after(STALE_WAIT if view and not unsure else math.inf):
+                await refresh.done.wait()
+        if not refresh.done.is_set():
+            log.debug("listing of %s is slow; answering from the last listing", dir_node.uuid)
+        elif refresh.error is not None and not (view and _transient(refresh.error)):
+            # Internxt unreachable, failing or refusing our session: the last listing (merged
+            # with our own changes) keeps what this mount has seen reachable. Not when the
+            # folder is gone (a definite answer, not trouble).
+            raise refresh.error
+        assert dir_node.children is not None
+        return dir_node.children
+
+    async def _start(self, dir_node: Node, warm: bool = False) -> _Refresh:
+        refresh = _Refresh()
+        self._refreshing[dir_node.ino] = refresh
+
+        async def fetch() -> None:
+            try:
+                if warm:
+                    # Nobody waits for it: a few at a time, so that a walk of the tree right
+                    # after a remount (ls -lR, rsync) is not slowed by re-listing all of it.
+                    async with self._warm_refreshes:
+                        with interactive():
+                            await self._refresh(dir_node)
+                else:
+                    with interactive():
+                        await self._refresh(dir_node)
+                self._retry_at.pop(dir_node.ino, None)
+            except Exception as exc:
+                refresh.error = exc
+                if not isinstance(exc, InternxtError):
+                    log.exception("listing of folder %s failed unexpectedly", dir_node.uuid)
+                elif self.has_view(dir_node) and _transient(exc):
+                    self._retry_at[dir_node.ino] = self.clock() + OFFLINE_RETRY
+                    # One line per outage is logged by the retry policy; this one says which
+                    # folder is served stale, while Internxt is not known to be down.
+                    log.log(
+                        logging.DEBUG if self.offline() else logging.WARNING,
                         "cannot list folder %s (%s); using the listing from %.0f s ago",
                         dir_node.uuid,
                         exc,
                         self.clock() - dir_node.listed_at,
                     )
-                    dir_node.listed_at = self.clock() + max(0.0, OFFLINE_RETRY - self.ttl)
-        assert dir_node.children is not None
-        return dir_node.children
+            finally:
+                if self._refreshing.get(dir_node.ino) is refresh:
+                    del self._refreshing[dir_node.ino]
+                refresh.done.set()
+
+        if self._bg is not None:
+            self._bg.start_soon(fetch)
+        else:
+            await fetch()
+        return refresh
 
     async def lookup(self, dir_node: Node, name: str) -> Node | None:
         children = await self.children(dir_node)
@@ -149,6 +430,7 @@ class Metadata:
             if lag > 0:
                 await trio.sleep(lag)
         before = self._mutations.get(dir_node.ino, 0)
+        restored = dir_node.ino in self._restored
         started = self.clock()
         # The remote object each record pointed to before the fetch: one our uploader publishes
         # while the listing is in flight must not be taken for a change made elsewhere.
@@ -166,11 +448,15 @@ class Metadata:
         folders: list[Any] = []
         files: list[Any] = []
 
+        carried = carry_interactive()
+
         async def get_folders() -> None:
-            folders.extend(await self.drive.list_folders(dir_node.uuid))  # type: ignore[arg-type]
+            with carried():
+                folders.extend(await self.drive.list_folders(dir_node.uuid))  # type: ignore[arg-type]
 
         async def get_files() -> None:
-            files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
+            with carried():
+                files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
 
         try:
             async with trio.open_nursery() as nursery:
@@ -193,7 +479,9 @@ class Metadata:
         files = [entry for entry in files if entry.uuid not in deleting]
         before_subdirs = self.subdirs(dir_node)
         old = dir_node.children
-        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        # A view kept by an earlier mount (the metadata cache) is no change of ours: the
+        # listing wins over it, whatever the replicas' lag.
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0 and not restored
         if lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
@@ -216,6 +504,9 @@ class Metadata:
                     children[name] = ino
         dir_node.children = children
         dir_node.listed_at = started
+        self._restored.discard(dir_node.ino)
+        self._unsure.discard(dir_node.ino)
+        self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
 
@@ -261,8 +552,9 @@ class Metadata:
                 continue
             node = self.table.by_uuid(entry.uuid)
             if node is None:
-                node = self.table.new_node(is_dir=True, parent=dir_node.ino, name=name)
-                self.table.set_uuid(node, entry.uuid)
+                node = self.table.new_node(
+                    is_dir=True, parent=dir_node.ino, name=name, uuid=entry.uuid
+                )
             node.parent, node.name = dir_node.ino, name
             _apply_times(node, entry)
             if not node.mtime_pinned:
@@ -328,7 +620,9 @@ class Metadata:
                         # kept-both conflict): this entry gets an inode of its own.
                         node = None
             if node is None:
-                node = self.table.new_node(is_dir=False, parent=dir_node.ino, name=name)
+                node = self.table.new_node(
+                    is_dir=False, parent=dir_node.ino, name=name, uuid=entry.uuid
+                )
             if node.uuid != entry.uuid:
                 self.table.set_uuid(node, entry.uuid)
             node.parent, node.name = dir_node.ino, name
@@ -465,6 +759,22 @@ class Metadata:
         return by_remote, pending
 
 
+def _kept(row: EntryRow) -> _Kept:
+    return _Kept(
+        uuid=row.uuid,
+        name=row.name,
+        size=row.size,
+        file_id=row.file_id,
+        modified=row.mtime_ns / 1e9,
+        created=row.ctime_ns / 1e9,
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    """Trouble reaching Internxt (worth serving the last listing), not a definite answer."""
+    return isinstance(exc, InternxtError) and not isinstance(exc, RequestRejected)
+
+
 def _being_recreated(owner: Any, folder_uuid: str | None, name: str) -> bool:
     """The inode's file lost its remote entry on our side and waits to be created again under
     this same name, with local content not sent yet."""
@@ -494,8 +804,10 @@ def _apply_times(node: Node, entry: Any) -> None:
     if not node.mtime_pinned and not same_millisecond(node.mtime_ns, modified):
         node.mtime_ns = seconds_to_ns(modified)
     # ctime never goes back: a change made here (touch, chmod, rename) moved it past what
-    # Internxt knows; a change made elsewhere shows as a newer modification time.
-    changed = max(created, modified)
+    # Internxt knows; a change made elsewhere shows as a newer modification time. The entry's
+    # creation time counts for a node seen first: for one known here it is no change of
+    # ours (Internxt sets it to the time of our upload), and git compares ctime.
+    changed = max(created, modified) if node.ctime_ns == 0 else modified
     if not same_millisecond(node.ctime_ns, changed) and seconds_to_ns(changed) > node.ctime_ns:
         node.ctime_ns = seconds_to_ns(changed)
     if node.atime_ns == 0:

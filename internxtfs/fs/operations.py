@@ -121,6 +121,7 @@ class Filesystem(pyfuse3.Operations):
             listing_lag=remote.listing_lag,
             recently_written=remote.recently_written,
             recently_deleted=remote.recently_deleted,
+            offline=remote.offline,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -524,6 +525,7 @@ class Filesystem(pyfuse3.Operations):
         # Every change of an inode's metadata is a status change, as on a local disk (make
         # and rsync compare ctime); it lives in memory, Internxt has no field for it.
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())
+        self.meta.changed(node)  # kept for the next mount (metadata cache)
         if changed and not node.is_dir:
             local_id = self._ensure_record(node)
             # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
@@ -639,8 +641,8 @@ class Filesystem(pyfuse3.Operations):
         # folder is deleted after them, not with them (a folder delete takes whatever it
         # holds, and the server check below must see them gone).
         await self.uploader.wait_deletes_in(node.uuid)
-        self.meta.invalidate(node)  # emptiness must be checked against the server
-        if await self.meta.children(node):
+        # Emptiness is checked against the server, never the last listing.
+        if await self.meta.children(node, ask_server=True):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
         await self.remote.delete("folder", node.uuid, name=node.name)
         self.owners.forget(node)
@@ -753,6 +755,7 @@ class Filesystem(pyfuse3.Operations):
         if not handle.wrote or node.local_id is None or node.unlinked:
             return None
         self.journal.update(node.local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
+        self.meta.changed(node)  # its times, for the next mount (metadata cache)
         handle.wrote = False
         handle.unsent = True
         return node.local_id
@@ -798,6 +801,13 @@ class Filesystem(pyfuse3.Operations):
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             return
+        if self.meta.offline():
+            # "Stored on Internxt" cannot be true now: say so at once rather than wait out
+            # the upload's retries. The data is safe in the cache and uploaded once it answers.
+            await trio.to_thread.run_sync(self._fsync_local, local_id)
+            self.uploader.schedule(local_id)
+            log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
+            raise pyfuse3.FUSEError(errno.EIO)
         self.uploader.schedule(local_id, immediate=True)
         await self.uploader.wait_idle(local_id)
         # Stored: unless written again, closing this descriptor has nothing left to upload.
@@ -874,8 +884,8 @@ class Filesystem(pyfuse3.Operations):
             if target.uuid is not None:
                 # As rmdir: files just unlinked in it are deleted first, not with the folder.
                 await self.uploader.wait_deletes_in(target.uuid)
-            self.meta.invalidate(target)  # emptiness must be checked against the server
-            if await self.meta.children(target):
+            # Emptiness is checked against the server, never the last listing.
+            if await self.meta.children(target, ask_server=True):
                 raise pyfuse3.FUSEError(errno.ENOTEMPTY)
 
         async def move() -> None:
@@ -1038,9 +1048,20 @@ class Filesystem(pyfuse3.Operations):
         now = self.monotonic()
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
             stored = self.uploader.stored_bytes
-            used = await self.remote.usage()
-            limit = await self.remote.limit()
-            self._statfs = (now, used, limit, stored)
+            try:
+                used = await self.remote.usage()
+                limit = await self.remote.limit()
+            except ie.InternxtError as exc:
+                if self._statfs is None:
+                    self._statfs = self._kept_quota(now, stored)
+                if self._statfs is None or isinstance(exc, ie.RequestRejected):
+                    raise
+                # Internxt cannot be reached: df shows the last known quota (issue 9).
+                log.debug("cannot read the quota (%s); showing the last known one", exc)
+            else:
+                self._statfs = (now, used, limit, stored)
+                if hasattr(self.journal, "set_meta"):
+                    self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
         _, used, limit, stored_then = self._statfs
         # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
         # holds unsent, count at once, as on a local disk (df right after cp shows it).
@@ -1054,6 +1075,14 @@ class Filesystem(pyfuse3.Operations):
         data.f_files = data.f_ffree = data.f_favail = 1 << 32
         data.f_namemax = names.NAME_MAX
         return data
+
+    def _kept_quota(self, now: float, stored: int) -> tuple[float, int, int, int] | None:
+        """The quota the last mount on this cache read (the metadata cache), if any."""
+        kept = self.journal.get_meta("quota") if hasattr(self.journal, "get_meta") else None
+        if not kept:
+            return None
+        used, limit = (int(part) for part in kept.split())
+        return (now, used, limit, stored)
 
     # --- what Internxt cannot store -------------------------------------------------------------
 

@@ -90,6 +90,11 @@ class Remote(Protocol):
         """Whether a listing may still show this entry although we deleted it."""
         ...
 
+    def offline(self) -> bool:
+        """Whether Internxt is known to be unreachable (internxt/retry.py): listings are then
+        served from the last one at once (fs/metadata.py)."""
+        ...
+
     # --- changing the tree --------------------------------------------------------------------
 
     async def create_folder(
@@ -218,6 +223,9 @@ class InternxtRemote:
 
     def recently_deleted(self, uuid: str) -> bool:
         return self.drive.recently_deleted(uuid)
+
+    def offline(self) -> bool:
+        return self.drive.offline()
 
     async def create_folder(
         self, parent_uuid: str, name: str, *, ctime: float | None = None, mtime: float | None = None

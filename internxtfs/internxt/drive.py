@@ -28,7 +28,7 @@ from .errors import (
 )
 from .http import Http, bearer, json_body
 from .names import check_name, join_name, split_name
-from .retry import Recover, RetryPolicy
+from .retry import Recover, RetryPolicy, carry_interactive
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,10 @@ class DriveAPI:
         # and Conflict answers below that lag can explain are asked again before they count.
         self.read_lag = read_lag or ReadLag()
 
+    def offline(self) -> bool:
+        """Internxt is known to be unreachable: a call failed on it and none answered since."""
+        return self._retry.offline
+
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _call(
@@ -290,7 +294,13 @@ class DriveAPI:
         next_offset = PAGE_SIZE
         end: int | None = None
 
+        carried = carry_interactive()  # pages of an interactive listing are interactive
+
         async def worker() -> None:
+            with carried():
+                await pages_until_the_end()
+
+        async def pages_until_the_end() -> None:
             nonlocal next_offset, end
             while end is None or next_offset <= end:
                 offset = next_offset

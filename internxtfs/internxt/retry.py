@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -47,6 +48,10 @@ class RetryStats:
     last_error: str | None = None
     last_error_at: float | None = None  # wall-clock seconds
     last_success_at: float | None = None
+    # Since when (wall clock) Internxt cannot be reached: set when a call fails for good on a
+    # connection error, timeout or 5xx, cleared by the next call that gets an answer.
+    offline_since: float | None = None
+    offline_error: str | None = None  # what made us take it for unreachable
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +63,8 @@ class RetryStats:
             "last_error_at": self.last_error_at,
             "last_success_at": self.last_success_at,
             "failing": self.failing,
+            "offline_since": self.offline_since,
+            "offline_error": self.offline_error,
         }
 
     @property
@@ -66,6 +73,61 @@ class RetryStats:
         return self.last_error_at is not None and (
             self.last_success_at is None or self.last_success_at < self.last_error_at
         )
+
+
+# Calls made for a process waiting on the mount (a FUSE request, or a fetch or listing such a
+# request waits for) are "interactive": they retry only within a short budget, and while
+# Internxt is known to be unreachable they make a single attempt, bounded by the budget, so no
+# filesystem call waits out the whole retry schedule (issue 9: `stat` must not hang). Keyed by
+# trio task, not a context variable: trio copies context variables into tasks spawned from a
+# request, and those (uploads, read-ahead) must keep the full schedule.
+INTERACTIVE_BUDGET = 5.0
+_interactive: dict[object, float] = {}
+
+
+@contextmanager
+def interactive(
+    budget: float = INTERACTIVE_BUDGET, *, until: float | None = None
+) -> Iterator[None]:
+    """Mark the calls made by the current trio task (until the block ends) as interactive:
+    for ``budget`` seconds from now, or until the trio time ``until`` (a task working for an
+    interactive one passes its deadline: :func:`interactive_deadline`)."""
+    try:
+        task: object | None = trio.lowlevel.current_task()
+    except RuntimeError:  # not in trio (sync tests)
+        task = None
+    if task is None:
+        yield
+        return
+    previous = _interactive.get(task)
+    deadline = trio.current_time() + budget if until is None else until
+    _interactive[task] = deadline if previous is None else min(previous, deadline)
+    try:
+        yield
+    finally:
+        if previous is None:
+            _interactive.pop(task, None)
+        else:
+            _interactive[task] = previous
+
+
+def carry_interactive() -> Callable[[], AbstractContextManager[None]]:
+    """Called in an interactive task, returns what makes a task it spawns interactive with
+    the same deadline (``with carried(): ...`` in the child); a no-op from a background task."""
+    deadline = interactive_deadline()
+
+    def carried() -> AbstractContextManager[None]:
+        return nullcontext() if deadline is None else interactive(until=deadline)
+
+    return carried
+
+
+def interactive_deadline() -> float | None:
+    """The current task's interactive deadline (trio time), None for a background task."""
+    try:
+        return _interactive.get(trio.lowlevel.current_task())
+    except RuntimeError:
+        return None
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -120,17 +182,62 @@ class RetryPolicy:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.stats.last_error_at = self._clock()
 
+    @property
+    def offline(self) -> bool:
+        return self.stats.offline_since is not None
+
+    def _went_offline(self, exc: BaseException) -> None:
+        # No connection, a timeout, or a gateway with nothing behind it (502/503/504). A 500
+        # or a 429 comes from the server itself: it answers, if badly (drive-server also says
+        # 500 for some refusals); listings still fall back on the last one (metadata.py).
+        exc = as_internxt_error(exc)
+        unreachable = isinstance(exc, Unreachable) or (
+            isinstance(exc, ServerError) and exc.status in (None, 502, 503, 504)
+        )
+        if not unreachable:
+            return
+        if self.stats.offline_since is None:
+            self.stats.offline_since = self._clock()
+            self.stats.offline_error = f"{type(exc).__name__}: {exc}"
+            # One line for the whole outage (and one when it ends): not one per request.
+            log.warning(
+                "Internxt cannot be reached (%s); serving from the cache, changes wait in "
+                "the journal",
+                self.stats.offline_error,
+            )
+
+    def _answered(self) -> None:
+        self.stats.last_success_at = self._clock()
+        self._reachable()
+
+    def _reachable(self) -> None:
+        if self.stats.offline_since is not None:
+            log.warning(
+                "Internxt answers again after %.0f s; back to fresh listings and uploads",
+                self._clock() - self.stats.offline_since,
+            )
+            self.stats.offline_since = None
+            self.stats.offline_error = None
+
+    def answered(self) -> None:
+        """A request got an answer outside :meth:`run` (e.g. a streamed download)."""
+        self._answered()
+
     def count_failure(self, exc: BaseException) -> None:
         """A call that failed for good (what ``failures`` and ``last_error`` report)."""
         self.stats.failures += 1
         self.record_failure(exc)
 
-    async def backoff(self, retry_number: int, exc: BaseException, what: str) -> None:
+    async def backoff(
+        self, retry_number: int, exc: BaseException, what: str, wait: float | None = None
+    ) -> None:
         """Account for one retry and wait before it; for callers that loop themselves."""
-        wait = self.delay(retry_number, exc)
+        if wait is None:
+            wait = self.delay(retry_number, exc)
         self.stats.retries += 1
         self.record_failure(exc)
-        log.info(
+        log.log(
+            logging.DEBUG if self.offline else logging.INFO,
             "%s failed (%s: %s); retry %d/%d in %.2fs",
             what,
             type(exc).__name__,
@@ -150,6 +257,7 @@ class RetryPolicy:
     ) -> T:
         """Call ``fn`` until it succeeds, fails for good, or attempts run out."""
         self.stats.calls += 1
+        deadline = interactive_deadline()
         ambiguous = False  # an earlier attempt may have reached the server
         for attempt in range(1, self.attempts + 1):
             try:
@@ -159,8 +267,13 @@ class RetryPolicy:
                         self.stats.recovered += 1
                         log.info("%s: earlier attempt had landed; adopting it", what)
                         return landed
-                result = await fn()
-                self.stats.last_success_at = self._clock()
+                if deadline is not None and self.offline:
+                    # Known to be down: one attempt, and not longer than the budget (a server
+                    # that swallows packets would hold it for the whole connect timeout).
+                    result = await self._bounded(fn, deadline, what)
+                else:
+                    result = await fn()
+                self._answered()
                 return result
             except Conflict:
                 # A 409 after a lost answer usually means our own first attempt succeeded.
@@ -169,6 +282,7 @@ class RetryPolicy:
                     if landed is not None:
                         self.stats.recovered += 1
                         return landed
+                self._reachable()
                 self.stats.failures += 1
                 raise
             except SessionExpired:
@@ -177,16 +291,37 @@ class RetryPolicy:
                 raise
             except Exception as exc:
                 if not is_retryable(exc):
+                    if isinstance(exc, InternxtError) and exc.status is not None:
+                        self._reachable()  # refused, but the server answered
                     self.stats.failures += 1
                     self.record_failure(exc)
                     raise
-                if attempt == self.attempts:
+                wait = self.delay(attempt, exc)
+                if attempt == self.attempts or self._out_of_budget(wait, exc, deadline):
                     self.stats.failures += 1
                     self.record_failure(exc)
+                    self._went_offline(exc)
                     final = as_internxt_error(exc)
                     if final is exc:
                         raise
                     raise final from exc
                 ambiguous = True
-                await self.backoff(attempt, exc, what)
+                await self.backoff(attempt, exc, what, wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _out_of_budget(self, wait: float, exc: BaseException, deadline: float | None) -> bool:
+        """An interactive call gives up rather than wait past its budget, or at once while
+        Internxt is known to be down. Not when throttled: the server answers, and told us
+        when to come back."""
+        if deadline is None:
+            return False
+        if isinstance(exc, ServerError) and exc.status == 429:
+            return False
+        if self.offline:
+            return True
+        return trio.current_time() + wait > deadline
+
+    async def _bounded(self, fn: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
+        with trio.move_on_after(max(0.5, deadline - trio.current_time())):
+            return await fn()
+        raise Unreachable(f"{what}: no answer within the budget of a call waiting on the mount")

@@ -232,6 +232,8 @@ class EmulatorProcess:
         """Let lagging read replicas catch up, so what a check reads is the final state (the
         real service's replicas catch up too; tests must not judge the mount by a stale read).
         """
+        if not self.running:
+            return  # stopped (an outage test): nothing to catch up with
         lag_ms = float(self._admin("GET", "/faults").get("replica_lag_ms") or 0)
         if lag_ms > 0:
             time.sleep(lag_ms / 1000 + 0.05)

@@ -234,6 +234,9 @@ class FakeRemote:
     def recently_deleted(self, uuid: str) -> bool:
         return False
 
+    def offline(self) -> bool:
+        return False  # always answers
+
     # --- Remote: changing the tree ---------------------------------------------------------------
 
     async def create_folder(

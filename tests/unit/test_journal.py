@@ -10,6 +10,7 @@ import pytest
 from internxtfs.fs.journal import (
     ASIDE,
     SCHEMA_VERSION,
+    EntryRow,
     Journal,
     JournalAccountMismatch,
     JournalDamaged,
@@ -243,6 +244,35 @@ def test_schema_4_gains_folder_mtimes(tmp_path: Path) -> None:
     upgraded.set_owner("folder", Owner(mtime_ns=1_500_000_000_123_456_789))
     upgraded.close()
     assert Journal(path).owner("folder") == Owner(mtime_ns=1_500_000_000_123_456_789)
+
+
+def test_schema_6_gains_the_metadata_cache(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    r = j.new_file(parent_uuid="p", name="a")
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 6 wrote: no kept listings
+    db.executescript("DROP TABLE entries; UPDATE schema_version SET version = 6;")
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.get(r.local_id) == r
+    assert upgraded.entry_rows() == []
+    row = EntryRow("f", 7, "root", "a.txt", False, 3, "obj", 1_000_000_123, 1_000_000_456, None)
+    folder = EntryRow("root", 1, None, "", True, 0, None, 5, 5, 1234.5)
+    upgraded.save_entries(["root"], [folder, row])
+    upgraded.close()
+    assert sorted(Journal(path).entry_rows(), key=lambda r: r.ino) == [folder, row]
+
+
+def test_kept_entries_of_a_folder_are_replaced_and_keep_their_inode(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    a = EntryRow("a", 2, "root", "a", False, 1, None, 0, 0, None)
+    b = EntryRow("b", 3, "root", "b", False, 1, None, 0, 0, None)
+    j.save_entries(["root"], [a, b])
+    # b is gone from the folder's listing; c takes inode 3 (b's number is free again).
+    c = EntryRow("c", 3, "root", "c", False, 1, None, 0, 0, None)
+    j.save_entries(["root"], [a, c])
+    assert sorted(j.entry_rows(), key=lambda r: r.uuid) == [a, c]
 
 
 def test_owner_rows_follow_the_file_and_survive_a_crash(tmp_path: Path) -> None:
