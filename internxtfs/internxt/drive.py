@@ -532,10 +532,11 @@ class DriveAPI:
         """Permanent delete of a folder and everything under it (``204``)."""
 
         async def recover(patient: bool) -> bool | None:
+            # "Still there" is taken as it comes: a delete sent again after it had landed is
+            # a 404, which the retries below take for "done" once it holds past the window.
+            # "Not found" may be a replica behind the entry's creation, and is asked again.
             try:
-                meta = await self.folder_meta(
-                    uuid, stale=lambda m: m.status == EXISTS, patient=patient
-                )
+                meta = await self.folder_meta(uuid)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None
@@ -641,18 +642,26 @@ class DriveAPI:
             meta = await self.file_meta(uuid, stale=lambda m: not landed(m), patient=patient)
             return meta if landed(meta) else None
 
-        dto = await self.read_lag.settle(
-            lambda: self._call(
-                "PUT",
-                f"/files/{uuid}",
-                json=body,
-                recover=recover,
-                touches=(self._parent(uuid),),
-                entry=uuid,
-            ),
-            what=f"replace file {uuid}",
-            errors=(NotFound,),
-        )
+        try:
+            dto = await self.read_lag.settle(
+                lambda: self._call(
+                    "PUT",
+                    f"/files/{uuid}",
+                    json=body,
+                    recover=recover,
+                    touches=(self._parent(uuid),),
+                    entry=uuid,
+                ),
+                what=f"replace file {uuid}",
+                errors=(NotFound,),
+            )
+        except RequestRejected as exc:
+            # 400 "DELETED (or TRASHED) files can not be replaced" (replaceFile in
+            # file.usecase.ts): the entry went elsewhere, as with a 404. A lagging replica
+            # may have shown it as existing a moment before.
+            if exc.status == 400 and "can not be replaced" in str(exc):
+                raise NotFound(str(exc), status=404, body=exc.body) from exc
+            raise
         return self._seen(dto if isinstance(dto, FileEntry) else FileEntry.from_dto(dto))
 
     async def rename_file(self, uuid: str, new_name: str) -> FileEntry:
@@ -713,10 +722,11 @@ class DriveAPI:
         """Permanent delete (``DELETE /files/{uuid}``, 200); no trash."""
 
         async def recover(patient: bool) -> bool | None:
+            # "Still there" is taken as it comes: a delete sent again after it had landed is
+            # a 404, which the retries below take for "done" once it holds past the window.
+            # "Not found" may be a replica behind the entry's creation, and is asked again.
             try:
-                meta = await self.file_meta(
-                    uuid, stale=lambda m: m.status == EXISTS, patient=patient
-                )
+                meta = await self.file_meta(uuid)
             except NotFound:
                 return True
             return True if meta.status != EXISTS else None

@@ -24,6 +24,8 @@ def test_remote_change_during_unsent_local_change_keeps_both(
     (a.mountpoint / "report.txt").write_text("ours, not sent yet")  # held by the long delay
     (b.mountpoint / "report.txt").write_text("theirs")
     assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+    # A is to notice another client's change, which lagging replicas may not show yet.
+    b.emulator.wait_for_replicas()
 
     assert cli("flush", str(a.mountpoint), env=a.env).returncode == 0
     assert "keeping both" in a.log()
@@ -61,6 +63,7 @@ def test_rename_over_a_name_created_elsewhere_after_our_listing(mounted_factory:
             )
 
     trio.run(create_target)
+    m.emulator.wait_for_replicas()  # another client's change: replicas may not show it yet
     os.rename(mnt / ".target.txt.tmp", mnt / "target.txt")
     assert cli("flush", str(mnt), env=m.env).returncode == 0
     assert remote.snapshot(m.emulator, m.user) == {"target.txt": b"ours, renamed into place"}
@@ -83,7 +86,9 @@ def test_rename_already_made_elsewhere_keeps_the_file(mounted_factory: Any) -> N
             (entry,) = await client.drive.list_files(client.session.root_folder_uuid)
             await client.drive.move_file(entry.uuid, client.session.root_folder_uuid, "b.txt")
 
+    m.emulator.wait_for_replicas()  # the other client lists what we just stored
     trio.run(rename_elsewhere)
+    m.emulator.wait_for_replicas()
     os.rename(mnt / "a.txt", mnt / "b.txt")
     assert (mnt / "b.txt").read_bytes() == b"precious"
     assert cli("flush", str(mnt), env=m.env).returncode == 0

@@ -29,6 +29,9 @@ def _replace_from_b(b: MountedFS, name: str, data: bytes) -> None:
     """Another client overwrites the file in place (same entry, new object) and stores it."""
     (b.mountpoint / name).write_bytes(data)
     assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+    # What A is to notice is another client's change: A's reads may come from replicas that
+    # do not show it yet (no-op without an emulated lag).
+    b.emulator.wait_for_replicas()
 
 
 @pytest.mark.parametrize("new_size", [16 * MiB, 10 * MiB + 123], ids=["same-size", "smaller"])
@@ -144,6 +147,7 @@ def test_entry_replaced_or_deleted_elsewhere_while_open(
         else:
             os.unlink(b.mountpoint / "f.bin")
         assert cli("flush", str(b.mountpoint), env=b.env).returncode == 0
+        b.emulator.wait_for_replicas()  # another client's change, as in _replace_from_b
 
         with pytest.raises(OSError) as failure:
             os.pread(fd, 64 * 1024, 8 * MiB)

@@ -12,7 +12,7 @@ import pytest
 from internxtfs.emulator.dto import now_iso
 from internxtfs.emulator.store import Store
 from internxtfs.internxt import http as http_module
-from internxtfs.internxt.errors import LegacyFileFormat, RequestRejected, ServerError
+from internxtfs.internxt.errors import LegacyFileFormat, NotFound, RequestRejected, ServerError
 from tests.unit.test_client_emulator import Content, MiB, add_account, emu, logged_in, upload_file
 
 __all__ = ["emu"]  # the fixture, shared with the neighbouring client tests
@@ -242,3 +242,17 @@ async def test_a_failed_create_in_a_folder_just_made_is_checked_and_sent_again(e
         )
         assert [f.uuid for f in await client.drive.list_folders(parent.uuid)] == [child.uuid]
         assert [f.uuid for f in await client.drive.list_files(parent.uuid)] == [made.uuid]
+
+
+async def test_replacing_a_file_deleted_elsewhere_is_a_not_found(emu: Any) -> None:
+    """A replica still shows the file, so the client replaces it; the server refuses with 400
+    "DELETED files can not be replaced". That is the entry gone (the uploader then creates it
+    again, or stores it in the recovery folder), not a refusal to retry forever."""
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        root = client.session.root_folder_uuid
+        entry = await upload_file(client, root, "gone.txt", Content(9, 10))
+        new_id = await client.network.upload(Content(10, 12).read, 12)
+        await client.drive.delete_file(entry.uuid)
+        with pytest.raises(NotFound):
+            await client.drive.replace_file(entry.uuid, new_id, 12)
