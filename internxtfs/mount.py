@@ -40,7 +40,6 @@ from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
 from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
 from internxtfs.internxt.retry import interactive
-from internxtfs.last_writes import LastWrites
 from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
@@ -161,14 +160,13 @@ async def _run_mount(
         on_session_change=persist,
         replica_window=config.replica_window,
     ) as client:
+        # A previous run of this mount may have written a moment ago (a crash, a quick
+        # remount): until the window has passed, answers contradicting it are asked again.
+        client.drive.read_lag.wrote(())
         session = client.session_manager.session
         client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
-        # A previous run of this mount may have written a moment ago (a crash, a quick
-        # remount): until the window has passed, answers contradicting it are asked again.
-        last_writes = LastWrites(journal, client.drive.read_lag)
-        last_writes.restore()
 
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
             assert record.remote_file_id is not None

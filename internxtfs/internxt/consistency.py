@@ -66,17 +66,12 @@ class ReadLag:
         self._parents: OrderedDict[str, str] = OrderedDict()
         self._entries: dict[str, float] = {}  # entry uuid -> last write of ours to it
         self._deleted: dict[str, float] = {}  # entry uuid -> when we deleted it
-        # Called after each write is recorded (the mount keeps its time across runs:
-        # internxtfs/last_writes.py).
-        self.on_write: Callable[[], None] | None = None
 
     def wrote(self, folders: Iterable[str | None] = (None,), entries: Iterable[str] = ()) -> None:
         """A write of ours was answered: reads may not show it for ``window`` seconds.
         ``folders``: the folders whose children it changed (None: not known); ``entries``:
         the files/folders it created, renamed, moved, replaced or deleted."""
         now = self._last_write = self.clock()
-        if self.on_write is not None:
-            self.on_write()
         for folder in folders:
             if folder is None:
                 self._any_folder = now
@@ -88,14 +83,6 @@ class ReadLag:
             self._folders = {f: t for f, t in self._folders.items() if now - t < self.window}
             self._entries = {e: t for e, t in self._entries.items() if now - t < self.window}
             self._deleted = {e: t for e, t in self._deleted.items() if now - t < self.window}
-
-    def wrote_before(self, seconds: float) -> None:
-        """A write of ours, to folders unknown, landed ``seconds`` ago (one made by an earlier
-        run of the mount on the same cache: a remount right after it must not take a lagging
-        listing for the truth)."""
-        when = self.clock() - max(0.0, seconds)
-        self._last_write = max(when, self._last_write or when)
-        self._any_folder = max(when, self._any_folder or when)
 
     def deleted(self, uuids: Iterable[str]) -> None:
         """Entries we deleted (or trashed): a lagging listing must not bring them back."""
