@@ -1025,6 +1025,9 @@ class ColdReadBench:
         self.server_cpu: list[float] = []
         self.pt: Passthrough | None = None
         self.rc_unmount_timeout = 120.0
+        # The internxtfs package the main subject mounts (None: this checkout's); a snapshot
+        # keeps a long run from picking up edits made while it runs.
+        self.ixt_src: Path | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -1084,6 +1087,8 @@ class ColdReadBench:
         if baseline:
             assert self.baseline_src is not None
             env["PYTHONPATH"] = str(self.baseline_src)
+        elif self.ixt_src is not None:
+            env["PYTHONPATH"] = str(self.ixt_src)
         self.ixt_proc = self.ns.popen(
             argv, extra_env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
         )
@@ -1457,6 +1462,8 @@ class WriteBench(ColdReadBench):
         env = dict(self.ixt_env)
         if subject == "baseline":
             env["PYTHONPATH"] = str(self.baseline_src)
+        elif self.ixt_src is not None:
+            env["PYTHONPATH"] = str(self.ixt_src)
         flush = str(Path(sys.executable).with_name("internxtfs"))
         return self.ixt_dir / "mnt", ["flush", flush], env
 
@@ -1656,6 +1663,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cold-read: also mount the internxtfs package found in DIR (e.g. a `git archive` "
         "of an older commit) as one more interleaved subject",
     )
+    parser.add_argument(
+        "--src",
+        help="write-*: mount the internxtfs package found in DIR as the main subject (a "
+        "`git archive` snapshot, so edits during a long run do not change what is measured)",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args(argv)
@@ -1732,6 +1744,7 @@ def main(argv: list[str] | None = None) -> int:
                     baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
                 ) as writes,
             ):
+                writes.ixt_src = Path(args.src).resolve() if args.src else None
                 writes.prepare()
                 writes.run(sizes.cold_read_latencies)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
