@@ -496,8 +496,9 @@ class Uploader:
                 continue
             size = 0 if record.deleted else record.size
             heavy = size >= self.small_file_threshold
-            if len(self._running) >= self.concurrency and heavy:
-                continue  # the slots above `concurrency` are for small jobs only
+            # Only `concurrency` jobs that are not small at once; such a job due first still
+            # takes the next free slot among small ones (an fsync'ed file is not held back
+            # until a stream of small files has drained).
             if heavy and heavy_running >= self.concurrency:
                 continue
             big = size >= self.big_file_threshold
