@@ -1094,6 +1094,10 @@ class ColdReadBench:
         self.rc_proc: subprocess.Popen[bytes] | None = None
         self.server_cpu: list[float] = []
         self.pt: Passthrough | None = None
+        self.rc_unmount_timeout = 120.0
+        # The internxtfs package the main subject mounts (None: this checkout's); a snapshot
+        # keeps a long run from picking up edits made while it runs.
+        self.ixt_src: Path | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -1138,7 +1142,7 @@ class ColdReadBench:
 
     # --- the three subjects ----------------------------------------------------------------
 
-    def _ixt_mount(self, baseline: bool = False) -> None:
+    def _ixt_mount(self, baseline: bool = False, extra: tuple[str, ...] = ()) -> None:
         cache = self.ixt_dir / "cache"
         shutil.rmtree(cache, ignore_errors=True)  # cold: every byte from the emulator
         ready_r, ready_w = os.pipe()
@@ -1147,11 +1151,14 @@ class ColdReadBench:
             *("--log-file", str(self.ixt_dir / "mount.log")),
             *("mount", str(self.ixt_dir / "mnt"), "-f"),
             *("--ready-fd", str(ready_w), "--cache-dir", str(cache)),
+            *extra,
         ]
         env = dict(self.ixt_env)
         if baseline:
             assert self.baseline_src is not None
             env["PYTHONPATH"] = str(self.baseline_src)
+        elif self.ixt_src is not None:
+            env["PYTHONPATH"] = str(self.ixt_src)
         self.ixt_proc = self.ns.popen(
             argv, extra_env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,)
         )
@@ -1174,13 +1181,14 @@ class ColdReadBench:
             self.ns.run(["fusermount3", "-uz", str(self.ixt_dir / "mnt")], check=False)
         self.ixt_proc = None
 
-    def _rc_mount(self) -> None:
+    def _rc_mount(self, extra: tuple[str, ...] = ()) -> None:
         cache = self.root / "rclone-cache"
         shutil.rmtree(cache, ignore_errors=True)
         argv = [
             *(self.ns.rclone_bin, "mount", "ixt:", str(self.root / "rclone-mnt")),
             *("--cache-dir", str(cache), "--log-file", str(self.root / "rclone-mount.log")),
             *("--vfs-cache-mode", "writes"),
+            *extra,
         ]
         self.rc_proc = self.ns.popen(argv, stdin=subprocess.DEVNULL)
         probe = "import os,sys; sys.exit(0 if os.path.ismount(sys.argv[1]) else 1)"
@@ -1199,7 +1207,7 @@ class ColdReadBench:
             return
         self.ns.run(["fusermount3", "-u", str(self.root / "rclone-mnt")], check=False)
         try:
-            self.rc_proc.wait(120)
+            self.rc_proc.wait(self.rc_unmount_timeout)
         except subprocess.TimeoutExpired:
             self.rc_proc.kill()
             self.rc_proc.wait()
@@ -1400,6 +1408,253 @@ class ColdReadBench:
             )
 
 
+# --- writes until stored: internxtfs vs rclone mount, 0 and 30 ms (issue 12) ------------------
+
+# Runs inside the namespace. One workload on a mount, then the step after which the data is
+# stored: ``internxtfs flush`` for internxtfs; for rclone, polling its remote control's
+# ``vfs/stats`` until no upload is queued (write-back pending) or in progress (rclone's
+# unmount does not wait for them). What the server holds is checked afterwards. Prints
+# [seconds until the workload returned, seconds until stored].
+WRITE_KERNEL = textwrap.dedent(
+    """
+    import json, os, subprocess, sys, time
+    work, mnt, store = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    args = sys.argv[4:]
+
+    def stored():
+        if store[0] == "flush":
+            subprocess.run([store[1], "flush", mnt], check=True, capture_output=True)
+        else:  # rclone: its remote control says when no upload is queued or running
+            import urllib.request
+            while True:
+                req = urllib.request.Request(store[1] + "/vfs/stats", data=b"{}",
+                                             headers={"Content-Type": "application/json"})
+                cache = json.load(urllib.request.urlopen(req, timeout=30))["diskCache"]
+                if cache["uploadsInProgress"] == 0 and cache["uploadsQueued"] == 0:
+                    break
+                time.sleep(0.01)
+
+    start = time.perf_counter()
+    if work == "small":
+        folder, count, size = os.path.join(mnt, args[0]), int(args[1]), int(args[2])
+        os.mkdir(folder)
+        data = os.urandom(size)
+        for i in range(count):
+            fd = os.open(os.path.join(folder, f"f{i:05d}.dat"), os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, data)
+            os.close(fd)
+    elif work == "dd":
+        subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, args[0]), "bs=1M",
+                        f"count={args[1]}"], check=True, capture_output=True)
+    elif work == "restic":
+        env = dict(os.environ, RESTIC_PASSWORD="bench")
+        subprocess.run(["restic", "-r", os.path.join(mnt, args[0]), "--no-cache", "-q",
+                        "backup", args[1]], check=True, capture_output=True, env=env)
+    returned = time.perf_counter() - start
+    stored()
+    print(json.dumps([returned, time.perf_counter() - start]))
+    """
+)
+
+
+class WriteBench(ColdReadBench):
+    """Writes until stored (issue 12), internxtfs vs ``rclone mount --vfs-cache-mode writes
+    --vfs-write-back 1s`` on the same emulator in the interop namespace, subjects interleaved:
+
+    * ``small``: N files of 4 KiB (open/write/close each) in a new folder, until stored;
+    * ``dd``: a 512 MiB ``dd`` (1 MiB blocks), until ``dd`` returns and until stored;
+    * ``restic``: ``restic backup`` of ~200 MiB onto a repository on the mount (restic's local
+      backend, which fsyncs every file it writes), until restic returns and until stored.
+
+    Each run mounts afresh (empty cache), runs the workload and the store step timed in one
+    process inside the namespace, unmounts, then checks what the server holds through rclone.
+    """
+
+    EMAIL = "writes@example.com"
+    RC_RC = "127.0.0.1:5572"  # rclone's remote control, inside the namespace
+    RC_EXTRA = ("--vfs-write-back", "1s", "--rc", "--rc-no-auth", "--rc-addr", RC_RC)
+
+    def __init__(
+        self,
+        root: Path,
+        report: Report,
+        *,
+        rounds: int,
+        works: tuple[str, ...],
+        small_files: int,
+        dd_bytes: int,
+        restic_bytes: int,
+        baseline_src: Path | None = None,
+    ) -> None:
+        super().__init__(root, report, size=dd_bytes, rounds=rounds, baseline_src=baseline_src)
+        self.root = root / "writes"
+        self.ns = rclone_ns.RcloneNamespace(self.root / "ns")
+        self.ixt_dir = self.root / "ixt"
+        self.ixt_env["INTERNXTFS_CONFIG_DIR"] = str(self.ixt_dir / "config")
+        self.works = works
+        self.small_files = small_files
+        self.dd_bytes = dd_bytes
+        self.restic_bytes = restic_bytes
+        self.kernel = self.root / "write_kernel.py"
+        self.restic_src = self.root / "restic-src"
+        self.rc_unmount_timeout = 3600.0
+        self.seq = 0
+
+    def prepare(self, passthrough_script: Path | None = None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.kernel.write_text(WRITE_KERNEL)
+        # restic's input: files of mixed sizes (a source tree, not one blob), random bytes.
+        self.restic_src.mkdir(exist_ok=True)
+        left, n = self.restic_bytes, 0
+        sizes = (16 * MiB, 4 * MiB, MiB, 256 * 1024, 32 * 1024)
+        while left > 0:
+            size = min(left, sizes[n % len(sizes)])
+            (self.restic_src / f"in-{n:04d}.bin").write_bytes(os.urandom(size))
+            left -= size
+            n += 1
+        self.ns.add_user(self.EMAIL, PASSWORD)
+        self.ns.config_create("ixt", self.EMAIL, PASSWORD)
+        (self.ixt_dir / "mnt").mkdir(parents=True, exist_ok=True)
+        (self.root / "rclone-mnt").mkdir(parents=True, exist_ok=True)
+        pw = self.ixt_dir / "password"
+        pw.write_text(PASSWORD)
+        login = [str(Path(sys.executable).with_name("internxtfs")), "login"]
+        self.ns.run(
+            [*login, "--email", self.EMAIL, "--password-file", str(pw)], extra_env=self.ixt_env
+        )
+
+    def _mount(self, subject: str) -> tuple[Path, list[str], dict[str, str]]:
+        """Mount ``subject``; (mountpoint, store step for the kernel, env)."""
+        if subject == "rclone":
+            self._rc_mount(self.RC_EXTRA)
+            return self.root / "rclone-mnt", ["rc", f"http://{self.RC_RC}"], {}
+        self._ixt_mount(baseline=subject == "baseline")
+        env = dict(self.ixt_env)
+        if subject == "baseline":
+            env["PYTHONPATH"] = str(self.baseline_src)
+        elif self.ixt_src is not None:
+            env["PYTHONPATH"] = str(self.ixt_src)
+        flush = str(Path(sys.executable).with_name("internxtfs"))
+        return self.ixt_dir / "mnt", ["flush", flush], env
+
+    def _unmount(self, subject: str) -> None:
+        if subject == "rclone":
+            self._rc_unmount()
+        else:
+            self._ixt_unmount()
+
+    def _kernel(self, work: str, mnt: Path, store: list[str], env: dict[str, str], *args: str):
+        argv = [sys.executable, str(self.kernel), work, str(mnt), json.dumps(store), *args]
+        out = self.ns.run(argv, timeout=3600, extra_env=env).stdout
+        returned, stored = json.loads(out)
+        return float(returned), float(stored)
+
+    def _remote_sizes(self, path: str) -> list[int]:
+        done = self.ns.rclone("lsf", "-R", "--files-only", "--format", "s", f"ixt:{path}")
+        return [int(x) for x in done.stdout.split()]
+
+    def one_write(self, work: str, subject: str, latency: int) -> tuple[float, float]:
+        self.seq += 1
+        name = f"{work}-{subject}-{self.seq}"
+        if work == "restic":  # the repository is made (and stored) before the timed backup
+            mnt, store, env = self._mount(subject)
+            try:
+                e = {**env, "RESTIC_PASSWORD": "bench"}
+                self.ns.run(
+                    ["restic", "-r", str(mnt / name), "-q", "init"], extra_env=e, timeout=1800
+                )
+                self._kernel("none", mnt, store, env)
+            finally:
+                self._unmount(subject)
+        mnt, store, env = self._mount(subject)
+        try:
+            if work == "small":
+                args = (name, str(self.small_files), "4096")
+            elif work == "dd":
+                args = (name, str(self.dd_bytes // MiB))
+            else:
+                args = (name, str(self.restic_src))
+            result = self._kernel(work, mnt, store, env, *args)
+        finally:
+            self._unmount(subject)
+        # What the server holds (untimed, no latency): through the other client's protocol.
+        self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        try:
+            if work == "small":
+                sizes = self._remote_sizes(name)
+                ok = sizes == [4096] * self.small_files
+            elif work == "dd":
+                sizes = self._remote_sizes(name)
+                ok = sizes == [self.dd_bytes]
+                self.ns.rclone("deletefile", f"ixt:{name}")
+            else:
+                sizes = self._remote_sizes(f"{name}/data")
+                ok = sum(sizes) >= self.restic_bytes
+                self.ns.rclone("purge", f"ixt:{name}", timeout=600)
+        finally:
+            self.ns.admin("POST", "/faults", {"latency_ms": latency})
+        if not ok:
+            raise RuntimeError(f"{name}: the server holds {len(sizes)} files, {sum(sizes)} B")
+        return result
+
+    def run(self, latencies: tuple[int, ...]) -> None:
+        subjects = ["internxtfs", "rclone"] + (["baseline"] if self.baseline_src else [])
+        for latency in latencies:
+            self.ns.admin("POST", "/faults", {"latency_ms": latency})
+            for work in self.works:
+                times: dict[str, list[tuple[float, float]]] = {s: [] for s in subjects}
+                for n in range(self.rounds):
+                    for subject in subjects[n % len(subjects) :] + subjects[: n % len(subjects)]:
+                        returned, stored = self.one_write(work, subject, latency)
+                        print(
+                            f"    {latency} ms {work} {subject}: returned {returned:.2f} s, "
+                            f"stored {stored:.2f} s",
+                            flush=True,
+                        )
+                        times[subject].append((returned, stored))
+                self._write_rows(latency, work, times)
+        self.ns.admin("POST", "/faults", {"latency_ms": 0})
+
+    def _write_rows(
+        self, latency: int, work: str, times: dict[str, list[tuple[float, float]]]
+    ) -> None:
+        bench = f"7 {work} {latency} ms"
+        if work == "small":
+            amount, unit = float(self.small_files), "files/s"
+            phases = [("until stored", 1, ">= 4.0" if latency == 30 else "")]
+        else:
+            amount = (self.dd_bytes if work == "dd" else self.restic_bytes) / MiB
+            unit = "MiB/s"
+            phases = [("until returned", 0, ">= 1.0"), ("until stored", 1, ">= 1.5")]
+        for label, index, target in phases:
+            rates = {s: [amount / t[index] for t in v] for s, v in times.items()}
+            med = {s: statistics.median(v) for s, v in rates.items()}
+            for subject in times:
+                if subject == "internxtfs":
+                    ratio = med[subject] / med["rclone"]
+                    ok = ratio >= float(target.split()[1]) if target else None
+                    base = ("rclone", med["rclone"], ratio, target, ok)
+                elif subject == "baseline":
+                    base = ("internxtfs", med["internxtfs"], med["internxtfs"] / med[subject])
+                    base = (*base, "", None)
+                else:
+                    base = ("", None, None, "", None)
+                self.report.add(
+                    Row(
+                        bench,
+                        f"{subject} {label}",
+                        med[subject],
+                        unit,
+                        *base,
+                        note="median of "
+                        + ", ".join(f"{v:.1f}" for v in rates[subject])
+                        + " (seconds: "
+                        + ", ".join(f"{t[index]:.2f}" for t in times[subject])
+                        + ")",
+                    )
+                )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -1458,8 +1713,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where to create the work dir (not tmpfs)")
     parser.add_argument(
         "--only",
-        default="seq,small,ls,warm,rss,rclone,cold-read",
-        help="comma-separated subset of seq,small,ls,warm,rss,rclone,cold-read (default: all)",
+        default="seq,small,ls,warm,rss,rclone,cold-read,write-small,write-dd,write-restic",
+        help="comma-separated subset of seq,small,ls,warm,rss,rclone,cold-read,write-small,"
+        "write-dd,write-restic (default: all)",
     )
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument(
@@ -1476,6 +1732,11 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-src",
         help="cold-read: also mount the internxtfs package found in DIR (e.g. a `git archive` "
         "of an older commit) as one more interleaved subject",
+    )
+    parser.add_argument(
+        "--src",
+        help="write-*: mount the internxtfs package found in DIR as the main subject (a "
+        "`git archive` snapshot, so edits during a long run do not change what is measured)",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
@@ -1534,6 +1795,28 @@ def main(argv: list[str] | None = None) -> int:
                 cold.run(sizes.cold_read_latencies)
                 if args.profile:
                     cold.profile(Path(args.profile).resolve(), args.profile_latency)
+    works = tuple(w for w in ("small", "dd", "restic") if f"write-{w}" in only)
+    if works:
+        why = rclone_ns.unavailable_reason()
+        if why:
+            report.skip("6. writes until stored (needs the rclone namespace)", why)
+        else:
+            with (
+                step("6. writes until stored: internxtfs vs rclone"),
+                WriteBench(
+                    root,
+                    report,
+                    rounds=sizes.rounds,
+                    works=works,
+                    small_files=500 if not args.quick else 100,
+                    dd_bytes=512 * MiB if not args.quick else 64 * MiB,
+                    restic_bytes=200 * MiB if not args.quick else 32 * MiB,
+                    baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
+                ) as writes,
+            ):
+                writes.ixt_src = Path(args.src).resolve() if args.src else None
+                writes.prepare()
+                writes.run(sizes.cold_read_latencies)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
         if bench is not None and "seq" in only:

@@ -45,6 +45,7 @@ from internxtfs.salvage import lock_cache
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 10 * 1024**3
+SMALL_UPLOADS_MAX = 24  # uploads of small files (and deletes) in flight at most (uploader.py)
 ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
 # rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
 
@@ -222,6 +223,9 @@ async def _run_mount(
             remote,
             locks=file_locks,
             concurrency=config.upload_concurrency,
+            # Small files and deletes are round trips, not bandwidth: more of them at once,
+            # within the HTTP pool (client.py: 32 connections; some stay free for the rest).
+            small_concurrency=min(SMALL_UPLOADS_MAX, 4 * config.upload_concurrency),
             quiet_period=config.upload_delay,
             on_conflict=adopt_existing,
             recovery_parent=session.root_folder_uuid,

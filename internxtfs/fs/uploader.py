@@ -43,9 +43,12 @@ publish was aimed) and the file is uploaded again (a create then meets Conflict 
 decides). A create/replace that fails without a definite refusal (5xx, dropped connection,
 cancelled) does the same at once. fs/orphans.py deletes such objects once that is safe.
 
-Scheduling and fairness: at most ``concurrency`` uploads run at once. Files of at least
-``big_file_threshold`` bytes may use only ``concurrency - 1`` of them, so one slot is always
-free for small files; among files whose quiet period is over, the oldest due goes first.
+Scheduling and fairness: at most ``concurrency`` uploads run at once, plus, up to
+``small_concurrency`` in all, uploads of files under ``small_file_threshold`` bytes and remote
+deletes (a few round trips each that carry almost nothing: their number, not bandwidth, sets
+how long a tree of small files takes). Files of at least ``big_file_threshold`` bytes may use
+only ``concurrency - 1`` slots, so one slot is always free for small files; among files whose
+quiet period is over, the oldest due goes first.
 
 Shared state between trio tasks (all mutated only between awaits, no lock needed):
 ``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
@@ -129,6 +132,8 @@ class Uploader:
         concurrency: int = 4,
         quiet_period: float = 1.0,
         big_file_threshold: int = 16 * MiB,
+        small_concurrency: int | None = None,
+        small_file_threshold: int = 256 * 1024,
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
         on_conflict: ConflictHook = _raise_conflict,
@@ -148,6 +153,13 @@ class Uploader:
         self.concurrency = concurrency
         self.quiet_period = quiet_period
         self.big_file_threshold = big_file_threshold
+        # Concurrency follows file size: a small file's upload is a few round trips that
+        # carry almost no bytes (start, PUT, finish, create), so with a slot count sized for
+        # big transfers, a tree of small files waits on latency, not bandwidth. Jobs under
+        # ``small_file_threshold`` bytes (and remote deletes) may fill up to
+        # ``small_concurrency`` slots in all; the others still count against ``concurrency``.
+        self.small_concurrency = max(concurrency, small_concurrency or concurrency)
+        self.small_file_threshold = small_file_threshold
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
@@ -473,18 +485,27 @@ class Uploader:
         )
         big_running = sum(1 for s in self._running.values() if s >= self.big_file_threshold)
         big_limit = max(1, self.concurrency - 1)
+        # Slots taken by jobs that are not small: they alone are bounded by `concurrency`.
+        heavy_running = sum(1 for s in self._running.values() if s >= self.small_file_threshold)
         for _, local_id in due:
-            if len(self._running) >= self.concurrency:
+            if len(self._running) >= self.small_concurrency:
                 return
             record = self.journal.get(local_id)
             if record is None or not self._has_work(local_id):
                 del self._queue[local_id]
                 continue
             size = 0 if record.deleted else record.size
+            heavy = size >= self.small_file_threshold
+            # Only `concurrency` jobs that are not small at once; such a job due first still
+            # takes the next free slot among small ones (an fsync'ed file is not held back
+            # until a stream of small files has drained).
+            if heavy and heavy_running >= self.concurrency:
+                continue
             big = size >= self.big_file_threshold
             if big and big_running >= big_limit:
                 continue
             big_running += big
+            heavy_running += heavy
             del self._queue[local_id]
             self._running[local_id] = size
             self._tasks.start_soon(self._run_one, local_id)

@@ -230,6 +230,40 @@ async def test_parallel_uploads_bounded(tmp_path: Path, autojump_clock: trio.abc
         nursery.cancel_scope.cancel()
 
 
+async def test_concurrency_follows_file_size(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Small files (a few round trips each) may fill up to `small_concurrency` slots; files
+    at or over `small_file_threshold` stay within `concurrency`, also alongside small ones."""
+    s = Setup(
+        tmp_path, concurrency=2, small_concurrency=6, small_file_threshold=4096, quiet_period=0.0
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        heavy = [await s.new_file(f"h{i}", b"H" * 8192) for i in range(4)]
+        small = [await s.new_file(f"s{i}", b"s" * 100) for i in range(12)]
+        sizes: list[list[int]] = []
+        upload = s.network.upload
+
+        async def watched(
+            read: Callable[[int, int], Awaitable[bytes]],
+            size: int,
+            progress: Callable[[int, int], None] | None = None,
+        ) -> str:
+            sizes.append(sorted(s.uploader._running.values()))  # the slots taken
+            return await upload(read, size, progress)
+
+        s.network.upload = watched  # type: ignore[method-assign]
+        for fid in heavy + small:
+            s.uploader.schedule(fid)
+        assert await s.uploader.wait_idle() == {}
+        assert s.network.max_in_flight == 6
+        assert max(sum(1 for x in running if x >= 4096) for running in sizes) == 2
+        assert all(s.remote_content(fid) == b"s" * 100 for fid in small)
+        assert all(s.remote_content(fid) == b"H" * 8192 for fid in heavy)
+        nursery.cancel_scope.cancel()
+
+
 async def test_small_files_not_stuck_behind_big(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
