@@ -231,7 +231,7 @@ class Metadata:
         uuid, size, file_id = node.uuid, node.size, node.file_id
         record = None if node.local_id is None else self.journal.get(node.local_id)
         if record is not None:
-            # A file this mount uploaded learns its uuid from the record (Filesystem._sync_uuid
+            # A file this mount uploaded learns its uuid from the record (Namespace.sync_uuid
             # runs only when the file is used again).
             uuid = record.remote_uuid
             size, file_id = record.remote_size, record.remote_file_id

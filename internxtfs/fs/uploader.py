@@ -861,7 +861,7 @@ class Uploader:
                     self._drop_record(record.local_id)
 
     def _drop_record(self, local_id: int) -> None:
-        # Record first, then the cache file (the order operations._drop_local explains).
+        # Record first, then the cache file (the order Namespace.drop_local explains).
         self._drop_after_delete.discard(local_id)
         self.journal.delete(local_id)
         self.cache.drop(local_id)
