@@ -43,7 +43,7 @@ from typing import Any
 
 import pyfuse3
 
-from internxtfs.fs import links
+from internxtfs.fs import lifecycle, links
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
@@ -115,11 +115,14 @@ class Namespace:
         if node.local_id is None:
             return
         local_id = node.local_id
-        if self.remote_delete_pending(node):
+        record = self.journal.get(local_id)
+        if record is not None and lifecycle.remote_delete_pending(record):
             # A pending remote delete (unlink, or the last close of a file unlinked while
-            # open): the uploader deletes the entry, then forgets the record and cache.
+            # open: HELD -> DELETE_PENDING): the uploader deletes the entry, then forgets the
+            # record and cache.
+            lifecycle.release_held(self.journal, record)  # first: it may fail (disk full)
             self.table.set_local(node, None)
-            self.uploader.delete_when_closed(local_id)
+            self.uploader.schedule(local_id, immediate=True)
             return
         self.table.set_local(node, None)
         # Record first, then the cache file: a crash in between leaves a cache file without a
@@ -131,7 +134,7 @@ class Namespace:
 
     def remote_delete_pending(self, node: Node) -> bool:
         record = None if node.local_id is None else self.journal.get(node.local_id)
-        return record is not None and record.deleted and record.remote_uuid is not None
+        return record is not None and lifecycle.remote_delete_pending(record)
 
     def file_lock(self, local_id: int | None) -> AbstractAsyncContextManager[None]:
         """The file's lock (docs/concurrency.md); a file without a record has no state that
@@ -157,7 +160,7 @@ class Namespace:
             with self.journal.transaction():
                 # The row of this mount's owner and mode follows the record to its local key;
                 # the entry lives on under its uuid (replaced or moved elsewhere) and keeps it.
-                self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+                lifecycle.unlink_local(self.journal, node.local_id)
                 if uuid is not None:
                     kept = self.journal.owner(local_owner_key(node.local_id))
                     if kept is not None:
@@ -285,17 +288,13 @@ class Namespace:
                 local_id = self.ensure_record(node)
                 # Under the entry's remote name (a link's NAME.rclonelink), which is what a
                 # create or move onto the name meets (Uploader.settle_deletes_at).
-                self.journal.update(
-                    local_id,
-                    deleted=True,
-                    remote_uuid=node.uuid,
-                    name=links.remote_name(node.name, node.is_link),
-                )
+                remote_name = links.remote_name(node.name, node.is_link)
+                lifecycle.unlink_stored(self.journal, local_id, node.uuid, remote_name)
                 self.drop_local(node)  # the uploader drops the record once the delete is done
             elif node.local_id is not None:
                 if node.open_handles or node.lookups:
                     # Still open: keep the data readable until the last close, never publish.
-                    self.journal.update(node.local_id, deleted=True, remote_uuid=None)
+                    lifecycle.unlink_local(self.journal, node.local_id)
                 else:
                     self.drop_local(node)
             if not node.open_handles:
@@ -315,19 +314,16 @@ class Namespace:
         record = self.journal.get(local_id)
         assert record is not None
         aside = aside_name(node.uuid)
-        # deleted + remote_uuid: a pending remote delete (sent at the last close, see closed)
-        self.journal.update(local_id, deleted=True, name=aside)
-        self.uploader.hold(local_id)
+        # HELD: a pending remote delete, sent at the last close (see closed)
+        lifecycle.hold(self.journal, local_id, aside)
         try:
             await self.remote.move_file(node.uuid, record.parent_uuid, aside)
         except ie.NotFound:
             # Deleted elsewhere already: nothing to keep aside, only the local data is left.
             log.info("%r was already gone remotely", node.name)
-            self.journal.update(local_id, remote_uuid=None)
-            self.uploader.unhold(local_id)
+            lifecycle.held_entry_gone(self.journal, local_id)
         except BaseException:
-            self.journal.update(local_id, deleted=False, name=record.name)
-            self.uploader.unhold(local_id)
+            lifecycle.hold_failed(self.journal, local_id, record.name)
             raise
         if node.open_handles == 0:
             # Closed while the move was on its way: nothing will call release again.
@@ -422,8 +418,7 @@ class Namespace:
             def landed() -> None:
                 if keep_open:
                     assert target.local_id is not None
-                    self.journal.update(target.local_id, deleted=True, name=aside_name(target_uuid))
-                    self.uploader.hold(target.local_id)
+                    lifecycle.hold(self.journal, target.local_id, aside_name(target_uuid))
                 else:
                     self._forget_replaced(target)
 
@@ -461,7 +456,7 @@ class Namespace:
             return
         if target.open_handles or target.lookups:
             # Still referenced: keep the data readable until forget/close, never publish.
-            self.journal.update(target.local_id, deleted=True, remote_uuid=None)
+            lifecycle.unlink_local(self.journal, target.local_id)
         else:
             self.journal.update(target.local_id, remote_uuid=None)
             self.drop_local(target)

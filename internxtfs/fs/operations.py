@@ -27,7 +27,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs.fs import links, names
+from internxtfs.fs import lifecycle, links, names
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
@@ -610,7 +610,7 @@ class Filesystem(pyfuse3.Operations):
             # fsync is about the file, not the descriptor: content written through another
             # (maybe closed) descriptor must be stored too, e.g. for `sync FILE` (O_RDONLY).
             record = self.journal.get(node.local_id)
-            if record is not None and record.dirty and not record.deleted:
+            if record is not None and lifecycle.has_unsent_content(record):
                 local_id = node.local_id
         if local_id is None:
             return
