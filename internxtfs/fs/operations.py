@@ -38,7 +38,7 @@ from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import Journal, local_owner_key
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
-from internxtfs.fs.modes import DeleteMode, FsyncMode
+from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
@@ -61,6 +61,7 @@ class MountOptions:
     delete_mode: DeleteMode = DeleteMode.PERMANENT
     statfs_ttl: float = 30.0
     fsync: FsyncMode = FsyncMode.REMOTE  # see docs/semantics.md
+    fsync_offline: OfflineFsync = OfflineFsync.LOCAL  # --fsync remote while Internxt is down
     links: bool = True  # symlinks stored as NAME.rclonelink files (fs/links.py); off: EPERM
 
 
@@ -127,6 +128,7 @@ class Filesystem(pyfuse3.Operations):
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
         self._statfs: tuple[float, int, int, int] | None = None
+        self._fsync_offline_told = False  # warned once in this outage (fsync)
         self._warned: set[str] = set()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -801,13 +803,26 @@ class Filesystem(pyfuse3.Operations):
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             return
-        if self.meta.offline():
-            # "Stored on Internxt" cannot be true now: say so at once rather than wait out
-            # the upload's retries. The data is safe in the cache and uploaded once it answers.
+        if not self.meta.offline():
+            self._fsync_offline_told = False
+        else:
+            # "Stored on Internxt" cannot be true now, and waiting out the upload's retries
+            # would hang the caller. By default the data is made durable locally, as with
+            # --fsync local, and uploaded once Internxt answers: a backup run during an outage
+            # (restic fsyncs every pack) completes, and status shows what waits. One warning
+            # per outage, not one per fsync.
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             self.uploader.schedule(local_id)
-            log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
-            raise pyfuse3.FUSEError(errno.EIO)
+            if self.options.fsync_offline is OfflineFsync.EIO:
+                log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
+                raise pyfuse3.FUSEError(errno.EIO)
+            if not self._fsync_offline_told:
+                self._fsync_offline_told = True
+                log.warning(
+                    "Internxt cannot be reached: fsync keeps data durable in the cache until "
+                    "it can be stored (--fsync-offline local)"
+                )
+            return
         self.uploader.schedule(local_id, immediate=True)
         await self.uploader.wait_idle(local_id)
         # Stored: unless written again, closing this descriptor has nothing left to upload.

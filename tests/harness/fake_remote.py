@@ -78,6 +78,7 @@ class FakeRemote:
     files: dict[str, _File] = field(default_factory=dict)
     objects: dict[str, bytes] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    known_offline: bool = False
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -235,7 +236,9 @@ class FakeRemote:
         return False
 
     def offline(self) -> bool:
-        return False  # always answers
+        # Known to be unreachable (the retry policy's state); calls still answer, so a test
+        # sets this to see how the filesystem behaves once an outage is known.
+        return self.known_offline
 
     # --- Remote: changing the tree ---------------------------------------------------------------
 
