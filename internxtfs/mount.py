@@ -30,14 +30,15 @@ import trio
 from internxtfs import busy, sdnotify
 from internxtfs.config import Profile, profile_dir
 from internxtfs.fs.blockcache import BlockCache, Fetch
+from internxtfs.fs.conflicts import AdoptExisting
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.remote import InternxtRemote
-from internxtfs.fs.uploader import ConflictHook, Uploader
+from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
+from internxtfs.internxt.errors import LegacyFileFormat, ServerError, Unreachable
 from internxtfs.internxt.retry import interactive
 from internxtfs.salvage import lock_cache
 from internxtfs.service.control_server import ControlServer
@@ -206,7 +207,7 @@ class Mount:
             # within the HTTP pool (client.py: 32 connections; some stay free for the rest).
             small_concurrency=min(SMALL_UPLOADS_MAX, 4 * config.upload_concurrency),
             quiet_period=config.upload_delay,
-            on_conflict=_adopt_existing(client, journal),
+            on_conflict=AdoptExisting(remote, journal),
             recovery_parent=session.root_folder_uuid,
         )
         retry_stats = client.retry.stats
@@ -336,33 +337,6 @@ def _fetch_through(client: InternxtClient) -> Fetch:
             ) from exc
 
     return fetch
-
-
-def _adopt_existing(client: InternxtClient, journal: Journal) -> ConflictHook:
-    async def adopt_existing(record: FileRecord, error: Conflict) -> str | None:
-        # A file we never saw has the name we are publishing (a stale listing, or our own
-        # create that landed before a crash): the file last written here wins, as on a
-        # local disk, so its entry gets our content.
-        # (An empty answer may be a read replica behind that create: asked again.)
-        found = await client.drive.read_lag.settle(
-            lambda: client.drive.files_exist(record.parent_uuid, [record.name]),
-            what=f"existence of {record.name!r}",
-            stale=lambda found: not found,
-        )
-        for entry in found:
-            if entry.name != record.name:
-                continue
-            known = journal.find_by_remote(entry.uuid)
-            if known is not None and known.deleted:
-                # Our own pending delete of that entry (unlinked here, the delete not sent
-                # yet): given our content, it would be deleted with it. Retried once the
-                # delete has freed the name.
-                raise error
-            log.info("%r exists remotely; replacing its content", record.name)
-            return str(entry.uuid)
-        return None
-
-    return adopt_existing
 
 
 def spawn_daemon(argv: list[str], timeout: float = 60.0, passphrase: str | None = None) -> int:

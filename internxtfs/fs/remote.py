@@ -69,7 +69,13 @@ class Remote(Protocol):
         """A folder's entry whatever its status; ``NotFound`` if unknown."""
         ...
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
         """The existing files of ``folder_uuid`` whose full name is one of ``names``."""
         ...
 
@@ -209,8 +215,14 @@ class InternxtRemote:
     ) -> FolderEntry:
         return await self.drive.folder_meta(uuid, stale=stale)
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        return await self.drive.files_exist(folder_uuid, names)
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        return await self.drive.files_exist(folder_uuid, names, stale=stale)
 
     async def folders_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FolderEntry]:
         return await self.drive.folders_exist(folder_uuid, names)

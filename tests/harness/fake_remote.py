@@ -207,8 +207,14 @@ class FakeRemote:
             raise NotFound("Folder not found", status=404)
         return entry.entry()
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        self.calls.append("files_exist")
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        self.calls.append("files_exist")  # no replicas here: ``stale`` never applies
         wanted = set(names)
         return [
             f.entry()

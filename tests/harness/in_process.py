@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.conflicts import AdoptExisting
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.fs.journal import FileRecord, Journal
 from internxtfs.fs.locks import KeyedLock
@@ -109,6 +110,8 @@ def build(
     extra = {} if readahead_max is None else {"readahead_max": readahead_max}
     cache = BlockCache(tmp_path / "cache", journal, cache_size, fetch, **extra)
     locks = KeyedLock()  # owned here, as by the mount wiring, and handed to each user
+    # The mount's conflict policy for a create whose name is taken (fs/conflicts.py).
+    uploader_args.setdefault("on_conflict", AdoptExisting(remote, journal))
     uploader = Uploader(
         journal, cache, remote, locks=locks, recovery_parent=root_uuid, **uploader_args
     )
