@@ -118,10 +118,6 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
-            listing_lag=remote.listing_lag,
-            recently_written=remote.recently_written,
-            recently_deleted=remote.recently_deleted,
-            offline=remote.offline,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}

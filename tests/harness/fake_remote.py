@@ -69,8 +69,24 @@ class _File:
         )  # fmt: skip
 
 
+class NoLag:
+    """The read-replica and outage hints of a Remote that has neither (any in-memory fake)."""
+
+    def listing_lag(self, folder_uuid: str) -> float:
+        return 0.0  # no read replicas
+
+    def recently_written(self, uuid: str) -> bool:
+        return False
+
+    def recently_deleted(self, uuid: str) -> bool:
+        return False
+
+    def offline(self) -> bool:
+        return False  # always answers
+
+
 @dataclass
-class FakeRemote:
+class FakeRemote(NoLag):
     delete_mode: DeleteMode = DeleteMode.PERMANENT
     quota: int = 1 << 40
     size_cap: int | None = None
@@ -230,18 +246,6 @@ class FakeRemote:
             for d in self.folders.values()
             if (d.parent_uuid, d.status) == (folder_uuid, EXISTS) and d.name in wanted
         ]
-
-    def listing_lag(self, folder_uuid: str) -> float:
-        return 0.0  # no read replicas
-
-    def recently_written(self, uuid: str) -> bool:
-        return False
-
-    def recently_deleted(self, uuid: str) -> bool:
-        return False
-
-    def offline(self) -> bool:
-        return False  # always answers
 
     # --- Remote: changing the tree ---------------------------------------------------------------
 
