@@ -29,17 +29,15 @@ import trio
 
 from internxtfs import busy, sdnotify
 from internxtfs.config import Profile, profile_dir
-from internxtfs.fs.blockcache import BlockCache, Fetch
+from internxtfs.fs.blockcache import BlockCache, fetch_through
 from internxtfs.fs.conflicts import AdoptExisting
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import LegacyFileFormat, ServerError, Unreachable
-from internxtfs.internxt.retry import interactive
 from internxtfs.salvage import lock_cache
 from internxtfs.service.control_server import ControlServer
 from internxtfs.service.login import Login
@@ -192,7 +190,7 @@ class Mount:
             client.drive, client.network, delete_mode=config.fs.delete_mode
         )
         self.cache = cache = BlockCache(
-            config.cache_dir, journal, config.cache_size, _fetch_through(client)
+            config.cache_dir, journal, config.cache_size, fetch_through(remote)
         )
         # One lock per file, taken by every task that changes the file's remote state (the
         # handlers, the uploader, the orphan sweeper): docs/concurrency.md.
@@ -312,31 +310,6 @@ class Mount:
         await self.pending.flush(timeout, final=False)
         self.state.flushed = self.state.terminated = True
         pyfuse3.terminate()
-
-
-def _fetch_through(client: InternxtClient) -> Fetch:
-    """The block cache's fetch of what it lacks of a stored file."""
-
-    async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
-        assert record.remote_file_id is not None
-        try:
-            # A reader waits on it: interactive (prompt EIO during an outage, retry.py).
-            with interactive():
-                return await client.network.fetch_range(record.remote_file_id, offset, length)
-        except (Unreachable, ServerError) as exc:
-            raise Unreachable(
-                f"{record.name!r}: this part is not in the cache and Internxt is "
-                f"unreachable ({exc})"
-            ) from exc
-        except LegacyFileFormat as exc:
-            # Reads get EIO; the log says which file and what the user can do.
-            raise LegacyFileFormat(
-                f"{record.name!r} is stored in Internxt's legacy (version 1) format, which "
-                "internxtfs cannot read; download it with Internxt's web app "
-                "(https://drive.internxt.com)"
-            ) from exc
-
-    return fetch
 
 
 def spawn_daemon(argv: list[str], timeout: float = 60.0, passphrase: str | None = None) -> int:

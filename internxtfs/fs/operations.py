@@ -1150,7 +1150,7 @@ class Filesystem(pyfuse3.Operations):
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
             file_id = node.file_id
-            target = await self.remote.download_range(file_id, 0, node.size)
+            target = bytes(await self.remote.download_range(file_id, 0, node.size))
             if node.file_id == file_id:  # not changed by a listing meanwhile
                 node.link_target = target
             return target

@@ -136,8 +136,10 @@ class Remote(Protocol):
         points at it until :meth:`create_file` or :meth:`replace_file` publishes it."""
         ...
 
-    async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of an object from ``offset``; ``NotFound`` once it is gone."""
+    async def download_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
+        """``length`` bytes of an object from ``offset`` (fewer past its end); ``NotFound``
+        once it is gone. Possibly the buffer they were received and decrypted into, not a
+        copy (the block cache writes it out as is); a caller that keeps it takes ``bytes()``."""
         ...
 
     async def create_file(
@@ -261,8 +263,9 @@ class InternxtRemote:
     async def upload(self, read: Read, size: int, *, progress: Progress | None = None) -> str:
         return await self.network.upload(read, size, progress=progress)
 
-    async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
-        return await self.network.download_range(file_id, offset, length)
+    async def download_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
+        # fetch_range: no copy of what the object getter received (cold reads, issue 12).
+        return await self.network.fetch_range(file_id, offset, length)
 
     async def create_file(
         self,

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from internxtfs.fs.journal import FileRecord
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.remote import Kind, Progress, Read, delete_entry
 from internxtfs.internxt.drive import FileEntry, FolderEntry
@@ -164,11 +163,6 @@ class FakeRemote(NoLag):
             d.name for d in self.folders.values() if (d.parent_uuid, d.status) == (folder, EXISTS)
         ]
         return sorted(files + folders)
-
-    async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
-        """The block cache's fetch of a record's remote content (mount.py wires the same)."""
-        assert record.remote_file_id is not None
-        return await self.download_range(record.remote_file_id, offset, length)
 
     # --- Remote: reading the tree ----------------------------------------------------------------
 
