@@ -1,10 +1,11 @@
 """Everything the filesystem (``fs/``) may ask of Internxt, as one typed interface.
 
 :class:`Remote` is the whole contract between the filesystem and the server: the handlers,
-the uploader, the rename-over steps, the listings and the orphan sweeper reach Internxt only
-through it. :class:`InternxtRemote` implements it over the protocol client (``DriveAPI`` for
-entries and quota, ``NetworkAPI`` for encrypted objects); the tests implement it in memory
-(``tests/harness/fake_remote.py``, with a wrapper that injects faults into any call).
+the uploader, the rename-over steps, the listings, the conflict policy, the block cache's
+fetches and the orphan sweeper reach Internxt only through it. :class:`InternxtRemote`
+implements it over the protocol client (``DriveAPI`` for entries and quota, ``NetworkAPI`` for
+encrypted objects); the tests implement it in memory (``tests/harness/fake_remote.py``, with a
+wrapper that injects faults into any call).
 
 Contracts every implementation keeps (what callers rely on):
 
