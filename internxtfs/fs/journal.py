@@ -645,6 +645,14 @@ class Journal:
         )
         return [Replacement(*row) for row in rows]
 
+    def replacement(self, target_uuid: str) -> Replacement | None:
+        row = self._db.execute(
+            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state"
+            " FROM replacements WHERE target_uuid = ?",
+            (target_uuid,),
+        ).fetchone()
+        return None if row is None else Replacement(*row)
+
     def set_replacement_state(self, target_uuid: str, state: str) -> None:
         self._db.execute(
             "UPDATE replacements SET state = ? WHERE target_uuid = ?", (state, target_uuid)

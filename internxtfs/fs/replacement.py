@@ -19,9 +19,15 @@ found on the name means the rename landed (delete the target); anything else mea
 (move the target back). Meanwhile listings show an ``aside`` target under its own name
 (:meth:`Replacements.shown_as`), so it never vanishes from the mount.
 
-Shared state: the journal rows (changed without awaits in between), ``_active`` (targets
-whose live rename is still running: the background task leaves them alone) and
-``_resolving`` (a lock: one :meth:`Replacements.resolve_all` at a time).
+A row is only ever worked on under its target's lock (``_targets``): the live rename holds it
+from start to end, and the background task takes it per row and reads the row again once it
+has it. Without that, a pass that had read a row before a second rename over the same name
+took it over went on to settle the first rename's row after the second had landed: it found
+the name taken and kept the replaced entry as "restored". A rename over a target whose
+earlier rename is still unsettled settles that one first (:meth:`Replacements.rename_over`).
+
+Shared state: the journal rows (changed without awaits in between), ``_targets`` (the
+per-target locks) and ``_resolving`` (a lock: one :meth:`Replacements.resolve_all` at a time).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import trio
 from internxtfs.fs.conflicts import RESTORED, marked_name
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
+from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt import errors as ie
 
@@ -61,7 +68,7 @@ class Replacements:
     def __init__(self, remote: Remote, journal: Journal) -> None:
         self.remote = remote
         self.journal = journal
-        self._active: set[str] = set()
+        self._targets = KeyedLock()  # per target uuid: the live rename or one settling step
         self._wake = trio.Event()
         # One resolve_all at a time (the background task, flush and unmount all call it): two
         # passes over the same row would both move its target back, the second onto a name
@@ -91,8 +98,10 @@ class Replacements:
         ``keep_target``: leave the target aside and forget the row, for ``on_landed`` to
         journal its delete another way (at the last close of an open file)."""
         row = Replacement(target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, ASIDE)
-        self._active.add(target_uuid)
-        try:
+        async with self._targets.hold(target_uuid):
+            earlier = self.journal.replacement(target_uuid)
+            if earlier is not None:
+                await self._settle_earlier(earlier)
             self.journal.add_replacement(row)
             try:
                 await self._move_target(row, aside_name(target_uuid))
@@ -122,8 +131,19 @@ class Replacements:
                 if on_landed is not None:
                     on_landed()
             self._wake.set()  # the target's delete runs in the background
-        finally:
-            self._active.discard(target_uuid)
+
+    async def _settle_earlier(self, row: Replacement) -> None:
+        """A rename over ``row.target_uuid`` failed earlier and could not put its target back
+        yet (the row is still journaled). Settle it before a new one starts: left alone, the
+        new row would replace it and the first rename's outcome would be forgotten. Raises
+        when that cannot be settled now (the new rename fails, the row stays), or when the
+        earlier rename turns out to have landed: the name no longer holds the entry the
+        caller wanted to replace."""
+        if await self._resolve(row, live=True):
+            raise ie.InternxtError(
+                f"an earlier rename onto {row.name!r} reported failed had landed after all;"
+                " the listing is stale, try again"
+            )
 
     async def _settle_after_failure(self, row: Replacement) -> bool:
         """A step failed: find out what the server holds and put the target back if the
@@ -226,14 +246,20 @@ class Replacements:
         left (the server did not answer)."""
         async with self._resolving:
             left = 0
-            for row in self.journal.replacements():
-                if row.target_uuid in self._active:
-                    continue
-                try:
-                    await self._resolve(row)
-                except Exception as exc:
-                    left += 1
-                    log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
+            for listed in self.journal.replacements():
+                if self._targets.locked(listed.target_uuid):
+                    continue  # a live rename has it and settles it itself
+                async with self._targets.hold(listed.target_uuid):
+                    # Read again under the lock: a live rename may have settled or taken
+                    # over the row since the list was read.
+                    row = self.journal.replacement(listed.target_uuid)
+                    if row is None:
+                        continue
+                    try:
+                        await self._resolve(row)
+                    except Exception as exc:
+                        left += 1
+                        log.debug("cannot settle the rename onto %r yet: %r", row.name, exc)
             return left
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

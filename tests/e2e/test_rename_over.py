@@ -87,6 +87,37 @@ def test_a_failed_rename_over_a_file_keeps_the_target(new_mount: Any, failing: s
     check_remote(m, {"rn/target.txt": b"new"})
 
 
+def test_a_rename_over_a_name_whose_earlier_rename_is_unsettled(new_mount: Any) -> None:
+    """A rename over target.txt fails, and so does putting the old target.txt back (it stays
+    aside, its restore journaled). Retried at once, the rename over the same name settles
+    the first one and then goes through: no EEXIST ("already moved to that location" when
+    the target was moved aside a second time), and no old content kept as "restored"."""
+    m: MountedFS = new_mount("--delete-mode", "permanent")
+    target, source = _stored_pair(m)
+    # The source's move fails, then the read of where the target is, which putting it back
+    # starts with: the target stays aside (moving it aside, PATCH /files/{target}, works).
+    m.emulator.set_faults(
+        fail_rate=1.0, fault_path_regex=f"^/drive/files/({source}|{target}/meta)$"
+    )
+    try:
+        with pytest.raises(OSError) as failed:
+            bounded(
+                lambda: os.rename(m.mountpoint / "rn/source.txt", m.mountpoint / "rn/target.txt"),
+                timeout=120,
+                what="the failing rename",
+            )
+        assert failed.value.errno == errno.EIO
+        assert status(m)["uploads"]["renames_unsettled"] == 1
+        assert (m.mountpoint / "rn/target.txt").read_bytes() == b"precious"  # shown while aside
+    finally:
+        m.emulator.set_faults(**NO_FAULTS)
+    os.rename(m.mountpoint / "rn/source.txt", m.mountpoint / "rn/target.txt")
+    assert (m.mountpoint / "rn/target.txt").read_bytes() == b"new"
+    flush_ok(m)
+    check_remote(m, {"rn/target.txt": b"new"})
+    assert status(m)["uploads"]["renames_unsettled"] == 0
+
+
 def test_lost_answers_to_both_moves_of_a_rename_over(new_mount: Any) -> None:
     """The server carries out the move aside and the move in, and both answers are lost: the
     rename succeeds once, with no hidden entry left behind."""

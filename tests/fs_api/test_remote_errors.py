@@ -9,9 +9,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pyfuse3
 import pytest
+import trio
+import trio.testing
 
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.internxt.errors import ServerError, Unreachable
@@ -266,3 +269,63 @@ async def test_recovery_of_a_file_whose_folder_was_deleted_elsewhere(mounted: In
 
     await _retried(mounted, "folders_exist", change)
     assert fake.names(recovered) == [f"f (recovered {mounted.journal.all_files()[0].local_id}).txt"]
+
+
+def _rename_over_that_cannot_put_its_target_back(mounted: InProcess) -> None:
+    """Every move onto "b" fails: the source's move in, then the target's move back."""
+    mounted.remote.fail("move_file", _boom(), times=1000, when=lambda args, kw: args[2] == "b")
+
+
+async def test_a_rename_over_a_name_whose_earlier_rename_is_unsettled(mounted: InProcess) -> None:
+    """A rename over "b" fails and cannot put the old "b" back (it stays aside, journaled).
+    The next rename over "b" settles that one first, then replaces "b" as asked."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"first")
+    fake.add_file(ROOT, "b", b"old")
+    fake.add_file(ROOT, "c", b"second")
+    await mounted.listdir()
+    _rename_over_that_cannot_put_its_target_back(mounted)
+    await _fails_with(errno.EIO, mounted.rename("a", "b"))
+    assert await mounted.listdir() == ["a", "b", "c"]  # the old "b" shows while aside
+    mounted.remote.clear()
+    await mounted.rename("c", "b")
+    assert await mounted.fs.replacements.resolve_all() == 0
+    assert fake.names(ROOT) == ["a", "b"]
+    assert fake.content(ROOT, "b") == b"second" and fake.content(ROOT, "a") == b"first"
+
+
+async def test_a_background_pass_never_settles_a_row_a_new_rename_took_over(
+    mounted: InProcess,
+) -> None:
+    """The background pass is checking the failed first rename (is "a" on "b"?) when a
+    second rename over "b" starts: the second waits for that row, so the pass cannot put
+    the old "b" back onto the name the second rename has filled (it kept it as "b
+    (internxtfs restored)", content the user had replaced)."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"first")
+    fake.add_file(ROOT, "b", b"old")
+    fake.add_file(ROOT, "c", b"second")
+    a_uuid = fake.file_at(ROOT, "a").uuid  # type: ignore[union-attr]
+    await mounted.listdir()
+    _rename_over_that_cannot_put_its_target_back(mounted)
+    await _fails_with(errno.EIO, mounted.rename("a", "b"))
+    mounted.remote.clear()
+
+    release = trio.Event()
+    plain_meta = fake.file_meta
+
+    async def slow_meta(uuid: str, **kwargs: Any) -> Any:
+        if uuid == a_uuid:
+            await release.wait()  # the pass's check of the first rename, held here
+        return await plain_meta(uuid, **kwargs)
+
+    fake.file_meta = slow_meta  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(mounted.fs.replacements.resolve_all)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(mounted.rename, "c", "b")
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert await mounted.fs.replacements.resolve_all() == 0
+    assert fake.names(ROOT) == ["a", "b"]
+    assert fake.content(ROOT, "b") == b"second" and fake.content(ROOT, "a") == b"first"

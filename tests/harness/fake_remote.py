@@ -282,7 +282,11 @@ class FakeRemote(NoLag):
         entry = self._existing_file(uuid)
         self._existing_folder(dest_folder_uuid)
         taken = self.file_at(dest_folder_uuid, new_name)
-        if taken is not None and taken is not entry:
+        if taken is entry:
+            # Internxt refuses a move to where the file already is (moveFile in
+            # drive-server-wip src/modules/file/file.usecase.ts).
+            raise Conflict(f"File {uuid} was already moved to that location", status=409)
+        if taken is not None:
             raise Conflict("A file with this name already exists", status=409)
         entry.folder_uuid, entry.name = dest_folder_uuid, new_name
         return entry.entry()
