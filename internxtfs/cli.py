@@ -17,7 +17,7 @@ from internxtfs.commands import EXIT_FAIL, UsageError
 from internxtfs.commands.account import cmd_login, cmd_logout
 from internxtfs.commands.control import cmd_flush, cmd_status, cmd_umount
 from internxtfs.commands.mounting import cmd_demo, cmd_mount, cmd_salvage
-from internxtfs.fs.modes import DeleteMode, FsyncMode
+from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.internxt import endpoints
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[m.value for m in FsyncMode],
         default=FsyncMode.REMOTE.value,
         help="fsync returns once stored remotely (default) or once durable in the cache",
+    )
+    mount.add_argument(
+        "--fsync-offline",
+        choices=[m.value for m in OfflineFsync],
+        default=OfflineFsync.LOCAL.value,
+        help="with --fsync remote while Internxt cannot be reached: keep the data durable in "
+        "the cache and return (default), or fail with EIO",
     )
     mount.add_argument(
         "--links",

@@ -12,8 +12,8 @@ The older form ``internxtfs#pluton  /mnt/internxt  fuse  ...`` ends in the same 
 Options that belong to internxtfs itself are given in ``-o`` with underscores: ``config_dir=``
 (mount(8) may run this without ``$HOME``: where the profile is), ``cache_dir=``, ``cache_size=``,
 ``upload_concurrency=``, ``upload_delay=``, ``dir_cache_ttl=``, ``delete_mode=``,
-``flush_timeout=``, ``fsync=``, ``links=``, ``key_file=``; ``allow_other``, ``uid``, ``gid`` and
-``umask`` pass through. Generic mount options (``rw``, ``_netdev``, ``noauto``,
+``flush_timeout=``, ``fsync=``, ``fsync_offline=``, ``links=``, ``key_file=``; ``allow_other``,
+``uid``, ``gid`` and ``umask`` pass through. Generic mount options (``rw``, ``_netdev``, ``noauto``,
 ``x-systemd.*``, ...) are dropped here.
 """
 
@@ -36,6 +36,7 @@ _OWN = {
     "flush_timeout": "--flush-timeout",
     "key_file": "--key-file",
     "fsync": "--fsync",
+    "fsync_offline": "--fsync-offline",
     "links": "--links",
 }
 _FUSE = {"allow_other", "uid", "gid", "umask"}

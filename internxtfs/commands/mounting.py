@@ -44,7 +44,7 @@ def _group_id(text: str) -> int:
 
 
 def mount_config_from_args(args: argparse.Namespace) -> object:
-    from internxtfs.fs.modes import DeleteMode, FsyncMode
+    from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
     from internxtfs.fs.operations import MountOptions
     from internxtfs.mount import MountConfig, default_cache_dir
 
@@ -53,6 +53,7 @@ def mount_config_from_args(args: argparse.Namespace) -> object:
         dir_cache_ttl=args.dir_cache_ttl,
         delete_mode=DeleteMode(args.delete_mode),
         fsync=FsyncMode(args.fsync),
+        fsync_offline=OfflineFsync(args.fsync_offline),
         links=args.links == "on",
         allow_other=bool(extra.pop("allow_other", False)),
     )

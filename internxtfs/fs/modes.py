@@ -21,3 +21,11 @@ class FsyncMode(StrEnum):
 
     REMOTE = "remote"  # once the file is stored on Internxt
     LOCAL = "local"  # once it is durable in the local cache (S3QL's meaning); uploaded later
+
+
+class OfflineFsync(StrEnum):
+    """What ``--fsync remote`` does while Internxt is known to be unreachable
+    (``--fsync-offline``): "stored on Internxt" cannot be true then."""
+
+    LOCAL = "local"  # durable in the cache and journal, returns 0; uploaded once it answers
+    EIO = "eio"  # fails with EIO (the data is kept in the cache all the same)

@@ -43,7 +43,7 @@ from typing import Any
 
 import pyfuse3
 
-from internxtfs.fs import lifecycle, links
+from internxtfs.fs import conflicts, lifecycle, links
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
@@ -521,24 +521,20 @@ class Namespace:
         )
 
     async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
-        """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move
-        is in fact done (the entry there is our own: an earlier attempt landed), or the uuid
-        of the file there that this mount does not know (another client created it after our
-        listing), which the rename may replace; anything else is EEXIST."""
+        """The move of ``node`` to ``parent``/``name`` met Conflict: the conflict policy
+        decides (fs/conflicts.py, ``rename_target``)."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
-        found = await self.remote.files_exist(parent.uuid, [name])
-        if any(entry.uuid == node.uuid for entry in found):
-            return None
-        if not found:
-            raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
-        for entry in found:
-            if self.table.by_uuid(entry.uuid) is not None or self.journal.find_by_remote(
-                entry.uuid
-            ):
-                raise pyfuse3.FUSEError(errno.EEXIST)  # known here: not ours to delete blindly
-        log.info("%r appeared remotely after our listing; the rename replaces it", name)
-        return str(found[0].uuid)
+        return await conflicts.rename_target(
+            self.remote,
+            parent.uuid,
+            name,
+            node.uuid,
+            known=lambda uuid: (
+                self.table.by_uuid(uuid) is not None
+                or self.journal.find_by_remote(uuid) is not None
+            ),
+        )
 
 
 def bytes_reader(data: bytes) -> Callable[[int, int], Awaitable[bytes]]:

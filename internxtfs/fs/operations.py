@@ -34,7 +34,7 @@ from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
-from internxtfs.fs.modes import DeleteMode, FsyncMode
+from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.namespace import Namespace, bytes_reader
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.remote import Remote
@@ -58,6 +58,7 @@ class MountOptions:
     delete_mode: DeleteMode = DeleteMode.PERMANENT
     statfs_ttl: float = 30.0
     fsync: FsyncMode = FsyncMode.REMOTE  # see docs/semantics.md
+    fsync_offline: OfflineFsync = OfflineFsync.LOCAL  # --fsync remote while Internxt is down
     links: bool = True  # symlinks stored as NAME.rclonelink files (fs/links.py); off: EPERM
 
 
@@ -115,10 +116,6 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
-            listing_lag=remote.listing_lag,
-            recently_written=remote.recently_written,
-            recently_deleted=remote.recently_deleted,
-            offline=remote.offline,
         )
         self.owners = Ownership(journal, options)
         # What create, mkdir, unlink, rmdir and rename do, and a file's local state around them.
@@ -138,6 +135,7 @@ class Filesystem(pyfuse3.Operations):
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
         self._statfs: tuple[float, int, int, int] | None = None
+        self._fsync_offline_told = False  # warned once in this outage (fsync)
         self._warned: set[str] = set()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -619,13 +617,26 @@ class Filesystem(pyfuse3.Operations):
             # upload follows as after close().
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             return
-        if self.meta.offline():
-            # "Stored on Internxt" cannot be true now: say so at once rather than wait out
-            # the upload's retries. The data is safe in the cache and uploaded once it answers.
+        if not self.meta.offline():
+            self._fsync_offline_told = False
+        else:
+            # "Stored on Internxt" cannot be true now, and waiting out the upload's retries
+            # would hang the caller. By default the data is made durable locally, as with
+            # --fsync local, and uploaded once Internxt answers: a backup run during an outage
+            # (restic fsyncs every pack) completes, and status shows what waits. One warning
+            # per outage, not one per fsync.
             await trio.to_thread.run_sync(self._fsync_local, local_id)
             self.uploader.schedule(local_id)
-            log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
-            raise pyfuse3.FUSEError(errno.EIO)
+            if self.options.fsync_offline is OfflineFsync.EIO:
+                log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
+                raise pyfuse3.FUSEError(errno.EIO)
+            if not self._fsync_offline_told:
+                self._fsync_offline_told = True
+                log.warning(
+                    "Internxt cannot be reached: fsync keeps data durable in the cache until "
+                    "it can be stored (--fsync-offline local)"
+                )
+            return
         self.uploader.schedule(local_id, immediate=True)
         await self.uploader.wait_idle(local_id)
         # Stored: unless written again, closing this descriptor has nothing left to upload.
@@ -773,7 +784,7 @@ class Filesystem(pyfuse3.Operations):
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
             file_id = node.file_id
-            target = await self.remote.download_range(file_id, 0, node.size)
+            target = bytes(await self.remote.download_range(file_id, 0, node.size))
             if node.file_id == file_id:  # not changed by a listing meanwhile
                 node.link_target = target
             return target

@@ -169,6 +169,9 @@ class RetryPolicy:
         self._random = random
         self._clock = clock
         self.stats = RetryStats()
+        # Answers received so far (any status the server itself gave): a call that fails for
+        # good while others got answers meanwhile met a bad patch, not an outage.
+        self._answers = 0
 
     def delay(self, retry_number: int, exc: BaseException | None = None) -> float:
         """Seconds to wait before retry number ``retry_number`` (1 = first retry)."""
@@ -186,7 +189,7 @@ class RetryPolicy:
     def offline(self) -> bool:
         return self.stats.offline_since is not None
 
-    def _went_offline(self, exc: BaseException) -> None:
+    def _went_offline(self, exc: BaseException, answers_before: int) -> None:
         # No connection, a timeout, or a gateway with nothing behind it (502/503/504). A 500
         # or a 429 comes from the server itself: it answers, if badly (drive-server also says
         # 500 for some refusals); listings still fall back on the last one (metadata.py).
@@ -195,6 +198,11 @@ class RetryPolicy:
             isinstance(exc, ServerError) and exc.status in (None, 502, 503, 504)
         )
         if not unreachable:
+            return
+        if self._answers != answers_before:
+            # Other requests got answers while this one failed: a burst of 503s from a busy
+            # gateway, not an outage. Taken for one, the state flipped on and off within a
+            # second under such bursts, and calls meanwhile gave up after one attempt.
             return
         if self.stats.offline_since is None:
             self.stats.offline_since = self._clock()
@@ -211,6 +219,7 @@ class RetryPolicy:
         self._reachable()
 
     def _reachable(self) -> None:
+        self._answers += 1
         if self.stats.offline_since is not None:
             log.warning(
                 "Internxt answers again after %.0f s; back to fresh listings and uploads",
@@ -257,6 +266,7 @@ class RetryPolicy:
     ) -> T:
         """Call ``fn`` until it succeeds, fails for good, or attempts run out."""
         self.stats.calls += 1
+        answers_before = self._answers
         deadline = interactive_deadline()
         ambiguous = False  # an earlier attempt may have reached the server
         for attempt in range(1, self.attempts + 1):
@@ -300,7 +310,7 @@ class RetryPolicy:
                 if attempt == self.attempts or self._out_of_budget(wait, exc, deadline):
                     self.stats.failures += 1
                     self.record_failure(exc)
-                    self._went_offline(exc)
+                    self._went_offline(exc, answers_before)
                     final = as_internxt_error(exc)
                     if final is exc:
                         raise

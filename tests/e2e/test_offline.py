@@ -83,8 +83,10 @@ def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any)
             with open(mnt / "new0.txt", "rb") as fh:
                 os.fsync(fh.fileno())
 
+        # fsync (--fsync remote) keeps the data durable in the cache and returns
+        # (--fsync-offline local, the default): restic fsyncs every pack it writes.
+        _call(fsync_new, "fsync")
         for what, call in [
-            ("fsync", fsync_new),
             ("mkdir", lambda: (mnt / "made-offline").mkdir()),
             ("mv", lambda: os.rename(mnt / "old.txt", mnt / "moved.txt")),
             ("rmdir", lambda: (mnt / "dir").rmdir()),

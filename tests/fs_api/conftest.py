@@ -16,19 +16,26 @@ from pathlib import Path
 import pytest
 import trio
 
-from internxtfs.fs.modes import DeleteMode, FsyncMode
+from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.operations import MountOptions
 from tests.harness.fake_remote import FailingRemote, FakeRemote
 from tests.harness.in_process import InProcess, build
 
 
-def make(tmp_path: Path, delete_mode: str = "permanent", fsync: str = "remote") -> InProcess:
+def make(
+    tmp_path: Path,
+    delete_mode: str = "permanent",
+    fsync: str = "remote",
+    fsync_offline: str = "local",
+) -> InProcess:
     mode = DeleteMode(delete_mode)
     remote = FailingRemote(FakeRemote(delete_mode=mode))
     return build(
         tmp_path,
         remote,
-        options=MountOptions(delete_mode=mode, fsync=FsyncMode(fsync)),
+        options=MountOptions(
+            delete_mode=mode, fsync=FsyncMode(fsync), fsync_offline=OfflineFsync(fsync_offline)
+        ),
         quiet_period=1.0,
         backoff_initial=5.0,
     )

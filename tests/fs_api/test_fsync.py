@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
+import pyfuse3
+import pytest
 import trio
 
 from tests.fs_api.conftest import make, serving
@@ -41,3 +44,43 @@ async def test_fsync_local_returns_with_the_data_in_the_cache_only(
         await mounted.fs.release(fh)
         assert await mounted.uploader.wait_idle() == {}  # stored after the close, as usual
     assert fake.content(ROOT, "f") == b"durable here"
+
+
+async def test_fsync_remote_while_internxt_is_known_to_be_down_keeps_the_data_locally(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """--fsync-offline local (the default): the data is made durable in the cache and fsync
+    returns, so a backup run during an outage completes; it is stored once Internxt is back."""
+    mounted = make(tmp_path, fsync="remote")
+    fake = mounted.remote.inner
+    async with serving(mounted):
+        fake.known_offline = True
+        fh, ino = await mounted.create("f")
+        await mounted.fs.write(fh, 0, b"during the outage")
+        await mounted.fs.fsync(fh, False)
+        assert fake.content(ROOT, "f") is None
+        record = mounted.journal.get(mounted.fs.table.get(ino).local_id)  # type: ignore[union-attr,arg-type]
+        assert record is not None and record.dirty
+        assert mounted.cache.path(record.local_id).read_bytes() == b"during the outage"
+        await mounted.fs.release(fh)
+        fake.known_offline = False
+        assert await mounted.uploader.wait_idle() == {}
+    assert fake.content(ROOT, "f") == b"during the outage"
+
+
+async def test_fsync_offline_eio_fails_and_still_keeps_the_data(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    mounted = make(tmp_path, fsync="remote", fsync_offline="eio")
+    fake = mounted.remote.inner
+    async with serving(mounted):
+        fake.known_offline = True
+        fh, _ = await mounted.create("f")
+        await mounted.fs.write(fh, 0, b"kept")
+        with pytest.raises(pyfuse3.FUSEError) as failed:
+            await mounted.fs.fsync(fh, False)
+        assert failed.value.errno == errno.EIO
+        await mounted.fs.release(fh)
+        fake.known_offline = False
+        assert await mounted.uploader.wait_idle() == {}
+    assert fake.content(ROOT, "f") == b"kept"

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from internxtfs.fs.journal import FileRecord
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.remote import Kind, Progress, Read, delete_entry
 from internxtfs.internxt.drive import FileEntry, FolderEntry
@@ -69,8 +68,24 @@ class _File:
         )  # fmt: skip
 
 
+class NoLag:
+    """The read-replica and outage hints of a Remote that has neither (any in-memory fake)."""
+
+    def listing_lag(self, folder_uuid: str) -> float:
+        return 0.0  # no read replicas
+
+    def recently_written(self, uuid: str) -> bool:
+        return False
+
+    def recently_deleted(self, uuid: str) -> bool:
+        return False
+
+    def offline(self) -> bool:
+        return False  # always answers
+
+
 @dataclass
-class FakeRemote:
+class FakeRemote(NoLag):
     delete_mode: DeleteMode = DeleteMode.PERMANENT
     quota: int = 1 << 40
     size_cap: int | None = None
@@ -78,6 +93,7 @@ class FakeRemote:
     files: dict[str, _File] = field(default_factory=dict)
     objects: dict[str, bytes] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    known_offline: bool = False
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -149,11 +165,6 @@ class FakeRemote:
         ]
         return sorted(files + folders)
 
-    async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
-        """The block cache's fetch of a record's remote content (mount.py wires the same)."""
-        assert record.remote_file_id is not None
-        return await self.download_range(record.remote_file_id, offset, length)
-
     # --- Remote: reading the tree ----------------------------------------------------------------
 
     def _file(self, uuid: str) -> _File:
@@ -207,8 +218,14 @@ class FakeRemote:
             raise NotFound("Folder not found", status=404)
         return entry.entry()
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        self.calls.append("files_exist")
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        self.calls.append("files_exist")  # no replicas here: ``stale`` never applies
         wanted = set(names)
         return [
             f.entry()
@@ -225,17 +242,10 @@ class FakeRemote:
             if (d.parent_uuid, d.status) == (folder_uuid, EXISTS) and d.name in wanted
         ]
 
-    def listing_lag(self, folder_uuid: str) -> float:
-        return 0.0  # no read replicas
-
-    def recently_written(self, uuid: str) -> bool:
-        return False
-
-    def recently_deleted(self, uuid: str) -> bool:
-        return False
-
     def offline(self) -> bool:
-        return False  # always answers
+        # Known to be unreachable (the retry policy's state); calls still answer, so a test
+        # sets this to see how the filesystem behaves once an outage is known.
+        return self.known_offline
 
     # --- Remote: changing the tree ---------------------------------------------------------------
 

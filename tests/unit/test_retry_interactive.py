@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from internxtfs.internxt.errors import NotFound, Unreachable
+from internxtfs.internxt.errors import NotFound, ServerError, Unreachable
 from internxtfs.internxt.retry import RetryPolicy, carry_interactive, interactive
 
 
@@ -93,3 +93,30 @@ async def test_an_answer_ends_the_outage(autojump_clock: trio.abc.Clock) -> None
     with pytest.raises(NotFound):
         await policy.run(refused)
     assert not policy.offline  # a refusal is an answer too
+
+
+async def test_a_burst_of_503_while_other_calls_get_answers_is_not_an_outage(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A call that runs out of retries on 503s while other calls are answered meanwhile met
+    a busy gateway: the mount stays online (it flipped offline and back within a second)."""
+    policy = RetryPolicy(attempts=3, base=0.5, cap=30.0, random=lambda: 1.0)
+    up = Server()
+    up.up = True
+
+    async def busy() -> str:
+        raise ServerError("Service Unavailable", status=503)
+
+    async def answered_meanwhile() -> None:
+        await trio.sleep(0.25)  # during the failing call's first backoff
+        assert await policy.run(up.call) == "ok"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answered_meanwhile)
+        with pytest.raises(ServerError):
+            await policy.run(busy)
+    assert not policy.offline
+    # Nothing answered during the next one: that is an outage.
+    with pytest.raises(ServerError):
+        await policy.run(busy)
+    assert policy.offline
