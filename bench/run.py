@@ -1597,8 +1597,42 @@ class WriteBench(ColdReadBench):
             raise RuntimeError(f"{name}: the server holds {len(sizes)} files, {sum(sizes)} B")
         return result
 
+    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:  # type: ignore[override]
+        """One extra internxtfs ``dd`` until stored under ``py-spy record`` (raw stacks)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            self.report.skip("write profile", "py-spy not installed (pip install py-spy)")
+            return
+        self.ns.admin("POST", "/faults", {"latency_ms": latency})
+        self.seq += 1
+        name = f"dd-profile-{self.seq}"
+        mnt, store, env = self._mount("internxtfs")
+        assert self.ixt_proc is not None
+        cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
+        cmd += ["--format", "raw", "--threads", "--output", str(out)]
+        spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # py-spy attached
+            before, server = cpu_seconds(self.ixt_proc.pid), cpu_seconds(self.ns.pid)
+            returned, stored = self._kernel("dd", mnt, store, env, name, str(self.dd_bytes // MiB))
+            cpu = cpu_seconds(self.ixt_proc.pid) - before
+            server = cpu_seconds(self.ns.pid) - server
+        finally:
+            spy_proc.send_signal(2)
+            spy_proc.wait(60)
+            self._unmount("internxtfs")
+            self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        print(
+            f"  profile: {out} (dd returned {returned:.2f} s, stored {stored:.2f} s, "
+            f"mount CPU {cpu:.2f} s, emulator CPU {server:.2f} s)",
+            flush=True,
+        )
+        print(summarize_profile(out), flush=True)
+
     def run(self, latencies: tuple[int, ...]) -> None:
         subjects = ["internxtfs", "rclone"] + (["baseline"] if self.baseline_src else [])
+        if self.rounds == 0:
+            return  # --rounds 0: only the profile
         for latency in latencies:
             self.ns.admin("POST", "/faults", {"latency_ms": latency})
             for work in self.works:
@@ -1720,7 +1754,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument(
         "--profile",
-        help="cold-read: also profile one internxtfs cold read with py-spy, raw stacks to FILE",
+        help="cold-read / write-dd: also profile one internxtfs cold read (or dd until "
+        "stored) with py-spy, raw stacks to FILE",
     )
     parser.add_argument(
         "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
@@ -1748,7 +1783,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
     sizes = Sizes.quick() if args.quick else Sizes()
-    if args.rounds:
+    if args.rounds is not None:
         sizes.rounds = args.rounds
     if args.latencies is not None:
         sizes.cold_read_latencies = tuple(int(x) for x in args.latencies.split(",") if x)
@@ -1817,6 +1852,8 @@ def main(argv: list[str] | None = None) -> int:
                 writes.ixt_src = Path(args.src).resolve() if args.src else None
                 writes.prepare()
                 writes.run(sizes.cold_read_latencies)
+                if args.profile and "dd" in works:
+                    writes.profile(Path(args.profile).resolve(), args.profile_latency)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
         if bench is not None and "seq" in only:
