@@ -1597,7 +1597,7 @@ class WriteBench(ColdReadBench):
             raise RuntimeError(f"{name}: the server holds {len(sizes)} files, {sum(sizes)} B")
         return result
 
-    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:  # type: ignore[override]
+    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
         """One extra internxtfs ``dd`` until stored under ``py-spy record`` (raw stacks)."""
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
