@@ -1499,6 +1499,7 @@ class WriteBench(ColdReadBench):
         self.restic_src = self.root / "restic-src"
         self.rc_unmount_timeout = 3600.0
         self.seq = 0
+        self.last_cpu = 0.0
 
     def prepare(self, passthrough_script: Path | None = None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -1574,7 +1575,12 @@ class WriteBench(ColdReadBench):
                 args = (name, str(self.dd_bytes // MiB))
             else:
                 args = (name, str(self.restic_src))
+            # CPU of the mount process over the timed workload (mount start excluded): a
+            # steadier measure than wall time when other work shares the cores.
+            proc = self.rc_proc if subject == "rclone" else self.ixt_proc
+            before = cpu_seconds(proc.pid) if proc is not None else 0.0
             result = self._kernel(work, mnt, store, env, *args)
+            self.last_cpu = cpu_seconds(proc.pid) - before if proc is not None else 0.0
         finally:
             self._unmount(subject)
         # What the server holds (untimed, no latency): through the other client's protocol.
@@ -1597,8 +1603,49 @@ class WriteBench(ColdReadBench):
             raise RuntimeError(f"{name}: the server holds {len(sizes)} files, {sum(sizes)} B")
         return result
 
+    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
+        """One extra internxtfs ``dd`` until stored under ``py-spy record`` (raw stacks)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            self.report.skip("write profile", "py-spy not installed (pip install py-spy)")
+            return
+        self.ns.admin("POST", "/faults", {"latency_ms": latency})
+        self.seq += 1
+        name = f"dd-profile-{self.seq}"
+        mnt, store, env = self._mount("internxtfs")
+        assert self.ixt_proc is not None
+        cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
+        cmd += ["--format", "raw", "--threads", "--output", str(out)]
+        spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # py-spy attached
+            before, server = cpu_seconds(self.ixt_proc.pid), cpu_seconds(self.ns.pid)
+            returned, stored = self._kernel("dd", mnt, store, env, name, str(self.dd_bytes // MiB))
+            cpu = cpu_seconds(self.ixt_proc.pid) - before
+            server = cpu_seconds(self.ns.pid) - server
+        finally:
+            spy_proc.send_signal(2)
+            spy_proc.wait(60)
+            self._unmount("internxtfs")
+            self.ns.admin("POST", "/faults", {"latency_ms": 0})
+        print(
+            f"  profile: {out} (dd returned {returned:.2f} s, stored {stored:.2f} s, "
+            f"mount CPU {cpu:.2f} s, emulator CPU {server:.2f} s)",
+            flush=True,
+        )
+        print(summarize_profile(out), flush=True)
+
     def run(self, latencies: tuple[int, ...]) -> None:
         subjects = ["internxtfs", "rclone"] + (["baseline"] if self.baseline_src else [])
+        if self.rounds == 0:
+            return  # --rounds 0: only the profile
+        if "dd" in self.works:
+            # Untimed: the first big write of a run was 2-4x slower than the others whichever
+            # subject came first (fresh page-cache memory on the VM), and internxtfs always
+            # comes first in round one.
+            self.ns.admin("POST", "/faults", {"latency_ms": latencies[0]})
+            returned, stored = self.one_write("dd", "internxtfs", latencies[0])
+            print(f"    warm-up dd (untimed): returned {returned:.2f} s", flush=True)
         for latency in latencies:
             self.ns.admin("POST", "/faults", {"latency_ms": latency})
             for work in self.works:
@@ -1608,7 +1655,7 @@ class WriteBench(ColdReadBench):
                         returned, stored = self.one_write(work, subject, latency)
                         print(
                             f"    {latency} ms {work} {subject}: returned {returned:.2f} s, "
-                            f"stored {stored:.2f} s",
+                            f"stored {stored:.2f} s, mount CPU {self.last_cpu:.2f} s",
                             flush=True,
                         )
                         times[subject].append((returned, stored))
@@ -1720,7 +1767,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument(
         "--profile",
-        help="cold-read: also profile one internxtfs cold read with py-spy, raw stacks to FILE",
+        help="cold-read / write-dd: also profile one internxtfs cold read (or dd until "
+        "stored) with py-spy, raw stacks to FILE",
     )
     parser.add_argument(
         "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
@@ -1748,7 +1796,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
     sizes = Sizes.quick() if args.quick else Sizes()
-    if args.rounds:
+    if args.rounds is not None:
         sizes.rounds = args.rounds
     if args.latencies is not None:
         sizes.cold_read_latencies = tuple(int(x) for x in args.latencies.split(",") if x)
@@ -1817,6 +1865,8 @@ def main(argv: list[str] | None = None) -> int:
                 writes.ixt_src = Path(args.src).resolve() if args.src else None
                 writes.prepare()
                 writes.run(sizes.cold_read_latencies)
+                if args.profile and "dd" in works:
+                    writes.profile(Path(args.profile).resolve(), args.profile_latency)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
         if bench is not None and "seq" in only:

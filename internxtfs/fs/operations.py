@@ -79,6 +79,9 @@ class DirHandle:
 
 class Filesystem(pyfuse3.Operations):
     supports_dot_lookup = True
+    # Off on purpose: with it the kernel keeps its own size and mtime of a regular file and
+    # never takes them from getattr again (Linux fs/fuse/inode.c, fuse_get_cache_mask), so
+    # another client's change would never show; and dd was not faster (bench/RESULTS.md).
     enable_writeback_cache = False
 
     def __init__(
