@@ -267,7 +267,8 @@ async def _run_mount(
                 "cache_dir": str(config.cache_dir),
                 "uploads": uploader.stats()
                 | sweeper.stats()
-                | {"renames_unsettled": operations.replacements.pending()},
+                | {"renames_unsettled": operations.replacements.pending()}
+                | operations.pending.stats(),
                 "cache": cache.stats(),
                 "network": client.retry.stats.as_dict(),
                 "session": {
@@ -373,8 +374,9 @@ async def _run_mount(
                     return
             timeout = req.get("timeout")
             result = await _wait_with_progress(
-                uploader, sweeper, operations.replacements, status, send, timeout
-            )
+                uploader, sweeper, operations.replacements, status, send, timeout,
+                operations.pending.wait_replayed,
+            )  # fmt: skip
             if cmd == "umount" and not lazy:
                 # Shielded: once the kernel lets go, main() returns and the nursery closes,
                 # which must not cut this answer off.
@@ -406,6 +408,7 @@ async def _run_mount(
                 await nursery.start(sweeper.run)
                 await nursery.start(operations.replacements.run)
                 await nursery.start(operations.meta.run)
+                await nursery.start(operations.pending.run)  # namespace changes made offline
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(reload_on_hangup)
                 await nursery.start(
@@ -474,6 +477,8 @@ def _status_line(
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if uploads.get("namespace_queued"):
+        line += f", {uploads['namespace_queued']} folder change(s) queued"
     if offline_since is not None:
         # First too: while Internxt cannot be reached, nothing else moves.
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))
@@ -491,8 +496,11 @@ async def _wait_with_progress(
     status: Callable[[], dict[str, Any]],
     send: Callable[[dict[str, Any]], Awaitable[None]],
     timeout: float | None,
+    replayed: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Wait until everything pending is stored (or failed), sending progress twice a second."""
+    """Wait until everything pending is stored (or failed), sending progress twice a second.
+    ``replayed``: waits until the namespace changes queued offline are sent (before the files
+    waiting for them)."""
     errors: dict[int, Exception] = {}
     timed_out = False
     async with trio.open_nursery() as nursery:
@@ -503,8 +511,15 @@ async def _wait_with_progress(
                 await trio.sleep(0.5)
 
         nursery.start_soon(progress)
+        started = trio.current_time()
+        if replayed is not None:
+            with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+                await replayed()
+            timed_out = scope.cancelled_caught
         try:
-            errors = await uploader.wait_idle(timeout=timeout)
+            if not timed_out:
+                left = None if timeout is None else timeout - (trio.current_time() - started)
+                errors = await uploader.wait_idle(timeout=left)
         except TimeoutError:
             timed_out = True
         if not timed_out:

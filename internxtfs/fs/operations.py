@@ -5,7 +5,8 @@ await the network on the write/close path: data goes to the block cache and the 
 publishes it later. Namespace changes (mkdir, rename, unlink, rmdir) of things that exist
 remotely are sent at once, so that what the handler returns is what Internxt holds, except the
 delete of a file (unlink), which is journaled and sent by the uploader's bounded pool; changes
-to files not uploaded yet stay in the journal.
+to files not uploaded yet stay in the journal. While Internxt cannot be reached, mkdir, rename
+and rmdir are journaled and replayed later instead (fs/pending.py).
 
 Shared state between handler tasks: the inode table and listings (see metadata.py), the open
 handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
@@ -40,6 +41,7 @@ from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.ownership import Ownership
+from internxtfs.fs.pending import PendingNamespace, unreachable
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.fs.uploader import Uploader
@@ -48,6 +50,7 @@ from internxtfs.internxt import errors as ie
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
+STALE_QUEUE_WAIT = 5.0  # seconds a rename over waits for queued namespace changes to be sent
 
 
 @dataclass
@@ -109,6 +112,11 @@ class Filesystem(pyfuse3.Operations):
         self.table = InodeTable(root_uuid, clock_ns())
         # Renames over an existing entry; the mount runs its background task (replacements.run).
         self.replacements = Replacements(remote, journal)
+        # Namespace changes made while Internxt cannot be reached; the mount runs its replay
+        # task (pending.run).
+        self.pending = PendingNamespace(
+            journal, remote, self.table, uploader, recovery_parent=uploader.recovery_parent
+        )
         self.meta = Metadata(
             remote,
             self.table,
@@ -123,6 +131,8 @@ class Filesystem(pyfuse3.Operations):
             recently_written=remote.recently_written,
             recently_deleted=remote.recently_deleted,
             offline=remote.offline,
+            held=self.pending.holds,
+            pending_folders=self.pending.folders_in,
         )
         self.owners = Ownership(journal, options)
         self._handles: dict[int, OpenFile | DirHandle] = {}
@@ -613,16 +623,33 @@ class Filesystem(pyfuse3.Operations):
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         now = self.clock_ns()
-        entry = await self.remote.create_folder(parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9)
+        uuid: str | None = None
+        if not self.pending.must_queue(parent.uuid):
+            try:
+                entry = await self.remote.create_folder(
+                    parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9
+                )
+                uuid = entry.uuid
+            except ie.InternxtError as exc:
+                if not unreachable(exc, self.remote):
+                    raise
+                # No answer: queued (if the create landed all the same, the replay adopts it).
+                log.info("mkdir %r: Internxt cannot be reached (%s); queued", text, exc)
         node = self.table.new_node(
             is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
-        self.table.set_uuid(node, entry.uuid)
-        self.owners.created(node, parent, mode, ctx)
-        node.children = {}
-        node.listed_at = self.monotonic()
-        self.table.link_child(parent, text, node)
-        self._touch_dir(parent)
+        queued = uuid is None
+        with self.journal.transaction():  # the queued mkdir and the listing showing it
+            if uuid is None:
+                uuid = self.pending.mkdir(parent.uuid, text, now)
+            self.table.set_uuid(node, uuid)
+            self.owners.created(node, parent, mode, ctx)
+            node.children = {}
+            node.listed_at = self.monotonic()
+            self.table.link_child(parent, text, node)
+            self._touch_dir(parent)
+            if queued:
+                self.meta.save()
         node.lookups += 1
         return self.attrs(node)
 
@@ -638,6 +665,32 @@ class Filesystem(pyfuse3.Operations):
         await self._remove_dir(parent, node)
 
     async def _remove_dir(self, parent: Node, node: Node) -> None:
+        assert node.uuid is not None
+        if self.pending.must_queue(node.uuid, parent.uuid):
+            await self._queue_rmdir(parent, node)
+            return
+        try:
+            await self._remove_remote_dir(parent, node)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("rmdir %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            await self._queue_rmdir(parent, node)
+
+    async def _queue_rmdir(self, parent: Node, node: Node) -> None:
+        """rmdir while offline: empty as far as this mount knows (the replay asks the server
+        again before deleting)."""
+        assert node.uuid is not None and parent.uuid is not None
+        if await self.meta.children(node):
+            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        with self.journal.transaction():
+            self.pending.rmdir(node.uuid, parent.uuid, node.name)
+            self.owners.forget(node)
+            self.table.unlink_child(parent, node.name)
+            self._touch_dir(parent)
+            self.meta.save()
+
+    async def _remove_remote_dir(self, parent: Node, node: Node) -> None:
         assert node.uuid is not None
         # Files just unlinked in it (rm -rf) are still being deleted in the background: the
         # folder is deleted after them, not with them (a folder delete takes whatever it
@@ -891,10 +944,15 @@ class Filesystem(pyfuse3.Operations):
         self._touch_dir(old_parent)
         if new_parent is not old_parent:
             self._touch_dir(new_parent)
+        if self.pending.queued():
+            # A queued rename (fs/pending.py): the view it leaves is kept at once, so a crash
+            # or a remount while offline shows the tree as it was left.
+            self.meta.save()
 
     async def _rename_over(self, node: Node, new_parent: Node, new_name: str, target: Node) -> None:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
+        await self._no_queue_before_rename_over(node, new_parent, target)
         if target.is_dir:
             if target.uuid is not None:
                 # As rmdir: files just unlinked in it are deleted first, not with the folder.
@@ -947,6 +1005,26 @@ class Filesystem(pyfuse3.Operations):
             )
             self.table.unlink_child(new_parent, target.name)
 
+    async def _no_queue_before_rename_over(
+        self, node: Node, new_parent: Node, target: Node
+    ) -> None:
+        """A rename over a stored entry takes several steps on the server (fs/replacement.py),
+        which cannot be queued: offline it fails with EIO (docs/semantics.md); online it waits
+        for the queued namespace changes to be sent first, so it never runs ahead of them."""
+        record = None if target.local_id is None else self.journal.get(target.local_id)
+        stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
+        parent = self._node(node.parent)
+        if not stored or not self.pending.must_queue(node.uuid, new_parent.uuid, parent.uuid):
+            return
+        if not self.remote.offline():
+            with trio.move_on_after(STALE_QUEUE_WAIT):
+                await self.pending.wait_replayed()
+            if not self.pending.queued():
+                return
+        self._warn_once("rename over offline", "a rename over an existing stored entry cannot "
+                        "be queued while Internxt is unreachable: EIO")  # fmt: skip
+        raise pyfuse3.FUSEError(errno.EIO)
+
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node
     ) -> None:
@@ -982,6 +1060,28 @@ class Filesystem(pyfuse3.Operations):
 
     async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None
+        old_parent = self._node(node.parent)
+        if self.pending.must_queue(node.uuid, new_parent.uuid, old_parent.uuid):
+            self._queue_move("folder", node.uuid, old_parent, new_parent, new_name)
+            return
+        try:
+            await self._send_folder_move(node, new_parent, new_name)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            self._queue_move("folder", node.uuid, old_parent, new_parent, new_name)
+
+    def _queue_move(
+        self, kind: str, uuid: str, old_parent: Node, new_parent: Node, new_name: str
+    ) -> None:
+        """Journal a rename to send later; the caller changes the tree, which the metadata
+        cache keeps at once (see rename)."""
+        assert old_parent.uuid is not None and new_parent.uuid is not None
+        self.pending.move(kind, uuid, old_parent.uuid, new_parent.uuid, new_name)
+
+    async def _send_folder_move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        assert node.uuid is not None and new_parent.uuid is not None
         if node.parent == new_parent.ino:
             await self.remote.rename_folder(node.uuid, new_name)
         else:
@@ -990,39 +1090,53 @@ class Filesystem(pyfuse3.Operations):
     async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
         async with self._file_lock(node.local_id):
             self._sync_uuid(node)
-            if node.uuid is not None:
+            old_parent = self._node(node.parent)
+            if node.uuid is not None and self.pending.must_queue(new_parent.uuid, old_parent.uuid):
+                self._queue_move("file", node.uuid, old_parent, new_parent, new_name)
+            elif node.uuid is not None:
                 try:
-                    try:
-                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-                    except ie.Conflict:
-                        # A file unlinked here a moment ago whose delete is still queued
-                        # holds the name: delete it now and move again.
-                        if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
-                            raise
-                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-                except ie.Conflict:
-                    # Another client created that name after our listing: rename(2) replaces
-                    # the target, as a local rename over it would. A folder of that name, or
-                    # an entry this mount knows, stays: EEXIST.
-                    unseen = await self._unseen_target(node, new_parent, new_name)
-                    if unseen is not None:
-                        uuid = node.uuid
-
-                        async def move_again() -> None:
-                            await self.remote.move_file(uuid, new_parent.uuid, new_name)
-
-                        await self.replacements.rename_over(
-                            target_uuid=unseen,
-                            kind="file",
-                            parent_uuid=new_parent.uuid,
-                            name=new_name,
-                            source_uuid=uuid,
-                            source_local_id=node.local_id,
-                            move=move_again,
-                        )
-                crash_point("after-remote-move")
+                    await self._send_file_move(node, new_parent, new_name)
+                except ie.InternxtError as exc:
+                    if not unreachable(exc, self.remote):
+                        raise
+                    log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name,
+                             exc)  # fmt: skip
+                    self._queue_move("file", node.uuid, old_parent, new_parent, new_name)
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
+
+    async def _send_file_move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        assert node.uuid is not None
+        try:
+            try:
+                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
+            except ie.Conflict:
+                # A file unlinked here a moment ago whose delete is still queued
+                # holds the name: delete it now and move again.
+                if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
+                    raise
+                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
+        except ie.Conflict:
+            # Another client created that name after our listing: rename(2) replaces
+            # the target, as a local rename over it would. A folder of that name, or
+            # an entry this mount knows, stays: EEXIST.
+            unseen = await self._unseen_target(node, new_parent, new_name)
+            if unseen is not None:
+                uuid = node.uuid
+
+                async def move_again() -> None:
+                    await self.remote.move_file(uuid, new_parent.uuid, new_name)
+
+                await self.replacements.rename_over(
+                    target_uuid=unseen,
+                    kind="file",
+                    parent_uuid=new_parent.uuid,
+                    name=new_name,
+                    source_uuid=uuid,
+                    source_local_id=node.local_id,
+                    move=move_again,
+                )
+        crash_point("after-remote-move")
 
     async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
         """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move

@@ -202,6 +202,9 @@ class Uploader:
         self.size_cap: int | None = None
         self._size_cap_at: float | None = None
         self.size_cap_ttl = size_cap_ttl
+        # Files whose folder has namespace changes queued while offline (fs/pending.py): not
+        # published until those are sent (then wake_deferred()).
+        self.deferred: Callable[[FileRecord], bool] = lambda record: False
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -233,6 +236,14 @@ class Uploader:
         self._held.discard(local_id)
         self._drop_after_delete.add(local_id)
         self.schedule(local_id, immediate=True)
+
+    def wake_deferred(self) -> None:
+        """Queued namespace changes were sent: queue the files that waited for them."""
+        for record in self.journal.dirty_files():
+            i = record.local_id
+            if i not in self._queue and i not in self._running and self._has_work(i):
+                self._queue[i] = _Queued(self._clock())
+        self._notify()
 
     def relieve_pressure(self) -> bool:
         """The block cache is full of unsent data and a writer waits for room: start queued
@@ -444,7 +455,9 @@ class Uploader:
             return False
         if record.deleted:
             return record.remote_uuid is not None
-        return record.dirty or local_id in self._running
+        if local_id in self._running:
+            return True
+        return record.dirty and not self.deferred(record)
 
     def _pending_ids(self) -> set[int]:
         ids = {r.local_id for r in self.journal.dirty_files()}
@@ -681,6 +694,11 @@ class Uploader:
             record = self.journal.get(local_id)
             if record is None or record.deleted or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
+                self._orphan(local_id, file_id)
+                return False
+            if self.deferred(record):
+                # Moved meanwhile into a folder with queued namespace changes (made offline,
+                # maybe not created yet): published once they are sent.
                 self._orphan(local_id, file_id)
                 return False
             # Journaled before the drive call: after a crash here, resume() knows this object
