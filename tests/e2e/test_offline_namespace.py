@@ -10,11 +10,15 @@ the protocol client, not through the mount (``tests/harness/remote.py``).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.e2e.test_restic import Restic, make_tree
 from tests.harness import remote
 from tests.harness.durability import bounded, flush_ok, local_tree, status, wait_for, write_file
 from tests.harness.mounting import MountedFS
@@ -145,4 +149,28 @@ def test_queued_mkdir_rename_and_unlink_survive_kill_9_and_a_remount_offline(
     assert remote.snapshot(m.emulator, m.user) == expected_files
     assert remote.folders(m.emulator, m.user) == ["new", "new/deeper", "papers"]
     assert _tree(mnt) == expected_tree
+    assert "Traceback" not in m.log_file.read_text()
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_restic_init_and_backup_with_the_server_down(new_mount: Any, tmp_path: Path) -> None:
+    """restic init (a tree of 260 folders) and restic backup, both while the server is down,
+    both succeed. Once it is back and `internxtfs flush` has returned, a fresh mount on an
+    empty cache reads the repository from the server alone: restic check --read-data passes."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    src = tmp_path / "src"
+    make_tree(src, seed=21, files=60)
+    restic = Restic(str(m.mountpoint / "repo"), tmp_path, [], {})
+    assert os.listdir(m.mountpoint) == []  # the mount has seen its root (what it knows)
+    m.emulator.stop()
+    try:
+        restic("init", timeout=120)
+        restic("backup", "--host", "e2e", ".", cwd=src, timeout=120)
+        assert status(m)["uploads"]["namespace_queued"] > 0  # the outage was met, not missed
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=180)
+    m.remount(cold=True)  # every read now comes from the server
+    assert restic("snapshots", "--json").stdout.count('"short_id"') == 1
+    restic("check", "--read-data")
     assert "Traceback" not in m.log_file.read_text()
