@@ -478,7 +478,7 @@ def _status_line(
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
     if uploads.get("namespace_queued"):
-        line += f", {uploads['namespace_queued']} folder change(s) queued"
+        line += f", {uploads['namespace_queued']} namespace change(s) queued"
     if offline_since is not None:
         # First too: while Internxt cannot be reached, nothing else moves.
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))

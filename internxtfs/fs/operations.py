@@ -41,7 +41,7 @@ from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.ownership import Ownership
-from internxtfs.fs.pending import PendingNamespace, unreachable
+from internxtfs.fs.pending import PendingNamespace, is_placeholder, unreachable
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.fs.uploader import Uploader
@@ -1232,6 +1232,14 @@ class Filesystem(pyfuse3.Operations):
         parent = self._dir(parent_inode)
         text = names.decode(name)
         remote = links.check_link(text, target)
+        if is_placeholder(parent.uuid):
+            # Sent at once (below), into a folder Internxt does not have yet (fs/pending.py).
+            self._warn_once(
+                "link offline",
+                "a symlink in a folder made while Internxt was unreachable waits for that "
+                "folder: EIO until it is created",
+            )
+            raise pyfuse3.FUSEError(errno.EIO)
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
