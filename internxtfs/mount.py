@@ -1,5 +1,8 @@
 """Wiring of a mount: protocol client → journal → block cache → uploader → FUSE handlers.
 
+:class:`Mount` builds the filesystem's layers over the client and starts them with the parts
+that serve around them (internxtfs/service/: signals, control socket, status reporter), each
+a task with ``run()``/``stop()``; :class:`MountState` says where it is on its way out.
 ``run_mount`` runs in the foreground (``-f``); ``spawn_daemon`` starts it in the background and
 returns once the mount answers, which is what ``internxtfs mount`` without ``-f`` does. On
 unmount (``fusermount3 -u``) or SIGTERM/SIGINT the uploader gets ``flush_timeout`` seconds to
@@ -13,41 +16,40 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyfuse3
 import trio
 
-from internxtfs import busy, control, kernel_readahead, sdnotify
-from internxtfs.config import Profile, ProfileError, load_profile, profile_dir, save_profile
-from internxtfs.fs.blockcache import BlockCache
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs import busy, sdnotify
+from internxtfs.config import Profile, profile_dir
+from internxtfs.fs.blockcache import BlockCache, fetch_through
+from internxtfs.fs.conflicts import AdoptExisting
+from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.remote import InternxtRemote
-from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
-from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
-from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
-from internxtfs.internxt.retry import interactive
 from internxtfs.salvage import lock_cache
+from internxtfs.service.control_server import ControlServer
+from internxtfs.service.login import Login
+from internxtfs.service.part import Background, Part
+from internxtfs.service.pending import Pending
+from internxtfs.service.signals import Signals
+from internxtfs.service.status import Reporter, StatusReport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 10 * 1024**3
 SMALL_UPLOADS_MAX = 24  # uploads of small files (and deletes) in flight at most (uploader.py)
-ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
-# rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
 
 
 @dataclass
@@ -132,102 +134,78 @@ async def run_mount(
             raise AlreadyMounted(
                 f"another mount uses the cache directory {config.cache_dir}"
             ) from None
-        await _run_mount(profile, config, on_ready)
+        login = Login(profile)
+        async with InternxtClient(
+            profile.session,
+            profile.credentials,
+            drive_url=profile.drive_url,
+            network_url=profile.network_url,
+            on_session_change=login.persist,
+            replica_window=config.replica_window,
+        ) as client:
+            # A previous run of this mount may have written a moment ago (a crash, a quick
+            # remount): until the window has passed, answers contradicting it are asked again.
+            client.drive.read_lag.wrote(())
+            client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
+            await Mount(profile, config, client, login, on_ready).run()
 
 
-async def _run_mount(
-    profile: Profile, config: MountConfig, on_ready: Callable[[], None] | None
-) -> None:
-    async def persist(session: Session) -> None:
-        profile.session = session
-        if not (profile_dir(profile.name) / "profile.json").exists():
-            # Logged out while mounted (`logout` refuses that, but the profile may have been
-            # removed by other means): never write the secrets back, and stop re-logging in.
-            client.session_manager.credentials = profile.credentials = None
-            log.error(
-                "profile %r was removed (logged out) while mounted: its credentials are no "
-                "longer used or stored; unmount, then 'internxtfs login --profile %s'",
-                profile.name,
-                profile.name,
-            )
-            return
-        save_profile(profile)
+@dataclass
+class MountState:
+    """Where a mount is on its way out. ``pyfuse3.main()`` returns either because the kernel
+    unmounted us (``fusermount3 -u``) or because :meth:`Mount.stop` ended the request loop
+    (a signal, ``umount --lazy``); only in the second case must we unmount ourselves."""
 
-    async with InternxtClient(
-        profile.session,
-        profile.credentials,
-        drive_url=profile.drive_url,
-        network_url=profile.network_url,
-        on_session_change=persist,
-        replica_window=config.replica_window,
-    ) as client:
-        # A previous run of this mount may have written a moment ago (a crash, a quick
-        # remount): until the window has passed, answers contradicting it are asked again.
-        client.drive.read_lag.wrote(())
+    terminated: bool = False  # Mount.stop ended the request loop
+    flushed: bool = False  # a flush before the end ran (Mount.stop's, or the one after main)
+    main_returned: bool = False  # pyfuse3.main() returned
+    closed: bool = False  # pyfuse3.close() was called
+    stop_deadline: float = math.inf  # the end of a stop's flush budget (trio clock)
+
+
+class Mount:
+    """One mount: the filesystem's layers over the client, the parts that serve around them
+    (internxtfs/service/), and the way out (flush, detach, flush what came in meanwhile).
+
+    ``run`` starts every part in order, serves until unmounted or stopped, then stores what
+    is pending within ``flush_timeout`` seconds; whatever is left stays in the journal.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        config: MountConfig,
+        client: InternxtClient,
+        login: Login,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.state = MountState()
         session = client.session_manager.session
-        client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
-        journal = Journal(config.cache_dir / "state.db")
+        self.journal = journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
-
-        async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
-            assert record.remote_file_id is not None
-            try:
-                # A reader waits on it: interactive (prompt EIO during an outage, retry.py).
-                with interactive():
-                    return await client.network.fetch_range(record.remote_file_id, offset, length)
-            except (Unreachable, ServerError) as exc:
-                raise Unreachable(
-                    f"{record.name!r}: this part is not in the cache and Internxt is "
-                    f"unreachable ({exc})"
-                ) from exc
-            except LegacyFileFormat as exc:
-                # Reads get EIO; the log says which file and what the user can do.
-                raise LegacyFileFormat(
-                    f"{record.name!r} is stored in Internxt's legacy (version 1) format, which "
-                    "internxtfs cannot read; download it with Internxt's web app "
-                    "(https://drive.internxt.com)"
-                ) from exc
-
-        async def adopt_existing(record: FileRecord, error: Conflict) -> str | None:
-            # A file we never saw has the name we are publishing (a stale listing, or our own
-            # create that landed before a crash): the file last written here wins, as on a
-            # local disk, so its entry gets our content.
-            # (An empty answer may be a read replica behind that create: asked again.)
-            found = await client.drive.read_lag.settle(
-                lambda: client.drive.files_exist(record.parent_uuid, [record.name]),
-                what=f"existence of {record.name!r}",
-                stale=lambda found: not found,
-            )
-            for entry in found:
-                if entry.name != record.name:
-                    continue
-                known = journal.find_by_remote(entry.uuid)
-                if known is not None and known.deleted:
-                    # Our own pending delete of that entry (unlinked here, the delete not sent
-                    # yet): given our content, it would be deleted with it. Retried once the
-                    # delete has freed the name.
-                    raise error
-                log.info("%r exists remotely; replacing its content", record.name)
-                return str(entry.uuid)
-            return None
-
-        cache = BlockCache(config.cache_dir, journal, config.cache_size, fetch)
         # Everything fs/ asks of Internxt goes through this one object (fs/remote.py).
-        remote = InternxtRemote(client.drive, client.network, delete_mode=config.fs.delete_mode)
+        self.remote = remote = InternxtRemote(
+            client.drive, client.network, delete_mode=config.fs.delete_mode
+        )
+        self.cache = cache = BlockCache(
+            config.cache_dir, journal, config.cache_size, fetch_through(remote)
+        )
         # One lock per file, taken by every task that changes the file's remote state (the
         # handlers, the uploader, the orphan sweeper): docs/concurrency.md.
-        file_locks = KeyedLock()
-        uploader = Uploader(
+        locks = KeyedLock()
+        self.uploader = uploader = Uploader(
             journal,
             cache,
             remote,
-            locks=file_locks,
+            locks=locks,
             concurrency=config.upload_concurrency,
             # Small files and deletes are round trips, not bandwidth: more of them at once,
             # within the HTTP pool (client.py: 32 connections; some stay free for the rest).
             small_concurrency=min(SMALL_UPLOADS_MAX, 4 * config.upload_concurrency),
             quiet_period=config.upload_delay,
-            on_conflict=adopt_existing,
+            on_conflict=AdoptExisting(remote, journal),
             recovery_parent=session.root_folder_uuid,
         )
         retry_stats = client.retry.stats
@@ -239,310 +217,104 @@ async def _run_mount(
             return not retry_stats.failing and uploader.relieve_pressure()
 
         cache.pressure = pressure
-        sweeper = OrphanSweeper(journal, remote, file_locks)
-        operations = Filesystem(
+        self.sweeper = sweeper = OrphanSweeper(journal, remote, locks)
+        self.operations = operations = Filesystem(
             remote=remote,
             journal=journal,
             cache=cache,
             uploader=uploader,
-            locks=file_locks,
+            locks=locks,
             root_uuid=session.root_folder_uuid,
             options=config.fs,
         )
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
-        operations.meta.restore()  # the last known tree, served at once (even offline)
-        pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
-        # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
-        # made us stop serving (terminate); only in the second case must we unmount ourselves.
-        state = {"terminated": False, "flushed": False, "main_returned": False, "closed": False}
-        deadline = {"stop": float("inf")}  # the end of a stop's flush budget (trio clock)
+        login.attach(client, on_reload=uploader.retry_failed_now)
+        self.pending = Pending(
+            uploader, sweeper, operations.replacements, replayed=operations.pending.wait_replayed
+        )
+        status = StatusReport(
+            mountpoint=config.mountpoint,
+            profile=profile.name,
+            profile_dir=profile_dir(profile.name),
+            cache_dir=config.cache_dir,
+            client=client,
+            uploader=uploader,
+            sweeper=sweeper,
+            replacements=operations.replacements,
+            cache=cache,
+            namespace=operations.pending.stats,
+        )
+        # Started in this order; all stop together once the mount is done.
+        self.parts: list[Part] = [
+            Background("block cache", cache.run),
+            # Crash recovery (resume) queues what the last run left unsent.
+            Background("uploader", uploader.run, then=uploader.resume),
+            Background("orphan sweeper", sweeper.run),
+            Background("rename settling", operations.replacements.run),
+            Background("listings", operations.meta.run),
+            # Namespace changes made while Internxt was unreachable (fs/pending.py).
+            Background("namespace replay", operations.pending.run),
+            Signals(self.stop, config.flush_timeout, login),
+            ControlServer(
+                config.mountpoint,
+                status=status,
+                pending=self.pending,
+                login=login,
+                open_paths=self._open_paths,
+                stop=self.stop,
+                flush_timeout=config.flush_timeout,
+            ),
+            Reporter(config.mountpoint, status.line, on_ready),
+        ]
 
-        def status() -> dict[str, Any]:
-            manager = client.session_manager
-            return {
-                "mountpoint": str(config.mountpoint),
-                "account": manager.session.email,
-                "profile": profile.name,
-                "profile_dir": str(profile_dir(profile.name)),
-                "cache_dir": str(config.cache_dir),
-                "uploads": uploader.stats()
-                | sweeper.stats()
-                | {"renames_unsettled": operations.replacements.pending()}
-                | operations.pending.stats(),
-                "cache": cache.stats(),
-                "network": client.retry.stats.as_dict(),
-                "session": {
-                    "expires_at": manager.session.expires_at,
-                    "refreshes": manager.refreshes,
-                    "relogins": manager.relogins,
-                    # Set when the session cannot be renewed (e.g. the password changed).
-                    "error": manager.last_error,
-                },
-            }
+    def _open_paths(self, mountpoint: str) -> list[str]:
+        return busy.open_paths(self.operations.table, self.operations.open_nodes(), mountpoint)
 
-        async def stop(reason: str, timeout: float) -> None:
-            log.info("%s; flushing, then unmounting", reason)
-            sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
-            deadline["stop"] = trio.current_time() + timeout
-            # Keep serving while flushing, so nothing touching the mount hangs; what is
-            # written meanwhile is stored after the detach (below, once main() returns).
-            await _flush(uploader, sweeper, operations.replacements, timeout, final=False)
-            state["flushed"] = state["terminated"] = True
-            pyfuse3.terminate()
-
-        async def stop_on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-                async for signum in sigs:
-                    await stop(f"received {signal.Signals(signum).name}", config.flush_timeout)
-                    return
-
-        async def reload_on_hangup() -> None:
-            # SIGHUP (`systemctl reload`) re-reads the profile, as a new `internxtfs login`
-            # does through the control socket: the mount keeps serving. It used to unmount
-            # and exit 0, which Restart=on-failure then left down.
-            with trio.open_signal_receiver(signal.SIGHUP) as sigs:
-                async for _ in sigs:
-                    try:
-                        answer = await reload_credentials(str(profile_dir(profile.name)))
-                    except Exception:
-                        log.exception("SIGHUP: re-reading profile %r failed", profile.name)
-                        continue
-                    if answer.get("reloaded"):
-                        log.info("SIGHUP: profile %r re-read; its login is in use", profile.name)
-
-        async def reload_credentials(name: object) -> dict[str, Any]:
-            """A new ``internxtfs login`` of this profile: use it without a remount."""
-            if name != str(profile_dir(profile.name)):  # same name, another config root
-                return {"ignored": True}
-            try:
-                fresh = await trio.to_thread.run_sync(
-                    lambda: load_profile(profile.name, key=profile.key)
-                )
-            except ProfileError as exc:
-                log.error("cannot read the new login of profile %r: %s", profile.name, exc)
-                return {"error": str(exc)}
-            if fresh.session.user_uuid != profile.session.user_uuid:
-                log.error("profile %r now holds another account; remount to use it", profile.name)
-                return {"error": "the profile now holds another account; remount to use it"}
-            profile.session, profile.credentials = fresh.session, fresh.credentials
-            await client.session_manager.use_new_login(fresh.session, fresh.credentials)
-            uploader.retry_failed_now()
-            return {"reloaded": True}
-
-        mountpoint = control.canonical_mountpoint(config.mountpoint)
-
-        def open_paths() -> list[str]:
-            return busy.open_paths(operations.table, operations.open_nodes(), mountpoint)
-
-        async def umount_unless_busy(
-            result: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
-        ) -> None:
-            # The kernel has the last word (a process may have opened a file meanwhile, or
-            # one /proc does not show us): refused, the mount serves on as before.
-            refused = await busy.detach(mountpoint)
-            if refused is not None:
-                found = await trio.to_thread.run_sync(busy.holders, mountpoint, {os.getpid()})
-                await send(busy.busy_answer(mountpoint, found, open_paths(), refused))
-                return
-            # Detached: main() returns and stores what came in since the flush.
-            result["unmounting"] = True
-            await send(result)
-
-        async def control_request(
-            req: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
-        ) -> None:
-            cmd = req.get("cmd")
-            if cmd == "status":
-                await send(status())
-                return
-            if cmd == "reload-credentials":
-                await send(await reload_credentials(req.get("profile")))
-                return
-            if cmd == "uses-profile":  # asked by `logout`, which refuses while we run
-                uses = req.get("profile") == str(profile_dir(profile.name))
-                await send({"uses": uses, "mountpoint": str(config.mountpoint)})
-                return
-            if cmd not in ("flush", "umount"):
-                await send({"error": f"unknown command {cmd!r}"})
-                return
-            lazy = cmd == "umount" and bool(req.get("lazy"))
-            if cmd == "umount" and not lazy:
-                # Like umount(8): a busy mount is refused before anything else is done.
-                found = await trio.to_thread.run_sync(busy.holders, mountpoint, {os.getpid()})
-                if found:
-                    await send(busy.busy_answer(mountpoint, found, open_paths()))
-                    return
-            timeout = req.get("timeout")
-            result = await _wait_with_progress(
-                uploader, sweeper, operations.replacements, status, send, timeout,
-                operations.pending.wait_replayed,
-            )  # fmt: skip
-            if cmd == "umount" and not lazy:
-                # Shielded: once the kernel lets go, main() returns and the nursery closes,
-                # which must not cut this answer off.
-                with trio.CancelScope(shield=True):
-                    await umount_unless_busy(result, send)
-            elif cmd == "umount":
-                result["unmounting"] = True
-                await send(result)
-                await stop("umount requested", 0 if result["pending"] else config.flush_timeout)
-            else:
-                await send(result)
-
-        async def announce_then_report() -> None:
-            await _announce_ready(config.mountpoint, on_ready)
-            while os.environ.get("NOTIFY_SOCKET"):
-                stats = uploader.stats()
-                sdnotify.notify(
-                    STATUS=_status_line(
-                        stats, client.session_manager.last_error, client.retry.stats.offline_since
-                    )
-                )
-                await trio.sleep(5)
-
+    async def run(self) -> None:
+        config, state = self.config, self.state
+        self.operations.meta.restore()  # the last known tree, served at once (even offline)
+        pyfuse3.init(
+            self.operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse)
+        )
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(cache.run)
-                await nursery.start(uploader.run)
-                uploader.resume()
-                await nursery.start(sweeper.run)
-                await nursery.start(operations.replacements.run)
-                await nursery.start(operations.meta.run)
-                await nursery.start(operations.pending.run)  # namespace changes made offline
-                nursery.start_soon(stop_on_signal)
-                nursery.start_soon(reload_on_hangup)
-                await nursery.start(
-                    control.serve, control.socket_path(config.mountpoint), control_request
-                )
-                nursery.start_soon(announce_then_report)
+                for part in self.parts:
+                    await nursery.start(part.run)
                 await pyfuse3.main()
-                state["main_returned"] = True
-                if state["terminated"]:
+                state.main_returned = True
+                if state.terminated:
                     # Stopped by a signal or `umount --lazy`, after a first flush: detach now,
                     # so processes still using the mount get ENOTCONN at once instead of
                     # waiting on a mount that no longer answers, then store what they wrote
                     # while that flush ran.
-                    state["closed"] = True
+                    state.closed = True
                     pyfuse3.close(unmount=True)
-                    left = max(5.0, deadline["stop"] - trio.current_time())
-                    await _flush(uploader, sweeper, operations.replacements, left)
-                elif not state["flushed"]:
+                    left = max(5.0, state.stop_deadline - trio.current_time())
+                    await self.pending.flush(left)
+                elif not state.flushed:
                     log.info("unmounted; storing what is pending")
-                    await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
-                    state["flushed"] = True
-                nursery.cancel_scope.cancel()
+                    await self.pending.flush(config.flush_timeout)
+                    state.flushed = True
+                for part in reversed(self.parts):
+                    part.stop()
         finally:
-            if not state["flushed"]:
+            if not state.flushed:
                 with trio.CancelScope(shield=True):
-                    await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
-            if not state["closed"]:
-                pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
-            journal.close()
+                    await self.pending.flush(config.flush_timeout)
+            if not state.closed:
+                pyfuse3.close(unmount=state.terminated or not state.main_returned)
+            self.journal.close()
 
-
-async def _flush(
-    uploader: Uploader,
-    sweeper: OrphanSweeper,
-    replacements: Replacements,
-    timeout: float,
-    *,
-    final: bool = True,
-) -> None:
-    left = await uploader.close(timeout)
-    with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
-        await sweeper.sweep()
-        await replacements.resolve_all()
-    if left and not final:
-        log.info("%d file(s) still changing; storing them once detached", left)
-    elif left:
-        log.warning(
-            "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
-            left,
-        )
-
-
-async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
-    # The mount answers once the request loop runs: a stat served by us proves it.
-    st = await trio.to_thread.run_sync(os.stat, mountpoint)
-    # Past INIT now (which would cap it again): larger kernel read requests, where permitted.
-    await trio.to_thread.run_sync(kernel_readahead.raise_read_ahead, st.st_dev)
-    sdnotify.notify(READY=1, STATUS="mounted")
-    if on_ready is not None:
-        on_ready()
-
-
-def _status_line(
-    uploads: dict[str, Any], session_error: str | None = None, offline_since: float | None = None
-) -> str:
-    line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
-    if uploads["errors"]:
-        line += f", {len(uploads['errors'])} failing"
-    if uploads.get("namespace_queued"):
-        line += f", {uploads['namespace_queued']} namespace change(s) queued"
-    if offline_since is not None:
-        # First too: while Internxt cannot be reached, nothing else moves.
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))
-        line = f"OFFLINE since {since}, serving from the cache; {line}"
-    if session_error:
-        # First: `systemctl status` cuts long lines, and this one needs a person.
-        line = f"NOT LOGGED IN ({session_error}); {line}"
-    return line
-
-
-async def _wait_with_progress(
-    uploader: Uploader,
-    sweeper: OrphanSweeper,
-    replacements: Replacements,
-    status: Callable[[], dict[str, Any]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-    timeout: float | None,
-    replayed: Callable[[], Awaitable[None]] | None = None,
-) -> dict[str, Any]:
-    """Wait until everything pending is stored (or failed), sending progress twice a second.
-    ``replayed``: waits until the namespace changes queued offline are sent (before the files
-    waiting for them)."""
-    errors: dict[int, Exception] = {}
-    timed_out = False
-    async with trio.open_nursery() as nursery:
-
-        async def progress() -> None:
-            while True:
-                await send({"progress": status()["uploads"]})
-                await trio.sleep(0.5)
-
-        nursery.start_soon(progress)
-        started = trio.current_time()
-        if replayed is not None:
-            with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
-                await replayed()
-            timed_out = scope.cancelled_caught
-        try:
-            if not timed_out:
-                left = None if timeout is None else timeout - (trio.current_time() - started)
-                errors = await uploader.wait_idle(timeout=left)
-        except TimeoutError:
-            timed_out = True
-        if not timed_out:
-            # Objects left unreferenced by what was just stored are deleted before answering,
-            # and renames cut short by an outage are settled.
-            with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
-                await sweeper.sweep()
-                await replacements.resolve_all()
-        nursery.cancel_scope.cancel()
-    stats = uploader.stats() | sweeper.stats()
-    return {
-        "done": True,
-        "timed_out": timed_out,
-        "pending": stats["pending_files"],
-        "errors": {
-            str(k): {
-                "path": uploader.describe_id(k),
-                "error": f"{type(v).__name__}: {v}",
-            }
-            for k, v in errors.items()
-        },
-        "uploads": stats,
-    }
+    async def stop(self, reason: str, timeout: float) -> None:
+        """Stop serving (a signal, ``umount --lazy``): flush while still serving, so nothing
+        touching the mount hangs, then end the request loop; :meth:`run` detaches and stores
+        what was written meanwhile."""
+        log.info("%s; flushing, then unmounting", reason)
+        sdnotify.notify(STOPPING=1, STATUS="flushing pending uploads")
+        self.state.stop_deadline = trio.current_time() + timeout
+        await self.pending.flush(timeout, final=False)
+        self.state.flushed = self.state.terminated = True
+        pyfuse3.terminate()
 
 
 def spawn_daemon(argv: list[str], timeout: float = 60.0, passphrase: str | None = None) -> int:

@@ -86,6 +86,9 @@ import trio
 
 from internxtfs.fs.journal import RECOVERY_HINT, FileRecord, Journal, JournalDamaged, JournalError
 from internxtfs.fs.punch import punch_hole
+from internxtfs.fs.remote import Remote
+from internxtfs.internxt.errors import LegacyFileFormat, ServerError, Unreachable
+from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,35 @@ DISCARD_ASIDE = 64 * MiB
 ASIDE_MARK = ".discarded-"  # <local_id>.discarded-<n>: being unlinked; removed on open too
 
 Fetch = Callable[[FileRecord, int, int], Awaitable[bytes | memoryview]]
+
+
+def fetch_through(remote: Remote) -> Fetch:
+    """The block cache's fetch of what it lacks of a stored file: ``remote.download_range``
+    (the buffer the object was received and decrypted into, not copied), with errors that
+    name the file."""
+
+    async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
+        assert record.remote_file_id is not None
+        try:
+            # A reader waits on it: interactive (prompt EIO during an outage, retry.py).
+            with interactive():
+                return await remote.download_range(record.remote_file_id, offset, length)
+        except (Unreachable, ServerError) as exc:
+            raise Unreachable(
+                f"{record.name!r}: this part is not in the cache and Internxt is "
+                f"unreachable ({exc})"
+            ) from exc
+        except LegacyFileFormat as exc:
+            # Reads get EIO; the log says which file and what the user can do.
+            raise LegacyFileFormat(
+                f"{record.name!r} is stored in Internxt's legacy (version 1) format, which "
+                "internxtfs cannot read; download it with Internxt's web app "
+                "(https://drive.internxt.com)"
+            ) from exc
+
+    return fetch
+
+
 # Called when the bound is full of unsent data: hurry the uploads that can free room, and
 # say whether any can (False: waiting would not help, so the bound stretches).
 Pressure = Callable[[], bool]

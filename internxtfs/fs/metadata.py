@@ -29,13 +29,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN, EntryRow
+from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
 from internxtfs.internxt.retry import carry_interactive, interactive
@@ -77,12 +78,6 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-class DriveListing(Protocol):
-    async def list_folders(self, folder_uuid: str) -> list[Any]: ...
-    async def list_files(self, folder_uuid: str) -> list[Any]: ...
-    async def file_meta(self, uuid: str) -> Any: ...
-
-
 def seconds_to_ns(seconds: float) -> int:
     return round(seconds * 1000) * 1_000_000
 
@@ -95,7 +90,7 @@ def same_millisecond(ns: int, seconds: float) -> bool:
 class Metadata:
     def __init__(
         self,
-        drive: DriveListing,
+        remote: Remote,
         table: InodeTable,
         journal: Any,
         ttl: float,
@@ -104,14 +99,11 @@ class Metadata:
         shown_as: Callable[[str], dict[str, str]] | None = None,
         links: bool = True,
         subdirs_changed: Callable[[Node], None] | None = None,
-        listing_lag: Callable[[str], float] | None = None,
-        recently_written: Callable[[str], bool] | None = None,
-        recently_deleted: Callable[[str], bool] | None = None,
-        offline: Callable[[], bool] | None = None,
         held: Callable[[str], bool] | None = None,
         pending_folders: Callable[[str], list[tuple[str, str, int]]] | None = None,
     ) -> None:
-        self.drive = drive
+        # Listings, file metas, and the read-replica and outage hints that come with them.
+        self.remote = remote
         self.table = table
         self.journal = journal
         self.ttl = ttl
@@ -130,12 +122,12 @@ class Metadata:
         self.subdirs_changed = subdirs_changed
         # Seconds during which a listing of a folder may predate one of our own writes in it
         # (Internxt lists from read replicas: internxt/consistency.py).
-        self.listing_lag = listing_lag or (lambda folder_uuid: 0.0)
+        self.listing_lag = remote.listing_lag
         # Whether a listing may still show an entry as it was before our last write to it.
-        self.recently_written = recently_written or (lambda uuid: False)
-        self.recently_deleted = recently_deleted or (lambda uuid: False)
+        self.recently_written = remote.recently_written
+        self.recently_deleted = remote.recently_deleted
         # Whether Internxt is known to be unreachable (the retry policy's view, retry.py).
-        self.offline = offline or (lambda: False)
+        self.offline = remote.offline
         # Folders with namespace changes queued offline (fs/pending.py): never listed from
         # the server until those are sent; and the folders made offline in a folder, as
         # (placeholder, name, mtime_ns), merged into its listing like unsent files.
@@ -470,11 +462,11 @@ class Metadata:
 
         async def get_folders() -> None:
             with carried():
-                folders.extend(await self.drive.list_folders(dir_node.uuid))  # type: ignore[arg-type]
+                folders.extend(await self.remote.list_folders(dir_node.uuid))  # type: ignore[arg-type]
 
         async def get_files() -> None:
             with carried():
-                files.extend(await self.drive.list_files(dir_node.uuid))  # type: ignore[arg-type]
+                files.extend(await self.remote.list_files(dir_node.uuid))  # type: ignore[arg-type]
 
         try:
             async with trio.open_nursery() as nursery:
@@ -739,7 +731,7 @@ class Metadata:
             return "kept"
         before = (record.remote_file_id, record.remote_size)
         try:
-            entry = await self.drive.file_meta(node.uuid)
+            entry = await self.remote.file_meta(node.uuid)
         except NotFound:
             entry = None
         record = None if node.local_id is None else self.journal.get(node.local_id)

@@ -31,7 +31,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs.fs import links, names
+from internxtfs.fs import conflicts, links, names
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
@@ -127,10 +127,6 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
-            listing_lag=remote.listing_lag,
-            recently_written=remote.recently_written,
-            recently_deleted=remote.recently_deleted,
-            offline=remote.offline,
             held=self.pending.holds,
             pending_folders=self.pending.folders_in,
         )
@@ -1139,24 +1135,20 @@ class Filesystem(pyfuse3.Operations):
         crash_point("after-remote-move")
 
     async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
-        """The move of ``node`` to ``parent``/``name`` met Conflict. Returns None when the move
-        is in fact done (the entry there is our own: an earlier attempt landed), or the uuid
-        of the file there that this mount does not know (another client created it after our
-        listing), which the rename may replace; anything else is EEXIST."""
+        """The move of ``node`` to ``parent``/``name`` met Conflict: the conflict policy
+        decides (fs/conflicts.py, ``rename_target``)."""
         assert parent.uuid is not None
         self.meta.invalidate(parent)  # our listing missed it: list again next time
-        found = await self.remote.files_exist(parent.uuid, [name])
-        if any(entry.uuid == node.uuid for entry in found):
-            return None
-        if not found:
-            raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
-        for entry in found:
-            if self.table.by_uuid(entry.uuid) is not None or self.journal.find_by_remote(
-                entry.uuid
-            ):
-                raise pyfuse3.FUSEError(errno.EEXIST)  # known here: not ours to delete blindly
-        log.info("%r appeared remotely after our listing; the rename replaces it", name)
-        return str(found[0].uuid)
+        return await conflicts.rename_target(
+            self.remote,
+            parent.uuid,
+            name,
+            node.uuid,
+            known=lambda uuid: (
+                self.table.by_uuid(uuid) is not None
+                or self.journal.find_by_remote(uuid) is not None
+            ),
+        )
 
     def _fsync_local(self, local_id: int) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.
@@ -1295,7 +1287,7 @@ class Filesystem(pyfuse3.Operations):
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target
             file_id = node.file_id
-            target = await self.remote.download_range(file_id, 0, node.size)
+            target = bytes(await self.remote.download_range(file_id, 0, node.size))
             if node.file_id == file_id:  # not changed by a listing meanwhile
                 node.link_target = target
             return target

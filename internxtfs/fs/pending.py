@@ -24,9 +24,9 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
 * ``mkdir``: created in its parent; a folder of that name there already (made elsewhere, or our
   own create whose answer was lost) is adopted, as ``mkdir -p`` would. The parent deleted
   elsewhere: the folder is made in the recovery folder at the root (as files are,
-  ``Uploader._rehome``). Then the placeholder becomes the uuid everywhere in one journal commit
-  (records, queued changes, metadata cache, owners) and in the inode table, and the uploads
-  that waited for it start.
+  ``conflicts.RecoveryFolder``). Then the placeholder becomes the uuid everywhere in one
+  journal commit (records, queued changes, metadata cache, owners) and in the inode table, and
+  the uploads that waited for it start.
 * ``move`` (rename of a stored file or folder): sent as the handler would have. The entry gone
   (deleted elsewhere, or our own queued unlink went first): dropped. The name taken there by
   another entry: ours is stored beside it under a marked name ``NAME (internxtfs conflict
@@ -49,10 +49,11 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
 from internxtfs.fs.inodes import InodeTable
 from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
 from internxtfs.fs.remote import Remote
-from internxtfs.fs.uploader import RECOVERY_FOLDER, Uploader, marked_name
+from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 from internxtfs.internxt.retry import interactive
 

@@ -1,10 +1,11 @@
 """Everything the filesystem (``fs/``) may ask of Internxt, as one typed interface.
 
 :class:`Remote` is the whole contract between the filesystem and the server: the handlers,
-the uploader, the rename-over steps, the listings and the orphan sweeper reach Internxt only
-through it. :class:`InternxtRemote` implements it over the protocol client (``DriveAPI`` for
-entries and quota, ``NetworkAPI`` for encrypted objects); the tests implement it in memory
-(``tests/harness/fake_remote.py``, with a wrapper that injects faults into any call).
+the uploader, the rename-over steps, the listings, the conflict policy, the block cache's
+fetches and the orphan sweeper reach Internxt only through it. :class:`InternxtRemote`
+implements it over the protocol client (``DriveAPI`` for entries and quota, ``NetworkAPI`` for
+encrypted objects); the tests implement it in memory (``tests/harness/fake_remote.py``, with a
+wrapper that injects faults into any call).
 
 Contracts every implementation keeps (what callers rely on):
 
@@ -69,7 +70,13 @@ class Remote(Protocol):
         """A folder's entry whatever its status; ``NotFound`` if unknown."""
         ...
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
         """The existing files of ``folder_uuid`` whose full name is one of ``names``."""
         ...
 
@@ -130,8 +137,10 @@ class Remote(Protocol):
         points at it until :meth:`create_file` or :meth:`replace_file` publishes it."""
         ...
 
-    async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of an object from ``offset``; ``NotFound`` once it is gone."""
+    async def download_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
+        """``length`` bytes of an object from ``offset`` (fewer past its end); ``NotFound``
+        once it is gone. Possibly the buffer they were received and decrypted into, not a
+        copy (the block cache writes it out as is); a caller that keeps it takes ``bytes()``."""
         ...
 
     async def create_file(
@@ -209,8 +218,14 @@ class InternxtRemote:
     ) -> FolderEntry:
         return await self.drive.folder_meta(uuid, stale=stale)
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        return await self.drive.files_exist(folder_uuid, names)
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        return await self.drive.files_exist(folder_uuid, names, stale=stale)
 
     async def folders_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FolderEntry]:
         return await self.drive.folders_exist(folder_uuid, names)
@@ -249,8 +264,9 @@ class InternxtRemote:
     async def upload(self, read: Read, size: int, *, progress: Progress | None = None) -> str:
         return await self.network.upload(read, size, progress=progress)
 
-    async def download_range(self, file_id: str, offset: int, length: int) -> bytes:
-        return await self.network.download_range(file_id, offset, length)
+    async def download_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
+        # fetch_range: no copy of what the object getter received (cold reads, issue 12).
+        return await self.network.fetch_range(file_id, offset, length)
 
     async def create_file(
         self,

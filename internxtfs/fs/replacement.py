@@ -39,11 +39,11 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.conflicts import RESTORED, marked_name
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
-from internxtfs.fs.uploader import marked_name
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class Replacements:
             log.info("the entry a rename would have replaced, %r, is gone", row.name)
         except ie.Conflict:
             # Someone else's entry took the name meanwhile: keep both, ours beside it.
-            kept = marked_name(row.name, "internxtfs restored")
+            kept = marked_name(row.name, RESTORED)
             log.warning("%r was taken meanwhile; its old entry is kept as %r", row.name, kept)
             await self._move_target(row, kept)
 

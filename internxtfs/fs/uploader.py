@@ -17,10 +17,13 @@ a file being written is not uploaded at every close), several files at a time. O
    marks the file clean (``BlockCache.mark_clean``); otherwise it stays dirty and is queued
    again.
 
-A create answered with Conflict (the name exists remotely) goes to the ``on_conflict`` hook:
-it returns the uuid of an entry to replace with our content, or None to try the create again
+What happens when Internxt disagrees (the entry changed elsewhere, the name is taken, the
+folder is gone) is the conflict policy's to decide (fs/conflicts.py): before a replace,
+``keep_both_if_changed``; a create answered with Conflict goes to the ``on_conflict`` hook,
+which returns the uuid of an entry to replace with our content, or None to try the create again
 with the record as the hook left it (e.g. renamed), or raises (default: the Conflict is
-recorded as the file's error, it stays dirty and is retried with backoff).
+recorded as the file's error, it stays dirty and is retried with backoff); a create whose
+folder is gone goes to the ``RecoveryFolder``.
 
 Records with ``deleted`` set and a ``remote_uuid`` are remote deletes not sent yet: the entry
 is deleted (NotFound counts as done) and ``remote_uuid`` cleared. Every unlink of a stored file
@@ -62,7 +65,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,12 @@ from typing import Any
 import trio
 
 from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.conflicts import (
+    ConflictHook,
+    RecoveryFolder,
+    keep_both_if_changed,
+    raise_conflict,
+)
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
 from internxtfs.fs.locks import KeyedLock
@@ -86,26 +94,7 @@ from internxtfs.internxt.retry import is_retryable
 
 log = logging.getLogger(__name__)
 
-RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
-
-
-def marked_name(name: str, mark: str) -> str:
-    """``a.tar.gz`` -> ``a.tar (MARK).gz``: the mark goes before the extension, so the file
-    still opens with the same program."""
-    stem, dot, ext = name.rpartition(".")
-    if not stem:  # no extension (or a leading dot only)
-        stem, dot, ext = name, "", ""
-    return f"{stem} ({mark}){dot}{ext}"
-
-
 MiB = 1024 * 1024
-
-
-ConflictHook = Callable[[FileRecord, Conflict], Awaitable[str | None]]
-
-
-async def _raise_conflict(record: FileRecord, error: Conflict) -> str | None:
-    raise error
 
 
 @dataclass
@@ -136,7 +125,7 @@ class Uploader:
         small_file_threshold: int = 256 * 1024,
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
-        on_conflict: ConflictHook = _raise_conflict,
+        on_conflict: ConflictHook = raise_conflict,
         recovery_parent: str | None = None,
         clock: Callable[[], float] = trio.current_time,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
@@ -163,10 +152,12 @@ class Uploader:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_conflict = on_conflict
-        # Where files whose folder was deleted elsewhere are stored (see _rehome); None: fail.
+        # Where files whose folder was deleted elsewhere are stored (fs/conflicts.py); None:
+        # such a publish fails.
         self.recovery_parent = recovery_parent
-        self._recovery_uuid: str | None = None
-        self._recovery_lock = trio.Lock()
+        self.recovery = (
+            None if recovery_parent is None else RecoveryFolder(remote, journal, recovery_parent)
+        )
         self._clock = clock
         self._sleep = sleep
         self._queue: dict[int, _Queued] = {}
@@ -712,7 +703,7 @@ class Uploader:
             try:
                 uuid = record.remote_uuid
                 if uuid is not None:
-                    record = await self._keep_both_if_changed_remotely(local_id, record)
+                    record = await keep_both_if_changed(self.remote, self.journal, local_id, record)
                     uuid = record.remote_uuid
                 if uuid is not None and file_id is None:
                     # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
@@ -766,40 +757,6 @@ class Uploader:
             log.debug("published local id %d as %s (%d bytes)", local_id, uuid, size)
             return True
 
-    async def _keep_both_if_changed_remotely(self, local_id: int, record: FileRecord) -> FileRecord:
-        """Conflict policy: if another client changed the file since our local changes began,
-        theirs keeps the name and ours is published beside it under a marked name."""
-        assert record.remote_uuid is not None
-        # Our base content, or the object of our own publish cut short by a crash (resume()
-        # moved that pending object to the 'uncertain' orphans: the replace may have landed).
-        ours = {record.remote_file_id, record.pending_file_id}
-        ours |= {
-            o.file_id
-            for o in self.journal.orphan_rows()
-            if o.local_id == local_id and o.reason == UNCERTAIN
-        }
-        try:
-            # Another object than ours may be a read replica that has not seen our last
-            # replace yet: that answer is asked again until it holds past the lag window.
-            entry = await self.remote.file_meta(
-                record.remote_uuid, stale=lambda e: e.status != "EXISTS" or e.file_id not in ours
-            )
-        except NotFound:
-            return record  # the replace below finds it gone too and creates it again
-        if entry.status != "EXISTS":
-            log.warning("%r was deleted elsewhere; storing our version again", record.name)
-            return self.journal.update(local_id, remote_uuid=None)
-        if entry.file_id in ours:
-            return record
-        kept = marked_name(record.name, f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}")
-        log.warning(
-            "%r changed elsewhere while it had unsent local changes: keeping both; the other "
-            "version keeps the name, ours is stored as %r",
-            record.name,
-            kept,
-        )
-        return self.journal.update(local_id, remote_uuid=None, name=kept)
-
     async def _create(
         self, record: FileRecord, size: int, file_id: str | None, mtime: float
     ) -> str:
@@ -811,11 +768,9 @@ class Uploader:
                 )
                 return entry.uuid
             except NotFound as exc:
-                if "folder" not in exc.message.lower() or self.recovery_parent is None:
+                if "folder" not in exc.message.lower() or self.recovery is None:
                     raise
-                if record.parent_uuid == self._recovery_uuid:
-                    self._recovery_uuid = None  # the recovery folder itself was deleted
-                record = await self._rehome(record)
+                record = await self.recovery.rehome(record)
             except Conflict as exc:
                 try:
                     ours = await self.settle_deletes_at(record.parent_uuid, record.name)
@@ -838,31 +793,6 @@ class Uploader:
                     raise
                 record = fresh
         raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
-
-    async def _rehome(self, record: FileRecord) -> FileRecord:
-        """The file's folder was deleted elsewhere while it had unsent content: store it in
-        the recovery folder at the root instead of failing forever (and out of sight), under
-        a name of its own so two recovered files never take each other's place."""
-        assert self.recovery_parent is not None
-        async with self._recovery_lock:  # one create of the folder, not one per upload
-            if self._recovery_uuid is None:
-                try:
-                    folder = await self.remote.create_folder(self.recovery_parent, RECOVERY_FOLDER)
-                except Conflict:
-                    found = await self.remote.folders_exist(self.recovery_parent, [RECOVERY_FOLDER])
-                    if not found:
-                        raise
-                    folder = found[0]
-                self._recovery_uuid = folder.uuid
-        name = marked_name(record.name, f"recovered {record.local_id}")
-        log.warning(
-            "the folder of %r was deleted elsewhere while it had unsent changes; storing it as "
-            "/%s/%s instead",
-            record.name,
-            RECOVERY_FOLDER,
-            name,
-        )
-        return self.journal.update(record.local_id, parent_uuid=self._recovery_uuid, name=name)
 
     async def _delete_remote(self, record: FileRecord) -> None:
         async with self.locks.hold(record.local_id):

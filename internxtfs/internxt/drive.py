@@ -382,18 +382,35 @@ class DriveAPI:
         )
         return self._seen(entry)
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        """The files of ``folder_uuid`` whose full name is one of ``names``."""
-        return await self._existing(
-            f"/folders/content/{folder_uuid}/files/existence",
-            names,
-            lambda batch: {
-                "files": [
-                    dict(zip(("plainName", "type"), split_name(n), strict=True)) for n in batch
-                ]
-            },
-            "existentFiles",
-            FileEntry.from_dto,
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        """The files of ``folder_uuid`` whose full name is one of ``names``. ``stale``: an
+        answer that may predate our own write (e.g. empty right after our create), asked again
+        while a read replica may lag, as for :meth:`file_meta`."""
+        wanted = list(names)
+
+        async def attempt() -> list[FileEntry]:
+            return await self._existing(
+                f"/folders/content/{folder_uuid}/files/existence",
+                wanted,
+                lambda batch: {
+                    "files": [
+                        dict(zip(("plainName", "type"), split_name(n), strict=True)) for n in batch
+                    ]
+                },
+                "existentFiles",
+                FileEntry.from_dto,
+            )
+
+        if stale is None:
+            return await attempt()
+        return await self.read_lag.settle(
+            attempt, what=f"existence of {', '.join(map(repr, wanted))}", stale=stale
         )
 
     async def folders_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FolderEntry]:

@@ -60,7 +60,7 @@ from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.mount import clear_stale_mount
-from tests.harness.fake_remote import FakeRemote
+from tests.harness.fake_remote import FakeRemote, NoLag
 from tests.harness.mounting import MountedFS
 
 T = TypeVar("T")
@@ -860,7 +860,7 @@ async def test_listing_keeps_a_new_file_published_while_it_was_fetched(tmp_path:
     table = InodeTable("root", 0)
     fetching, published = trio.Event(), trio.Event()
 
-    class Drive:
+    class Drive(NoLag):
         async def list_folders(self, folder_uuid: str) -> list[Any]:
             return []
 

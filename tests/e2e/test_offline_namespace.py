@@ -38,8 +38,9 @@ def _tree(root: Path) -> list[str]:
 def _source_tree(root: Path) -> dict[str, bytes]:
     files = {}
     for d in range(4):
-        for f in range(6):
-            files[f"new{d}/sub/deep/f{f}.bin"] = os.urandom(3000 + 4000 * f)
+        files[f"new{d}/big.bin"] = os.urandom(120_000)
+        for f in range(5):
+            files[f"new{d}/sub/deep/f{f}.bin"] = os.urandom(1000 + 3000 * f)
         files[f"new{d}/top.txt"] = f"folder {d}\n".encode() * 50
     files["loose.txt"] = b"at the top of the tree\n"
     for path, content in files.items():
@@ -50,51 +51,46 @@ def _source_tree(root: Path) -> dict[str, bytes]:
 
 
 def test_rsync_of_new_folders_across_an_outage_is_stored_whole(new_mount: Any) -> None:
-    """rsync -a of a tree of new folders, the server stopped while it runs and started after
-    it has finished: rsync exits 0, and the tree is stored byte-identical.
+    """rsync -a of a tree of new folders across an outage: rsync exits 0, and the tree is
+    stored byte-identical.
 
-    The issue asks for a 60 s outage. What the length must cover is every way a call meets
-    it: the mkdirs and creates sent just as the server goes (before the mount knows it is
-    down: their calls fail, then are queued), those made once it is known (queued at once),
-    listings past --dir-cache-ttl (1 s here), and the outage outlasting rsync itself, so the
-    whole rest of the copy runs offline. A longer outage adds nothing: once Internxt is known
-    to be down every call answers from the cache and the journal without trying the network,
-    so 60 s would only repeat that. rsync is slowed (--bwlimit) so it is certainly in the
-    middle of the copy when the server stops."""
+    rsync makes every folder of a tree this size in its first moments (it walks the whole
+    file list before sending content), so for its mkdirs to meet the outage the server goes
+    down just before rsync starts; it comes back in the middle of the copy, while rsync goes
+    on creating files, renaming its temp files into place and setting times in the folders
+    whose mkdirs are being replayed. The issue asks for a 60 s outage; a longer one adds
+    nothing here: once Internxt is known to be down every call answers from the cache and
+    the journal without trying the network (past --dir-cache-ttl, 1 s here, too), so 60 s
+    would only repeat that. rsync is slowed (--bwlimit) so it certainly spans the restart."""
     m: MountedFS = new_mount("--dir-cache-ttl", "1")
     mnt = m.mountpoint
     write_file(mnt / "before.txt", b"stored before the outage")
+    (mnt / "tree").mkdir()
     flush_ok(m)
     src = m.workdir / "src"
     src.mkdir()
     files = _source_tree(src)
-    (mnt / "tree").mkdir()
-    rsync = subprocess.Popen(
-        ["rsync", "-a", "--bwlimit=100", f"{src}/", f"{mnt}/tree/"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    m.emulator.stop()
+    rsync: subprocess.Popen[str] | None = None
     try:
-        # In the middle: rsync has begun (its first folder is there), its subfolders (made as
-        # rsync's recursion reaches them) and files mostly not yet.
-        wait_for("rsync under way", lambda: (mnt / "tree/new0").exists(), 60)
-        m.emulator.stop()
-        try:
-            out, _ = rsync.communicate(timeout=120)
-            assert rsync.returncode == 0, out
-            # Shown as copied, while the server is still down.
-            assert _call(lambda: local_tree(mnt / "tree"), "read the copy") == files
-            assert "new0/empty/" in _call(lambda: _tree(mnt / "tree"), "ls -R")
-            time.sleep(1.5)  # past the listing TTL: still our view, not the server's
-            assert _call(lambda: local_tree(mnt / "tree"), "read again") == files
-            assert status(m)["uploads"]["namespace_queued"] > 0
-        finally:
-            m.emulator.start()  # same data dir and port
+        time.sleep(1.5)  # past the listing TTL
+        rsync = subprocess.Popen(
+            ["rsync", "-a", "--bwlimit=100", f"{src}/", f"{mnt}/tree/"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # In the middle: the folders are made (queued), some content is copied, not all.
+        wait_for("rsync under way", lambda: (mnt / "tree/new1/big.bin").exists(), 60)
+        assert rsync.poll() is None, "rsync finished before the server came back"
+        assert status(m)["uploads"]["namespace_queued"] > 0  # the mkdirs met the outage
+        assert "new3/sub/deep/" in _call(lambda: _tree(mnt / "tree"), "ls -R")
     finally:
-        if rsync.poll() is None:
-            rsync.kill()
-            rsync.wait()
+        m.emulator.start()  # same data dir and port
+        if rsync is not None:
+            out, _ = rsync.communicate(timeout=120)
+    assert rsync.returncode == 0, out
+    assert local_tree(mnt / "tree") == files
     flush_ok(m, timeout=120)
     stored = remote.snapshot(m.emulator, m.user)
     assert stored == {"before.txt": b"stored before the outage"} | {

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from internxtfs.fs.journal import FileRecord
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.remote import Kind, Progress, Read, delete_entry
 from internxtfs.internxt.drive import FileEntry, FolderEntry
@@ -69,8 +68,24 @@ class _File:
         )  # fmt: skip
 
 
+class NoLag:
+    """The read-replica and outage hints of a Remote that has neither (any in-memory fake)."""
+
+    def listing_lag(self, folder_uuid: str) -> float:
+        return 0.0  # no read replicas
+
+    def recently_written(self, uuid: str) -> bool:
+        return False
+
+    def recently_deleted(self, uuid: str) -> bool:
+        return False
+
+    def offline(self) -> bool:
+        return False  # always answers
+
+
 @dataclass
-class FakeRemote:
+class FakeRemote(NoLag):
     delete_mode: DeleteMode = DeleteMode.PERMANENT
     quota: int = 1 << 40
     size_cap: int | None = None
@@ -150,11 +165,6 @@ class FakeRemote:
         ]
         return sorted(files + folders)
 
-    async def fetch(self, record: FileRecord, offset: int, length: int) -> bytes:
-        """The block cache's fetch of a record's remote content (mount.py wires the same)."""
-        assert record.remote_file_id is not None
-        return await self.download_range(record.remote_file_id, offset, length)
-
     # --- Remote: reading the tree ----------------------------------------------------------------
 
     def _file(self, uuid: str) -> _File:
@@ -208,8 +218,14 @@ class FakeRemote:
             raise NotFound("Folder not found", status=404)
         return entry.entry()
 
-    async def files_exist(self, folder_uuid: str, names: Iterable[str]) -> list[FileEntry]:
-        self.calls.append("files_exist")
+    async def files_exist(
+        self,
+        folder_uuid: str,
+        names: Iterable[str],
+        *,
+        stale: Callable[[list[FileEntry]], bool] | None = None,
+    ) -> list[FileEntry]:
+        self.calls.append("files_exist")  # no replicas here: ``stale`` never applies
         wanted = set(names)
         return [
             f.entry()
@@ -225,15 +241,6 @@ class FakeRemote:
             for d in self.folders.values()
             if (d.parent_uuid, d.status) == (folder_uuid, EXISTS) and d.name in wanted
         ]
-
-    def listing_lag(self, folder_uuid: str) -> float:
-        return 0.0  # no read replicas
-
-    def recently_written(self, uuid: str) -> bool:
-        return False
-
-    def recently_deleted(self, uuid: str) -> bool:
-        return False
 
     def offline(self) -> bool:
         # Known to be unreachable (the retry policy's state); calls still answer, so a test

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from internxtfs.fs.blockcache import BlockCache
+from internxtfs.fs.blockcache import BlockCache, fetch_through
+from internxtfs.fs.conflicts import AdoptExisting
 from internxtfs.fs.inodes import ROOT_INODE
-from internxtfs.fs.journal import FileRecord, Journal
+from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.operations import Filesystem, MountOptions
 from internxtfs.fs.orphans import OrphanSweeper
@@ -102,13 +103,11 @@ def build(
     wires them (the uploader's and sweeper's tasks are not started: see ``start``)."""
     journal = Journal(tmp_path / "state.db")
 
-    async def fetch(record: FileRecord, offset: int, length: int) -> bytes:
-        assert record.remote_file_id is not None
-        return await remote.download_range(record.remote_file_id, offset, length)
-
     extra = {} if readahead_max is None else {"readahead_max": readahead_max}
-    cache = BlockCache(tmp_path / "cache", journal, cache_size, fetch, **extra)
+    cache = BlockCache(tmp_path / "cache", journal, cache_size, fetch_through(remote), **extra)
     locks = KeyedLock()  # owned here, as by the mount wiring, and handed to each user
+    # The mount's conflict policy for a create whose name is taken (fs/conflicts.py).
+    uploader_args.setdefault("on_conflict", AdoptExisting(remote, journal))
     uploader = Uploader(
         journal, cache, remote, locks=locks, recovery_parent=root_uuid, **uploader_args
     )

@@ -17,6 +17,7 @@ from internxtfs.fs.inodes import InodeTable, Node
 from internxtfs.fs.journal import Journal
 from internxtfs.fs.metadata import Metadata
 from internxtfs.internxt.errors import NotFound
+from tests.harness.fake_remote import NoLag
 
 ROOT = "root-uuid"
 FILE = "file-uuid"
@@ -34,7 +35,7 @@ class Entry:
     folder_uuid: str = ROOT
 
 
-class Drive:
+class Drive(NoLag):
     """Serves one file entry; ``gate`` (when set) holds the file listing or meta in flight;
     ``entry`` None: the file is gone (its meta is 404)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from internxtfs.commands.control import format_status
-from internxtfs.mount import _status_line
+from internxtfs.service.status import status_line
 
 UPLOADS = {
     "pending_files": 3,
@@ -45,7 +45,7 @@ def test_status_online_has_no_offline_line() -> None:
 
 
 def test_systemd_status_line_names_the_outage_first() -> None:
-    line = _status_line(UPLOADS, None, 1_800_000_000.0)
+    line = status_line(UPLOADS, None, 1_800_000_000.0)
     assert line.startswith("OFFLINE since 2027-01-15 08:00:00 UTC")
     assert line.endswith("3 file(s) pending upload (1200 bytes)")
-    assert "OFFLINE" not in _status_line(UPLOADS)
+    assert "OFFLINE" not in status_line(UPLOADS)

@@ -1,0 +1,201 @@
+"""The conflict policy: what the mount does when Internxt and this mount disagree about a name
+or about a file's content. Every such decision is made here; the callers (the uploader's
+publish, the handlers' rename, the mount wiring, the rename settling) only ask.
+
+Principles (docs/semantics.md, "Conflicts", says the same to users):
+
+1. No version is lost. What this mount wrote is stored under some name, and so is what another
+   client stored; when both cannot keep a name, both are kept.
+2. A file another client changed (or deleted) while this mount held unsent changes to it: the
+   other version keeps the name, ours is stored beside it as
+   ``NAME (internxtfs conflict YYYY-MM-DD HHMMSS).EXT`` (:func:`keep_both_if_changed`). Deleted
+   elsewhere: ours is stored again under its name.
+3. A name taken by a file this mount did not know of (its listing was older, or our own create
+   landed before a crash): the file last written here wins, as on a local disk. A new file
+   stored under that name replaces that file's content, as ``open(O_CREAT|O_TRUNC)`` would
+   (:class:`AdoptExisting`); a rename onto it replaces it, as rename(2) would
+   (:func:`rename_target`). A folder, or an entry this mount knows, is never replaced on such
+   an answer: EEXIST.
+4. Our own pending delete never takes our own new content along: when the entry we are
+   deleting still holds the name, its delete is sent first and the entry is never adopted
+   (``Uploader.settle_deletes_at``, asked by the uploader's create and by the handlers' move
+   and symlink before this policy; :class:`AdoptExisting` refuses such an entry).
+5. A folder deleted elsewhere while it held unsent files: they are stored in
+   ``/internxtfs-recovered/`` as ``NAME (recovered N).EXT``, never failing forever out of sight
+   (:class:`RecoveryFolder`).
+6. A rename over an entry, settled after an outage, whose name someone else took meanwhile:
+   the old entry is kept beside it as ``NAME (internxtfs restored).EXT`` (fs/replacement.py,
+   :data:`RESTORED`).
+7. No decision on an answer that read-replica lag can explain: the reads that decide pass
+   ``stale`` and are asked again for up to ``--replica-window`` seconds (fs/remote.py,
+   internxt/consistency.py).
+8. A mark goes before the extension, so the file still opens with the same program
+   (:func:`marked_name`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import pyfuse3
+import trio
+
+from internxtfs.fs.journal import UNCERTAIN, FileRecord, Journal
+from internxtfs.fs.remote import Remote
+from internxtfs.internxt.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
+RESTORED = "internxtfs restored"  # the mark of an entry a settled rename over kept beside
+
+
+def marked_name(name: str, mark: str) -> str:
+    """``a.tar.gz`` -> ``a.tar (MARK).gz``: the mark goes before the extension, so the file
+    still opens with the same program."""
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension (or a leading dot only)
+        stem, dot, ext = name, "", ""
+    return f"{stem} ({mark}){dot}{ext}"
+
+
+def conflict_copy_name(name: str) -> str:
+    """Where our version of a file changed elsewhere is stored (principle 2)."""
+    return marked_name(name, f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}")
+
+
+# The uploader's hook for a create that met Conflict: the uuid of an entry to give our content,
+# None to create again with the record as the hook left it, or raise (the default).
+ConflictHook = Callable[[FileRecord, Conflict], Awaitable[str | None]]
+
+
+async def raise_conflict(record: FileRecord, error: Conflict) -> str | None:
+    raise error
+
+
+class AdoptExisting:
+    """The mount's :data:`ConflictHook` (principle 3): a file we never saw holds the name we
+    are publishing; its entry gets our content, unless it is our own pending delete."""
+
+    def __init__(self, remote: Remote, journal: Journal) -> None:
+        self.remote = remote
+        self.journal = journal
+
+    async def __call__(self, record: FileRecord, error: Conflict) -> str | None:
+        # (An empty answer may be a read replica behind that create: asked again.)
+        found = await self.remote.files_exist(
+            record.parent_uuid, [record.name], stale=lambda found: not found
+        )
+        for entry in found:
+            if entry.name != record.name:
+                continue
+            known = self.journal.find_by_remote(entry.uuid)
+            if known is not None and known.deleted:
+                # Our own pending delete of that entry (unlinked here, the delete not sent
+                # yet): given our content, it would be deleted with it. Retried once the
+                # delete has freed the name.
+                raise error
+            log.info("%r exists remotely; replacing its content", record.name)
+            return str(entry.uuid)
+        return None
+
+
+async def keep_both_if_changed(
+    remote: Remote, journal: Journal, local_id: int, record: FileRecord
+) -> FileRecord:
+    """Before our content replaces the file's entry (principle 2): if another client changed
+    the file since our local changes began, theirs keeps the name and ours is published beside
+    it under a marked name; deleted elsewhere, ours is created again. Returns the record as
+    the publish should go on with it (``remote_uuid`` None: create)."""
+    assert record.remote_uuid is not None
+    # Our base content, or the object of our own publish cut short by a crash (resume()
+    # moved that pending object to the 'uncertain' orphans: the replace may have landed).
+    ours = {record.remote_file_id, record.pending_file_id}
+    ours |= {
+        o.file_id for o in journal.orphan_rows() if o.local_id == local_id and o.reason == UNCERTAIN
+    }
+    try:
+        # Another object than ours may be a read replica that has not seen our last
+        # replace yet: that answer is asked again until it holds past the lag window.
+        entry = await remote.file_meta(
+            record.remote_uuid, stale=lambda e: e.status != "EXISTS" or e.file_id not in ours
+        )
+    except NotFound:
+        return record  # the replace finds it gone too and creates it again
+    if entry.status != "EXISTS":
+        log.warning("%r was deleted elsewhere; storing our version again", record.name)
+        return journal.update(local_id, remote_uuid=None)
+    if entry.file_id in ours:
+        return record
+    kept = conflict_copy_name(record.name)
+    log.warning(
+        "%r changed elsewhere while it had unsent local changes: keeping both; the other "
+        "version keeps the name, ours is stored as %r",
+        record.name,
+        kept,
+    )
+    return journal.update(local_id, remote_uuid=None, name=kept)
+
+
+async def rename_target(
+    remote: Remote,
+    parent_uuid: str,
+    name: str,
+    source_uuid: str | None,
+    known: Callable[[str], bool],
+) -> str | None:
+    """A move of ``source_uuid`` onto ``parent_uuid``/``name`` met Conflict (principle 3).
+    Returns None when the move is in fact done (the entry there is our own: an earlier
+    attempt landed), or the uuid of the file there that this mount does not know (``known``
+    says which it does): another client created it after our listing, and the rename may
+    replace it. A folder there, or an entry this mount knows: EEXIST."""
+    found = await remote.files_exist(parent_uuid, [name])
+    if any(entry.uuid == source_uuid for entry in found):
+        return None
+    if not found:
+        raise pyfuse3.FUSEError(errno.EEXIST)  # a folder holds the name
+    for entry in found:
+        if known(entry.uuid):
+            raise pyfuse3.FUSEError(errno.EEXIST)  # known here: not ours to delete blindly
+    log.info("%r appeared remotely after our listing; the rename replaces it", name)
+    return str(found[0].uuid)
+
+
+class RecoveryFolder:
+    """Principle 5: where files go whose folder was deleted elsewhere while they had unsent
+    content. The folder is made once (at the root, ``parent``) and found again if it exists."""
+
+    def __init__(self, remote: Remote, journal: Journal, parent: str) -> None:
+        self.remote = remote
+        self.journal = journal
+        self.parent = parent
+        self._uuid: str | None = None
+        self._lock = trio.Lock()  # one create of the folder, not one per upload
+
+    async def rehome(self, record: FileRecord) -> FileRecord:
+        """The record's folder is gone: the record now points into the recovery folder, under
+        a name of its own so two recovered files never take each other's place."""
+        if record.parent_uuid == self._uuid:
+            self._uuid = None  # the recovery folder itself was deleted
+        async with self._lock:
+            if self._uuid is None:
+                try:
+                    folder = await self.remote.create_folder(self.parent, RECOVERY_FOLDER)
+                except Conflict:
+                    found = await self.remote.folders_exist(self.parent, [RECOVERY_FOLDER])
+                    if not found:
+                        raise
+                    folder = found[0]
+                self._uuid = folder.uuid
+        name = marked_name(record.name, f"recovered {record.local_id}")
+        log.warning(
+            "the folder of %r was deleted elsewhere while it had unsent changes; storing it as "
+            "/%s/%s instead",
+            record.name,
+            RECOVERY_FOLDER,
+            name,
+        )
+        return self.journal.update(record.local_id, parent_uuid=self._uuid, name=name)

@@ -1,0 +1,112 @@
+"""Storing what is pending: before a mount stops, and for ``internxtfs flush`` / ``umount``.
+
+What is pending is three things: files the uploader has not stored, orphaned network objects
+the sweeper has not deleted, and renames over an entry an outage cut short (fs/replacement.py).
+A flush waits for the first with a budget and gives the other two at most
+``ORPHAN_SWEEP_TIMEOUT`` seconds; whatever is left stays in the journal for the next mount.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from internxtfs.fs.orphans import OrphanSweeper
+from internxtfs.fs.replacement import Replacements
+from internxtfs.fs.uploader import Uploader
+
+log = logging.getLogger(__name__)
+
+ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
+# rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Pending:
+    def __init__(
+        self,
+        uploader: Uploader,
+        sweeper: OrphanSweeper,
+        replacements: Replacements,
+        replayed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.uploader = uploader
+        # Until the namespace changes queued offline are sent (fs/pending.py): a flush waits
+        # for them first, as the files in folders made offline wait for them.
+        self.replayed = replayed
+        self.sweeper = sweeper
+        self.replacements = replacements
+
+    async def flush(self, timeout: float, *, final: bool = True) -> None:
+        """Store what is pending within ``timeout`` seconds (the uploader stops taking new
+        work). ``final`` False: the mount still serves, and what is written meanwhile is
+        stored by a second, final flush once detached."""
+        left = await self.uploader.close(timeout)
+        with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
+            await self.sweeper.sweep()
+            await self.replacements.resolve_all()
+        if left and not final:
+            log.info("%d file(s) still changing; storing them once detached", left)
+        elif left:
+            log.warning(
+                "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
+                left,
+            )
+
+    async def wait(
+        self,
+        status: Callable[[], dict[str, Any]],
+        send: Send,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        """Wait until everything pending is stored (or failed), sending progress twice a
+        second; the mount goes on serving and uploading. The control answer ``flush`` ends
+        with."""
+        uploader, sweeper = self.uploader, self.sweeper
+        errors: dict[int, Exception] = {}
+        timed_out = False
+        async with trio.open_nursery() as nursery:
+
+            async def progress() -> None:
+                while True:
+                    await send({"progress": status()["uploads"]})
+                    await trio.sleep(0.5)
+
+            nursery.start_soon(progress)
+            started = trio.current_time()
+            if self.replayed is not None:
+                with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    await self.replayed()
+                timed_out = scope.cancelled_caught
+            try:
+                if not timed_out:
+                    left = None if timeout is None else timeout - (trio.current_time() - started)
+                    errors = await uploader.wait_idle(timeout=left)
+            except TimeoutError:
+                timed_out = True
+            if not timed_out:
+                # Objects left unreferenced by what was just stored are deleted before
+                # answering, and renames cut short by an outage are settled.
+                with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
+                    await sweeper.sweep()
+                    await self.replacements.resolve_all()
+            nursery.cancel_scope.cancel()
+        stats = uploader.stats() | sweeper.stats()
+        return {
+            "done": True,
+            "timed_out": timed_out,
+            "pending": stats["pending_files"],
+            "errors": {
+                str(k): {
+                    "path": uploader.describe_id(k),
+                    "error": f"{type(v).__name__}: {v}",
+                }
+                for k, v in errors.items()
+            },
+            "uploads": stats,
+        }
