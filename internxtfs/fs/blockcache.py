@@ -85,6 +85,7 @@ from typing import Any
 import trio
 
 from internxtfs.fs.journal import RECOVERY_HINT, FileRecord, Journal, JournalDamaged, JournalError
+from internxtfs.fs.lifecycle import has_unsent_content
 from internxtfs.fs.punch import punch_hole
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import LegacyFileFormat, ServerError, Unreachable
@@ -1266,5 +1267,5 @@ class BlockCache:
             "bytes_over_bound": max(0, self._used - self.max_bytes),
             "bytes_journal": journal,
             "files_cached": sum(1 for st in self._states.values() if st.present),
-            "files_dirty": sum(1 for r in self.journal.all_files() if r.dirty and not r.deleted),
+            "files_dirty": sum(1 for r in self.journal.all_files() if has_unsent_content(r)),
         }

@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 import pyfuse3
 import trio
 
+from internxtfs.fs import lifecycle
 from internxtfs.fs.journal import UNCERTAIN, FileRecord, Journal
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import Conflict, NotFound
@@ -93,7 +94,7 @@ class AdoptExisting:
             if entry.name != record.name:
                 continue
             known = self.journal.find_by_remote(entry.uuid)
-            if known is not None and known.deleted:
+            if known is not None and lifecycle.remote_delete_pending(known):
                 # Our own pending delete of that entry (unlinked here, the delete not sent
                 # yet): given our content, it would be deleted with it. Retried once the
                 # delete has freed the name.

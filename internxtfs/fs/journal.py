@@ -4,7 +4,8 @@ One row per regular file the mount holds local state for (cached blocks, unsent 
 rename or delete of a file not uploaded yet), the block map of its cache file, a small
 key/value table for mount-wide state and a list of network objects that may be orphaned.
 Crash recovery (issue 4) is built on this: on start every ``dirty`` row is uploaded again and
-every ``deleted`` row with a ``remote_uuid`` is deleted again.
+every ``deleted`` row with a ``remote_uuid`` is deleted again. What a record's columns mean
+together (new, dirty, publishing, clean, held, delete-pending, unlinked) is fs/lifecycle.py.
 
 Durability: WAL mode with ``synchronous=NORMAL`` (default). A commit is in the WAL file when
 the call returns, so it survives ``kill -9`` of the process; it survives power loss only with
@@ -37,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from internxtfs.fs.lifecycle import FileState, has_unsent_content, remote_delete_pending, state_of
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -85,6 +88,10 @@ CREATE TABLE IF NOT EXISTS entries (
     listed_at REAL
 )"""
 _ENTRIES_INDEX = "CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent_uuid)"
+# A file unlinked while open (fs/lifecycle.py, HELD): its entry is kept aside until the last
+# close. Before version 8 the mount kept this in memory only; a cache written then has no held
+# file (none survives a restart), so every row starts at 0.
+_HELD_COLUMN = "ALTER TABLE files ADD COLUMN held INTEGER NOT NULL DEFAULT 0"
 # Namespace changes made while Internxt could not be reached (issue 9, fs/pending.py), in the
 # order they were made; the replayer sends them once Internxt answers and removes each row as
 # it is done. op: 'mkdir', 'move' or 'rmdir'. uuid: the entry (a folder made offline has a
@@ -115,7 +122,8 @@ _UPGRADES = {
     # publish checks is the record's own, read under the file's lock). SQLite >= 3.35.
     5: ["ALTER TABLE files DROP COLUMN pending_generation"],
     6: [_ENTRIES_TABLE, _ENTRIES_INDEX],
-    7: [_NAMESPACE_OPS_TABLE],
+    7: [_HELD_COLUMN],
+    8: [_NAMESPACE_OPS_TABLE],
 }
 
 RECOVERY_HINT = (
@@ -182,6 +190,8 @@ CREATE TABLE orphans (
     + _ENTRIES_TABLE
     + ";\n"
     + _ENTRIES_INDEX
+    + ";\n"
+    + _HELD_COLUMN
     + ";\n"
     + _NAMESPACE_OPS_TABLE
     + ";\n"
@@ -308,10 +318,16 @@ class FileRecord:
     deleted: bool  # unlinked locally; if remote_uuid is set, its remote delete is pending
     last_access: float  # wall-clock seconds, coarse (eviction order after a restart)
     pending_file_id: str | None = None  # uploaded network object being published
+    held: bool = False  # unlinked while open: the remote delete waits for the last close
+
+    @property
+    def state(self) -> FileState:
+        """Where the file is in its lifecycle (fs/lifecycle.py reads the columns above)."""
+        return state_of(self)
 
 
 _FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
-_BOOL_FIELDS = {"dirty", "deleted"}
+_BOOL_FIELDS = {"dirty", "deleted", "held"}
 _UPDATABLE = set(_FIELDS) - {"local_id"}
 
 
@@ -595,11 +611,10 @@ class Journal:
             self.set_owner(local_owner_key(local_id), None)
 
     def dirty_files(self) -> list[FileRecord]:
-        """Records with something to send: new content, or a pending remote delete."""
+        """Records with something to send: new content, or a pending remote delete (one held
+        until a last close included)."""
         return [
-            r
-            for r in self._records.values()
-            if (r.dirty and not r.deleted) or (r.deleted and r.remote_uuid is not None)
+            r for r in self._records.values() if has_unsent_content(r) or remote_delete_pending(r)
         ]
 
     def all_files(self) -> list[FileRecord]:

@@ -33,9 +33,11 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs import lifecycle
 from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import UNCERTAIN, EntryRow
+from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
@@ -230,7 +232,7 @@ class Metadata:
         uuid, size, file_id = node.uuid, node.size, node.file_id
         record = None if node.local_id is None else self.journal.get(node.local_id)
         if record is not None:
-            # A file this mount uploaded learns its uuid from the record (Filesystem._sync_uuid
+            # A file this mount uploaded learns its uuid from the record (Namespace.sync_uuid
             # runs only when the file is used again).
             uuid = record.remote_uuid
             size, file_id = record.remote_size, record.remote_file_id
@@ -278,7 +280,7 @@ class Metadata:
             by_parent.setdefault(row.parent_uuid, []).append(row)
             own[row.uuid] = row
         # Files with content not uploaded yet, listed by their record (see _local_records).
-        unsent = {r.local_id for r in self.journal.all_files() if r.dirty and not r.deleted}
+        unsent = {r.local_id for r in self.journal.all_files() if lifecycle.has_unsent_content(r)}
         now_wall, now = self.wall(), self.clock()
         root = self.table.get(ROOT_INODE)
         assert root is not None
@@ -454,7 +456,9 @@ class Metadata:
         # Files unlinked here whose delete is queued or in flight: one sent while the fetch is
         # in flight is forgotten by the journal before the (older) listing is merged, and
         # would come back until the next refresh.
-        deleting = {r.remote_uuid for r in self.journal.all_files() if r.deleted and r.remote_uuid}
+        deleting = {
+            r.remote_uuid for r in self.journal.all_files() if lifecycle.remote_delete_pending(r)
+        }
         folders: list[Any] = []
         files: list[Any] = []
 
@@ -596,7 +600,7 @@ class Metadata:
         }
         for entry in files:
             record = local_by_remote.get(entry.uuid)
-            if record is not None and record.deleted:
+            if record is not None and lifecycle.is_unlinked(record):
                 continue
             if record is None and (entry.name, entry.file_id) in ghosts:
                 continue
@@ -650,7 +654,7 @@ class Metadata:
             if record is not None and node.local_id is None:
                 self.table.set_local(node, record.local_id)
             remote = (entry.file_id, entry.size)
-            if record is not None and record.dirty:
+            if record is not None and lifecycle.has_unsent_content(record):
                 node.size = record.size  # local content not uploaded yet wins
                 node.mtime_ns = record.mtime_ns or node.mtime_ns
             elif record is not None and (record.remote_file_id, record.remote_size) != remote:
@@ -735,7 +739,7 @@ class Metadata:
         except NotFound:
             entry = None
         record = None if node.local_id is None else self.journal.get(node.local_id)
-        if record is None or record.dirty or record.deleted:
+        if record is None or record.state is not FileState.CLEAN:
             return "kept"
         if (record.remote_file_id, record.remote_size) != before:
             return "kept"
@@ -767,7 +771,7 @@ class Metadata:
         by_remote: dict[str, Any] = {}
         pending: list[Any] = []
         for record in self.journal.all_files():
-            here = record.parent_uuid == dir_node.uuid and not record.deleted
+            here = record.parent_uuid == dir_node.uuid and not lifecycle.is_unlinked(record)
             if record.remote_uuid:
                 by_remote[record.remote_uuid] = record
                 if here and record.local_id in unpublished and record.remote_uuid not in listed:
@@ -798,9 +802,7 @@ def _being_recreated(owner: Any, folder_uuid: str | None, name: str) -> bool:
     this same name, with local content not sent yet."""
     return (
         owner is not None
-        and owner.remote_uuid is None
-        and owner.dirty
-        and not owner.deleted
+        and lifecycle.awaits_create(owner)
         and owner.parent_uuid == folder_uuid
         and owner.name == name
     )

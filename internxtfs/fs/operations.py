@@ -2,11 +2,9 @@
 
 Every handler is wrapped by :func:`fuse_handler`, so no exception ends the mount. Handlers never
 await the network on the write/close path: data goes to the block cache and the uploader
-publishes it later. Namespace changes (mkdir, rename, unlink, rmdir) of things that exist
-remotely are sent at once, so that what the handler returns is what Internxt holds, except the
-delete of a file (unlink), which is journaled and sent by the uploader's bounded pool; changes
-to files not uploaded yet stay in the journal. While Internxt cannot be reached, mkdir, rename
-and rmdir are journaled and replayed later instead (fs/pending.py).
+publishes it later. A namespace handler (create, mkdir, symlink, unlink, rmdir, rename) looks
+its entries up, checks the request, makes one call to fs/namespace.py (which holds what a
+namespace change does to the table, the journal and Internxt) and returns attributes.
 
 Shared state between handler tasks: the inode table and listings (see metadata.py), the open
 handle table ``_handles`` (mutated without awaits in between) and journal records. A file's
@@ -16,14 +14,12 @@ the mount wiring; docs/concurrency.md).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,26 +27,25 @@ from typing import Any
 import pyfuse3
 import trio
 
-from internxtfs.fs import conflicts, links, names
+from internxtfs.fs import lifecycle, links, names
 from internxtfs.fs.blockcache import BlockCache
-from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.errno_map import fuse_handler
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import Journal, local_owner_key
+from internxtfs.fs.journal import Journal
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
+from internxtfs.fs.namespace import Namespace, bytes_reader
 from internxtfs.fs.ownership import Ownership
-from internxtfs.fs.pending import PendingNamespace, is_placeholder, unreachable
+from internxtfs.fs.pending import PendingNamespace
 from internxtfs.fs.remote import Remote
-from internxtfs.fs.replacement import Replacements, aside_name
+from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
-STALE_QUEUE_WAIT = 5.0  # seconds a rename over waits for queued namespace changes to be sent
 
 
 @dataclass
@@ -112,8 +107,8 @@ class Filesystem(pyfuse3.Operations):
         self.table = InodeTable(root_uuid, clock_ns())
         # Renames over an existing entry; the mount runs its background task (replacements.run).
         self.replacements = Replacements(remote, journal)
-        # Namespace changes made while Internxt cannot be reached; the mount runs its replay
-        # task (pending.run).
+        # Namespace changes made while Internxt cannot be reached (fs/pending.py); the mount
+        # runs its replay task (pending.run).
         self.pending = PendingNamespace(
             journal, remote, self.table, uploader, recovery_parent=uploader.recovery_parent
         )
@@ -131,6 +126,21 @@ class Filesystem(pyfuse3.Operations):
             pending_folders=self.pending.folders_in,
         )
         self.owners = Ownership(journal, options)
+        # What create, mkdir, unlink, rmdir and rename do, and a file's local state around them.
+        self.namespace = Namespace(
+            remote=remote,
+            journal=journal,
+            cache=cache,
+            uploader=uploader,
+            locks=locks,
+            table=self.table,
+            meta=self.meta,
+            owners=self.owners,
+            replacements=self.replacements,
+            pending=self.pending,
+            clock_ns=clock_ns,
+            monotonic=monotonic,
+        )
         self._handles: dict[int, OpenFile | DirHandle] = {}
         self._next_fh = 1
         self._statfs: tuple[float, int, int, int] | None = None
@@ -240,74 +250,13 @@ class Filesystem(pyfuse3.Operations):
     async def _child(self, parent: Node, name: str) -> Node | None:
         return await self.meta.lookup(parent, name)
 
-    def _ensure_record(self, node: Node) -> int:
-        """Give a remote file a journal record, so its blocks can be cached and changed."""
-        if node.local_id is not None:
-            return node.local_id
-        parent = self._node(node.parent)
-        record = self.journal.new_file(
-            parent_uuid=parent.uuid,
-            name=node.name,
-            size=node.size,
-            mtime_ns=node.mtime_ns,
-            remote_uuid=node.uuid,
-            remote_file_id=node.file_id,
-            remote_size=node.size,
-            remote_valid_len=node.size,
-            dirty=False,
-        )
-        self.table.set_local(node, record.local_id)
-        return record.local_id
-
-    def _touch_dir(self, parent: Node) -> None:
-        parent.mtime_ns = parent.ctime_ns = self.clock_ns()
-        parent.mtime_pinned = True
-        self.owners.set_folder_mtime(parent, parent.mtime_ns, only_if_kept=True)
-        self.meta.touch(parent)
-
-    def _drop_local(self, node: Node) -> None:
-        """Forget a file's local state (its cache blocks and journal record)."""
-        if node.local_id is None:
-            return
-        local_id = node.local_id
-        if self._remote_delete_pending(node):
-            # A pending remote delete (unlink, or the last close of a file unlinked while
-            # open): the uploader deletes the entry, then forgets the record and cache.
-            self.table.set_local(node, None)
-            self.uploader.delete_when_closed(local_id)
-            return
-        self.table.set_local(node, None)
-        # Record first, then the cache file: a crash in between leaves a cache file without a
-        # record, which the next mount removes. The other order could leave dirty blocks
-        # without their cache file (the next mount refuses to start: JournalDamaged) or a
-        # dirty record without blocks (uploaded again as zeros).
-        self.journal.delete(local_id)
-        self.cache.drop(local_id)
-
-    def _remote_delete_pending(self, node: Node) -> bool:
-        record = None if node.local_id is None else self.journal.get(node.local_id)
-        return record is not None and record.deleted and record.remote_uuid is not None
-
-    def _file_lock(self, local_id: int | None) -> AbstractAsyncContextManager[None]:
-        """The file's lock (docs/concurrency.md); a file without a record has no state that
-        a publish or a sweep could change meanwhile."""
-        return contextlib.nullcontext() if local_id is None else self.locks.hold(local_id)
-
-    def _sync_uuid(self, node: Node) -> None:
-        """Learn the uuid the uploader gave a file we created (call under its lock)."""
-        if node.local_id is None:
-            return
-        record = self.journal.get(node.local_id)
-        if record is not None and record.remote_uuid != node.uuid and record.remote_uuid:
-            self.table.set_uuid(node, record.remote_uuid)
-
     def _content_replaced(self, node: Node, local_id: int) -> Node:
         """Another client replaced the file's content (Metadata calls this, then points the
         returned node's record at the new object).
 
         Nothing open: the old version's clean blocks are dropped and the inode stays. Open
-        descriptors keep the old version, as after a local replace by rename (_detach): they
-        read what is cached of it and get ESTALE past that once the old object is gone; one
+        descriptors keep the old version, as after a local replace by rename (Namespace.detach):
+        they read what is cached of it and get ESTALE past that once the old object is gone; one
         open never mixes two versions, in our cache or in the kernel's page cache of the
         inode. The name then leads to a new inode with a fresh record, so the next open reads
         the new content from its start."""
@@ -319,7 +268,7 @@ class Filesystem(pyfuse3.Operations):
         assert old is not None and node.uuid is not None
         uuid = node.uuid
         with self.journal.transaction():
-            self._detach(node)
+            self.namespace.detach(node)
             fresh = self.journal.new_file(
                 parent_uuid=old.parent_uuid,
                 name=old.name,
@@ -349,25 +298,6 @@ class Filesystem(pyfuse3.Operations):
                  node.open_handles)  # fmt: skip
         return new
 
-    def _detach(self, node: Node) -> None:
-        """Make ``node`` a version that only its open descriptors reach: its record loses its
-        remote identity and is marked deleted (never published, nothing deleted remotely;
-        dropped at the last close or forget, or by the next mount), and its name is free for
-        whatever the entry holds now. An open of it through the kernel's cached entry is
-        ESTALE, which makes the kernel look the name up again."""
-        if node.local_id is not None:
-            uuid = node.uuid
-            with self.journal.transaction():
-                # The row of this mount's owner and mode follows the record to its local key;
-                # the entry lives on under its uuid (replaced or moved elsewhere) and keeps it.
-                self.journal.update(node.local_id, deleted=True, remote_uuid=None)
-                if uuid is not None:
-                    kept = self.journal.owner(local_owner_key(node.local_id))
-                    if kept is not None:
-                        self.journal.set_owner(uuid, kept)
-        self.table.set_uuid(node, None)
-        node.unlinked = node.replaced = True
-
     async def _missing_object(self, node: Node) -> None:
         """A read met a missing network object: another client replaced or deleted the file.
         Read its entry again, so that the next open reads what is there now instead of
@@ -390,74 +320,7 @@ class Filesystem(pyfuse3.Operations):
                 and parent.children.get(node.name) == node.ino
             ):
                 del parent.children[node.name]
-            self._detach(node)
-
-    async def _remove_file(self, parent: Node, node: Node) -> None:
-        """Delete a file remotely (if it exists there) and unlink it locally."""
-        async with self._file_lock(node.local_id):
-            self._sync_uuid(node)
-            if node.uuid is not None and node.open_handles and node.local_id is not None:
-                await self._unlink_while_open(parent, node)
-                return
-            if node.uuid is not None:
-                # The remote delete runs in the uploader's bounded pool, so `rm -rf` does not
-                # wait for one round trip per file. Journaled first: a deleted record that
-                # keeps its remote_uuid is a pending remote delete, which listings hide at
-                # once and the next mount resends after a crash. It is aimed at the entry's
-                # uuid, never at the name, so a file created under the name meanwhile is not
-                # touched (see Uploader.settle_deletes_at for the name clash).
-                local_id = self._ensure_record(node)
-                # Under the entry's remote name (a link's NAME.rclonelink), which is what a
-                # create or move onto the name meets (Uploader.settle_deletes_at).
-                self.journal.update(
-                    local_id,
-                    deleted=True,
-                    remote_uuid=node.uuid,
-                    name=links.remote_name(node.name, node.is_link),
-                )
-                self._drop_local(node)  # the uploader drops the record once the delete is done
-            elif node.local_id is not None:
-                if node.open_handles or node.lookups:
-                    # Still open: keep the data readable until the last close, never publish.
-                    self.journal.update(node.local_id, deleted=True, remote_uuid=None)
-                else:
-                    self._drop_local(node)
-            if not node.open_handles:
-                self.owners.forget(node)
-            self.table.unlink_child(parent, node.name)
-            self._touch_dir(parent)
-
-    async def _unlink_while_open(self, parent: Node, node: Node) -> None:
-        """unlink (or rename over) a stored file that is still open: POSIX keeps it readable
-        through its descriptors, and what is not cached is read from Internxt, so its entry
-        must outlive the name. The entry is moved aside under a hidden name (the name is free
-        for a new file at once) and deleted at the last close. The pending delete is
-        journaled before the move, so a crash at any point only delays it to the next mount.
-        Called with the file's lock held."""
-        assert node.uuid is not None and node.local_id is not None
-        local_id = node.local_id
-        record = self.journal.get(local_id)
-        assert record is not None
-        aside = aside_name(node.uuid)
-        # deleted + remote_uuid: a pending remote delete (sent at the last close, see release)
-        self.journal.update(local_id, deleted=True, name=aside)
-        self.uploader.hold(local_id)
-        try:
-            await self.remote.move_file(node.uuid, record.parent_uuid, aside)
-        except ie.NotFound:
-            # Deleted elsewhere already: nothing to keep aside, only the local data is left.
-            log.info("%r was already gone remotely", node.name)
-            self.journal.update(local_id, remote_uuid=None)
-            self.uploader.unhold(local_id)
-        except BaseException:
-            self.journal.update(local_id, deleted=False, name=record.name)
-            self.uploader.unhold(local_id)
-            raise
-        if node.open_handles == 0:
-            # Closed while the move was on its way: nothing will call release again.
-            self._drop_local(node)
-        self.table.unlink_child(parent, node.name)
-        self._touch_dir(parent)
+            self.namespace.detach(node)
 
     # --- lookup and attributes --------------------------------------------------------------
 
@@ -486,8 +349,8 @@ class Filesystem(pyfuse3.Operations):
         for ino, count in inode_list:
             try:
                 removed = self.table.forget(ino, count)
-                if removed is not None and removed.unlinked:
-                    self._drop_local(removed)
+                if removed is not None:
+                    self.namespace.forgotten(removed)
             except Exception:
                 log.exception("forget of inode %d failed; continuing", ino)
 
@@ -512,7 +375,7 @@ class Filesystem(pyfuse3.Operations):
             if node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
             self._check_size_cap(attr.st_size)
-            local_id = self._ensure_record(node)
+            local_id = self.namespace.ensure_record(node)
             await self.cache.truncate(local_id, attr.st_size)
             node.size = attr.st_size
             node.mtime_ns = node.ctime_ns = self.clock_ns()
@@ -528,14 +391,15 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_mode or fields.update_uid or fields.update_gid:
             # Internxt keeps no owner or permission bits: this cache keeps them (ownership.py).
             if not node.is_dir:
-                self._ensure_record(node)  # a file not published yet is keyed by its record
+                # A file not published yet is keyed by its record.
+                self.namespace.ensure_record(node)
             self.owners.change(node, fields, attr, ctx)
         # Every change of an inode's metadata is a status change, as on a local disk (make
         # and rsync compare ctime); it lives in memory, Internxt has no field for it.
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())
         self.meta.changed(node)  # kept for the next mount (metadata cache)
         if changed and not node.is_dir:
-            local_id = self._ensure_record(node)
+            local_id = self.namespace.ensure_record(node)
             # Internxt has no call that sets only a file's mtime, so a new mtime on a clean file
             # means uploading its content again with the new modificationTime.
             self.journal.update(local_id, mtime_ns=node.mtime_ns, size=node.size, dirty=True)
@@ -572,7 +436,7 @@ class Filesystem(pyfuse3.Operations):
         target = await self._link_target(node)
         # A new object: replacing an entry with the object it already points at would have
         # Internxt delete that object as the replaced content.
-        file_id = await self.remote.upload(_bytes_reader(target), len(target))
+        file_id = await self.remote.upload(bytes_reader(target), len(target))
         entry = await self.remote.replace_file(uuid, file_id, len(target), mtime=mtime_ns / 1e9)
         if node.uuid == uuid:  # not renamed over or unlinked meanwhile
             node.file_id = entry.file_id or file_id
@@ -618,34 +482,7 @@ class Filesystem(pyfuse3.Operations):
         names.check_folder_name(text)
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
-        now = self.clock_ns()
-        uuid: str | None = None
-        if not self.pending.must_queue(parent.uuid):
-            try:
-                entry = await self.remote.create_folder(
-                    parent.uuid, text, ctime=now / 1e9, mtime=now / 1e9
-                )
-                uuid = entry.uuid
-            except ie.InternxtError as exc:
-                if not unreachable(exc, self.remote):
-                    raise
-                # No answer: queued (if the create landed all the same, the replay adopts it).
-                log.info("mkdir %r: Internxt cannot be reached (%s); queued", text, exc)
-        node = self.table.new_node(
-            is_dir=True, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
-        )
-        queued = uuid is None
-        with self.journal.transaction():  # the queued mkdir and the listing showing it
-            if uuid is None:
-                uuid = self.pending.mkdir(parent.uuid, text, now)
-            self.table.set_uuid(node, uuid)
-            self.owners.created(node, parent, mode, ctx)
-            node.children = {}
-            node.listed_at = self.monotonic()
-            self.table.link_child(parent, text, node)
-            self._touch_dir(parent)
-            if queued:
-                self.meta.save()
+        node = await self.namespace.mkdir(parent, text, mode, ctx)
         node.lookups += 1
         return self.attrs(node)
 
@@ -658,47 +495,7 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        await self._remove_dir(parent, node)
-
-    async def _remove_dir(self, parent: Node, node: Node) -> None:
-        assert node.uuid is not None
-        if self.pending.must_queue(node.uuid, parent.uuid):
-            await self._queue_rmdir(parent, node)
-            return
-        try:
-            await self._remove_remote_dir(parent, node)
-        except ie.InternxtError as exc:
-            if not unreachable(exc, self.remote):
-                raise
-            log.info("rmdir %r: Internxt cannot be reached (%s); queued", node.name, exc)
-            await self._queue_rmdir(parent, node)
-
-    async def _queue_rmdir(self, parent: Node, node: Node) -> None:
-        """rmdir while offline: empty as far as this mount knows (the replay asks the server
-        again before deleting)."""
-        assert node.uuid is not None and parent.uuid is not None
-        if await self.meta.children(node):
-            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        with self.journal.transaction():
-            self.pending.rmdir(node.uuid, parent.uuid, node.name)
-            self.owners.forget(node)
-            self.table.unlink_child(parent, node.name)
-            self._touch_dir(parent)
-            self.meta.save()
-
-    async def _remove_remote_dir(self, parent: Node, node: Node) -> None:
-        assert node.uuid is not None
-        # Files just unlinked in it (rm -rf) are still being deleted in the background: the
-        # folder is deleted after them, not with them (a folder delete takes whatever it
-        # holds, and the server check below must see them gone).
-        await self.uploader.wait_deletes_in(node.uuid)
-        # Emptiness is checked against the server, never the last listing.
-        if await self.meta.children(node, ask_server=True):
-            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        await self.remote.delete("folder", node.uuid, name=node.name)
-        self.owners.forget(node)
-        self.table.unlink_child(parent, node.name)
-        self._touch_dir(parent)
+        await self.namespace.rmdir(parent, node)
 
     # --- files ------------------------------------------------------------------------------
 
@@ -714,22 +511,7 @@ class Filesystem(pyfuse3.Operations):
         existing = await self._child(parent, text)
         if existing is not None:
             raise pyfuse3.FUSEError(errno.EISDIR if existing.is_dir else errno.EEXIST)
-        now = self.clock_ns()
-        node = self.table.new_node(
-            is_dir=False, parent=parent.ino, name=text, mtime_ns=now, ctime_ns=now, atime_ns=now
-        )
-        try:
-            with self.journal.transaction():  # the record and its owner, or neither
-                record = self.journal.new_file(
-                    parent_uuid=parent.uuid, name=text, size=0, mtime_ns=now, dirty=True
-                )
-                self.table.set_local(node, record.local_id)
-                self.owners.created(node, parent, mode, ctx)
-        except BaseException:
-            self.table.remove(node)
-            raise
-        self.table.link_child(parent, text, node)
-        self._touch_dir(parent)
+        node = self.namespace.create(parent, text, mode, ctx)
         node.lookups += 1
         node.open_handles += 1
         handle = OpenFile(node, writable=True, append=bool(flags & os.O_APPEND), wrote=True)
@@ -744,7 +526,7 @@ class Filesystem(pyfuse3.Operations):
             # A version replaced elsewhere, reached through the kernel's cached entry: ESTALE
             # makes the kernel look the name up again, which leads to the new version.
             raise pyfuse3.FUSEError(errno.ESTALE)
-        self._ensure_record(node)
+        self.namespace.ensure_record(node)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = OpenFile(node, writable=writable, append=bool(flags & os.O_APPEND))
         if flags & os.O_TRUNC and writable:
@@ -824,15 +606,7 @@ class Filesystem(pyfuse3.Operations):
         self._persist_changes(handle)
         if handle.unsent and node.local_id is not None and not node.unlinked:
             self.uploader.schedule(node.local_id)
-        if node.unlinked and node.open_handles == 0:
-            if node.lookups == 0:
-                self._drop_local(node)
-                self.table.remove(node)
-            elif self._remote_delete_pending(node) or node.replaced:
-                # Last close of a file unlinked while open (or of a version replaced
-                # elsewhere): no descriptor can reach its data any more (the kernel's lookups
-                # linger only for stat), so its entry (or detached record) can go.
-                self._drop_local(node)
+        self.namespace.closed(node)
 
     @fuse_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -843,7 +617,7 @@ class Filesystem(pyfuse3.Operations):
             # fsync is about the file, not the descriptor: content written through another
             # (maybe closed) descriptor must be stored too, e.g. for `sync FILE` (O_RDONLY).
             record = self.journal.get(node.local_id)
-            if record is not None and record.dirty and not record.deleted:
+            if record is not None and lifecycle.has_unsent_content(record):
                 local_id = node.local_id
         if local_id is None:
             return
@@ -885,7 +659,7 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        await self._remove_file(parent, node)
+        await self.namespace.unlink(parent, node)
 
     @fuse_handler
     async def rename(
@@ -908,247 +682,19 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         if node.is_dir:
             names.check_folder_name(new_text)
-            self._check_not_into_itself(node, new_parent)
+            self.namespace.check_not_into_itself(node, new_parent)
         elif node.is_link:
             links.check_link(new_text, b"-")
         else:
             names.check_file_name(new_text)
             if self.options.links:
                 links.check_regular_name(new_text)
-        # What the entry is called on the server (a link's file has the suffix).
-        new_remote = links.remote_name(new_text, node.is_link)
         target = await self._child(new_parent, new_text)
         if target is node:
             return
-        if target is not None:
-            if flags & pyfuse3.RENAME_NOREPLACE:
-                raise pyfuse3.FUSEError(errno.EEXIST)
-            if target.is_dir and not node.is_dir:
-                raise pyfuse3.FUSEError(errno.EISDIR)
-            if node.is_dir and not target.is_dir:
-                raise pyfuse3.FUSEError(errno.ENOTDIR)
-            if target.is_link != node.is_link:
-                await self._rename_over_other_kind(node, new_parent, new_remote, target)
-            else:
-                await self._rename_over(node, new_parent, new_remote, target)
-        elif node.is_dir:
-            await self._move_remote_folder(node, new_parent, new_text)
-        else:
-            await self._move_file(node, new_parent, new_remote)
-        self.table.move_child(old_parent, old_text, new_parent, new_text)
-        node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a rename changes ctime (Linux)
-        self._touch_dir(old_parent)
-        if new_parent is not old_parent:
-            self._touch_dir(new_parent)
-        if self.pending.queued():
-            # A queued rename (fs/pending.py): the view it leaves is kept at once, so a crash
-            # or a remount while offline shows the tree as it was left.
-            self.meta.save()
-
-    async def _rename_over(self, node: Node, new_parent: Node, new_name: str, target: Node) -> None:
-        """rename(2) onto an existing entry: the name holds the old entry or the new one at
-        every moment, whatever fails (the steps are in fs/replacement.py)."""
-        await self._no_queue_before_rename_over(node, new_parent, target)
-        if target.is_dir:
-            if target.uuid is not None:
-                # As rmdir: files just unlinked in it are deleted first, not with the folder.
-                await self.uploader.wait_deletes_in(target.uuid)
-            # Emptiness is checked against the server, never the last listing.
-            if await self.meta.children(target, ask_server=True):
-                raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-
-        async def move() -> None:
-            if node.is_dir:
-                await self._move_remote_folder(node, new_parent, new_name)
-            else:
-                await self._move_file(node, new_parent, new_name)
-
-        # No publish of the target meanwhile.
-        async with self._file_lock(None if target.is_dir else target.local_id):
-            if not target.is_dir:
-                self._sync_uuid(target)
-            if target.uuid is None:
-                # Never uploaded: nothing remote holds the name. Moved first, so a failed
-                # move leaves the target as it was.
-                await move()
-                self._forget_replaced(target)
-                self.table.unlink_child(new_parent, target.name)
-                return
-            if not node.is_dir:
-                self._sync_uuid(node)
-            # An open target keeps its entry (aside) until the last close, as after unlink.
-            keep_open = not target.is_dir and target.open_handles > 0
-            target_uuid = target.uuid
-
-            def landed() -> None:
-                if keep_open:
-                    assert target.local_id is not None
-                    self.journal.update(target.local_id, deleted=True, name=aside_name(target_uuid))
-                    self.uploader.hold(target.local_id)
-                else:
-                    self._forget_replaced(target)
-
-            await self.replacements.rename_over(
-                target_uuid=target_uuid,
-                kind="folder" if target.is_dir else "file",
-                parent_uuid=new_parent.uuid,
-                name=new_name,
-                source_uuid=node.uuid,
-                source_local_id=node.local_id,
-                move=move,
-                keep_target=keep_open,
-                on_landed=landed,
-            )
-            self.table.unlink_child(new_parent, target.name)
-
-    async def _no_queue_before_rename_over(
-        self, node: Node, new_parent: Node, target: Node
-    ) -> None:
-        """A rename over a stored entry takes several steps on the server (fs/replacement.py),
-        which cannot be queued: offline it fails with EIO (docs/semantics.md); online it waits
-        for the queued namespace changes to be sent first, so it never runs ahead of them."""
-        record = None if target.local_id is None else self.journal.get(target.local_id)
-        stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
-        parent = self._node(node.parent)
-        if not stored or not self.pending.must_queue(node.uuid, new_parent.uuid, parent.uuid):
-            return
-        if not self.remote.offline():
-            with trio.move_on_after(STALE_QUEUE_WAIT):
-                await self.pending.wait_replayed()
-            if not self.pending.queued():
-                return
-        self._warn_once("rename over offline", "a rename over an existing stored entry cannot "
-                        "be queued while Internxt is unreachable: EIO")  # fmt: skip
-        raise pyfuse3.FUSEError(errno.EIO)
-
-    async def _rename_over_other_kind(
-        self, node: Node, new_parent: Node, new_remote: str, target: Node
-    ) -> None:
-        """rename(2) of a link onto a regular file, or the other way round: on the server the
-        two have different names (one has the link suffix), so the source is moved first and
-        the target deleted after; the name shows one of them at every moment."""
-        await self._move_file(node, new_parent, new_remote)
-        try:
-            await self._remove_file(new_parent, target)
-        except BaseException:
-            # Moved but the old entry is still there: both show at the next listing.
-            self.meta.invalidate(new_parent)
-            raise
-
-    def _forget_replaced(self, target: Node) -> None:
-        """Local side of a file replaced by a rename: its unsent changes go with it, and its
-        remote entry (if any) is deleted by the replacement's own journaled step."""
-        if target.is_dir or target.local_id is None:
-            return
-        if target.open_handles or target.lookups:
-            # Still referenced: keep the data readable until forget/close, never publish.
-            self.journal.update(target.local_id, deleted=True, remote_uuid=None)
-        else:
-            self.journal.update(target.local_id, remote_uuid=None)
-            self._drop_local(target)
-
-    def _check_not_into_itself(self, node: Node, new_parent: Node) -> None:
-        current: Node | None = new_parent
-        while current is not None and current.ino != ROOT_INODE:
-            if current is node:
-                raise pyfuse3.FUSEError(errno.EINVAL)
-            current = self.table.get(current.parent)
-
-    async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
-        assert node.uuid is not None and new_parent.uuid is not None
-        old_parent = self._node(node.parent)
-        if self.pending.must_queue(node.uuid, new_parent.uuid, old_parent.uuid):
-            self._queue_move("folder", node.uuid, old_parent, new_parent, new_name)
-            return
-        try:
-            await self._send_folder_move(node, new_parent, new_name)
-        except ie.InternxtError as exc:
-            if not unreachable(exc, self.remote):
-                raise
-            log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name, exc)
-            self._queue_move("folder", node.uuid, old_parent, new_parent, new_name)
-
-    def _queue_move(
-        self, kind: str, uuid: str, old_parent: Node, new_parent: Node, new_name: str
-    ) -> None:
-        """Journal a rename to send later; the caller changes the tree, which the metadata
-        cache keeps at once (see rename)."""
-        assert old_parent.uuid is not None and new_parent.uuid is not None
-        self.pending.move(kind, uuid, old_parent.uuid, new_parent.uuid, new_name)
-
-    async def _send_folder_move(self, node: Node, new_parent: Node, new_name: str) -> None:
-        assert node.uuid is not None and new_parent.uuid is not None
-        if node.parent == new_parent.ino:
-            await self.remote.rename_folder(node.uuid, new_name)
-        else:
-            await self.remote.move_folder(node.uuid, new_parent.uuid, new_name)
-
-    async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
-        async with self._file_lock(node.local_id):
-            self._sync_uuid(node)
-            old_parent = self._node(node.parent)
-            if node.uuid is not None and self.pending.must_queue(new_parent.uuid, old_parent.uuid):
-                self._queue_move("file", node.uuid, old_parent, new_parent, new_name)
-            elif node.uuid is not None:
-                try:
-                    await self._send_file_move(node, new_parent, new_name)
-                except ie.InternxtError as exc:
-                    if not unreachable(exc, self.remote):
-                        raise
-                    log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name,
-                             exc)  # fmt: skip
-                    self._queue_move("file", node.uuid, old_parent, new_parent, new_name)
-            if node.local_id is not None:
-                self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
-
-    async def _send_file_move(self, node: Node, new_parent: Node, new_name: str) -> None:
-        assert node.uuid is not None
-        try:
-            try:
-                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-            except ie.Conflict:
-                # A file unlinked here a moment ago whose delete is still queued
-                # holds the name: delete it now and move again.
-                if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
-                    raise
-                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-        except ie.Conflict:
-            # Another client created that name after our listing: rename(2) replaces
-            # the target, as a local rename over it would. A folder of that name, or
-            # an entry this mount knows, stays: EEXIST.
-            unseen = await self._unseen_target(node, new_parent, new_name)
-            if unseen is not None:
-                uuid = node.uuid
-
-                async def move_again() -> None:
-                    await self.remote.move_file(uuid, new_parent.uuid, new_name)
-
-                await self.replacements.rename_over(
-                    target_uuid=unseen,
-                    kind="file",
-                    parent_uuid=new_parent.uuid,
-                    name=new_name,
-                    source_uuid=uuid,
-                    source_local_id=node.local_id,
-                    move=move_again,
-                )
-        crash_point("after-remote-move")
-
-    async def _unseen_target(self, node: Node, parent: Node, name: str) -> str | None:
-        """The move of ``node`` to ``parent``/``name`` met Conflict: the conflict policy
-        decides (fs/conflicts.py, ``rename_target``)."""
-        assert parent.uuid is not None
-        self.meta.invalidate(parent)  # our listing missed it: list again next time
-        return await conflicts.rename_target(
-            self.remote,
-            parent.uuid,
-            name,
-            node.uuid,
-            known=lambda uuid: (
-                self.table.by_uuid(uuid) is not None
-                or self.journal.find_by_remote(uuid) is not None
-            ),
-        )
+        if target is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        await self.namespace.rename(old_parent, old_text, node, new_parent, new_text, target)
 
     def _fsync_local(self, local_id: int) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.
@@ -1224,49 +770,9 @@ class Filesystem(pyfuse3.Operations):
         parent = self._dir(parent_inode)
         text = names.decode(name)
         remote = links.check_link(text, target)
-        if is_placeholder(parent.uuid):
-            # Sent at once (below), into a folder Internxt does not have yet (fs/pending.py).
-            self._warn_once(
-                "link offline",
-                "a symlink in a folder made while Internxt was unreachable waits for that "
-                "folder: EIO until it is created",
-            )
-            raise pyfuse3.FUSEError(errno.EIO)
         if await self._child(parent, text) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
-        # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
-        # upload on, and what symlink() returns is then what Internxt holds.
-        now = self.clock_ns()
-        file_id = await self.remote.upload(_bytes_reader(target), len(target))
-
-        async def create() -> Any:
-            return await self.remote.create_file(
-                parent.uuid, remote, len(target), file_id, ctime=now / 1e9, mtime=now / 1e9
-            )
-
-        try:
-            entry = await create()
-        except ie.Conflict:
-            # A link unlinked here a moment ago may still hold the name (its delete queued in
-            # the uploader): send that delete now, then create again.
-            if not await self.uploader.settle_deletes_at(parent.uuid, remote):
-                raise
-            entry = await create()
-        node = self.table.new_node(
-            is_dir=False,
-            parent=parent.ino,
-            name=text,
-            size=len(target),
-            mtime_ns=now,
-            ctime_ns=now,
-            atime_ns=now,
-            is_link=True,
-            link_target=target,
-            file_id=entry.file_id,
-        )
-        self.table.set_uuid(node, entry.uuid)
-        self.table.link_child(parent, text, node)
-        self._touch_dir(parent)
+        node = await self.namespace.symlink(parent, text, remote, target)
         node.lookups += 1
         return self.attrs(node)
 
@@ -1311,10 +817,3 @@ class Filesystem(pyfuse3.Operations):
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-
-
-def _bytes_reader(data: bytes) -> Callable[[int, int], Awaitable[bytes]]:
-    async def read(offset: int, n: int) -> bytes:
-        return data[offset : offset + n]
-
-    return read

@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from internxtfs.fs.journal import UNPUBLISHED, Journal, Orphan
+from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.remote import Remote
@@ -92,7 +93,7 @@ class OrphanSweeper:
             async with self.locks.hold(local_id):
                 record = self.journal.get(local_id)
                 if record is not None:
-                    if record.dirty or record.deleted or record.pending_file_id:
+                    if record.state is not FileState.CLEAN:
                         return False  # not stored again yet: its entry may point at it
                     if record.remote_file_id == orphan.file_id:
                         self.journal.remove_orphan(orphan.file_id)  # published after all

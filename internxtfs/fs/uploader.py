@@ -25,11 +25,12 @@ with the record as the hook left it (e.g. renamed), or raises (default: the Conf
 recorded as the file's error, it stays dirty and is retried with backoff); a create whose
 folder is gone goes to the ``RecoveryFolder``.
 
-Records with ``deleted`` set and a ``remote_uuid`` are remote deletes not sent yet: the entry
-is deleted (NotFound counts as done) and ``remote_uuid`` cleared. Every unlink of a stored file
-ends here (at once, or at the last close of a file unlinked while open), so a tree's deletes
-share the upload slots and run several at a time; the record and the cache file go once the
-delete is sent (``delete_when_closed``). Such a delete names the entry by uuid; while it is
+Records in state DELETE_PENDING (fs/lifecycle.py) are remote deletes not sent yet: the entry
+is deleted (NotFound counts as done), then the record and the cache file go. Every unlink of a
+stored file ends here (at once, or at the last close of a file unlinked while open: HELD until
+then, and left alone), so a tree's deletes share the upload slots and run several at a time;
+fs/namespace.py makes the transition and schedules the record. Such a delete names the entry by
+uuid; while it is
 queued the old entry still holds its name, so a create or move onto that name meets Conflict,
 and :meth:`settle_deletes_at` sends the delete first instead of the conflict policy adopting
 (and then losing) the old entry.
@@ -71,6 +72,7 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs import lifecycle
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.conflicts import (
     ConflictHook,
@@ -80,6 +82,7 @@ from internxtfs.fs.conflicts import (
 )
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
+from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import (
@@ -172,11 +175,6 @@ class Uploader:
         # Network objects this process uploaded and did not publish yet, by local_id: reused
         # when only the publish step failed (not after a restart, see the module docstring).
         self._unpublished: dict[int, tuple[int, str | None]] = {}
-        # Records found unlinked at resume(): no descriptor survives a restart, so nobody else
-        # will drop them; they go once their pending remote delete is done.
-        self._drop_after_delete: set[int] = set()
-        # Files unlinked while open: their remote entry waits for the last close (see hold()).
-        self._held: set[int] = set()
         # How a file is named in status, flush and the log: its path in the mount, set by the
         # mount (the operations layer knows the tree); the bare name until then.
         self.describe: Callable[[FileRecord], str] = lambda record: record.name
@@ -212,22 +210,6 @@ class Uploader:
             entry.due = max(entry.due, due)  # quiet since the last schedule; keeps a backoff
         self._notify()
 
-    def hold(self, local_id: int) -> None:
-        """A file unlinked while open: its remote entry (moved aside) must stay until the last
-        close, so reads of what is not cached keep working. Nothing is sent for it meanwhile,
-        and ``flush`` does not wait for it."""
-        self._held.add(local_id)
-
-    def unhold(self, local_id: int) -> None:
-        self._held.discard(local_id)
-
-    def delete_when_closed(self, local_id: int) -> None:
-        """The last descriptor of a held file is closed: delete its remote entry now, then
-        forget the file (record and cache)."""
-        self._held.discard(local_id)
-        self._drop_after_delete.add(local_id)
-        self.schedule(local_id, immediate=True)
-
     def wake_deferred(self) -> None:
         """Queued namespace changes were sent: queue the files that waited for them."""
         for record in self.journal.dirty_files():
@@ -244,8 +226,9 @@ class Uploader:
         now = self._clock()
         can = bool(self._running)
         for local_id, queued in self._queue.items():
-            if local_id in self._held or queued.attempts:
-                continue  # held until a close, or failing: no room from it soon
+            record = self.journal.get(local_id)
+            if queued.attempts or (record is not None and record.state is FileState.HELD):
+                continue  # failing, or held until a close: no room from it soon
             queued.due = min(queued.due, now)
             can = True
         if can:
@@ -253,12 +236,13 @@ class Uploader:
         return can
 
     def resume(self) -> None:
-        """At start: queue every record with unsent changes (crash recovery)."""
+        """At start: queue every record with unsent changes (crash recovery). No descriptor
+        survives a restart: unlinked records go, and held ones are deleted now."""
         for record in self.journal.all_files():
-            if record.deleted:
-                self._drop_after_delete.add(record.local_id)
-                if record.remote_uuid is None:
-                    self._drop_record(record.local_id)
+            if record.state is FileState.UNLINKED:
+                self._drop_record(record.local_id)
+            elif record.state is FileState.HELD:
+                lifecycle.release_held(self.journal, record)
         count = 0
         with self.journal.transaction():
             for record in self.journal.dirty_files():
@@ -322,7 +306,7 @@ class Uploader:
         found = []
         for local_id in set(self._queue) | set(self._running):
             record = self.journal.get(local_id)
-            if record is not None and record.deleted and self._has_work(local_id):
+            if record is not None and record.state is FileState.DELETE_PENDING:
                 found.append(record)
         return found
 
@@ -350,7 +334,7 @@ class Uploader:
         return bool(clashing)
 
     def stats(self) -> dict[str, Any]:
-        pending = [r for r in self.journal.dirty_files() if not r.deleted]
+        pending = [r for r in self.journal.dirty_files() if lifecycle.has_unsent_content(r)]
         pending_bytes = sum(r.size for r in pending)
         sent = sum(
             min(sum(parts.values()), self._running.get(i, 0)) for i, parts in self._sent.items()
@@ -389,7 +373,7 @@ class Uploader:
         return sum(
             max(0, r.size - (r.remote_size if r.remote_uuid else 0))
             for r in self.journal.dirty_files()
-            if not r.deleted
+            if lifecycle.has_unsent_content(r)
         )
 
     # --- running ----------------------------------------------------------------------------
@@ -442,13 +426,14 @@ class Uploader:
 
     def _has_work(self, local_id: int) -> bool:
         record = self.journal.get(local_id)
-        if record is None or local_id in self._held:
+        if record is None:
             return False
-        if record.deleted:
-            return record.remote_uuid is not None
+        state = record.state
+        if lifecycle.is_unlinked(record):
+            return state is FileState.DELETE_PENDING  # not HELD: that waits for a close
         if local_id in self._running:
             return True
-        return record.dirty and not self.deferred(record)
+        return state is not FileState.CLEAN and not self.deferred(record)
 
     def _pending_ids(self) -> set[int]:
         ids = {r.local_id for r in self.journal.dirty_files()}
@@ -498,7 +483,7 @@ class Uploader:
             if record is None or not self._has_work(local_id):
                 del self._queue[local_id]
                 continue
-            size = 0 if record.deleted else record.size
+            size = 0 if lifecycle.is_unlinked(record) else record.size
             heavy = size >= self.small_file_threshold
             # Only `concurrency` jobs that are not small at once; such a job due first still
             # takes the next free slot among small ones (an fsync'ed file is not held back
@@ -575,27 +560,27 @@ class Uploader:
 
     def _is_delete(self, local_id: int) -> bool:
         record = self.journal.get(local_id)
-        return record is not None and record.deleted
+        return record is not None and lifecycle.is_unlinked(record)
 
     # --- one upload -------------------------------------------------------------------------
 
     async def _process(self, local_id: int) -> None:
-        if local_id in self._held:
-            return
         record = self.journal.get(local_id)
-        if record is None or record.deleted:
+        if record is not None and record.state is FileState.HELD:
+            return
+        if record is None or lifecycle.is_unlinked(record):
             self._forget_unpublished(local_id)
         if record is None:
             return
-        if record.deleted:
+        if lifecycle.is_unlinked(record):
             await self._delete_remote(record)
             return
-        if not record.dirty:
+        if not lifecycle.has_unsent_content(record):
             return
         with self.cache.pinned(local_id):
             await self.cache.ensure_complete(local_id)
             record = self.journal.get(local_id)
-            if record is None or record.deleted:
+            if record is None or lifecycle.is_unlinked(record):
                 return
             generation, size, mtime_ns = record.generation, record.size, record.mtime_ns
             started = self._clock()
@@ -683,7 +668,7 @@ class Uploader:
         """Point the drive entry at the uploaded object; False when it was not published."""
         async with self.locks.hold(local_id):
             record = self.journal.get(local_id)
-            if record is None or record.deleted or record.generation != generation:
+            if record is None or lifecycle.is_unlinked(record) or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
                 self._orphan(local_id, file_id)
                 return False
@@ -789,7 +774,7 @@ class Uploader:
                     await self.remote.replace_file(target, file_id, size, mtime=mtime)
                     return target
                 fresh = self.journal.get(record.local_id)
-                if fresh is None or fresh.deleted:
+                if fresh is None or lifecycle.is_unlinked(fresh):
                     raise
                 record = fresh
         raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
@@ -798,18 +783,18 @@ class Uploader:
         async with self.locks.hold(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
             current = self.journal.get(record.local_id)
-            if current is None or not current.deleted or current.remote_uuid is None:
+            if current is None or current.state is not FileState.DELETE_PENDING:
                 return
             record = current
+            assert record.remote_uuid is not None
             await self.remote.delete("file", record.remote_uuid, name=record.name)
             crash_point("after-remote-delete")
             if self.journal.get(record.local_id) is not None:
+                # Nothing reaches a DELETE_PENDING record but this queue (fs/lifecycle.py).
                 self.journal.update(record.local_id, remote_uuid=None)
-                if record.local_id in self._drop_after_delete:
-                    self._drop_record(record.local_id)
+                self._drop_record(record.local_id)
 
     def _drop_record(self, local_id: int) -> None:
-        # Record first, then the cache file (the order operations._drop_local explains).
-        self._drop_after_delete.discard(local_id)
+        # Record first, then the cache file (the order Namespace.drop_local explains).
         self.journal.delete(local_id)
         self.cache.drop(local_id)

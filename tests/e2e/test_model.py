@@ -805,7 +805,7 @@ async def test_crash_while_dropping_an_unlinked_file_leaves_a_usable_cache(
 
     monkeypatch.setattr({"Journal": Journal, "Path": Path}[owner], name, crash)
     with pytest.raises(_Crash):
-        fs._drop_local(node)
+        fs.namespace.drop_local(node)
     assert seen
     monkeypatch.undo()
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import trio
 
+from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.replacement import aside_name
 from tests.fs_api.conftest import make, serving
 from tests.harness.fake_remote import ROOT, FakeRemote
-from tests.harness.in_process import InProcess
+from tests.harness.in_process import InProcess, build
 
 
 def _fake(m: InProcess) -> FakeRemote:
@@ -109,3 +110,60 @@ async def test_a_file_changed_elsewhere_while_it_had_unsent_changes_keeps_both(
     assert ours.startswith("notes (internxtfs conflict ") and ours.endswith(").txt")
     assert fake.content(ROOT, "notes.txt") == b"theirs"  # theirs keeps the name
     assert fake.content(ROOT, ours) == b"ours"
+
+
+async def test_a_files_lifecycle_through_write_upload_unlink_while_open_and_close(
+    mounted: InProcess,
+) -> None:
+    """The states of fs/lifecycle.py, as the journal holds them at each step."""
+    fake = _fake(mounted)
+
+    def state(local_id: int) -> FileState | None:
+        record = mounted.journal.get(local_id)
+        return None if record is None else record.state
+
+    async with serving(mounted):
+        ino = await mounted.write_file("f", b"first")
+        local_id = mounted.fs.table.get(ino).local_id  # type: ignore[union-attr]
+        assert local_id is not None and state(local_id) is FileState.NEW
+        assert await mounted.uploader.wait_idle() == {}
+        assert state(local_id) is FileState.CLEAN
+        fh = await mounted.open(ino, os.O_WRONLY)
+        await mounted.fs.write(fh, 0, b"second")
+        await mounted.fs.flush(fh)
+        assert state(local_id) is FileState.DIRTY
+        await mounted.fs.fsync(fh, False)
+        assert state(local_id) is FileState.CLEAN
+        await mounted.unlink("f")
+        # Open: the entry is kept aside and nothing is sent until the last close.
+        assert state(local_id) is FileState.HELD
+        assert mounted.uploader.stats()["pending_deletes"] == 0
+        await mounted.fs.release(fh)
+        assert state(local_id) is FileState.DELETE_PENDING
+        assert await mounted.uploader.wait_idle() == {}
+        assert state(local_id) is None  # the delete was sent, then the record went
+    assert fake.names(ROOT) == []
+
+
+async def test_a_file_held_open_at_a_crash_is_deleted_by_the_next_mount(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    first = make(tmp_path)
+    fake = _fake(first)
+    async with serving(first):
+        ino = await first.write_file("f", b"content")
+        assert await first.uploader.wait_idle() == {}
+        await first.open(ino)
+        await first.unlink("f")
+        local_id = first.fs.table.get(ino).local_id  # type: ignore[union-attr]
+        assert local_id is not None
+        assert first.journal.get(local_id).state is FileState.HELD  # type: ignore[union-attr]
+    # kill -9 with the file still open: the next mount on the same cache (no descriptor
+    # survives it) sends the delete of the entry kept aside and forgets the file.
+    again = build(tmp_path, first.remote)
+    assert again.journal.get(local_id).state is FileState.HELD  # type: ignore[union-attr]
+    async with serving(again):
+        assert again.journal.get(local_id).state is FileState.DELETE_PENDING  # type: ignore[union-attr]
+        assert await again.uploader.wait_idle() == {}
+    assert again.journal.get(local_id) is None
+    assert fake.names(ROOT) == [] and fake.objects == {}

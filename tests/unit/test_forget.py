@@ -25,7 +25,7 @@ async def test_forget_survives_a_failing_drop_and_forgets_the_rest(
     def disk_full(_node: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    fs._drop_local = disk_full  # type: ignore[method-assign]
+    fs.namespace.drop_local = disk_full  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):
         await fs.forget([(ino, node.lookups), (ROOT_INODE, 1), (987654, 1)])
     assert fs.table.get(ino) is None  # forgotten, though dropping its record failed

@@ -20,9 +20,12 @@ from internxtfs.fs.journal import (
     Replacement,
     local_owner_key,
 )
+from internxtfs.fs.lifecycle import FileState
 
+# The files table as every schema before 8 had it: no held column (fs/lifecycle.py).
+BEFORE_8 = "ALTER TABLE files DROP COLUMN held;"
 # The files table as every schema before 6 had it (with pending_generation).
-OLD_FILES = "ALTER TABLE files ADD COLUMN pending_generation INTEGER;"
+OLD_FILES = BEFORE_8 + "ALTER TABLE files ADD COLUMN pending_generation INTEGER;"
 
 
 def test_records_roundtrip_and_reopen(tmp_path: Path) -> None:
@@ -252,7 +255,7 @@ def test_schema_6_gains_the_metadata_cache(tmp_path: Path) -> None:
     r = j.new_file(parent_uuid="p", name="a")
     j.close()
     db = sqlite3.connect(path)  # back to what version 6 wrote: no kept listings
-    db.executescript("DROP TABLE entries; UPDATE schema_version SET version = 6;")
+    db.executescript("DROP TABLE entries;" + BEFORE_8 + "UPDATE schema_version SET version = 6;")
     db.close()
     upgraded = Journal(path)
     assert upgraded.get(r.local_id) == r
@@ -327,16 +330,54 @@ def test_schema_5_loses_the_pending_generation_column(tmp_path: Path) -> None:
     assert Journal(path).get(r.local_id).pending_file_id is None  # type: ignore[union-attr]
 
 
-def test_schema_7_gains_the_queue_of_namespace_changes(tmp_path: Path) -> None:
+def test_schema_7_gains_the_held_state_of_files(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     j = Journal(path)
-    r = j.new_file(parent_uuid="p", name="a")
+    new = j.new_file(parent_uuid="p", name="a", dirty=True)
+    clean = j.new_file(parent_uuid="p", name="b", remote_uuid="u1")
+    deleting = j.new_file(parent_uuid="p", name="c", remote_uuid="u2")
+    deleting = j.update(deleting.local_id, deleted=True)
     j.close()
-    db = sqlite3.connect(path)  # back to what version 7 wrote: no queued namespace changes
-    db.executescript("DROP TABLE namespace_ops; UPDATE schema_version SET version = 7;")
+    db = sqlite3.connect(path)  # back to what version 7 wrote: no held column
+    db.executescript(BEFORE_8 + "UPDATE schema_version SET version = 7;")
     db.close()
     upgraded = Journal(path)
-    assert upgraded.get(r.local_id) == r
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+    # Every record keeps its state: nothing was held when version 7 wrote the cache.
+    assert [upgraded.get(r.local_id) for r in (new, clean, deleting)] == [new, clean, deleting]
+    assert [upgraded.get(r.local_id).state for r in (new, clean, deleting)] == [  # type: ignore[union-attr]
+        FileState.NEW,
+        FileState.CLEAN,
+        FileState.DELETE_PENDING,
+    ]
+    held = upgraded.update(clean.local_id, deleted=True, held=True, name="aside")
+    assert held.state is FileState.HELD
+    upgraded.close()
+    assert Journal(path).get(clean.local_id) == held
+
+
+def test_schema_7_and_8_gain_the_queue_of_namespace_changes(tmp_path: Path) -> None:
+    for version in (7, 8):
+        path = tmp_path / f"state-{version}.db"
+        j = Journal(path)
+        r = j.new_file(parent_uuid="p", name="a")
+        j.close()
+        db = sqlite3.connect(path)  # back to what that version wrote: no queued changes
+        older = BEFORE_8 if version == 7 else ""
+        db.executescript(
+            f"DROP TABLE namespace_ops; {older} UPDATE schema_version SET version = {version};"
+        )
+        db.close()
+        upgraded = Journal(path)
+        assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,
+        )
+        assert upgraded.get(r.local_id) == r
+        assert upgraded.ops() == []
+        upgraded.close()
+    upgraded = Journal(path)
     assert upgraded.ops() == []
     upgraded.add_op("mkdir", "folder", "offline-1", "root", "d", mtime_ns=5)
     upgraded.add_op("move", "file", "f-uuid", "offline-1", "b", old_parent_uuid="root")

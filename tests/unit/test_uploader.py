@@ -589,7 +589,7 @@ async def _stored(s: Setup, folder: str, name: str) -> int:
 def _unlink(s: Setup, local_id: int) -> int:
     """What unlink does to a stored file: the record marked deleted, the delete queued."""
     s.journal.update(local_id, deleted=True)
-    s.uploader.delete_when_closed(local_id)
+    s.uploader.schedule(local_id, immediate=True)
     return local_id
 
 
