@@ -37,6 +37,11 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
 A change the server refuses for good (4xx other than the cases above) is dropped with a warning:
 the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
 kept and retried (files wait in it): ``status`` shows the error.
+
+Not queued (docs/semantics.md): a rename over an existing stored entry (several journaled steps
+on the server, fs/replacement.py) fails with EIO while offline and, once Internxt answers,
+first waits for the queue to drain; a symlink into a folder made offline fails with EIO until
+the folder exists; a folder never listed here cannot be changed offline (its lookup fails).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.test_restic import Restic, make_tree
 from tests.harness import remote
 from tests.harness.durability import bounded, flush_ok, local_tree, status, wait_for, write_file
-from tests.harness.mounting import MountedFS
+from tests.harness.mounting import MountedFS, cli
 
 CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
 
@@ -137,6 +137,9 @@ def test_queued_mkdir_rename_and_unlink_survive_kill_9_and_a_remount_offline(
         m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
         assert _call(lambda: _tree(mnt), "ls -R after the crash") == expected_tree
         assert _call(lambda: local_tree(mnt), "read after the crash") == expected_files
+        # mkdir new, mkdir new/deeper, two renames, rmdir: still queued, in status.
+        human = _call(lambda: cli("status", str(mnt), env=m.env).stdout, "status")
+        assert "namespace changes queued: 5" in human, human
         time.sleep(1.5)
         assert _call(lambda: _tree(mnt), "ls -R later") == expected_tree
     finally:
