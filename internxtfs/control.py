@@ -208,10 +208,18 @@ async def request_at(path: Path, cmd: str, **args: Any) -> AsyncIterator[dict[st
             raise NotMounted(f"nothing answers at {path}") from None
         raise
     async with stream:
-        await stream.send_all(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        try:
+            await stream.send_all(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        except trio.BrokenResourceError as exc:
+            # A mount going away mid-request resets the socket; trio says so with its own
+            # type, which callers that handle OSError (tell_every_mount) would not expect.
+            raise ConnectionResetError(f"{path}: the mount closed the connection") from exc
         buffer = b""
         while True:
-            chunk = await stream.receive_some(65536)
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError as exc:
+                raise ConnectionResetError(f"{path}: the mount closed the connection") from exc
             if not chunk:
                 break
             buffer += chunk

@@ -145,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         (answer,) = _control(args.mountpoint, "status")
-    except (NotMounted, UnsafeRuntimeDir) as exc:
+    except (NotMounted, UnsafeRuntimeDir, ConnectionError) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(json.dumps(answer, indent=2) if args.json else format_status(answer))
@@ -159,7 +159,7 @@ def _flush_like(args: argparse.Namespace, cmd: str) -> int:
     try:
         root = mount_root(args.mountpoint)  # also from a directory inside the mount
         answers = _control(root, cmd, timeout=args.timeout, **extra)
-    except (NotMounted, UnsafeRuntimeDir) as exc:
+    except (NotMounted, UnsafeRuntimeDir, ConnectionError) as exc:
         print(f"internxtfs: {exc}", file=sys.stderr)
         return EXIT_FAIL
     result = next((a for a in answers if a.get("done")), None)

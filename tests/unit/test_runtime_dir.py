@@ -81,3 +81,34 @@ def test_a_mount_refuses_to_listen_there(shared_tmp: Path) -> None:
         control._listening_socket(control.socket_path("/mnt/x")),
     ):
         pass
+
+
+async def test_a_mount_resetting_the_control_socket_is_an_oserror(tmp_path: Path) -> None:
+    """A mount going away mid-request resets the connection: callers that skip mounts which
+    cannot answer (tell_every_mount, after `internxtfs login`) catch OSError, and trio's own
+    BrokenResourceError slipped past them and failed the login."""
+    import socket as pysocket
+    import time
+
+    import trio
+
+    from internxtfs.control import request_at
+
+    path = tmp_path / "m.sock"
+    listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def accept_and_reset() -> None:
+        conn, _ = listener.accept()
+        # Closed with the request unread: the peer's next read is ECONNRESET, what the
+        # connection of a mount that dies mid-request looks like.
+        time.sleep(0.2)
+        conn.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, accept_and_reset)
+        with pytest.raises(OSError):
+            async for _ in request_at(path, "status"):
+                pass
+    listener.close()
