@@ -300,7 +300,11 @@ class PendingNamespace:
                 ):
                     continue  # a file we unlinked held the name: gone now
                 if op.kind == "file":
-                    found = await self.remote.files_exist(op.parent_uuid, [name])
+                    # The server just said a file holds the name: a replica that shows none
+                    # has not caught up, and is asked again (fs/remote.py, ``stale``).
+                    found = await self.remote.files_exist(
+                        op.parent_uuid, [name], stale=lambda entries: not entries
+                    )
                 else:
                     found = await self.remote.folders_exist(op.parent_uuid, [name])
                 if any(str(e.uuid) == op.uuid for e in found):
