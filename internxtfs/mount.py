@@ -229,7 +229,9 @@ class Mount:
         )
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         login.attach(client, on_reload=uploader.retry_failed_now)
-        self.pending = Pending(uploader, sweeper, operations.replacements)
+        self.pending = Pending(
+            uploader, sweeper, operations.replacements, replayed=operations.pending.wait_replayed
+        )
         status = StatusReport(
             mountpoint=config.mountpoint,
             profile=profile.name,
@@ -240,6 +242,7 @@ class Mount:
             sweeper=sweeper,
             replacements=operations.replacements,
             cache=cache,
+            namespace=operations.pending.stats,
         )
         # Started in this order; all stop together once the mount is done.
         self.parts: list[Part] = [
@@ -249,6 +252,8 @@ class Mount:
             Background("orphan sweeper", sweeper.run),
             Background("rename settling", operations.replacements.run),
             Background("listings", operations.meta.run),
+            # Namespace changes made while Internxt was unreachable (fs/pending.py).
+            Background("namespace replay", operations.pending.run),
             Signals(self.stop, config.flush_timeout, login),
             ControlServer(
                 config.mountpoint,

@@ -50,6 +50,9 @@ def format_status(st: dict[str, object]) -> str:
     ]
     if up.get("pending_deletes"):
         lines.insert(3, f"  pending deletes: {up['pending_deletes']} file(s)")
+    if up.get("namespace_queued"):
+        # mkdir, rename, rmdir made while Internxt was unreachable (fs/pending.py).
+        lines.insert(2, f"  namespace changes queued: {up['namespace_queued']}")
     offline = _offline_line(net, now=time.time())
     if offline:
         lines.insert(1, offline)  # first: it explains everything below

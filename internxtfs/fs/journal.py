@@ -42,7 +42,7 @@ from internxtfs.fs.lifecycle import FileState, has_unsent_content, remote_delete
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -92,6 +92,23 @@ _ENTRIES_INDEX = "CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent_uu
 # close. Before version 8 the mount kept this in memory only; a cache written then has no held
 # file (none survives a restart), so every row starts at 0.
 _HELD_COLUMN = "ALTER TABLE files ADD COLUMN held INTEGER NOT NULL DEFAULT 0"
+# Namespace changes made while Internxt could not be reached (issue 9, fs/pending.py), in the
+# order they were made; the replayer sends them once Internxt answers and removes each row as
+# it is done. op: 'mkdir', 'move' or 'rmdir'. uuid: the entry (a folder made offline has a
+# placeholder, fs/pending.py, until its mkdir is replayed). parent_uuid/name: where a mkdir or
+# move puts it (rmdir: the folder's parent and name); old_parent_uuid: where a move takes it
+# from. kind: 'folder' or 'file'.
+_NAMESPACE_OPS_TABLE = """
+CREATE TABLE IF NOT EXISTS namespace_ops (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    parent_uuid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    old_parent_uuid TEXT,
+    mtime_ns INTEGER NOT NULL
+)"""
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -106,6 +123,7 @@ _UPGRADES = {
     5: ["ALTER TABLE files DROP COLUMN pending_generation"],
     6: [_ENTRIES_TABLE, _ENTRIES_INDEX],
     7: [_HELD_COLUMN],
+    8: [_NAMESPACE_OPS_TABLE],
 }
 
 RECOVERY_HINT = (
@@ -175,6 +193,8 @@ CREATE TABLE orphans (
     + ";\n"
     + _HELD_COLUMN
     + ";\n"
+    + _NAMESPACE_OPS_TABLE
+    + ";\n"
 )
 
 
@@ -235,6 +255,23 @@ class EntryRow:
     mtime_ns: int
     ctime_ns: int
     listed_at: float | None
+
+
+@dataclass(frozen=True)
+class NamespaceOp:
+    """A namespace change waiting to be sent (the ``namespace_ops`` table)."""
+
+    seq: int
+    op: str  # 'mkdir', 'move' or 'rmdir'
+    kind: str  # 'folder' or 'file'
+    uuid: str
+    parent_uuid: str
+    name: str
+    old_parent_uuid: str | None
+    mtime_ns: int
+
+
+_OP_FIELDS = "seq, op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns"
 
 
 _ENTRY_FIELDS = "uuid, ino, parent_uuid, name, is_dir, size, file_id, mtime_ns, ctime_ns, listed_at"
@@ -740,6 +777,54 @@ class Journal:
                         row.size, row.file_id, row.mtime_ns, row.ctime_ns, row.listed_at,
                     ),
                 )  # fmt: skip
+
+    # --- namespace changes waiting for Internxt (fs/pending.py) ----------------------------
+
+    def add_op(
+        self,
+        op: str,
+        kind: str,
+        uuid: str,
+        parent_uuid: str,
+        name: str,
+        *,
+        old_parent_uuid: str | None = None,
+        mtime_ns: int = 0,
+    ) -> NamespaceOp:
+        cur = self._db.execute(
+            "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
+            " mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns),
+        )
+        assert cur.lastrowid is not None
+        return NamespaceOp(cur.lastrowid, op, kind, uuid, parent_uuid, name, old_parent_uuid,
+                           mtime_ns)  # fmt: skip
+
+    def ops(self) -> list[NamespaceOp]:
+        """The queued namespace changes, oldest first."""
+        rows = self._db.execute(f"SELECT {_OP_FIELDS} FROM namespace_ops ORDER BY seq")
+        return [NamespaceOp(*row) for row in rows]
+
+    def remove_op(self, seq: int) -> None:
+        self._db.execute("DELETE FROM namespace_ops WHERE seq = ?", (seq,))
+
+    def substitute_uuid(self, old: str, new: str) -> None:
+        """A folder made offline got its real uuid: every row naming its placeholder names
+        the uuid instead, in one commit (records, queued changes, the metadata cache, owners)."""
+        with self.transaction():
+            for record in list(self._records.values()):
+                if record.parent_uuid == old:
+                    self.update(record.local_id, parent_uuid=new)
+            for column in ("uuid", "parent_uuid", "old_parent_uuid"):
+                self._db.execute(
+                    f"UPDATE namespace_ops SET {column} = ? WHERE {column} = ?", (new, old)
+                )
+            # The uuid may be listed already (a folder of that name adopted): ours wins.
+            self._db.execute("DELETE FROM entries WHERE uuid = ?", (new,))
+            self._db.execute("UPDATE entries SET uuid = ? WHERE uuid = ?", (new, old))
+            self._db.execute("UPDATE entries SET parent_uuid = ? WHERE parent_uuid = ?", (new, old))
+            self._db.execute("UPDATE orphans SET parent_uuid = ? WHERE parent_uuid = ?", (new, old))
+            self.move_owner(old, new)
 
     # --- mount-wide key/value state -------------------------------------------------------
 

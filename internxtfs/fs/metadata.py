@@ -101,6 +101,8 @@ class Metadata:
         shown_as: Callable[[str], dict[str, str]] | None = None,
         links: bool = True,
         subdirs_changed: Callable[[Node], None] | None = None,
+        held: Callable[[str], bool] | None = None,
+        pending_folders: Callable[[str], list[tuple[str, str, int]]] | None = None,
     ) -> None:
         # Listings, file metas, and the read-replica and outage hints that come with them.
         self.remote = remote
@@ -128,6 +130,11 @@ class Metadata:
         self.recently_deleted = remote.recently_deleted
         # Whether Internxt is known to be unreachable (the retry policy's view, retry.py).
         self.offline = remote.offline
+        # Folders with namespace changes queued offline (fs/pending.py): never listed from
+        # the server until those are sent; and the folders made offline in a folder, as
+        # (placeholder, name, mtime_ns), merged into its listing like unsent files.
+        self.held = held or (lambda folder_uuid: False)
+        self.pending_folders = pending_folders or (lambda folder_uuid: [])
         self._refreshing: dict[int, _Refresh] = {}
         self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
@@ -417,6 +424,17 @@ class Metadata:
 
     async def _refresh(self, dir_node: Node) -> None:
         assert dir_node.uuid is not None
+        if self.held(dir_node.uuid):
+            # Changes of ours to it wait to be sent (fs/pending.py): our view is the truth
+            # until then, and a folder made offline has no listing on the server at all.
+            if dir_node.children is None:
+                unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
+                dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
+                self._mark(dir_node)
+            dir_node.listed_at = self.clock()
+            self._restored.discard(dir_node.ino)
+            self._unsure.discard(dir_node.ino)
+            return
         if dir_node.children is None:
             # No view of ours to keep (below): a first listing of a folder one of our writes
             # just changed (e.g. a rename over settled at start) waits for the replicas instead.
@@ -536,6 +554,14 @@ class Metadata:
         children: dict[str, int] = {}
         assert dir_node.uuid is not None
         shown = self.shown_as(dir_node.uuid)
+        made_offline = self.pending_folders(dir_node.uuid)
+        if made_offline:
+            known = {f.uuid for f in folders}
+            folders = folders + [
+                _Kept(uuid, name, 0, None, mtime_ns / 1e9, mtime_ns / 1e9)
+                for uuid, name, mtime_ns in made_offline
+                if uuid not in known
+            ]
         folders = [f for f in folders if not f.name.startswith(ASIDE_PREFIX)] + [
             f for f in folders if f.name.startswith(ASIDE_PREFIX)
         ]

@@ -18,14 +18,12 @@ What is sent at once and what is journaled:
   delete) and sent by the uploader's pool; an open file's entry is moved aside first and
   deleted at the last close (:meth:`Namespace.closed`).
 
-Offline namespace operations (issue 9) belong here: each operation that is sent at once has
-the same two halves, the remote request(s) first, then the local apply (``table``, journal,
-``touch_dir``). To run it offline, the local apply comes first and the remote half is
-journaled as an intent row (as ``Replacements`` journals a rename over) that a background
-task replays once Internxt answers, settling conflicts from what the server holds. The
-remote halves are kept in their own methods (``_move_file``, ``_move_remote_folder``,
-``_rename_over``, the ``remote.create_folder`` / ``remote.delete`` calls) so they can be
-turned into such intents one at a time.
+Offline (issue 9): while Internxt is known to be unreachable, when a call meets the outage,
+or while earlier changes wait, mkdir, rename (of a stored file or folder, not over a stored
+entry) and rmdir apply locally and their remote half is journaled instead, as a row of
+``namespace_ops`` that fs/pending.py replays once Internxt answers, settling conflicts from
+what the server holds then. The view they leave is saved to the metadata cache at once, so a
+crash or a remount offline shows it.
 
 Shared state: the inode table, listings (fs/metadata.py) and journal records, each changed
 without an await in between. A file's namespace changes and its publish step are serialised
@@ -42,6 +40,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pyfuse3
+import trio
 
 from internxtfs.fs import conflicts, lifecycle, links
 from internxtfs.fs.blockcache import BlockCache
@@ -51,12 +50,15 @@ from internxtfs.fs.journal import Journal, local_owner_key
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.ownership import Ownership
+from internxtfs.fs.pending import PendingNamespace, is_placeholder, unreachable
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements, aside_name
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
+
+STALE_QUEUE_WAIT = 5.0  # seconds a rename over waits for queued namespace changes to be sent
 
 
 class Namespace:
@@ -72,6 +74,7 @@ class Namespace:
         meta: Metadata,
         owners: Ownership,
         replacements: Replacements,
+        pending: PendingNamespace,
         clock_ns: Callable[[], int],
         monotonic: Callable[[], float],
     ) -> None:
@@ -84,6 +87,7 @@ class Namespace:
         self.meta = meta
         self.owners = owners
         self.replacements = replacements
+        self.pending = pending
         self.clock_ns = clock_ns
         self.monotonic = monotonic
 
@@ -220,22 +224,43 @@ class Namespace:
 
     async def mkdir(self, parent: Node, name: str, mode: int, ctx: Any) -> Node:
         now = self.clock_ns()
-        entry = await self.remote.create_folder(parent.uuid, name, ctime=now / 1e9, mtime=now / 1e9)
+        uuid: str | None = None
+        if not self.pending.must_queue(parent.uuid):
+            try:
+                entry = await self.remote.create_folder(
+                    parent.uuid, name, ctime=now / 1e9, mtime=now / 1e9
+                )
+                uuid = entry.uuid
+            except ie.InternxtError as exc:
+                if not unreachable(exc, self.remote):
+                    raise
+                # No answer: queued (if the create landed all the same, the replay adopts it).
+                log.info("mkdir %r: Internxt cannot be reached (%s); queued", name, exc)
         node = self.table.new_node(
             is_dir=True, parent=parent.ino, name=name, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
-        self.table.set_uuid(node, entry.uuid)
-        self.owners.created(node, parent, mode, ctx)
-        node.children = {}
-        node.listed_at = self.monotonic()
-        self.table.link_child(parent, name, node)
-        self.touch_dir(parent)
+        queued = uuid is None
+        with self.journal.transaction():  # the queued mkdir and the listing showing it
+            if uuid is None:
+                uuid = self.pending.mkdir(parent.uuid, name, now)
+            self.table.set_uuid(node, uuid)
+            self.owners.created(node, parent, mode, ctx)
+            node.children = {}
+            node.listed_at = self.monotonic()
+            self.table.link_child(parent, name, node)
+            self.touch_dir(parent)
+            if queued:
+                self.meta.save()
         return node
 
     async def symlink(self, parent: Node, name: str, remote_name: str, target: bytes) -> Node:
         """A link, stored at once as ``remote_name`` (NAME.rclonelink) holding ``target``."""
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
         # upload on, and what symlink() returns is then what Internxt holds.
+        if is_placeholder(parent.uuid):
+            # A folder made offline that Internxt does not have yet (fs/pending.py).
+            log.warning("symlink %r: its folder is not created on Internxt yet: EIO", name)
+            raise pyfuse3.FUSEError(errno.EIO)
         now = self.clock_ns()
         file_id = await self.remote.upload(bytes_reader(target), len(target))
 
@@ -333,6 +358,32 @@ class Namespace:
 
     async def rmdir(self, parent: Node, node: Node) -> None:
         assert node.uuid is not None
+        if self.pending.must_queue(node.uuid, parent.uuid):
+            await self._queue_rmdir(parent, node)
+            return
+        try:
+            await self._remove_remote_dir(parent, node)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("rmdir %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            await self._queue_rmdir(parent, node)
+
+    async def _queue_rmdir(self, parent: Node, node: Node) -> None:
+        """rmdir while offline: empty as far as this mount knows (the replay asks the server
+        again before deleting)."""
+        assert node.uuid is not None and parent.uuid is not None
+        if await self.meta.children(node):
+            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        with self.journal.transaction():
+            self.pending.rmdir(node.uuid, parent.uuid, node.name)
+            self.owners.forget(node)
+            self.table.unlink_child(parent, node.name)
+            self.touch_dir(parent)
+            self.meta.save()
+
+    async def _remove_remote_dir(self, parent: Node, node: Node) -> None:
+        assert node.uuid is not None
         # Files just unlinked in it (rm -rf) are still being deleted in the background: the
         # folder is deleted after them, not with them (a folder delete takes whatever it
         # holds, and the server check below must see them gone).
@@ -380,10 +431,15 @@ class Namespace:
         self.touch_dir(old_parent)
         if new_parent is not old_parent:
             self.touch_dir(new_parent)
+        if self.pending.queued():
+            # A queued rename (fs/pending.py): the view it leaves is kept at once, so a crash
+            # or a remount while offline shows the tree as it was left.
+            self.meta.save()
 
     async def _rename_over(self, node: Node, new_parent: Node, new_name: str, target: Node) -> None:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
+        await self._no_queue_before_rename_over(node, new_parent, target)
         if target.is_dir:
             if target.uuid is not None:
                 # As rmdir: files just unlinked in it are deleted first, not with the folder.
@@ -435,6 +491,27 @@ class Namespace:
             )
             self.table.unlink_child(new_parent, target.name)
 
+    async def _no_queue_before_rename_over(
+        self, node: Node, new_parent: Node, target: Node
+    ) -> None:
+        """A rename over a stored entry takes several steps on the server (fs/replacement.py),
+        which cannot be queued: offline it fails with EIO (docs/semantics.md); online it waits
+        for the queued namespace changes to be sent first, so it never runs ahead of them."""
+        record = None if target.local_id is None else self.journal.get(target.local_id)
+        stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
+        parent = self.table.get(node.parent)
+        parent_uuid = None if parent is None else parent.uuid
+        if not stored or not self.pending.must_queue(node.uuid, new_parent.uuid, parent_uuid):
+            return
+        if not self.remote.offline():
+            with trio.move_on_after(STALE_QUEUE_WAIT):
+                await self.pending.wait_replayed()
+            if not self.pending.queued():
+                return
+        log.warning("a rename over an existing stored entry cannot be queued while Internxt "
+                    "is unreachable: EIO")  # fmt: skip
+        raise pyfuse3.FUSEError(errno.EIO)
+
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node
     ) -> None:
@@ -471,6 +548,21 @@ class Namespace:
 
     async def _move_remote_folder(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None
+        old_parent = self.table.get(node.parent)
+        assert old_parent is not None and old_parent.uuid is not None
+        if self.pending.must_queue(node.uuid, new_parent.uuid, old_parent.uuid):
+            self.pending.move("folder", node.uuid, old_parent.uuid, new_parent.uuid, new_name)
+            return
+        try:
+            await self._send_folder_move(node, new_parent, new_name)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            self.pending.move("folder", node.uuid, old_parent.uuid, new_parent.uuid, new_name)
+
+    async def _send_folder_move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        assert node.uuid is not None and new_parent.uuid is not None
         if node.parent == new_parent.ino:
             await self.remote.rename_folder(node.uuid, new_name)
         else:
@@ -479,24 +571,40 @@ class Namespace:
     async def _move_file(self, node: Node, new_parent: Node, new_name: str) -> None:
         async with self.file_lock(node.local_id):
             self.sync_uuid(node)
-            if node.uuid is not None:
+            old_parent = self.table.get(node.parent)
+            assert old_parent is not None and old_parent.uuid is not None
+            queue = self.pending.must_queue(new_parent.uuid, old_parent.uuid)
+            if node.uuid is not None and not queue:
                 try:
-                    try:
-                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-                    except ie.Conflict:
-                        # A file unlinked here a moment ago whose delete is still queued
-                        # holds the name: delete it now and move again.
-                        if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
-                            raise
-                        await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
-                except ie.Conflict:
-                    # Another client created that name after our listing: rename(2) replaces
-                    # the target, as a local rename over it would. A folder of that name, or
-                    # an entry this mount knows, stays: EEXIST.
-                    await self._remove_unseen_target(node, new_parent, new_name)
-                crash_point("after-remote-move")
+                    await self._send_file_move(node, new_parent, new_name)
+                except ie.InternxtError as exc:
+                    if not unreachable(exc, self.remote):
+                        raise
+                    log.info("rename of %r: Internxt cannot be reached (%s); queued", node.name,
+                             exc)  # fmt: skip
+                    queue = True
+            if node.uuid is not None and queue:
+                self.pending.move("file", node.uuid, old_parent.uuid, new_parent.uuid, new_name)
             if node.local_id is not None:
                 self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
+
+    async def _send_file_move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        assert node.uuid is not None and new_parent.uuid is not None
+        try:
+            try:
+                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
+            except ie.Conflict:
+                # A file unlinked here a moment ago whose delete is still queued holds the
+                # name: delete it now and move again.
+                if not await self.uploader.settle_deletes_at(new_parent.uuid, new_name):
+                    raise
+                await self.remote.move_file(node.uuid, new_parent.uuid, new_name)
+        except ie.Conflict:
+            # Another client created that name after our listing: rename(2) replaces the
+            # target, as a local rename over it would. A folder of that name, or an entry
+            # this mount knows, stays: EEXIST.
+            await self._remove_unseen_target(node, new_parent, new_name)
+        crash_point("after-remote-move")
 
     async def _remove_unseen_target(self, node: Node, new_parent: Node, new_name: str) -> None:
         """The move of ``node`` met an entry this mount has not listed: replace it as a

@@ -37,6 +37,7 @@ from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.namespace import Namespace, bytes_reader
 from internxtfs.fs.ownership import Ownership
+from internxtfs.fs.pending import PendingNamespace
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
@@ -109,6 +110,11 @@ class Filesystem(pyfuse3.Operations):
         self.table = InodeTable(root_uuid, clock_ns())
         # Renames over an existing entry; the mount runs its background task (replacements.run).
         self.replacements = Replacements(remote, journal)
+        # Namespace changes made while Internxt cannot be reached (fs/pending.py); the mount
+        # runs its replay task (pending.run).
+        self.pending = PendingNamespace(
+            journal, remote, self.table, uploader, recovery_parent=uploader.recovery_parent
+        )
         self.meta = Metadata(
             remote,
             self.table,
@@ -119,6 +125,8 @@ class Filesystem(pyfuse3.Operations):
             shown_as=self.replacements.shown_as,
             links=options.links,
             subdirs_changed=self._subdirs_changed,
+            held=self.pending.holds,
+            pending_folders=self.pending.folders_in,
         )
         self.owners = Ownership(journal, options)
         # What create, mkdir, unlink, rmdir and rename do, and a file's local state around them.
@@ -132,6 +140,7 @@ class Filesystem(pyfuse3.Operations):
             meta=self.meta,
             owners=self.owners,
             replacements=self.replacements,
+            pending=self.pending,
             clock_ns=clock_ns,
             monotonic=monotonic,
         )

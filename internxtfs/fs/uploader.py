@@ -191,6 +191,9 @@ class Uploader:
         self.size_cap: int | None = None
         self._size_cap_at: float | None = None
         self.size_cap_ttl = size_cap_ttl
+        # Files whose folder has namespace changes queued while offline (fs/pending.py): not
+        # published until those are sent (then wake_deferred()).
+        self.deferred: Callable[[FileRecord], bool] = lambda record: False
 
     # --- API for the operations layer ------------------------------------------------------
 
@@ -205,6 +208,14 @@ class Uploader:
             entry.due = now
         else:
             entry.due = max(entry.due, due)  # quiet since the last schedule; keeps a backoff
+        self._notify()
+
+    def wake_deferred(self) -> None:
+        """Queued namespace changes were sent: queue the files that waited for them."""
+        for record in self.journal.dirty_files():
+            i = record.local_id
+            if i not in self._queue and i not in self._running and self._has_work(i):
+                self._queue[i] = _Queued(self._clock())
         self._notify()
 
     def relieve_pressure(self) -> bool:
@@ -420,7 +431,9 @@ class Uploader:
         state = record.state
         if lifecycle.is_unlinked(record):
             return state is FileState.DELETE_PENDING  # not HELD: that waits for a close
-        return state is not FileState.CLEAN or local_id in self._running
+        if local_id in self._running:
+            return True
+        return state is not FileState.CLEAN and not self.deferred(record)
 
     def _pending_ids(self) -> set[int]:
         ids = {r.local_id for r in self.journal.dirty_files()}
@@ -657,6 +670,11 @@ class Uploader:
             record = self.journal.get(local_id)
             if record is None or lifecycle.is_unlinked(record) or record.generation != generation:
                 # Unlinked, or changed while uploading: this object would publish a mix.
+                self._orphan(local_id, file_id)
+                return False
+            if self.deferred(record):
+                # Moved meanwhile into a folder with queued namespace changes (made offline,
+                # maybe not created yet): published once they are sent.
                 self._orphan(local_id, file_id)
                 return False
             # Journaled before the drive call: after a crash here, resume() knows this object

@@ -9,6 +9,7 @@ A flush waits for the first with a budget and gives the other two at most
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,9 +29,16 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class Pending:
     def __init__(
-        self, uploader: Uploader, sweeper: OrphanSweeper, replacements: Replacements
+        self,
+        uploader: Uploader,
+        sweeper: OrphanSweeper,
+        replacements: Replacements,
+        replayed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.uploader = uploader
+        # Until the namespace changes queued offline are sent (fs/pending.py): a flush waits
+        # for them first, as the files in folders made offline wait for them.
+        self.replayed = replayed
         self.sweeper = sweeper
         self.replacements = replacements
 
@@ -70,8 +78,15 @@ class Pending:
                     await trio.sleep(0.5)
 
             nursery.start_soon(progress)
+            started = trio.current_time()
+            if self.replayed is not None:
+                with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    await self.replayed()
+                timed_out = scope.cancelled_caught
             try:
-                errors = await uploader.wait_idle(timeout=timeout)
+                if not timed_out:
+                    left = None if timeout is None else timeout - (trio.current_time() - started)
+                    errors = await uploader.wait_idle(timeout=left)
             except TimeoutError:
                 timed_out = True
             if not timed_out:

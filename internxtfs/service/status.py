@@ -40,6 +40,7 @@ class StatusReport:
         sweeper: OrphanSweeper,
         replacements: Replacements,
         cache: BlockCache,
+        namespace: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.mountpoint = mountpoint
         self.profile = profile
@@ -50,6 +51,8 @@ class StatusReport:
         self.sweeper = sweeper
         self.replacements = replacements
         self.cache = cache
+        # Namespace changes queued while offline (fs/pending.py): counted with the uploads.
+        self.namespace = namespace
 
     def __call__(self) -> dict[str, Any]:
         """The ``internxtfs status`` answer."""
@@ -62,7 +65,8 @@ class StatusReport:
             "cache_dir": str(self.cache_dir),
             "uploads": self.uploader.stats()
             | self.sweeper.stats()
-            | {"renames_unsettled": self.replacements.pending()},
+            | {"renames_unsettled": self.replacements.pending()}
+            | self.namespace(),
             "cache": self.cache.stats(),
             "network": self.client.retry.stats.as_dict(),
             "session": {
@@ -77,7 +81,7 @@ class StatusReport:
     def line(self) -> str:
         """systemd's STATUS line for this mount."""
         return status_line(
-            self.uploader.stats(),
+            self.uploader.stats() | self.namespace(),
             self.client.session_manager.last_error,
             self.client.retry.stats.offline_since,
         )
@@ -89,6 +93,8 @@ def status_line(
     line = f"{uploads['pending_files']} file(s) pending upload ({uploads['pending_bytes']} bytes)"
     if uploads["errors"]:
         line += f", {len(uploads['errors'])} failing"
+    if uploads.get("namespace_queued"):
+        line += f", {uploads['namespace_queued']} namespace change(s) queued"
     if offline_since is not None:
         # First too: while Internxt cannot be reached, nothing else moves.
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(offline_since))

@@ -356,3 +356,63 @@ def test_schema_7_gains_the_held_state_of_files(tmp_path: Path) -> None:
     assert held.state is FileState.HELD
     upgraded.close()
     assert Journal(path).get(clean.local_id) == held
+
+
+def test_schema_7_and_8_gain_the_queue_of_namespace_changes(tmp_path: Path) -> None:
+    for version in (7, 8):
+        path = tmp_path / f"state-{version}.db"
+        j = Journal(path)
+        r = j.new_file(parent_uuid="p", name="a")
+        j.close()
+        db = sqlite3.connect(path)  # back to what that version wrote: no queued changes
+        older = BEFORE_8 if version == 7 else ""
+        db.executescript(
+            f"DROP TABLE namespace_ops; {older} UPDATE schema_version SET version = {version};"
+        )
+        db.close()
+        upgraded = Journal(path)
+        assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,
+        )
+        assert upgraded.get(r.local_id) == r
+        assert upgraded.ops() == []
+        upgraded.close()
+    upgraded = Journal(path)
+    assert upgraded.ops() == []
+    upgraded.add_op("mkdir", "folder", "offline-1", "root", "d", mtime_ns=5)
+    upgraded.add_op("move", "file", "f-uuid", "offline-1", "b", old_parent_uuid="root")
+    upgraded.close()
+    assert [(o.op, o.uuid, o.parent_uuid) for o in Journal(path).ops()] == [
+        ("mkdir", "offline-1", "root"),
+        ("move", "f-uuid", "offline-1"),
+    ]
+
+
+def test_a_placeholder_becomes_the_real_uuid_everywhere_in_one_commit(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state.db")
+    inside = j.new_file(parent_uuid="offline-1", name="f", dirty=True)
+    elsewhere = j.new_file(parent_uuid="root", name="g", dirty=True)
+    j.add_op("mkdir", "folder", "offline-1", "root", "d")
+    j.add_op("mkdir", "folder", "offline-2", "offline-1", "e")
+    j.add_op("move", "folder", "offline-1", "root", "d2", old_parent_uuid="root")
+    j.set_owner("offline-1", Owner(mode=0o700))
+    j.save_entries(
+        ["root", "offline-1"],
+        [
+            EntryRow("offline-1", 5, "root", "d", True, 0, None, 1, 1, 10.0),
+            EntryRow("offline-2", 6, "offline-1", "e", True, 0, None, 1, 1, 10.0),
+        ],
+    )
+    j.substitute_uuid("offline-1", "real")
+    for journal in (j, Journal(tmp_path / "state.db")):
+        assert journal.get(inside.local_id).parent_uuid == "real"  # type: ignore[union-attr]
+        assert journal.get(elsewhere.local_id).parent_uuid == "root"  # type: ignore[union-attr]
+        assert [(o.uuid, o.parent_uuid) for o in journal.ops()] == [
+            ("real", "root"),
+            ("offline-2", "real"),
+            ("real", "root"),
+        ]
+        assert journal.owner("real") == Owner(mode=0o700) and journal.owner("offline-1") is None
+        rows = {r.uuid: r for r in journal.entry_rows()}
+        assert rows["real"].ino == 5 and rows["offline-2"].parent_uuid == "real"
+        assert "offline-1" not in rows

@@ -1,0 +1,359 @@
+"""Namespace changes made while Internxt cannot be reached (issue 9): journaled, shown, replayed.
+
+While Internxt is known to be unreachable (``Remote.offline()``), or when a call to it fails
+for lack of an answer, ``mkdir``, ``rename`` of a stored file or folder and ``rmdir`` of a
+stored folder succeed locally. Each is one row of the journal's ``namespace_ops`` table, in the
+order made, committed together with the metadata cache's view of the folders it changed, so a
+kill -9 or a remount (still offline) shows the tree as it was left. While anything is queued,
+every later namespace change is queued behind it too (never sent ahead of an earlier one).
+
+A folder made offline has no uuid yet: it gets a *placeholder* (``offline-<hex>``, which can
+never be a uuid: it holds letters past ``f``). Files created in it name the placeholder as their
+parent. Nothing ever sends a placeholder to Internxt:
+
+* the folders a queued change touches are *held* (:meth:`PendingNamespace.holds`): their
+  listings are never fetched (the local view is the truth until the changes are sent), and
+  the uploader defers every upload into a held folder (a create there could meet the name of
+  an entry a queued rename has not moved away yet, or a folder not created yet);
+* a listing shows the folders made offline (:meth:`folders_in`, merged like unsent files).
+
+The replayer (:meth:`PendingNamespace.run`, a background task of the mount) sends the oldest
+change once Internxt answers, removes its row, and goes on; between attempts during an outage
+it waits ``retry_interval`` seconds. Each decision rests on the server's answer then:
+
+* ``mkdir``: created in its parent; a folder of that name there already (made elsewhere, or our
+  own create whose answer was lost) is adopted, as ``mkdir -p`` would. The parent deleted
+  elsewhere: the folder is made in the recovery folder at the root (as files are,
+  ``conflicts.RecoveryFolder``). Then the placeholder becomes the uuid everywhere in one
+  journal commit (records, queued changes, metadata cache, owners) and in the inode table, and
+  the uploads that waited for it start.
+* ``move`` (rename of a stored file or folder): sent as the handler would have. The entry gone
+  (deleted elsewhere, or our own queued unlink went first): dropped. The name taken there by
+  another entry: ours is stored beside it under a marked name ``NAME (internxtfs conflict
+  DATE)``, as a conflicting upload is.
+* ``rmdir``: our queued unlinks in it go first; then it is deleted only if the server lists it
+  empty (another client may have put something in it meanwhile: then it stays, and shows again).
+
+A change the server refuses for good (4xx other than the cases above) is dropped with a warning:
+the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
+kept and retried (files wait in it): ``status`` shows the error.
+
+Not queued (docs/semantics.md): a rename over an existing stored entry (several journaled steps
+on the server, fs/replacement.py) fails with EIO while offline and, once Internxt answers,
+first waits for the queue to drain; a symlink into a folder made offline fails with EIO until
+the folder exists; a folder never listed here cannot be changed offline (its lookup fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from collections import Counter
+from typing import Any
+
+import trio
+
+from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
+from internxtfs.fs.inodes import InodeTable
+from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
+from internxtfs.fs.remote import Remote
+from internxtfs.fs.uploader import Uploader
+from internxtfs.internxt import errors as ie
+from internxtfs.internxt.retry import interactive
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_PREFIX = "offline-"
+MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
+
+
+def is_placeholder(uuid: str | None) -> bool:
+    """A folder made offline whose mkdir has not been sent yet."""
+    return uuid is not None and uuid.startswith(PLACEHOLDER_PREFIX)
+
+
+def new_placeholder() -> str:
+    return PLACEHOLDER_PREFIX + uuidlib.uuid4().hex
+
+
+def unreachable(exc: BaseException, remote: Remote) -> bool:
+    """A handler's call failed because Internxt cannot be reached (the retry policy took it
+    for an outage: no answer, not a refusal, not one bad answer among good ones): the change
+    is queued instead of failing."""
+    return isinstance(exc, ie.InternxtError) and exc.retryable and remote.offline()
+
+
+def _worth_retrying(exc: ie.InternxtError, remote: Remote) -> bool:
+    return exc.retryable or remote.offline()
+
+
+class PendingNamespace:
+    def __init__(
+        self,
+        journal: Journal,
+        remote: Remote,
+        table: InodeTable,
+        uploader: Uploader,
+        *,
+        recovery_parent: str | None = None,
+        retry_interval: float = 2.0,
+    ) -> None:
+        self.journal = journal
+        self.remote = remote
+        self.table = table
+        self.uploader = uploader
+        self.recovery_parent = recovery_parent
+        self.retry_interval = retry_interval
+        self._ops: list[NamespaceOp] = journal.ops()
+        self._held: Counter[str] = Counter()
+        self._changed = trio.Event()
+        self.last_error: str | None = None
+        self._recount()
+        uploader.deferred = self.defers
+
+    # --- what the rest of the mount asks ---------------------------------------------------
+
+    def queued(self) -> int:
+        return len(self._ops)
+
+    def holds(self, folder_uuid: str | None) -> bool:
+        """A queued change touches this folder: its listing is ours until they are sent."""
+        return folder_uuid is not None and (
+            is_placeholder(folder_uuid) or self._held[folder_uuid] > 0
+        )
+
+    def defers(self, record: FileRecord) -> bool:
+        """The uploader must not publish this file yet (see the module docstring). A pending
+        remote delete is by uuid and goes at once."""
+        return not record.deleted and self.holds(record.parent_uuid)
+
+    def must_queue(self, *uuids: str | None) -> bool:
+        """Queue this change instead of sending it: Internxt is unreachable, an earlier change
+        is still queued, or it involves a folder that does not exist remotely yet."""
+        return self.remote.offline() or bool(self._ops) or any(map(is_placeholder, uuids))
+
+    def folders_in(self, folder_uuid: str) -> list[tuple[str, str, int]]:
+        """Folders made offline that are now in ``folder_uuid``: (placeholder, name, mtime)."""
+        made: dict[str, tuple[str, str, int]] = {}
+        for op in self._ops:
+            if op.op == MKDIR:
+                made[op.uuid] = (op.parent_uuid, op.name, op.mtime_ns)
+            elif op.op == MOVE and op.uuid in made:
+                made[op.uuid] = (op.parent_uuid, op.name, made[op.uuid][2])
+            elif op.op == RMDIR:
+                made.pop(op.uuid, None)
+        return [(u, name, mtime) for u, (p, name, mtime) in made.items() if p == folder_uuid]
+
+    # --- queuing (called by the handlers, inside their journal transaction) -------------------
+
+    def mkdir(self, parent_uuid: str, name: str, mtime_ns: int) -> str:
+        placeholder = new_placeholder()
+        self._add(MKDIR, "folder", placeholder, parent_uuid, name, mtime_ns=mtime_ns)
+        return placeholder
+
+    def move(self, kind: str, uuid: str, old_parent: str, new_parent: str, name: str) -> None:
+        self._add(MOVE, kind, uuid, new_parent, name, old_parent_uuid=old_parent)
+
+    def rmdir(self, uuid: str, parent_uuid: str, name: str) -> None:
+        if is_placeholder(uuid) and self._cancel_mkdir(uuid):
+            return
+        self._add(RMDIR, "folder", uuid, parent_uuid, name)
+
+    def _cancel_mkdir(self, placeholder: str) -> bool:
+        """A folder made offline and removed before anything else used it: both go."""
+        mine = [op for op in self._ops if placeholder in (op.uuid, op.parent_uuid,
+                                                          op.old_parent_uuid)]  # fmt: skip
+        if len(mine) != 1 or mine[0].op != MKDIR:
+            return False
+        if any(r.parent_uuid == placeholder for r in self.journal.all_files()):
+            return False
+        self.journal.remove_op(mine[0].seq)
+        self._reload()
+        return True
+
+    def _add(self, op: str, kind: str, uuid: str, parent: str, name: str, **extra: Any) -> None:
+        self.journal.add_op(op, kind, uuid, parent, name, **extra)
+        if not self._ops:
+            log.warning("Internxt cannot be reached: namespace changes are queued and sent "
+                        "once it answers (internxtfs status shows them)")  # fmt: skip
+        self._reload()
+
+    def _reload(self) -> None:
+        self._ops = self.journal.ops()
+        self._recount()
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _recount(self) -> None:
+        held: Counter[str] = Counter()
+        for op in self._ops:
+            for folder in (op.parent_uuid, op.old_parent_uuid):
+                if folder is not None:
+                    held[folder] += 1
+            if op.kind == "folder":
+                held[op.uuid] += 1
+        self._held = held
+
+    # --- replay --------------------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Send the queued changes, oldest first, whenever Internxt answers."""
+        task_status.started()
+        if self._ops:
+            log.info("%d namespace change(s) queued from an earlier run", len(self._ops))
+        while True:
+            if not self._ops:
+                await self._changed.wait()
+                continue
+            op = self._ops[0]
+            try:
+                with interactive():
+                    await self._replay(op)
+            except ie.InternxtError as exc:
+                self.last_error = f"{op.op} {op.name!r}: {exc}"
+                if (
+                    _worth_retrying(exc, self.remote)
+                    or op.op == MKDIR
+                    or isinstance(exc, ie.Conflict)
+                ):
+                    log.debug("cannot send the queued %s of %r yet: %r", op.op, op.name, exc)
+                    await trio.sleep(self.retry_interval)
+                    continue
+                log.warning("Internxt refused the queued %s of %r (%s); the entry stays as "
+                            "Internxt holds it", op.op, op.name, exc)  # fmt: skip
+                self.journal.remove_op(op.seq)
+            except Exception as exc:  # a bug or a full disk: kept, tried again later
+                self.last_error = f"{op.op} {op.name!r}: {exc!r}"
+                log.exception("queued %s of %r failed unexpectedly", op.op, op.name)
+                await trio.sleep(self.retry_interval * 5)
+                continue
+            else:
+                self.last_error = None
+            self._reload()
+            if not self._ops:
+                log.info("queued namespace changes sent")
+            self.uploader.wake_deferred()
+
+    async def wait_replayed(self) -> None:
+        """Until nothing is queued (``internxtfs flush``)."""
+        while self._ops:
+            await self._changed.wait()
+
+    async def _replay(self, op: NamespaceOp) -> None:
+        if op.op == MKDIR:
+            await self._replay_mkdir(op)
+        elif op.op == MOVE:
+            await self._replay_move(op)
+        elif op.op == RMDIR:
+            await self._replay_rmdir(op)
+        else:
+            log.error("unknown queued namespace change %r; dropped", op.op)
+            self.journal.remove_op(op.seq)
+
+    async def _make_folder(self, parent: str, name: str, mtime_ns: int) -> str:
+        try:
+            entry = await self.remote.create_folder(
+                parent, name, ctime=mtime_ns / 1e9, mtime=mtime_ns / 1e9
+            )
+            return str(entry.uuid)
+        except ie.Conflict:
+            found = [f for f in await self.remote.folders_exist(parent, [name]) if f.name == name]
+            if not found:
+                raise  # a replica does not show it yet: asked again after a pause
+            log.info("folder %r made offline exists remotely already; adopting it", name)
+            return str(found[0].uuid)
+
+    async def _replay_mkdir(self, op: NamespaceOp) -> None:
+        try:
+            real = await self._make_folder(op.parent_uuid, op.name, op.mtime_ns)
+        except ie.NotFound:
+            if self.recovery_parent is None:
+                raise
+            # Its parent was deleted elsewhere meanwhile: what was made in it offline is kept
+            # in the recovery folder at the root (as the uploader keeps files).
+            recovery = await self._make_folder(self.recovery_parent, RECOVERY_FOLDER, 0)
+            name = marked_name(op.name, f"recovered {time.strftime('%Y-%m-%d %H%M%S')}")
+            log.warning("the folder holding %r was deleted elsewhere; storing it as /%s/%s",
+                        op.name, RECOVERY_FOLDER, name)  # fmt: skip
+            real = await self._make_folder(recovery, name, op.mtime_ns)
+        with self.journal.transaction():
+            self.journal.remove_op(op.seq)
+            self.journal.substitute_uuid(op.uuid, real)
+        node = self.table.by_uuid(op.uuid)
+        if node is not None:
+            self.table.set_uuid(node, real)
+
+    async def _replay_move(self, op: NamespaceOp) -> None:
+        name = op.name
+        for attempt in range(2):
+            try:
+                await self._send_move(op, name)
+                break
+            except ie.NotFound:
+                log.info("%r was deleted or moved elsewhere before its queued rename was sent; "
+                         "dropped", op.name)  # fmt: skip
+                break
+            except ie.Conflict:
+                if op.kind == "file" and await self.uploader.settle_deletes_at(
+                    op.parent_uuid, name
+                ):
+                    continue  # a file we unlinked held the name: gone now
+                if op.kind == "file":
+                    # The server just said a file holds the name: a replica that shows none
+                    # has not caught up, and is asked again (fs/remote.py, ``stale``).
+                    found = await self.remote.files_exist(
+                        op.parent_uuid, [name], stale=lambda entries: not entries
+                    )
+                else:
+                    found = await self.remote.folders_exist(op.parent_uuid, [name])
+                if any(str(e.uuid) == op.uuid for e in found):
+                    break  # our own move landed (its answer was lost)
+                if attempt:
+                    raise
+                stamp = time.strftime("%Y-%m-%d %H%M%S")
+                name = marked_name(op.name, f"internxtfs conflict {stamp}")
+                log.warning("%r was taken elsewhere while our rename onto it was queued; ours is "
+                            "stored as %r", op.name, name)  # fmt: skip
+        with self.journal.transaction():
+            self.journal.remove_op(op.seq)
+            record = self.journal.find_by_remote(op.uuid)
+            if record is not None and not record.deleted and name != op.name:
+                self.journal.update(record.local_id, name=name)
+        if name != op.name:
+            node = self.table.by_uuid(op.uuid)
+            parent = self.table.by_uuid(op.parent_uuid)
+            if node is not None and parent is not None and parent.children is not None:
+                self.table.move_child(parent, node.name, parent, name)
+
+    async def _send_move(self, op: NamespaceOp, name: str) -> None:
+        if op.kind == "file":
+            await self.remote.move_file(op.uuid, op.parent_uuid, name)
+        elif op.old_parent_uuid == op.parent_uuid:
+            await self.remote.rename_folder(op.uuid, name)
+        else:
+            await self.remote.move_folder(op.uuid, op.parent_uuid, name)
+
+    async def _replay_rmdir(self, op: NamespaceOp) -> None:
+        await self.uploader.wait_deletes_in(op.uuid)
+        try:
+            folders = await self.remote.list_folders(op.uuid)
+            files = await self.remote.list_files(op.uuid)
+        except ie.NotFound:
+            folders, files = [], []
+        # A replica may still list what we moved or deleted a moment ago.
+        left = [
+            e
+            for e in [*folders, *files]
+            if not self.remote.recently_deleted(str(e.uuid))
+            and not self.remote.recently_written(str(e.uuid))
+        ]
+        if left:
+            log.warning("folder %r removed offline holds %d entries made elsewhere meanwhile; "
+                        "it is kept", op.name, len(left))  # fmt: skip
+        else:
+            await self.remote.delete("folder", op.uuid, name=op.name)
+        self.journal.remove_op(op.seq)
+
+    def stats(self) -> dict[str, Any]:
+        return {"namespace_queued": len(self._ops), "namespace_error": self.last_error}

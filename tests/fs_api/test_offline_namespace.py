@@ -1,0 +1,162 @@
+"""The namespace while Internxt is known to be down (fs/pending.py), in-process: mkdir, rename and
+rmdir are queued, nothing reaches the server with a placeholder, and the replay follows the
+conflict rules on what the server holds once it answers (docs/semantics.md, Durability)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from internxtfs.fs.conflicts import RECOVERY_FOLDER
+from internxtfs.fs.inodes import ROOT_INODE
+from internxtfs.fs.pending import is_placeholder
+from tests.fs_api.conftest import serving
+from tests.harness.fake_remote import DELETED, ROOT, FakeRemote
+from tests.harness.in_process import CTX, InProcess
+
+
+def _fake(m: InProcess) -> FakeRemote:
+    return m.remote.inner  # type: ignore[no-any-return]
+
+
+async def _mkdir(m: InProcess, name: str, parent: int = ROOT_INODE) -> int:
+    return int((await m.fs.mkdir(parent, name.encode(), 0o755, CTX)).st_ino)
+
+
+@asynccontextmanager
+async def _back_online(m: InProcess) -> AsyncIterator[None]:
+    """Internxt answers again: the replay runs, then everything is stored."""
+    _fake(m).known_offline = False
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.fs.pending.run)
+        with trio.fail_after(600):
+            await m.fs.pending.wait_replayed()
+            assert await m.uploader.wait_idle() == {}
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def test_mkdir_offline_is_queued_and_its_files_wait_for_it(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = _fake(mounted)
+    async with serving(mounted):
+        fake.known_offline = True
+        d = await _mkdir(mounted, "d")
+        sub = await _mkdir(mounted, "sub", d)
+        await mounted.write_file("f.txt", b"made offline", parent=sub)
+        assert is_placeholder(mounted.fs.table.get(d).uuid)  # type: ignore[union-attr]
+        assert await mounted.listdir() == ["d"] and await mounted.listdir(sub) == ["f.txt"]
+        await trio.sleep(60)  # the uploader's quiet period and more: nothing is sent
+        assert fake.names(ROOT) == [] and not any("create" in c for c in fake.calls)
+        assert mounted.fs.pending.queued() == 2
+        async with _back_online(mounted):
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None
+            inner = fake.folder_at(folder.uuid, "sub")
+            assert inner is not None and fake.content(inner.uuid, "f.txt") == b"made offline"
+            # The inodes keep their numbers and now name the real folders.
+            assert mounted.fs.table.get(d).uuid == folder.uuid  # type: ignore[union-attr]
+            assert mounted.journal.ops() == []
+
+
+async def test_replayed_mkdir_adopts_a_folder_made_elsewhere_meanwhile(mounted: InProcess) -> None:
+    fake = _fake(mounted)
+    async with serving(mounted):
+        fake.known_offline = True
+        d = await _mkdir(mounted, "d")
+        await mounted.write_file("mine.txt", b"ours", parent=d)
+        theirs = fake.add_folder(ROOT, "d")
+        fake.add_file(theirs, "theirs.txt", b"theirs")
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["d"]  # one folder, as mkdir -p would leave it
+            assert fake.content(theirs, "mine.txt") == b"ours"
+            assert fake.content(theirs, "theirs.txt") == b"theirs"
+
+
+async def test_replayed_mkdir_whose_parent_was_deleted_elsewhere_goes_to_recovery(
+    mounted: InProcess,
+) -> None:
+    fake = _fake(mounted)
+    parent = fake.add_folder(ROOT, "p")
+    async with serving(mounted):
+        p = await mounted.lookup("p")
+        await mounted.listdir(p)
+        fake.known_offline = True
+        d = await _mkdir(mounted, "d", p)
+        await mounted.write_file("kept.txt", b"not lost", parent=d)
+        fake.folders[parent].status = DELETED
+        async with _back_online(mounted):
+            recovery = fake.folder_at(ROOT, RECOVERY_FOLDER)
+            assert recovery is not None
+            [name] = fake.names(recovery.uuid)
+            assert name.startswith("d (recovered ")
+            kept = fake.folder_at(recovery.uuid, name)
+            assert kept is not None and fake.content(kept.uuid, "kept.txt") == b"not lost"
+
+
+async def test_queued_rename_onto_a_name_taken_elsewhere_keeps_both(mounted: InProcess) -> None:
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        assert fake.names(ROOT) == ["a"] and await mounted.listdir() == ["b"]
+        fake.add_file(ROOT, "b", b"theirs")
+        async with _back_online(mounted):
+            names = fake.names(ROOT)
+            assert len(names) == 2 and "b" in names and "a" not in names
+            [ours] = [n for n in names if n != "b"]
+            assert ours.startswith("b (internxtfs conflict ")
+            assert fake.content(ROOT, ours) == b"ours" and fake.content(ROOT, "b") == b"theirs"
+
+
+async def test_queued_rename_of_a_folder_and_of_a_file_into_it(mounted: InProcess) -> None:
+    fake = _fake(mounted)
+    fake.add_folder(ROOT, "d")
+    fake.add_file(ROOT, "f", b"content")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("d", "e")
+        e = await mounted.lookup("e")
+        await mounted.fs.rename(ROOT_INODE, b"f", e, b"g", 0, CTX)
+        assert await mounted.listdir() == ["e"] and await mounted.listdir(e) == ["g"]
+        assert sorted(fake.names(ROOT)) == ["d", "f"]
+        async with _back_online(mounted):
+            folder = fake.folder_at(ROOT, "e")
+            assert fake.names(ROOT) == ["e"] and folder is not None
+            assert fake.content(folder.uuid, "g") == b"content"
+
+
+async def test_queued_rmdir_keeps_a_folder_filled_elsewhere_meanwhile(mounted: InProcess) -> None:
+    fake = _fake(mounted)
+    empty = fake.add_folder(ROOT, "empty")
+    filled = fake.add_folder(ROOT, "filled")
+    async with serving(mounted):
+        await mounted.listdir()
+        for name in ("empty", "filled"):
+            await mounted.listdir(await mounted.lookup(name))
+        fake.known_offline = True
+        await mounted.fs.rmdir(ROOT_INODE, b"empty", CTX)
+        await mounted.fs.rmdir(ROOT_INODE, b"filled", CTX)
+        assert await mounted.listdir() == []
+        fake.add_file(filled, "new.txt", b"put there elsewhere")
+        async with _back_online(mounted):
+            assert fake.folder_at(ROOT, "empty") is None
+            assert fake.content(filled, "new.txt") == b"put there elsewhere"
+            assert empty not in {f.uuid for f in fake.folders.values() if f.status != DELETED}
+
+
+async def test_mkdir_then_rmdir_offline_sends_nothing(mounted: InProcess) -> None:
+    fake = _fake(mounted)
+    async with serving(mounted):
+        fake.known_offline = True
+        await _mkdir(mounted, "tmp")
+        await mounted.fs.rmdir(ROOT_INODE, b"tmp", CTX)
+        assert mounted.fs.pending.queued() == 0 and await mounted.listdir() == []
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == [] and not any("create" in c for c in fake.calls)
