@@ -439,7 +439,16 @@ class Namespace:
     async def _rename_over(self, node: Node, new_parent: Node, new_name: str, target: Node) -> None:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
-        await self._no_queue_before_rename_over(node, new_parent, target)
+        if await self._queue_rename_over(node, new_parent, target):
+            # Offline, a file over a file: the target's delete is journaled as by unlink and
+            # the move is queued (or, for a file never uploaded, journaled) behind it. The
+            # replay and the uploader meet the name still taken only by our own pending
+            # delete, which they send first (Uploader.settle_deletes_at). Other clients see
+            # no entry at the name in between, as with the steps of an online rename over
+            # a file not uploaded yet.
+            await self.unlink(new_parent, target)
+            await self._move_file(node, new_parent, new_name)
+            return
         if target.is_dir:
             if target.uuid is not None:
                 # As rmdir: files just unlinked in it are deleted first, not with the folder.
@@ -491,25 +500,27 @@ class Namespace:
             )
             self.table.unlink_child(new_parent, target.name)
 
-    async def _no_queue_before_rename_over(
-        self, node: Node, new_parent: Node, target: Node
-    ) -> None:
-        """A rename over a stored entry takes several steps on the server (fs/replacement.py),
-        which cannot be queued: offline it fails with EIO (docs/semantics.md); online it waits
-        for the queued namespace changes to be sent first, so it never runs ahead of them."""
+    async def _queue_rename_over(self, node: Node, new_parent: Node, target: Node) -> bool:
+        """Whether a rename over a stored entry must be queued (fs/pending.py) rather than run
+        in its steps on the server (fs/replacement.py), which cannot be queued. Online it
+        waits for the queued namespace changes to be sent first, so it never runs ahead of
+        them. Offline, a file over a closed file is queued as an unlink and a move (True);
+        anything else (folders, an open target) fails with EIO (docs/semantics.md)."""
         record = None if target.local_id is None else self.journal.get(target.local_id)
         stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
         parent = self.table.get(node.parent)
         parent_uuid = None if parent is None else parent.uuid
         if not stored or not self.pending.must_queue(node.uuid, new_parent.uuid, parent_uuid):
-            return
+            return False
         if not self.remote.offline():
             with trio.move_on_after(STALE_QUEUE_WAIT):
                 await self.pending.wait_replayed()
             if not self.pending.queued():
-                return
-        log.warning("a rename over an existing stored entry cannot be queued while Internxt "
-                    "is unreachable: EIO")  # fmt: skip
+                return False
+        if not node.is_dir and not target.is_dir and not target.open_handles:
+            return True
+        log.warning("a rename over an existing stored folder or open file cannot be queued "
+                    "while Internxt is unreachable: EIO")  # fmt: skip
         raise pyfuse3.FUSEError(errno.EIO)
 
     async def _rename_over_other_kind(

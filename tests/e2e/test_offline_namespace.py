@@ -107,8 +107,9 @@ def test_queued_mkdir_rename_and_unlink_survive_kill_9_and_a_remount_offline(
     new_mount: Any,
 ) -> None:
     """kill -9 while offline with a queued mkdir, renames (a stored file into a new folder, a
-    stored folder) and an unlink, and an rmdir; mounted again, still offline: the tree shows as
-    it was left. Server back, then flush: the remote tree equals the local one."""
+    stored folder, a stored file over another, a new file over a stored one as git and rsync
+    do) and an unlink, and an rmdir; mounted again, still offline: the tree shows as it was
+    left. Server back, then flush: the remote tree equals the local one."""
     m: MountedFS = new_mount("--dir-cache-ttl", "1")
     mnt = m.mountpoint
     (mnt / "docs").mkdir()
@@ -116,6 +117,8 @@ def test_queued_mkdir_rename_and_unlink_survive_kill_9_and_a_remount_offline(
     write_file(mnt / "docs/a.txt", b"a" * 3000)
     write_file(mnt / "docs/gone.txt", b"to be unlinked")
     write_file(mnt / "docs/stays.txt", b"stays")
+    write_file(mnt / "docs/b.txt", b"b, which replaces c")
+    write_file(mnt / "docs/c.txt", b"c, replaced by b")
     flush_ok(m)
 
     m.emulator.stop()
@@ -127,19 +130,25 @@ def test_queued_mkdir_rename_and_unlink_survive_kill_9_and_a_remount_offline(
         _call(lambda: os.rename(mnt / "docs", mnt / "papers"), "mv folder")
         _call(lambda: os.unlink(mnt / "papers/gone.txt"), "rm")
         _call(lambda: os.rmdir(mnt / "old-empty"), "rmdir")
+        _call(lambda: os.rename(mnt / "papers/b.txt", mnt / "papers/c.txt"), "mv over")
+        _call(lambda: write_file(mnt / "papers/.stays.tmp", b"stays, edited"), "write tmp")
+        _call(lambda: os.rename(mnt / "papers/.stays.tmp", mnt / "papers/stays.txt"), "tmp over")
         expected_tree = _call(lambda: _tree(mnt), "ls -R")
         expected_files = _call(lambda: local_tree(mnt), "read all")
         assert expected_tree == [
             "new/", "new/a-moved.txt", "new/deeper/", "new/deeper/made.txt",
-            "papers/", "papers/stays.txt",
+            "papers/", "papers/c.txt", "papers/stays.txt",
         ]  # fmt: skip
+        assert expected_files["papers/c.txt"] == b"b, which replaces c"
+        assert expected_files["papers/stays.txt"] == b"stays, edited"
         m.kill()
         m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
         assert _call(lambda: _tree(mnt), "ls -R after the crash") == expected_tree
         assert _call(lambda: local_tree(mnt), "read after the crash") == expected_files
-        # mkdir new, mkdir new/deeper, two renames, rmdir: still queued, in status.
+        # mkdir new, mkdir new/deeper, three moves of stored entries, rmdir: still queued,
+        # in status (unlinks are pending deletes of the uploader, not queued here).
         human = _call(lambda: cli("status", str(mnt), env=m.env).stdout, "status")
-        assert "namespace changes queued: 5" in human, human
+        assert "namespace changes queued: 6" in human, human
         time.sleep(1.5)
         assert _call(lambda: _tree(mnt), "ls -R later") == expected_tree
     finally:
