@@ -40,6 +40,7 @@ from internxtfs.internxt.auth import Session
 from internxtfs.internxt.client import InternxtClient
 from internxtfs.internxt.errors import Conflict, LegacyFileFormat, ServerError, Unreachable
 from internxtfs.internxt.retry import interactive
+from internxtfs.last_writes import LastWrites
 from internxtfs.salvage import lock_cache
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,9 @@ async def _run_mount(
         client.session_manager.login_command = f"internxtfs login --profile {profile.name}"
         journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
+        # The last run's writes may be a moment old: first listings are checked against them.
+        last_writes = LastWrites(journal, client.drive.read_lag)
+        held = last_writes.restore()
 
         async def fetch(record: FileRecord, offset: int, length: int) -> bytes | memoryview:
             assert record.remote_file_id is not None
@@ -251,6 +255,7 @@ async def _run_mount(
         )
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         operations.meta.restore()  # the last known tree, served at once (even offline)
+        operations.meta.hold_first_listings(held)
         pyfuse3.init(operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse))
         # "main returned" means either the kernel unmounted us (fusermount3 -u) or a signal
         # made us stop serving (terminate); only in the second case must we unmount ourselves.
@@ -434,6 +439,7 @@ async def _run_mount(
                     await _flush(uploader, sweeper, operations.replacements, config.flush_timeout)
             if not state["closed"]:
                 pyfuse3.close(unmount=state["terminated"] or not state["main_returned"])
+            last_writes.close()
             journal.close()
 
 

@@ -145,6 +145,9 @@ class Metadata:
         self._warm_refreshes = trio.CapacityLimiter(WARM_REFRESHES)
         self._unsure: set[int] = set()  # restored after a crash: see children()
         self.wall = time.time  # listing times are kept in wall-clock time across mounts
+        # Until then (clock()), a first listing of a folder may miss what the last run of the
+        # mount wrote a moment ago: see hold_first_listings().
+        self._hold_until = -math.inf
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes, the outage probe and the saves of the metadata cache:
@@ -318,6 +321,39 @@ class Metadata:
             log.info("metadata cache: %d folder(s), %d entries known", restored, len(rows))
         return restored
 
+    def hold_first_listings(self, seconds: float) -> None:
+        """The last run of this mount (an unmount, a crash, a ``systemctl restart`` a moment
+        ago) wrote within ``seconds`` of the replicas' lag (internxtfs/last_writes.py): for
+        that long, a first listing of a folder in this run is not taken from a replica that
+        may still miss those writes. A folder shown from the metadata cache is listed at once,
+        and the listing counts if it shows what the cache holds; otherwise, and for a folder
+        with no view at all, it is asked again once the time is up. Nothing is merged: what
+        the listing says then stands, so nothing the crash recovery resolved comes back."""
+        if seconds > 0:
+            self._hold_until = self.clock() + seconds
+            log.debug("first listings are checked for %.2f s (the last run just wrote)", seconds)
+
+    def _held(self, dir_node: Node) -> float:
+        """Seconds a first listing of ``dir_node`` may still miss the last run's writes."""
+        if dir_node.children is not None and dir_node.ino not in self._restored:
+            return 0.0  # listed (or made) in this run already
+        return max(0.0, self._hold_until - self.clock())
+
+    def _view_ids(self, dir_node: Node) -> dict[str, str | None]:
+        """What the shown view of ``dir_node`` holds remotely: entry uuid -> content id."""
+        ids: dict[str, str | None] = {}
+        for ino in (dir_node.children or {}).values():
+            node = self.table.get(ino)
+            if node is None:
+                continue
+            uuid, file_id = node.uuid, node.file_id
+            record = None if node.local_id is None else self.journal.get(node.local_id)
+            if record is not None:
+                uuid, file_id = record.remote_uuid, record.remote_file_id
+            if uuid is not None:
+                ids[uuid] = None if node.is_dir else file_id
+        return ids
+
     async def _probe(self) -> None:
         """During an outage, list the root now and then: the first answer ends the outage
         (retry.py), and the root's listing is fresh again with it."""
@@ -423,12 +459,28 @@ class Metadata:
 
     async def _refresh(self, dir_node: Node) -> None:
         assert dir_node.uuid is not None
+        held = self._held(dir_node)
         if dir_node.children is None:
             # No view of ours to keep (below): a first listing of a folder one of our writes
-            # just changed (e.g. a rename over settled at start) waits for the replicas instead.
-            lag = self.listing_lag(dir_node.uuid)
+            # just changed (e.g. a rename over settled at start), or one the last run may have
+            # written a moment ago, waits for the replicas instead.
+            lag = max(self.listing_lag(dir_node.uuid), held)
             if lag > 0:
                 await trio.sleep(lag)
+            held = 0.0
+        while True:
+            if await self._fetch_and_merge(dir_node, held):
+                return
+            # A first listing that differs from the view the last run left, while the
+            # replicas may still miss that run's writes: asked again once they cannot.
+            log.debug("first listing of %s may predate the last run's writes", dir_node.uuid)
+            await trio.sleep(self._held(dir_node))
+            held = 0.0
+
+    async def _fetch_and_merge(self, dir_node: Node, held: float) -> bool:
+        """One listing of ``dir_node``, merged into its view; False (and nothing changed) when
+        ``held`` and the listing differs from the view shown (see hold_first_listings)."""
+        assert dir_node.uuid is not None
         before = self._mutations.get(dir_node.ino, 0)
         restored = dir_node.ino in self._restored
         started = self.clock()
@@ -475,17 +527,21 @@ class Metadata:
             # We changed this directory while the listing was in flight: our own view is newer.
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
-            return
+            return True
         files = [entry for entry in files if entry.uuid not in deleting]
+        if held > 0 and self._held(dir_node) > 0:
+            listed = {f.uuid: None for f in folders} | {f.uuid: f.file_id for f in files}
+            if listed != self._view_ids(dir_node):
+                return False
         before_subdirs = self.subdirs(dir_node)
         old = dir_node.children
-        # A view kept by an earlier mount (the metadata cache) is no change of ours: the
-        # listing wins over it, whatever the replicas' lag.
-        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0 and not restored
+        # Within the window after a write of ours that changed this folder's children.
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
         if lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
-            # version would undo the change for a moment.
+            # version would undo the change for a moment (rmdir's emptiness check would see
+            # the file just unlinked).
             # (A file we stored and have not listed since is known by its journal record: its
             # older version in the listing would pass for a change made elsewhere.)
             ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
@@ -495,10 +551,14 @@ class Metadata:
         if lagging:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
-            # (an entry removed elsewhere stays for at most the window).
+            # (an entry removed elsewhere stays for at most the window). Of a view kept by an
+            # earlier mount (the metadata cache), only what this run changed: the rest is no
+            # change of ours, and the listing wins over it.
             for name, ino in old.items():
                 node = self.table.get(ino)
                 if name in children or node is None:
+                    continue
+                if restored and not self._written_here(node):
                     continue
                 if node.parent == dir_node.ino and node.name == name:
                     children[name] = ino
@@ -509,6 +569,7 @@ class Metadata:
         self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
+        return True
 
     def subdirs(self, dir_node: Node) -> int | None:
         """How many subdirectories ``dir_node`` has, or None when it was never listed."""
@@ -528,6 +589,14 @@ class Metadata:
             return True
         known = uuid in ours or self.table.by_uuid(uuid) is not None
         return known and self.recently_written(uuid)
+
+    def _written_here(self, node: Node) -> bool:
+        """Whether this run of the mount created, moved or renamed ``node`` a moment ago."""
+        uuid = node.uuid
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is not None:
+            uuid = record.remote_uuid
+        return uuid is not None and self.recently_written(uuid)
 
     def _merge(
         self,
