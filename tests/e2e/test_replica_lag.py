@@ -202,3 +202,20 @@ def test_rewriting_a_file_just_stored_keeps_one_file(mounted_factory: Any) -> No
             fh.write(f"version {version}".encode())
             os.fsync(fh.fileno())
     _settled(m, {"f.txt": b"version 2"}, [])
+
+
+def test_link_time_set_right_after_its_creation_survives_a_remount(mounted_factory: Any) -> None:
+    """tar -x of a symlink: created in a folder made a moment ago, then its time set (a new
+    object with the target, the old one deleted by the replace). The replace waits for the
+    replica; the metadata cache must name the new object, not the deleted one."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    (mnt / "x/bin").mkdir(parents=True)
+    write_file(mnt / "x/notes.txt", b"notes\n")
+    os.symlink("../notes.txt", mnt / "x/bin/up")
+    os.utime(mnt / "x/bin/up", (1_400_000_000, 1_400_000_000), follow_symlinks=False)
+    flush_ok(m)
+    m.remount()
+    assert os.readlink(mnt / "x/bin/up") == "../notes.txt"
+    assert os.lstat(mnt / "x/bin/up").st_mtime == 1_400_000_000
+    _settled(m, {"x/notes.txt": b"notes\n", "x/bin/up.rclonelink": b"../notes.txt"}, ["x", "x/bin"])
