@@ -537,6 +537,7 @@ class Metadata:
         old = dir_node.children
         # Within the window after a write of ours that changed this folder's children.
         lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        dropped: set[str] = set()  # listed entries older than our own change to them
         if lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
@@ -545,20 +546,22 @@ class Metadata:
             # (A file we stored and have not listed since is known by its journal record: its
             # older version in the listing would pass for a change made elsewhere.)
             ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
-            folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
-            files = [f for f in files if not self._predates_us(f.uuid, ours)]
+            dropped = {f.uuid for f in (*folders, *files) if self._predates_us(f.uuid, ours)}
+            folders = [f for f in folders if f.uuid not in dropped]
+            files = [f for f in files if f.uuid not in dropped]
         children = self._merge(dir_node, folders, files, published, unpublished)
         if lagging:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
             # (an entry removed elsewhere stays for at most the window). Of a view kept by an
-            # earlier mount (the metadata cache), only what this run changed: the rest is no
-            # change of ours, and the listing wins over it.
+            # earlier mount (the metadata cache), only those whose listed version was dropped
+            # above: the rest is no change of ours, and the crash recovery may have moved or
+            # deleted them since.
             for name, ino in old.items():
                 node = self.table.get(ino)
                 if name in children or node is None:
                     continue
-                if restored and not self._written_here(node):
+                if restored and self._remote_uuid(node) not in dropped:
                     continue
                 if node.parent == dir_node.ino and node.name == name:
                     children[name] = ino
@@ -590,13 +593,10 @@ class Metadata:
         known = uuid in ours or self.table.by_uuid(uuid) is not None
         return known and self.recently_written(uuid)
 
-    def _written_here(self, node: Node) -> bool:
-        """Whether this run of the mount created, moved or renamed ``node`` a moment ago."""
-        uuid = node.uuid
+    def _remote_uuid(self, node: Node) -> str | None:
+        """The uuid of ``node``'s remote entry (a file this mount stored: from its record)."""
         record = None if node.local_id is None else self.journal.get(node.local_id)
-        if record is not None:
-            uuid = record.remote_uuid
-        return uuid is not None and self.recently_written(uuid)
+        return node.uuid if record is None else record.remote_uuid
 
     def _merge(
         self,

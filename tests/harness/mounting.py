@@ -68,6 +68,8 @@ class MountedFS:
         ready_r, ready_w = os.pipe()
         args = [
             str(BIN / "internxtfs"),
+            # INTERNXTFS_TEST_DEBUG=1: every request and decision in mount.log, to study a failure.
+            *(["--debug"] if os.environ.get("INTERNXTFS_TEST_DEBUG") else []),
             "--log-file",
             str(self.log_file),
             "mount",
