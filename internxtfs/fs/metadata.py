@@ -537,31 +537,31 @@ class Metadata:
         old = dir_node.children
         # Within the window after a write of ours that changed this folder's children.
         lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
-        dropped: set[str] = set()  # listed entries older than our own change to them
-        if lagging:
+        if lagging and restored:
+            # A view kept by an earlier mount (the metadata cache) is no change of ours: the
+            # listing wins over it, but not with what we deleted a moment ago (rmdir right
+            # after unlinking the folder's last file would see it). Nothing else of the view
+            # is kept or preferred: its places may be older than this run's own moves, and
+            # the crash recovery may have moved or deleted its entries since.
+            folders = [f for f in folders if not self.recently_deleted(f.uuid)]
+            files = [f for f in files if not self.recently_deleted(f.uuid)]
+        elif lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
-            # version would undo the change for a moment (rmdir's emptiness check would see
-            # the file just unlinked).
+            # version would undo the change for a moment.
             # (A file we stored and have not listed since is known by its journal record: its
             # older version in the listing would pass for a change made elsewhere.)
             ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
-            dropped = {f.uuid for f in (*folders, *files) if self._predates_us(f.uuid, ours)}
-            folders = [f for f in folders if f.uuid not in dropped]
-            files = [f for f in files if f.uuid not in dropped]
+            folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
+            files = [f for f in files if not self._predates_us(f.uuid, ours)]
         children = self._merge(dir_node, folders, files, published, unpublished)
-        if lagging:
+        if lagging and not restored:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
-            # (an entry removed elsewhere stays for at most the window). Of a view kept by an
-            # earlier mount (the metadata cache), only those whose listed version was dropped
-            # above: the rest is no change of ours, and the crash recovery may have moved or
-            # deleted them since.
+            # (an entry removed elsewhere stays for at most the window).
             for name, ino in old.items():
                 node = self.table.get(ino)
                 if name in children or node is None:
-                    continue
-                if restored and self._remote_uuid(node) not in dropped:
                     continue
                 if node.parent == dir_node.ino and node.name == name:
                     children[name] = ino
@@ -592,11 +592,6 @@ class Metadata:
             return True
         known = uuid in ours or self.table.by_uuid(uuid) is not None
         return known and self.recently_written(uuid)
-
-    def _remote_uuid(self, node: Node) -> str | None:
-        """The uuid of ``node``'s remote entry (a file this mount stored: from its record)."""
-        record = None if node.local_id is None else self.journal.get(node.local_id)
-        return node.uuid if record is None else record.remote_uuid
 
     def _merge(
         self,
