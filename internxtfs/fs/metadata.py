@@ -703,8 +703,10 @@ class Metadata:
                 if published.get(record.local_id) != (
                     record.remote_file_id,
                     record.remote_size,
-                ):
-                    # We published this file during the fetch: the listing is older than us.
+                ) or self.recently_written(entry.uuid):
+                    # We published this file during the fetch, or a moment ago (a read replica
+                    # may not show it yet, e.g. a crash recovery's upload): the listing is
+                    # older than us.
                     log.debug("listing of %s predates our upload of %r", dir_node.uuid, entry.name)
                     node.size, node.file_id = record.size, record.remote_file_id
                     node.mtime_ns = record.mtime_ns or node.mtime_ns
