@@ -29,11 +29,12 @@ class LastWrites:
 
     Saved from :meth:`ReadLag.wrote` itself (so a crash a moment after a write still finds
     it), as "until now + :data:`AHEAD`", and again only once that point is less than
-    :data:`AHEAD` / 2 away: one small write per second at most, while writes go on. A clean
-    end (:meth:`close`) saves the exact time of the last write."""
+    :data:`AHEAD` / 2 away: a few small writes a second at most, while writes go on (a
+    larger AHEAD would hold the first listings after a crash longer). A clean end
+    (:meth:`close`) saves the exact time of the last write."""
 
     KEY = "writes_until"  # wall-clock seconds
-    AHEAD = 2.0
+    AHEAD = 0.5
 
     def __init__(
         self, journal: Journal, read_lag: ReadLag, wall: Callable[[], float] = time.time

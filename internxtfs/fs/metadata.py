@@ -468,6 +468,13 @@ class Metadata:
             if lag > 0:
                 await trio.sleep(lag)
             held = 0.0
+        elif dir_node.ino in self._restored:
+            # A view kept by an earlier mount is not merged with a listing that may miss our
+            # own writes of a moment ago (the crash recovery's publish or move of an entry
+            # here): its first listing waits for the replicas to show them, once.
+            lag = self.listing_lag(dir_node.uuid)
+            if lag > 0:
+                await trio.sleep(lag)
         while True:
             if await self._fetch_and_merge(dir_node, held):
                 return

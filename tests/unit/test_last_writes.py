@@ -39,8 +39,8 @@ def test_writes_of_the_last_run_hold_the_next_one_for_the_window(tmp_path: Path)
     lag.wrote(("folder",))
     saves = journal.get_meta(LastWrites.KEY)
     assert saves is not None and float(saves) == clocks.wall + LastWrites.AHEAD
-    clocks.advance(0.5)
-    lag.wrote(("folder",))  # within AHEAD / 2 of the last save: not saved again
+    clocks.advance(LastWrites.AHEAD / 4)
+    lag.wrote(("folder",))  # more than AHEAD / 2 before the saved time: not saved again
     assert journal.get_meta(LastWrites.KEY) == saves
     clocks.advance(0.2)
     last.close()  # a clean end: the exact time of the last write (0.2 s ago)
