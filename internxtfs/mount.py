@@ -38,6 +38,7 @@ from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.remote import InternxtRemote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt.client import InternxtClient
+from internxtfs.last_writes import LastWrites
 from internxtfs.salvage import lock_cache
 from internxtfs.service.control_server import ControlServer
 from internxtfs.service.login import Login
@@ -185,6 +186,9 @@ class Mount:
         session = client.session_manager.session
         self.journal = journal = Journal(config.cache_dir / "state.db")
         journal.bind_account(session.user_uuid)
+        # The last run's writes may be a moment old: first listings are checked against them.
+        self.last_writes = LastWrites(journal, client.drive.read_lag)
+        self._held = self.last_writes.restore()
         # Everything fs/ asks of Internxt goes through this one object (fs/remote.py).
         self.remote = remote = InternxtRemote(
             client.drive, client.network, delete_mode=config.fs.delete_mode
@@ -273,6 +277,7 @@ class Mount:
     async def run(self) -> None:
         config, state = self.config, self.state
         self.operations.meta.restore()  # the last known tree, served at once (even offline)
+        self.operations.meta.hold_first_listings(self._held)
         pyfuse3.init(
             self.operations, str(config.mountpoint), fuse_options(config.fs, config.debug_fuse)
         )
@@ -303,6 +308,7 @@ class Mount:
                     await self.pending.flush(config.flush_timeout)
             if not state.closed:
                 pyfuse3.close(unmount=state.terminated or not state.main_returned)
+            self.last_writes.close()
             self.journal.close()
 
     async def stop(self, reason: str, timeout: float) -> None:

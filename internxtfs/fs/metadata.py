@@ -146,6 +146,9 @@ class Metadata:
         self._warm_refreshes = trio.CapacityLimiter(WARM_REFRESHES)
         self._unsure: set[int] = set()  # restored after a crash: see children()
         self.wall = time.time  # listing times are kept in wall-clock time across mounts
+        # Until then (clock()), a first listing of a folder may miss what the last run of the
+        # mount wrote a moment ago: see hold_first_listings().
+        self._hold_until = -math.inf
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes, the outage probe and the saves of the metadata cache:
@@ -319,6 +322,39 @@ class Metadata:
             log.info("metadata cache: %d folder(s), %d entries known", restored, len(rows))
         return restored
 
+    def hold_first_listings(self, seconds: float) -> None:
+        """The last run of this mount (an unmount, a crash, a ``systemctl restart`` a moment
+        ago) wrote within ``seconds`` of the replicas' lag (internxtfs/last_writes.py): for
+        that long, a first listing of a folder in this run is not taken from a replica that
+        may still miss those writes. A folder shown from the metadata cache is listed at once,
+        and the listing counts if it shows what the cache holds; otherwise, and for a folder
+        with no view at all, it is asked again once the time is up. Nothing is merged: what
+        the listing says then stands, so nothing the crash recovery resolved comes back."""
+        if seconds > 0:
+            self._hold_until = self.clock() + seconds
+            log.debug("first listings are checked for %.2f s (the last run just wrote)", seconds)
+
+    def _held(self, dir_node: Node) -> float:
+        """Seconds a first listing of ``dir_node`` may still miss the last run's writes."""
+        if dir_node.children is not None and dir_node.ino not in self._restored:
+            return 0.0  # listed (or made) in this run already
+        return max(0.0, self._hold_until - self.clock())
+
+    def _view_ids(self, dir_node: Node) -> dict[str, str | None]:
+        """What the shown view of ``dir_node`` holds remotely: entry uuid -> content id."""
+        ids: dict[str, str | None] = {}
+        for ino in (dir_node.children or {}).values():
+            node = self.table.get(ino)
+            if node is None:
+                continue
+            uuid, file_id = node.uuid, node.file_id
+            record = None if node.local_id is None else self.journal.get(node.local_id)
+            if record is not None:
+                uuid, file_id = record.remote_uuid, record.remote_file_id
+            if uuid is not None:
+                ids[uuid] = None if node.is_dir else file_id
+        return ids
+
     async def _probe(self) -> None:
         """During an outage, list the root now and then: the first answer ends the outage
         (retry.py), and the root's listing is fresh again with it."""
@@ -435,12 +471,35 @@ class Metadata:
             self._restored.discard(dir_node.ino)
             self._unsure.discard(dir_node.ino)
             return
+        held = self._held(dir_node)
         if dir_node.children is None:
             # No view of ours to keep (below): a first listing of a folder one of our writes
-            # just changed (e.g. a rename over settled at start) waits for the replicas instead.
+            # just changed (e.g. a rename over settled at start), or one the last run may have
+            # written a moment ago, waits for the replicas instead.
+            lag = max(self.listing_lag(dir_node.uuid), held)
+            if lag > 0:
+                await trio.sleep(lag)
+            held = 0.0
+        elif dir_node.ino in self._restored:
+            # A view kept by an earlier mount is not merged with a listing that may miss our
+            # own writes of a moment ago (the crash recovery's publish or move of an entry
+            # here): its first listing waits for the replicas to show them, once.
             lag = self.listing_lag(dir_node.uuid)
             if lag > 0:
                 await trio.sleep(lag)
+        while True:
+            if await self._fetch_and_merge(dir_node, held):
+                return
+            # A first listing that differs from the view the last run left, while the
+            # replicas may still miss that run's writes: asked again once they cannot.
+            log.debug("first listing of %s may predate the last run's writes", dir_node.uuid)
+            await trio.sleep(self._held(dir_node))
+            held = 0.0
+
+    async def _fetch_and_merge(self, dir_node: Node, held: float) -> bool:
+        """One listing of ``dir_node``, merged into its view; False (and nothing changed) when
+        ``held`` and the listing differs from the view shown (see hold_first_listings)."""
+        assert dir_node.uuid is not None
         before = self._mutations.get(dir_node.ino, 0)
         restored = dir_node.ino in self._restored
         started = self.clock()
@@ -489,14 +548,25 @@ class Metadata:
             # We changed this directory while the listing was in flight: our own view is newer.
             # Keep it and try the remote again on the next access.
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
-            return
+            return True
         files = [entry for entry in files if entry.uuid not in deleting]
+        if held > 0 and self._held(dir_node) > 0:
+            listed = {f.uuid: None for f in folders} | {f.uuid: f.file_id for f in files}
+            if listed != self._view_ids(dir_node):
+                return False
         before_subdirs = self.subdirs(dir_node)
         old = dir_node.children
-        # A view kept by an earlier mount (the metadata cache) is no change of ours: the
-        # listing wins over it, whatever the replicas' lag.
-        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0 and not restored
-        if lagging:
+        # Within the window after a write of ours that changed this folder's children.
+        lagging = old is not None and self.listing_lag(dir_node.uuid) > 0
+        if lagging and restored:
+            # A view kept by an earlier mount (the metadata cache) is no change of ours: the
+            # listing wins over it, but not with what we deleted a moment ago (rmdir right
+            # after unlinking the folder's last file would see it). Nothing else of the view
+            # is kept or preferred: its places may be older than this run's own moves, and
+            # the crash recovery may have moved or deleted its entries since.
+            folders = [f for f in folders if not self.recently_deleted(f.uuid)]
+            files = [f for f in files if not self.recently_deleted(f.uuid)]
+        elif lagging:
             # A read replica may still show an entry as it was before our own rename, move,
             # delete or replace of a moment ago: for those our view wins (below), the listing's
             # version would undo the change for a moment.
@@ -506,7 +576,7 @@ class Metadata:
             folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
             files = [f for f in files if not self._predates_us(f.uuid, ours)]
         children = self._merge(dir_node, folders, files, published, unpublished)
-        if lagging:
+        if lagging and not restored:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
             # (an entry removed elsewhere stays for at most the window).
@@ -523,6 +593,7 @@ class Metadata:
         self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
+        return True
 
     def subdirs(self, dir_node: Node) -> int | None:
         """How many subdirectories ``dir_node`` has, or None when it was never listed."""
@@ -661,8 +732,10 @@ class Metadata:
                 if published.get(record.local_id) != (
                     record.remote_file_id,
                     record.remote_size,
-                ):
-                    # We published this file during the fetch: the listing is older than us.
+                ) or self.recently_written(entry.uuid):
+                    # We published this file during the fetch, or a moment ago (a read replica
+                    # may not show it yet, e.g. a crash recovery's upload): the listing is
+                    # older than us.
                     log.debug("listing of %s predates our upload of %r", dir_node.uuid, entry.name)
                     node.size, node.file_id = record.size, record.remote_file_id
                     node.mtime_ns = record.mtime_ns or node.mtime_ns

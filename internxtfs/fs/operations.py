@@ -444,6 +444,10 @@ class Filesystem(pyfuse3.Operations):
         if node.uuid == uuid:  # not renamed over or unlinked meanwhile
             node.file_id = entry.file_id or file_id
             node.link_target = target
+            # The metadata cache must name the new object: the old one is gone, and the next
+            # mount reads the target from the object its cache names (the replace can land
+            # after the folder's last save: a read replica lagging makes it retry).
+            self.meta.changed(node)
 
     # --- directories ------------------------------------------------------------------------
 

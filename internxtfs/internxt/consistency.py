@@ -66,12 +66,17 @@ class ReadLag:
         self._parents: OrderedDict[str, str] = OrderedDict()
         self._entries: dict[str, float] = {}  # entry uuid -> last write of ours to it
         self._deleted: dict[str, float] = {}  # entry uuid -> when we deleted it
+        # Called after each write is recorded (the mount keeps the time of its last write
+        # across runs: internxtfs/last_writes.py).
+        self.on_write: Callable[[], None] | None = None
 
     def wrote(self, folders: Iterable[str | None] = (None,), entries: Iterable[str] = ()) -> None:
         """A write of ours was answered: reads may not show it for ``window`` seconds.
         ``folders``: the folders whose children it changed (None: not known); ``entries``:
         the files/folders it created, renamed, moved, replaced or deleted."""
         now = self._last_write = self.clock()
+        if self.on_write is not None:
+            self.on_write()
         for folder in folders:
             if folder is None:
                 self._any_folder = now

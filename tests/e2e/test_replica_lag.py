@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.harness import remote
-from tests.harness.durability import flush_ok, status, write_file
+from tests.harness.durability import flush_ok, local_tree, status, write_file
 from tests.harness.emulator import EmulatorProcess
 from tests.harness.mounting import MountedFS
 
@@ -137,6 +137,37 @@ def test_moving_and_renaming_what_was_just_created(mounted_factory: Any) -> None
     _settled(m, {"e2/d/f.txt": b"payload"}, ["e2", "e2/d"])
 
 
+@pytest.mark.parametrize("stop", ["unmount", "kill -9"])
+def test_a_remount_right_after_storing_shows_what_was_stored(
+    mounted_factory: Any, stop: str
+) -> None:
+    """systemctl restart, or a crash and a restart: the new run on the same cache starts
+    while the replicas still miss the last run's writes (a new file, an overwrite, a delete),
+    and must not show the folders without them, nor the old content, nor the deleted file."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    (mnt / "d").mkdir()
+    write_file(mnt / "f.txt", b"old")
+    write_file(mnt / "d/gone.txt", b"gone")
+    flush_ok(m)
+    m.emulator.wait_for_replicas()  # old news: only what follows is new
+    write_file(mnt / "f.txt", b"new content")
+    write_file(mnt / "new.txt", b"new file")
+    write_file(mnt / "d/new.txt", b"new in d")
+    (mnt / "d/gone.txt").unlink()
+    flush_ok(m)
+    expected = {"f.txt": b"new content", "new.txt": b"new file", "d/new.txt": b"new in d"}
+    if stop == "unmount":
+        assert m.unmount() == 0
+    else:
+        m.kill()
+    # Listings fetched at every access: each one must show the stored tree.
+    m.mount(*FAST, "--dir-cache-ttl", "0", settle_replicas=False)
+    seen = [local_tree(mnt) for _ in range(3)]
+    assert seen == [expected] * 3
+    _settled(m, expected, ["d"])
+
+
 def test_listing_right_after_our_own_changes(mounted_factory: Any) -> None:
     """With listings fetched at every access (--dir-cache-ttl 0), a listing from the replica
     lacks the file just stored and still shows the one just deleted: neither may show."""
@@ -171,3 +202,20 @@ def test_rewriting_a_file_just_stored_keeps_one_file(mounted_factory: Any) -> No
             fh.write(f"version {version}".encode())
             os.fsync(fh.fileno())
     _settled(m, {"f.txt": b"version 2"}, [])
+
+
+def test_link_time_set_right_after_its_creation_survives_a_remount(mounted_factory: Any) -> None:
+    """tar -x of a symlink: created in a folder made a moment ago, then its time set (a new
+    object with the target, the old one deleted by the replace). The replace waits for the
+    replica; the metadata cache must name the new object, not the deleted one."""
+    m: MountedFS = mounted_factory(None, *FAST)
+    mnt = m.mountpoint
+    (mnt / "x/bin").mkdir(parents=True)
+    write_file(mnt / "x/notes.txt", b"notes\n")
+    os.symlink("../notes.txt", mnt / "x/bin/up")
+    os.utime(mnt / "x/bin/up", (1_400_000_000, 1_400_000_000), follow_symlinks=False)
+    flush_ok(m)
+    m.remount()
+    assert os.readlink(mnt / "x/bin/up") == "../notes.txt"
+    assert os.lstat(mnt / "x/bin/up").st_mtime == 1_400_000_000
+    _settled(m, {"x/notes.txt": b"notes\n", "x/bin/up.rclonelink": b"../notes.txt"}, ["x", "x/bin"])

@@ -57,14 +57,19 @@ class MountedFS:
         pw.write_text(self.user["password"])
         cli("login", "--email", self.user["email"], "--password-file", str(pw), env=self.env)
 
-    def mount(self, *extra: str, wait: float = 30.0) -> None:
+    def mount(self, *extra: str, wait: float = 30.0, settle_replicas: bool = True) -> None:
         # The mount says "ready" on a pipe once it answers (as the daemon mode uses); polling
         # ismount/stat is not enough: a dead mount at the same place still answers from the
         # kernel's attribute cache for a moment.
-        self.emulator.wait_for_replicas()  # a fresh mount must not start from a stale listing
+        if settle_replicas:
+            # A fresh cache knows nothing of the writes a moment ago (another mount's, or a
+            # test's through the protocol client): its first listing must not be a stale one.
+            self.emulator.wait_for_replicas()
         ready_r, ready_w = os.pipe()
         args = [
             str(BIN / "internxtfs"),
+            # INTERNXTFS_TEST_DEBUG=1: every request and decision in mount.log, to study a failure.
+            *(["--debug"] if os.environ.get("INTERNXTFS_TEST_DEBUG") else []),
             "--log-file",
             str(self.log_file),
             "mount",
