@@ -62,7 +62,7 @@ _AES_BLOCK = 16
 THREAD_DECRYPT = 1 * MiB
 OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
 
-Read = Callable[[int, int], Awaitable[bytes]]
+Read = Callable[[int, int], Awaitable[bytes | bytearray]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
 # were handed to the connection; a retried body starts again at 0.
 Progress = Callable[[int, int], None]
