@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the client modules pull in httpx, which fs/ never imports
 log = logging.getLogger(__name__)
 
 Kind = Literal["file", "folder"]
-Read = Callable[[int, int], Awaitable[bytes]]  # read(offset, n) -> exactly n bytes
+Read = Callable[[int, int], Awaitable[bytes | bytearray]]  # read(offset, n) -> exactly n bytes
 Progress = Callable[[int, int], None]  # progress(body offset, bytes of it sent)
 
 

@@ -10,9 +10,13 @@ Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
   the PUT is retried the hasher starts over with the regenerated body.
 * multipart: parts stream concurrently and out of order, and SHA-256 cannot be fed out of order.
   Buffering finished parts until their turn would cost up to ``parallel × part_size`` bytes, so
-  instead one extra task makes a sequential pass over the source (read → encrypt → hash, chunk by
-  chunk) alongside the part uploads. It costs a second local read and AES pass of the file —
-  cheap next to the network — and keeps memory at one chunk.
+  the hash follows a frontier instead (:class:`_OrderedHash`): a part body that produces the
+  chunk at the frontier feeds it to the hasher as it goes out, so the hash rides along with the
+  lowest part in flight; one extra task produces (read → encrypt) only the chunks at the
+  frontier that went out while the frontier was behind them and that no body in flight will
+  produce again, and otherwise waits for a body to deliver the frontier. Memory stays at one
+  chunk per stream; each chunk is hashed once, and only those chunks are read and encrypted
+  twice (about ``(parallel - 1) / parallel`` of the file, where it used to be all of it).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +62,7 @@ _AES_BLOCK = 16
 THREAD_DECRYPT = 1 * MiB
 OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
 
-Read = Callable[[int, int], Awaitable[bytes]]
+Read = Callable[[int, int], Awaitable[bytes | bytearray]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
 # were handed to the connection; a retried body starts again at 0.
 Progress = Callable[[int, int], None]
@@ -109,6 +113,74 @@ def _first_usable_shard(shards: object, size: int) -> dict[str, Any] | None:
 
 class _FinishLost(Exception):
     """Finish's answer was lost and the retry found the upload consumed: start over."""
+
+
+class _OrderedHash:
+    """The shard hash fed in file order from chunks produced in any order (multipart).
+
+    ``pos`` is the frontier: the bytes before it are hashed. A chunk is taken only when it
+    starts exactly at the frontier; every producer cuts chunks on the same grid (``chunk``
+    bytes from each part's start), so the frontier stays on it. Every producer encrypts the
+    same snapshot at the same offset, so a chunk from any of them is the same ciphertext.
+    """
+
+    def __init__(self, size: int, part_size: int, chunk: int) -> None:
+        self._hasher = crypto.ShardHasher()
+        self.pos = 0
+        self.size = size
+        self._part_size = part_size
+        self._chunk = chunk
+        # Bodies being produced: token -> [next offset it produces, its end].
+        self._live: dict[object, list[int]] = {}
+        # Per part, the furthest offset any body of it reached: the chunks before it went out.
+        self._reached: dict[int, int] = {}
+        self._changed = trio.Event()
+
+    def chunk_at(self, pos: int) -> int:
+        """Length of the grid chunk starting at ``pos``."""
+        part_end = min(self.size, (pos // self._part_size + 1) * self._part_size)
+        return min(self._chunk, part_end - pos)
+
+    def offer(self, pos: int, data: bytes) -> None:
+        if pos == self.pos and data:
+            self._hasher.update(data)
+            self.pos += len(data)
+            self._wake()
+
+    def enter(self, token: object, pos: int, end: int) -> None:
+        self._live[token] = [pos, end]
+
+    def advance(self, token: object, pos: int) -> None:
+        self._live[token][0] = pos
+        part = (pos - 1) // self._part_size
+        self._reached[part] = max(self._reached.get(part, 0), pos)
+
+    def leave(self, token: object) -> None:
+        """Synchronous: called from a body's ``finally``, also when it is closed."""
+        if self._live.pop(token, None) is not None:
+            self._wake()
+
+    def left_behind(self) -> bool:
+        """Whether the chunk at the frontier went out (a body produced it while the frontier
+        was behind) and no body in flight will produce it again. Otherwise a body will still
+        deliver it: one in flight, or the part's first body, which has not started yet (the
+        catch-up must not race ahead into parts not sent yet and encrypt them twice)."""
+        pos = self.pos
+        if self._reached.get(pos // self._part_size, 0) <= pos:
+            return False
+        return not any(nxt <= pos < end for nxt, end in self._live.values())
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def hexdigest(self) -> str:
+        if self.pos != self.size:  # never send a hash of less than the whole object
+            raise AssertionError(f"shard hash covers {self.pos} of {self.size} bytes")
+        return self._hasher.hexdigest()
 
 
 class NetworkAPI:
@@ -186,27 +258,42 @@ class NetworkAPI:
         hasher: crypto.ShardHasher | None = None,
         done: list[int] | None = None,
         progress: Progress | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Ciphertext of plaintext ``[offset, offset+length)``, produced chunk by chunk."""
+        ordered: _OrderedHash | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Ciphertext of plaintext ``[offset, offset+length)``, produced chunk by chunk.
+
+        With ``ordered``, each chunk is offered to the in-order shard hash as it is produced;
+        close the iterator (``aclose``) when done with it, so the hash stops counting on it.
+        """
         chunk = self.chunk_size
 
-        async def gen() -> AsyncIterator[bytes]:
+        async def gen() -> AsyncGenerator[bytes, None]:
             ctr = crypto.CtrStream(key, iv, offset)
             pos, end = offset, offset + length
-            while pos < end:
-                n = min(chunk, end - pos)
-                data = await read(pos, n)
-                if len(data) != n:
-                    raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
-                out = ctr.update(data)
-                if hasher is not None:
-                    hasher.update(out)
-                pos += n
-                if done is not None:
-                    done[0] = pos - offset
-                if progress is not None:
-                    progress(offset, pos - offset)
-                yield out
+            token = object()
+            if ordered is not None:
+                ordered.enter(token, pos, end)
+            try:
+                while pos < end:
+                    n = min(chunk, end - pos)
+                    data = await read(pos, n)
+                    if len(data) != n:
+                        raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
+                    out = ctr.update(data)
+                    if hasher is not None:
+                        hasher.update(out)
+                    if ordered is not None:
+                        ordered.offer(pos, out)
+                        ordered.advance(token, pos + n)
+                    pos += n
+                    if done is not None:
+                        done[0] = pos - offset
+                    if progress is not None:
+                        progress(offset, pos - offset)
+                    yield out
+            finally:
+                if ordered is not None:
+                    ordered.leave(token)
 
         return gen()
 
@@ -215,6 +302,29 @@ class NetworkAPI:
         async for _ in self._body(read, key, iv, 0, size, hasher):
             await trio.lowlevel.checkpoint()  # let the uploads run between chunks
         return hasher.hexdigest()
+
+    async def _hash_frontier(
+        self, read: Read, key: bytes, iv: bytes, ordered: _OrderedHash
+    ) -> None:
+        """Carry the in-order hash over the chunks no body in flight will produce any more:
+        read and encrypt those here, and wait while a body will deliver the next one."""
+        ctr: crypto.CtrStream | None = None
+        ctr_pos = -1
+        while ordered.pos < ordered.size:
+            if not ordered.left_behind():
+                await ordered.changed()
+                continue
+            pos = ordered.pos
+            n = ordered.chunk_at(pos)
+            data = await read(pos, n)
+            if len(data) != n:
+                raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
+            if ordered.pos == pos:  # no body delivered it while we read
+                if ctr is None or ctr_pos != pos:
+                    ctr = crypto.CtrStream(key, iv, pos)
+                ordered.offer(pos, ctr.update(data))
+                ctr_pos = pos + n
+            await trio.lowlevel.checkpoint()  # let the uploads run between chunks
 
     async def _put(self, url: str, body: AsyncIterator[bytes], length: int) -> str:
         """PUT one object or part to a presigned URL; returns its ETag (quotes stripped)."""
@@ -244,8 +354,8 @@ class NetworkAPI:
 
         ``read`` must return exactly ``n`` bytes (else :class:`SourceError`) and may be called
         concurrently and more than once for the same range (parallel parts, retried PUTs, the
-        multipart hash pass), so it must read from a stable snapshot of the content.
-        ``progress`` follows the bodies sent (never the hash pass), for a progress display.
+        multipart hash's catch-up reads), so it must read from a stable snapshot of the content.
+        ``progress`` follows the bodies sent (never the hash reads), for a progress display.
         """
         if size <= 0:
             raise ValueError("zero-byte files are not uploaded to the network")
@@ -354,6 +464,7 @@ class NetworkAPI:
 
         etags: dict[int, str] = {}
         digest: list[str] = []
+        ordered = _OrderedHash(size, part_size, self.chunk_size)
         next_part = 0  # shared by the workers; only touched between awaits
 
         async def upload_part(number: int) -> None:
@@ -361,11 +472,13 @@ class NetworkAPI:
             length = min(part_size, size - offset)
 
             async def put() -> str:
-                return await self._put(
-                    urls[number - 1],
-                    self._body(read, key, iv, offset, length, progress=progress),
-                    length,
-                )
+                body = self._body(read, key, iv, offset, length, progress=progress, ordered=ordered)
+                try:
+                    return await self._put(urls[number - 1], body, length)
+                finally:
+                    # The connection may stop pulling early (an error answer, a retry): the
+                    # hash must not wait for chunks this body will never produce.
+                    await body.aclose()
 
             etags[number] = await self._retry.run(put, what=f"upload part {number}/{count}")
 
@@ -376,7 +489,8 @@ class NetworkAPI:
                 await upload_part(next_part)
 
         async def hash_all() -> None:
-            digest.append(await self._hash_pass(read, key, iv, size))
+            await self._hash_frontier(read, key, iv, ordered)
+            digest.append(ordered.hexdigest())
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(hash_all)

@@ -682,6 +682,7 @@ class FakeNetwork:
         self.parts: dict[str, dict[int, bytes]] = {}
         self.entries: dict[str, dict[str, Any]] = {}
         self.fail_puts = 0
+        self.cut_puts = 0
         self.put_count = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -718,6 +719,11 @@ class FakeNetwork:
             )
         if path.startswith("/put/") or path.startswith("/part/"):
             assert "authorization" not in request.headers
+            if self.cut_puts:  # answer an error after reading only the body's first chunk
+                self.cut_puts -= 1
+                async for _ in request.stream:
+                    break
+                return respond(500, {"error": "cut"})
             data = b"".join([chunk async for chunk in request.stream])
             assert len(data) == int(request.headers["content-length"])
             self.put_count += 1
@@ -824,6 +830,50 @@ async def test_multipart_upload_with_small_parts(monkeypatch: pytest.MonkeyPatch
     fid = await net.upload(reader(data), len(data), part_size=300, parallel=3)
     assert await net.download_range(fid, 290, 40) == data[290:330]
     assert b"".join([c async for c in net.download_stream(fid)]) == data
+
+
+async def test_multipart_hash_reuses_the_part_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-order shard hash is fed from the part bodies as they go out: one part at a time,
+    the file is read (and encrypted) once; in parallel, less than twice (the bodies of the
+    parts ahead of the frontier are read again for the hash); and the hash the
+    finish carries matches the stored parts (FakeNetwork checks it), also when a part is
+    retried, when a PUT is answered before its body was read, and when the part size is not a
+    multiple of the chunk size."""
+    from internxtfs.internxt import network as network_mod
+
+    monkeypatch.setattr(network_mod, "MULTIPART_THRESHOLD", 1000)
+    monkeypatch.setattr(network_mod, "MIN_PART_SIZE", 100)
+    data = bytes((i * 13) % 253 for i in range(7001))
+    for parallel, part_size, chunk, fails, cuts in [
+        (1, 300, 64, 0, 0),
+        (1, 320, 64, 1, 0),
+        (3, 300, 64, 0, 0),
+        (3, 250, 64, 2, 0),
+        (4, 1000, 100, 1, 0),
+        (1, 300, 64, 0, 2),  # a body abandoned after its first chunk, then sent again
+        (3, 300, 64, 1, 3),
+    ]:
+        fake = FakeNetwork()
+        fake.fail_puts = fails
+        fake.cut_puts = cuts
+        http = make_http(fake)
+        net = NetworkAPI(
+            http, "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()), chunk_size=chunk
+        )
+        read_bytes = [0]
+
+        async def read(offset: int, n: int, read_bytes: list[int] = read_bytes) -> bytes:
+            read_bytes[0] += n
+            await trio.lowlevel.checkpoint()
+            return data[offset : offset + n]
+
+        fid = await net.upload(read, len(data), part_size=part_size, parallel=parallel)
+        assert b"".join([c async for c in net.download_stream(fid)]) == data
+        # Retried parts are read again for their PUT; the hash reads no part twice.
+        resent = (fails + cuts) * part_size
+        if parallel == 1:
+            assert read_bytes[0] <= len(data) + resent, (parallel, part_size, read_bytes)
+        assert read_bytes[0] < 2 * len(data) + resent, (parallel, part_size, read_bytes)
 
 
 async def test_download_stream_detects_corruption() -> None:
