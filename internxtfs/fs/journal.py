@@ -42,7 +42,7 @@ from internxtfs.fs.lifecycle import FileState, has_unsent_content, remote_delete
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -109,6 +109,9 @@ CREATE TABLE IF NOT EXISTS namespace_ops (
     old_parent_uuid TEXT,
     mtime_ns INTEGER NOT NULL
 )"""
+# A mkdir queued after its create was sent without an answer may exist on the server (the
+# replay adopts it): removing it again must then be sent too, never cancelled locally.
+_MAYBE_SENT_COLUMN = "ALTER TABLE namespace_ops ADD COLUMN maybe_sent INTEGER NOT NULL DEFAULT 0"
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -124,6 +127,7 @@ _UPGRADES = {
     6: [_ENTRIES_TABLE, _ENTRIES_INDEX],
     7: [_HELD_COLUMN],
     8: [_NAMESPACE_OPS_TABLE],
+    9: [_MAYBE_SENT_COLUMN],
 }
 
 RECOVERY_HINT = (
@@ -194,6 +198,8 @@ CREATE TABLE orphans (
     + _HELD_COLUMN
     + ";\n"
     + _NAMESPACE_OPS_TABLE
+    + ";\n"
+    + _MAYBE_SENT_COLUMN
     + ";\n"
 )
 
@@ -269,9 +275,10 @@ class NamespaceOp:
     name: str
     old_parent_uuid: str | None
     mtime_ns: int
+    maybe_sent: bool = False  # a mkdir whose create was sent, unanswered: it may exist
 
 
-_OP_FIELDS = "seq, op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns"
+_OP_FIELDS = "seq, op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns, maybe_sent"
 
 
 _ENTRY_FIELDS = "uuid, ino, parent_uuid, name, is_dir, size, file_id, mtime_ns, ctime_ns, listed_at"
@@ -790,20 +797,21 @@ class Journal:
         *,
         old_parent_uuid: str | None = None,
         mtime_ns: int = 0,
+        maybe_sent: bool = False,
     ) -> NamespaceOp:
         cur = self._db.execute(
             "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
-            " mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns),
+            " mtime_ns, maybe_sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (op, kind, uuid, parent_uuid, name, old_parent_uuid, mtime_ns, int(maybe_sent)),
         )
         assert cur.lastrowid is not None
         return NamespaceOp(cur.lastrowid, op, kind, uuid, parent_uuid, name, old_parent_uuid,
-                           mtime_ns)  # fmt: skip
+                           mtime_ns, maybe_sent)  # fmt: skip
 
     def ops(self) -> list[NamespaceOp]:
         """The queued namespace changes, oldest first."""
         rows = self._db.execute(f"SELECT {_OP_FIELDS} FROM namespace_ops ORDER BY seq")
-        return [NamespaceOp(*row) for row in rows]
+        return [NamespaceOp(*row[:-1], maybe_sent=bool(row[-1])) for row in rows]
 
     def remove_op(self, seq: int) -> None:
         self._db.execute("DELETE FROM namespace_ops WHERE seq = ?", (seq,))

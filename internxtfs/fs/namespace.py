@@ -225,7 +225,9 @@ class Namespace:
     async def mkdir(self, parent: Node, name: str, mode: int, ctx: Any) -> Node:
         now = self.clock_ns()
         uuid: str | None = None
+        sent = False
         if not self.pending.must_queue(parent.uuid):
+            sent = True
             try:
                 entry = await self.remote.create_folder(
                     parent.uuid, name, ctime=now / 1e9, mtime=now / 1e9
@@ -242,7 +244,7 @@ class Namespace:
         queued = uuid is None
         with self.journal.transaction():  # the queued mkdir and the listing showing it
             if uuid is None:
-                uuid = self.pending.mkdir(parent.uuid, name, now)
+                uuid = self.pending.mkdir(parent.uuid, name, now, maybe_sent=sent)
             self.table.set_uuid(node, uuid)
             self.owners.created(node, parent, mode, ctx)
             node.children = {}

@@ -66,6 +66,17 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_PREFIX = "offline-"
 MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
+# How long a queued move keeps being tried while Internxt says its entry or destination is
+# not there (404, or 422 "can not be moved"): its read replicas may not show an entry written
+# a moment ago, and after a restart this process has no record of that write to tell a lag
+# from a refusal. An entry the server itself reports deleted or trashed is dropped at once.
+REFUSAL_PATIENCE = 60.0
+
+
+class _NotYet(ie.InternxtError):
+    """A queued change met an answer that replica lag may explain: tried again later."""
+
+    retryable = True
 
 
 def is_placeholder(uuid: str | None) -> bool:
@@ -101,6 +112,7 @@ class PendingNamespace:
     ) -> None:
         self.journal = journal
         self.remote = remote
+        self._refused_since: dict[int, float] = {}  # op seq -> first lag-like refusal
         self.table = table
         self.uploader = uploader
         self.recovery_parent = recovery_parent
@@ -147,9 +159,13 @@ class PendingNamespace:
 
     # --- queuing (called by the handlers, inside their journal transaction) -------------------
 
-    def mkdir(self, parent_uuid: str, name: str, mtime_ns: int) -> str:
+    def mkdir(self, parent_uuid: str, name: str, mtime_ns: int, *, maybe_sent: bool = False) -> str:
+        """Queue a mkdir; ``maybe_sent``: its create was sent and not answered (it may exist)."""
         placeholder = new_placeholder()
-        self._add(MKDIR, "folder", placeholder, parent_uuid, name, mtime_ns=mtime_ns)
+        self._add(
+            MKDIR, "folder", placeholder, parent_uuid, name, mtime_ns=mtime_ns,
+            maybe_sent=maybe_sent,
+        )  # fmt: skip
         return placeholder
 
     def move(self, kind: str, uuid: str, old_parent: str, new_parent: str, name: str) -> None:
@@ -164,7 +180,9 @@ class PendingNamespace:
         """A folder made offline and removed before anything else used it: both go."""
         mine = [op for op in self._ops if placeholder in (op.uuid, op.parent_uuid,
                                                           op.old_parent_uuid)]  # fmt: skip
-        if len(mine) != 1 or mine[0].op != MKDIR:
+        if len(mine) != 1 or mine[0].op != MKDIR or mine[0].maybe_sent:
+            # A create that may have landed is not cancelled: the replay adopts that folder,
+            # then removes it (hostile test: otherwise it stayed on the server for good).
             return False
         if any(r.parent_uuid == placeholder for r in self.journal.all_files()):
             return False
@@ -290,9 +308,17 @@ class PendingNamespace:
             try:
                 await self._send_move(op, name)
                 break
-            except ie.NotFound:
-                log.info("%r was deleted or moved elsewhere before its queued rename was sent; "
-                         "dropped", op.name)  # fmt: skip
+            except (ie.NotFound, ie.Unprocessable) as exc:
+                if await self._gone(op):
+                    log.info("%r was deleted before its queued rename was sent (%s); dropped",
+                             op.name, exc)  # fmt: skip
+                    break
+                first = self._refused_since.setdefault(op.seq, trio.current_time())
+                if trio.current_time() - first < REFUSAL_PATIENCE:
+                    raise _NotYet(f"{exc} (maybe a replica behind our writes)") from exc
+                log.warning("Internxt kept refusing the queued rename of %r for %.0f s (%s); "
+                            "dropped, the entry stays as Internxt holds it", op.name,
+                            REFUSAL_PATIENCE, exc)  # fmt: skip
                 break
             except ie.Conflict:
                 if op.kind == "file" and await self.uploader.settle_deletes_at(
@@ -325,6 +351,18 @@ class PendingNamespace:
             parent = self.table.by_uuid(op.parent_uuid)
             if node is not None and parent is not None and parent.children is not None:
                 self.table.move_child(parent, node.name, parent, name)
+
+    async def _gone(self, op: NamespaceOp) -> bool:
+        """Whether the server itself reports the moved entry deleted or trashed (a 404 of the
+        meta may be a replica that does not show a new entry yet: not gone)."""
+        try:
+            if op.kind == "file":
+                meta: Any = await self.remote.file_meta(op.uuid)
+            else:
+                meta = await self.remote.folder_meta(op.uuid)
+        except ie.NotFound:
+            return False
+        return getattr(meta, "status", "EXISTS") != "EXISTS"
 
     async def _send_move(self, op: NamespaceOp, name: str) -> None:
         if op.kind == "file":

@@ -38,6 +38,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -783,7 +784,8 @@ async def test_crash_while_dropping_an_unlinked_file_leaves_a_usable_cache(
         remote=FakeRemote(),
         journal=journal,
         cache=cache,
-        uploader=None,  # type: ignore[arg-type]
+        # Not used by drop_local; the offline queue only reads where recovery goes.
+        uploader=SimpleNamespace(recovery_parent="root"),  # type: ignore[arg-type]
         locks=KeyedLock(),
         root_uuid="root",
         options=MountOptions(),

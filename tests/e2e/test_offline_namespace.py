@@ -182,3 +182,23 @@ def test_restic_init_and_backup_with_the_server_down(new_mount: Any, tmp_path: P
     assert restic("snapshots", "--json").stdout.count('"short_id"') == 1
     restic("check", "--read-data")
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder(new_mount: Any) -> None:
+    """mkdir is carried out by the server but every answer is lost: the mount takes Internxt
+    for unreachable and queues it. rmdir before the replay must be sent too: the folder that
+    landed is adopted by the replay and removed (it stayed on the server for good, and came
+    back in this mount at its next listing)."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "before.txt", b"b")
+    flush_ok(m)
+    m.emulator.set_faults(lose_answer_rate=1.0)  # carried out, the answer never comes back
+    try:
+        _call(lambda: (mnt / "ghost").mkdir(), "mkdir")
+        _call(lambda: os.rmdir(mnt / "ghost"), "rmdir")
+    finally:
+        m.emulator.set_faults(lose_answer_rate=0.0)
+    flush_ok(m, timeout=120)
+    assert remote.folders(m.emulator, m.user) == []
+    assert sorted(os.listdir(mnt)) == ["before.txt"]

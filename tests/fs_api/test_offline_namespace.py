@@ -11,7 +11,8 @@ import trio
 
 from internxtfs.fs.conflicts import RECOVERY_FOLDER
 from internxtfs.fs.inodes import ROOT_INODE
-from internxtfs.fs.pending import is_placeholder
+from internxtfs.fs.pending import REFUSAL_PATIENCE, is_placeholder
+from internxtfs.internxt.errors import Unprocessable, Unreachable
 from tests.fs_api.conftest import serving
 from tests.harness.fake_remote import DELETED, ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
@@ -160,3 +161,66 @@ async def test_mkdir_then_rmdir_offline_sends_nothing(mounted: InProcess) -> Non
         assert mounted.fs.pending.queued() == 0 and await mounted.listdir() == []
         async with _back_online(mounted):
             assert fake.names(ROOT) == [] and not any("create" in c for c in fake.calls)
+
+
+async def test_a_queued_move_refused_as_replica_lag_would_is_tried_again(
+    mounted: InProcess,
+) -> None:
+    """After a restart, the replay's move of a file stored a moment before may meet 422 "can
+    not be moved" (the replica does not show the file yet). It is tried again, not dropped:
+    dropping it undid the user's rename (hostile test, kill -9 under a lag)."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        mounted.remote.fail(
+            "move_file", Unprocessable("File can not be moved", status=422), times=3
+        )
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"content"
+        assert mounted.remote.failed.count("move_file") == 3
+
+
+async def test_a_queued_move_of_a_file_deleted_meanwhile_is_dropped_at_once(
+    mounted: InProcess,
+) -> None:
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        entry = fake.file_at(ROOT, "a")
+        assert entry is not None
+        await fake.delete_file(entry.uuid)  # by another client, during the outage
+        start = trio.current_time()
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == []
+        assert trio.current_time() - start < REFUSAL_PATIENCE
+
+
+async def test_a_mkdir_whose_create_may_have_landed_is_removed_by_a_later_rmdir(
+    mounted: InProcess,
+) -> None:
+    """The create was carried out and its answer lost as Internxt went away: mkdir is queued
+    (the replay adopts the folder). An rmdir before the replay must then be sent too, not
+    cancel the pair locally: the folder stayed on the server (hostile test)."""
+    fake = _fake(mounted)
+
+    def outage_starts(args: object, kwargs: object) -> bool:
+        fake.known_offline = True
+        return True
+
+    async with serving(mounted):
+        await mounted.listdir()
+        mounted.remote.fail(
+            "create_folder", Unreachable("connection lost"), after=True, when=outage_starts
+        )
+        await _mkdir(mounted, "ghost")
+        assert fake.folder_at(ROOT, "ghost") is not None  # it landed
+        await mounted.fs.rmdir(ROOT_INODE, b"ghost", CTX)
+        assert mounted.fs.pending.queued() == 2
+        async with _back_online(mounted):
+            assert fake.folder_at(ROOT, "ghost") is None

@@ -22,8 +22,10 @@ from internxtfs.fs.journal import (
 )
 from internxtfs.fs.lifecycle import FileState
 
+# What every schema before 9 lacked: the queue of namespace changes (fs/pending.py).
+BEFORE_9 = "DROP TABLE IF EXISTS namespace_ops;"
 # The files table as every schema before 8 had it: no held column (fs/lifecycle.py).
-BEFORE_8 = "ALTER TABLE files DROP COLUMN held;"
+BEFORE_8 = BEFORE_9 + "ALTER TABLE files DROP COLUMN held;"
 # The files table as every schema before 6 had it (with pending_generation).
 OLD_FILES = BEFORE_8 + "ALTER TABLE files ADD COLUMN pending_generation INTEGER;"
 
@@ -366,9 +368,7 @@ def test_schema_7_and_8_gain_the_queue_of_namespace_changes(tmp_path: Path) -> N
         j.close()
         db = sqlite3.connect(path)  # back to what that version wrote: no queued changes
         older = BEFORE_8 if version == 7 else ""
-        db.executescript(
-            f"DROP TABLE namespace_ops; {older} UPDATE schema_version SET version = {version};"
-        )
+        db.executescript(f"{BEFORE_9} {older} UPDATE schema_version SET version = {version};")
         db.close()
         upgraded = Journal(path)
         assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
@@ -416,3 +416,25 @@ def test_a_placeholder_becomes_the_real_uuid_everywhere_in_one_commit(tmp_path: 
         rows = {r.uuid: r for r in journal.entry_rows()}
         assert rows["real"].ino == 5 and rows["offline-2"].parent_uuid == "real"
         assert "offline-1" not in rows
+
+
+def test_schema_9_gains_the_maybe_sent_mark_of_queued_changes(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 9 wrote: queue rows without the mark
+    db.executescript(
+        "ALTER TABLE namespace_ops DROP COLUMN maybe_sent;"
+        "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
+        " mtime_ns) VALUES ('mkdir', 'folder', 'offline-1', 'root', 'd', NULL, 5);"
+        "UPDATE schema_version SET version = 9;"
+    )
+    db.close()
+    upgraded = Journal(path)
+    [op] = upgraded.ops()
+    assert (op.op, op.uuid, op.maybe_sent) == ("mkdir", "offline-1", False)
+    upgraded.add_op("mkdir", "folder", "offline-2", "root", "e", maybe_sent=True)
+    assert [o.maybe_sent for o in upgraded.ops()] == [False, True]
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
