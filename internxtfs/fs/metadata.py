@@ -334,7 +334,7 @@ class Metadata:
             self._hold_until = self.clock() + seconds
             log.debug("first listings are checked for %.2f s (the last run just wrote)", seconds)
 
-    def _held(self, dir_node: Node) -> float:
+    def _last_run_window(self, dir_node: Node) -> float:
         """Seconds a first listing of ``dir_node`` may still miss the last run's writes."""
         if dir_node.children is not None and dir_node.ino not in self._restored:
             return 0.0  # listed (or made) in this run already
@@ -471,15 +471,15 @@ class Metadata:
             self._restored.discard(dir_node.ino)
             self._unsure.discard(dir_node.ino)
             return
-        held = self._held(dir_node)
+        window = self._last_run_window(dir_node)
         if dir_node.children is None:
             # No view of ours to keep (below): a first listing of a folder one of our writes
             # just changed (e.g. a rename over settled at start), or one the last run may have
             # written a moment ago, waits for the replicas instead.
-            lag = max(self.listing_lag(dir_node.uuid), held)
+            lag = max(self.listing_lag(dir_node.uuid), window)
             if lag > 0:
                 await trio.sleep(lag)
-            held = 0.0
+            window = 0.0
         elif dir_node.ino in self._restored:
             # A view kept by an earlier mount is not merged with a listing that may miss our
             # own writes of a moment ago (the crash recovery's publish or move of an entry
@@ -488,17 +488,17 @@ class Metadata:
             if lag > 0:
                 await trio.sleep(lag)
         while True:
-            if await self._fetch_and_merge(dir_node, held):
+            if await self._fetch_and_merge(dir_node, window):
                 return
             # A first listing that differs from the view the last run left, while the
             # replicas may still miss that run's writes: asked again once they cannot.
             log.debug("first listing of %s may predate the last run's writes", dir_node.uuid)
-            await trio.sleep(self._held(dir_node))
-            held = 0.0
+            await trio.sleep(self._last_run_window(dir_node))
+            window = 0.0
 
-    async def _fetch_and_merge(self, dir_node: Node, held: float) -> bool:
+    async def _fetch_and_merge(self, dir_node: Node, window: float) -> bool:
         """One listing of ``dir_node``, merged into its view; False (and nothing changed) when
-        ``held`` and the listing differs from the view shown (see hold_first_listings)."""
+        ``window`` and the listing differs from the view shown (see hold_first_listings)."""
         assert dir_node.uuid is not None
         before = self._mutations.get(dir_node.ino, 0)
         restored = dir_node.ino in self._restored
@@ -550,7 +550,7 @@ class Metadata:
             log.debug("listing of %s raced a local change; keeping local view", dir_node.uuid)
             return True
         files = [entry for entry in files if entry.uuid not in deleting]
-        if held > 0 and self._held(dir_node) > 0:
+        if window > 0 and self._last_run_window(dir_node) > 0:
             listed = {f.uuid: None for f in folders} | {f.uuid: f.file_id for f in files}
             if listed != self._view_ids(dir_node):
                 return False
