@@ -52,6 +52,17 @@ def _stored_pair(m: MountedFS) -> tuple[str, str]:
     return _uuid(m, "rn/target.txt"), _uuid(m, "rn/source.txt")
 
 
+def _rename_fails_with_eio(m: MountedFS) -> None:
+    """rn/source.txt onto rn/target.txt, while the injected faults last: EIO, within bounds."""
+    with pytest.raises(OSError) as failed:
+        bounded(
+            lambda: os.rename(m.mountpoint / "rn/source.txt", m.mountpoint / "rn/target.txt"),
+            timeout=120,
+            what="the failing rename",
+        )
+    assert failed.value.errno == errno.EIO
+
+
 @pytest.mark.parametrize("failing", ["target-aside", "source-move", "every-file-move"])
 def test_a_failed_rename_over_a_file_keeps_the_target(new_mount: Any, failing: str) -> None:
     """The issue's reproduction: every file move fails (5xx after the retries) for a while.
@@ -65,13 +76,7 @@ def test_a_failed_rename_over_a_file_keeps_the_target(new_mount: Any, failing: s
     }[failing]
     m.emulator.set_faults(fail_rate=1.0, fault_method="PATCH", fault_path_regex=regex)
     try:
-        with pytest.raises(OSError) as failed:
-            bounded(
-                lambda: os.rename(m.mountpoint / "rn/source.txt", m.mountpoint / "rn/target.txt"),
-                timeout=120,
-                what="the failing rename",
-            )
-        assert failed.value.errno == errno.EIO
+        _rename_fails_with_eio(m)
         assert (m.mountpoint / "rn/target.txt").read_bytes() == b"precious"
         assert (m.mountpoint / "rn/source.txt").read_bytes() == b"new"
     finally:
@@ -100,13 +105,7 @@ def test_a_rename_over_a_name_whose_earlier_rename_is_unsettled(new_mount: Any) 
         fail_rate=1.0, fault_path_regex=f"^/drive/files/({source}|{target}/meta)$"
     )
     try:
-        with pytest.raises(OSError) as failed:
-            bounded(
-                lambda: os.rename(m.mountpoint / "rn/source.txt", m.mountpoint / "rn/target.txt"),
-                timeout=120,
-                what="the failing rename",
-            )
-        assert failed.value.errno == errno.EIO
+        _rename_fails_with_eio(m)
         assert status(m)["uploads"]["renames_unsettled"] == 1
         assert (m.mountpoint / "rn/target.txt").read_bytes() == b"precious"  # shown while aside
     finally:
