@@ -234,7 +234,16 @@ class Mount:
         uploader.describe = lambda record: f"{config.mountpoint}{operations.path_of(record)}"
         login.attach(client, on_reload=uploader.retry_failed_now)
         self.pending = Pending(
-            uploader, sweeper, operations.replacements, replayed=operations.pending.wait_replayed
+            uploader,
+            sweeper,
+            operations.replacements,
+            replayed=operations.pending.wait_replayed,
+            # An unmount during an outage does not wait out --flush-timeout: what is unsent
+            # is in the journal for the next mount (service/pending.py).
+            unreachable=lambda: client.retry.offline,
+            failing=lambda: retry_stats.failing,
+            probe=client.drive.usage,
+            queued=operations.pending.queued,
         )
         status = StatusReport(
             mountpoint=config.mountpoint,

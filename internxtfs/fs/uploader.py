@@ -392,17 +392,29 @@ class Uploader:
                 self._tasks = None
                 self._scope = None
 
-    async def close(self, timeout: float) -> int:
-        """Upload what is pending for at most ``timeout`` s, then stop. Returns files left."""
+    async def close(
+        self, timeout: float, *, give_up: Callable[[], Awaitable[None]] | None = None
+    ) -> int:
+        """Upload what is pending for at most ``timeout`` s, or until ``give_up`` returns
+        (Internxt is unreachable: service/pending.py), then stop. Returns files left."""
         async with trio.open_nursery() as nursery:
             if self._tasks is None:  # not running (e.g. its nursery is gone): run it here
                 await nursery.start(self.run)
-            try:
-                errors = await self.wait_idle(timeout=timeout)
-                if errors:
-                    log.warning("%d file(s) could not be uploaded: %s", len(errors), errors)
-            except TimeoutError:
-                log.warning("flush timed out after %.0f s", timeout)
+            async with trio.open_nursery() as waiting:
+                if give_up is not None:
+
+                    async def stop_waiting() -> None:
+                        await give_up()
+                        waiting.cancel_scope.cancel()
+
+                    waiting.start_soon(stop_waiting)
+                try:
+                    errors = await self.wait_idle(timeout=timeout)
+                    if errors:
+                        log.warning("%d file(s) could not be uploaded: %s", len(errors), errors)
+                except TimeoutError:
+                    log.warning("flush timed out after %.0f s", timeout)
+                waiting.cancel_scope.cancel()
             if self._scope is not None:
                 self._scope.cancel()
         # Only what still has work counts: a queue entry of a file unlinked before its quiet

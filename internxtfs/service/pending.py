@@ -4,10 +4,18 @@ What is pending is three things: files the uploader has not stored, orphaned net
 the sweeper has not deleted, and renames over an entry an outage cut short (fs/replacement.py).
 A flush waits for the first with a budget and gives the other two at most
 ``ORPHAN_SWEEP_TIMEOUT`` seconds; whatever is left stays in the journal for the next mount.
+
+A flush before the mount stops does not wait out its budget while Internxt cannot be reached
+(issue 9): everything unsent is durable in the cache and the journal, and the next mount sends
+it, so waiting would only keep ``fusermount3 -u``, ``systemctl stop`` or a reboot waiting on a
+network that is not there. Once the retry policy takes Internxt for unreachable and a quick
+request of our own gets no answer either, the flush ends and one line says what stays queued.
+Reachable, it waits as before (bounded by ``--flush-timeout``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -18,11 +26,14 @@ import trio
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
+from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
 
 ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
 # rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
+OUTAGE_CHECK_INTERVAL = 0.5  # how often a flush before stopping looks whether Internxt is down
+PROBE_BUDGET = 3.0  # ... and how long its quick request of its own may take
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -34,8 +45,21 @@ class Pending:
         sweeper: OrphanSweeper,
         replacements: Replacements,
         replayed: Callable[[], Awaitable[None]] | None = None,
+        *,
+        unreachable: Callable[[], bool] = lambda: False,
+        failing: Callable[[], bool] = lambda: False,
+        probe: Callable[[], Awaitable[object]] | None = None,
+        queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self.uploader = uploader
+        # Whether the retry policy takes Internxt for unreachable, whether the last request
+        # failed (internxt/retry.py), a quick request that asks again (answered, it ends the
+        # outage), and how many namespace changes are queued (fs/pending.py): see the module
+        # docstring.
+        self.unreachable = unreachable
+        self.failing = failing
+        self.probe = probe
+        self.queued = queued
         # Until the namespace changes queued offline are sent (fs/pending.py): a flush waits
         # for them first, as the files in folders made offline wait for them.
         self.replayed = replayed
@@ -44,9 +68,14 @@ class Pending:
 
     async def flush(self, timeout: float, *, final: bool = True) -> None:
         """Store what is pending within ``timeout`` seconds (the uploader stops taking new
-        work). ``final`` False: the mount still serves, and what is written meanwhile is
-        stored by a second, final flush once detached."""
-        left = await self.uploader.close(timeout)
+        work), or until Internxt is found unreachable. ``final`` False: the mount still
+        serves, and what is written meanwhile is stored by a second, final flush once
+        detached."""
+        left = await self.uploader.close(timeout, give_up=self._outage)
+        if self.unreachable():
+            if final:
+                self._log_queued()
+            return
         with trio.move_on_after(ORPHAN_SWEEP_TIMEOUT):
             await self.sweeper.sweep()
             await self.replacements.resolve_all()
@@ -57,6 +86,32 @@ class Pending:
                 "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
                 left,
             )
+
+    async def _outage(self) -> None:
+        """Returns once Internxt is found unreachable during a flush: the retry policy takes
+        it for down (or a request just failed), and a quick request of our own, interactive
+        (one attempt while the outage is known, internxt/retry.py), gets no answer either.
+        While the probe answers, or fails with the server answering, the flush waits on."""
+        while True:
+            if self.probe is not None and (self.unreachable() or self.failing()):
+                # Its failure is what is looked at, not raised: offline, or the server answered.
+                with contextlib.suppress(Exception), interactive(PROBE_BUDGET):
+                    await self.probe()
+                if self.unreachable():
+                    return
+            await trio.sleep(OUTAGE_CHECK_INTERVAL)
+
+    def _log_queued(self) -> None:
+        """The one line an unmount during an outage leaves: what the next mount sends."""
+        stats = self.uploader.stats()
+        log.warning(
+            "Internxt cannot be reached; not waiting for it: %d file(s) to upload, %d "
+            "delete(s) and %d namespace change(s) stay queued in the journal for the next "
+            "mount",
+            stats["pending_files"],
+            stats["pending_deletes"],
+            self.queued(),
+        )
 
     async def wait(
         self,
