@@ -6,7 +6,8 @@ a task with ``run()``/``stop()``; :class:`MountState` says where it is on its wa
 ``run_mount`` runs in the foreground (``-f``); ``spawn_daemon`` starts it in the background and
 returns once the mount answers, which is what ``internxtfs mount`` without ``-f`` does. On
 unmount (``fusermount3 -u``) or SIGTERM/SIGINT the uploader gets ``flush_timeout`` seconds to
-store what is pending; whatever remains stays in the journal and resumes at the next mount.
+store what is pending (not while Internxt cannot be reached: service/pending.py); whatever
+remains stays in the journal and resumes at the next mount.
 A signal stop flushes while still serving, detaches, then stores what open files wrote
 meanwhile; ``internxtfs umount`` refuses a busy mount instead (see busy.py).
 """

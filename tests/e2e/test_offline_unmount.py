@@ -104,3 +104,30 @@ def test_stopping_during_an_outage_is_prompt_and_the_next_mount_sends_everything
     flush_ok(m, timeout=120)
     assert remote.snapshot(m.emulator, m.user) == expected
     assert "made-offline" in remote.folders(m.emulator, m.user)
+
+
+def test_unmount_right_after_the_server_went_away_does_not_wait_for_it(new_mount: Any) -> None:
+    """The outage is not known yet when the unmount comes (only file writes since the server
+    stopped: nothing has met it but their uploads, which keep their full retry schedule):
+    the flush finds out by itself and ends within seconds; the next mount stores the file."""
+    m: MountedFS = new_mount("--flush-timeout", FLUSH_TIMEOUT)
+    mnt = m.mountpoint
+    write_file(mnt / "before.txt", b"stored before")
+    flush_ok(m)
+    m.emulator.stop()
+    try:
+        bounded(lambda: write_file(mnt / "after.txt", b"written as it went"), CALL_BOUND, "write")
+        code = _stop(m, "fusermount3 -u")
+        log_text = m.log_file.read_text()
+        assert code == 0, f"the mount did not exit within {EXIT_BOUND} s:\n{log_text[-3000:]}"
+        assert "1 file(s) to upload, 0 delete(s) and 0 namespace change(s) stay queued" in (
+            log_text
+        ), log_text[-3000:]
+    finally:
+        m.emulator.start()
+    m.mount()
+    flush_ok(m)
+    assert remote.snapshot(m.emulator, m.user) == {
+        "before.txt": b"stored before",
+        "after.txt": b"written as it went",
+    }
