@@ -816,6 +816,11 @@ class Journal:
     def remove_op(self, seq: int) -> None:
         self._db.execute("DELETE FROM namespace_ops WHERE seq = ?", (seq,))
 
+    def set_op_maybe_sent(self, seq: int, maybe_sent: bool) -> None:
+        self._db.execute(
+            "UPDATE namespace_ops SET maybe_sent = ? WHERE seq = ?", (int(maybe_sent), seq)
+        )
+
     def substitute_uuid(self, old: str, new: str) -> None:
         """A folder made offline got its real uuid: every row naming its placeholder names
         the uuid instead, in one commit (records, queued changes, the metadata cache, owners)."""

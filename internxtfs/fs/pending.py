@@ -52,6 +52,7 @@ import uuid as uuidlib
 from collections import Counter
 from typing import Any
 
+import httpx
 import trio
 
 from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
@@ -93,6 +94,12 @@ def unreachable(exc: BaseException, remote: Remote) -> bool:
     for an outage: no answer, not a refusal, not one bad answer among good ones): the change
     is queued instead of failing."""
     return isinstance(exc, ie.InternxtError) and exc.retryable and remote.offline()
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """The connection was never made (refused, no route): the request cannot have arrived.
+    (Read on the last attempt: while Internxt is known to be down, the only one.)"""
+    return isinstance(exc.__cause__, httpx.ConnectError)
 
 
 def _worth_retrying(exc: ie.InternxtError, remote: Remote) -> bool:
@@ -283,6 +290,14 @@ class PendingNamespace:
             return str(found[0].uuid)
 
     async def _replay_mkdir(self, op: NamespaceOp) -> None:
+        # While its create is out, the folder may come to exist (a server that hangs takes
+        # the request and acts on it later, or the answer is lost): an rmdir meanwhile must
+        # not just cancel this mkdir, or the folder stays on the server for good. Marked in
+        # the journal first (a crash meanwhile keeps the mark); unmarked when the connection
+        # was never made.
+        was_marked = op.maybe_sent
+        if not was_marked:
+            self._set_maybe_sent(op, True)
         try:
             real = await self._make_folder(op.parent_uuid, op.name, op.mtime_ns)
         except ie.NotFound:
@@ -295,12 +310,20 @@ class PendingNamespace:
             log.warning("the folder holding %r was deleted elsewhere; storing it as /%s/%s",
                         op.name, RECOVERY_FOLDER, name)  # fmt: skip
             real = await self._make_folder(recovery, name, op.mtime_ns)
+        except ie.InternxtError as exc:
+            if not was_marked and _never_sent(exc):
+                self._set_maybe_sent(op, False)
+            raise
         with self.journal.transaction():
             self.journal.remove_op(op.seq)
             self.journal.substitute_uuid(op.uuid, real)
         node = self.table.by_uuid(op.uuid)
         if node is not None:
             self.table.set_uuid(node, real)
+
+    def _set_maybe_sent(self, op: NamespaceOp, maybe_sent: bool) -> None:
+        self.journal.set_op_maybe_sent(op.seq, maybe_sent)
+        self._reload()
 
     async def _replay_move(self, op: NamespaceOp) -> None:
         name = op.name

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import httpcore
 import httpx
+import trio
 
 from .endpoints import CLIENT_NAME, CLIENT_VERSION, DESKTOP_HEADER, USER_AGENT
 from .errors import (
@@ -44,6 +45,7 @@ from .errors import (
     WrongCredentials,
     WrongTwoFactorCode,
 )
+from .retry import interactive_deadline
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ Kind = Literal["drive", "network", "object"]
 # No call may wait forever: a stalled connect or a stalled read both end in Unreachable, which
 # the retry policy then handles like a dropped connection.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
+# A process waits on an interactive call (retry.py): its connect, its wait for a free
+# connection and each wait for the next bytes of the answer end with its budget, not after a
+# minute. A server that accepts connections and never answers (a hung proxy or server) gave
+# no error before the read timeout, so an `ls` of a folder never listed hung for 60 s
+# (issue 9: no call longer than 10 s). Bytes that keep coming (a slow download) are not cut:
+# the read timeout is the wait for the next bytes. Never below this floor, so a request made
+# late in a call that legitimately takes longer (a listing of many pages) still gets time.
+INTERACTIVE_TIMEOUT_FLOOR = 3.0
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -206,6 +216,21 @@ def json_body(response: httpx.Response) -> Any:
         ) from exc
 
 
+def _interactive_timeouts() -> httpx.Timeout | None:
+    """The timeouts of a request made for a process waiting on the mount: the rest of its
+    budget (at least INTERACTIVE_TIMEOUT_FLOOR), never more than the default ones. None for
+    a background task."""
+    deadline = interactive_deadline()
+    if deadline is None:
+        return None
+    left = max(INTERACTIVE_TIMEOUT_FLOOR, deadline - trio.current_time())
+    d = DEFAULT_TIMEOUT
+    assert d.connect is not None and d.read is not None and d.pool is not None
+    return httpx.Timeout(
+        connect=min(d.connect, left), read=min(d.read, left), write=d.write, pool=min(d.pool, left)
+    )
+
+
 class Http:
     """Sends one request and returns the response, or raises a typed error."""
 
@@ -246,7 +271,7 @@ class Http:
             content=body,
             headers=hdrs,
             params=params,
-            timeout=timeouts or DEFAULT_TIMEOUT,
+            timeout=timeouts or _interactive_timeouts() or DEFAULT_TIMEOUT,
         )
         try:
             response = await self.client.send(request, stream=stream)

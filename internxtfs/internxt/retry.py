@@ -82,6 +82,11 @@ class RetryStats:
 # trio task, not a context variable: trio copies context variables into tasks spawned from a
 # request, and those (uploads, read-ahead) must keep the full schedule.
 INTERACTIVE_BUDGET = 5.0
+# While Internxt is known to be down, the one attempt of an interactive call waits this long at
+# most: a server that accepts connections and never answers otherwise held every call for the
+# whole budget, and a read the kernel asks twice (readahead, then the page) for twice that.
+# Connections refused fail at once anyway; the background probe notices the server's return.
+OFFLINE_ATTEMPT = 2.0
 _interactive: dict[object, float] = {}
 
 
@@ -280,7 +285,8 @@ class RetryPolicy:
                 if deadline is not None and self.offline:
                     # Known to be down: one attempt, and not longer than the budget (a server
                     # that swallows packets would hold it for the whole connect timeout).
-                    result = await self._bounded(fn, deadline, what)
+                    until = min(deadline, trio.current_time() + OFFLINE_ATTEMPT)
+                    result = await self._bounded(fn, until, what)
                 else:
                     result = await fn()
                 self._answered()

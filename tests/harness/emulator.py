@@ -142,7 +142,20 @@ class EmulatorProcess:
         except OSError:
             return "(no log)"
 
+    def pause(self) -> None:
+        """A server that hangs: SIGSTOP. The kernel still accepts connections (into the
+        listen backlog) and takes the requests, but nothing answers, as with a proxy or a
+        server stuck behind a load balancer; unlike :meth:`stop`, nothing is refused.
+        :meth:`resume` (SIGCONT) lets it answer what waited. The admin API hangs too."""
+        assert self._proc is not None and self._proc.poll() is None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()  # a paused process would hold SIGTERM until killed
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_process(proc, STOP_TIMEOUT)
