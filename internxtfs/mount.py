@@ -21,6 +21,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,7 @@ class Mount:
             # is in the journal for the next mount (service/pending.py).
             unreachable=lambda: client.retry.offline,
             failing=lambda: retry_stats.failing,
+            silence=lambda: time.time() - (retry_stats.last_success_at or 0.0),
             probe=client.drive.usage,
             queued=operations.pending.queued,
         )

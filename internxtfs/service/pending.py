@@ -10,7 +10,9 @@ A flush before the mount stops does not wait out its budget while Internxt canno
 it, so waiting would only keep ``fusermount3 -u``, ``systemctl stop`` or a reboot waiting on a
 network that is not there. Once the retry policy takes Internxt for unreachable and a quick
 request of our own gets no answer either, the flush ends and one line says what stays queued.
-Reachable, it waits as before (bounded by ``--flush-timeout``).
+That request is also made when nothing has answered for a while without any error (a server
+that takes requests and never answers). Reachable, it waits as before (bounded by
+``--flush-timeout``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphane
 # rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
 OUTAGE_CHECK_INTERVAL = 0.5  # how often a flush before stopping looks whether Internxt is down
 PROBE_BUDGET = 3.0  # ... and how long its quick request of its own may take
+SILENCE = 5.0  # without an error: no answer from Internxt for this long makes it ask too,
+SILENT_PROBE_BUDGET = 10.0  # and wait this long for the answer
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -48,16 +52,18 @@ class Pending:
         *,
         unreachable: Callable[[], bool] = lambda: False,
         failing: Callable[[], bool] = lambda: False,
+        silence: Callable[[], float] = lambda: 0.0,
         probe: Callable[[], Awaitable[object]] | None = None,
         queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self.uploader = uploader
         # Whether the retry policy takes Internxt for unreachable, whether the last request
-        # failed (internxt/retry.py), a quick request that asks again (answered, it ends the
-        # outage), and how many namespace changes are queued (fs/pending.py): see the module
-        # docstring.
+        # failed, seconds since Internxt last answered (internxt/retry.py), a quick request
+        # that asks again (answered, it ends the outage), and how many namespace changes are
+        # queued (fs/pending.py): see the module docstring.
         self.unreachable = unreachable
         self.failing = failing
+        self.silence = silence
         self.probe = probe
         self.queued = queued
         # Until the namespace changes queued offline are sent (fs/pending.py): a flush waits
@@ -93,9 +99,18 @@ class Pending:
         (one attempt while the outage is known, internxt/retry.py), gets no answer either.
         While the probe answers, or fails with the server answering, the flush waits on."""
         while True:
-            if self.probe is not None and (self.unreachable() or self.failing()):
+            if self.unreachable() or self.failing():
+                budget: float | None = PROBE_BUDGET
+            elif self.silence() > SILENCE:
+                # Nothing failed, nothing answered: a server that takes requests and never
+                # answers fails them only at the read timeout (a minute). A slow but working
+                # one (a big upload on a slow line) gets a longer budget to answer the probe.
+                budget = SILENT_PROBE_BUDGET
+            else:
+                budget = None
+            if self.probe is not None and budget is not None:
                 # Its failure is what is looked at, not raised: offline, or the server answered.
-                with contextlib.suppress(Exception), interactive(PROBE_BUDGET):
+                with contextlib.suppress(Exception), interactive(budget):
                     await self.probe()
                 if self.unreachable():
                     return

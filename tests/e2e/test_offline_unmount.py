@@ -106,15 +106,20 @@ def test_stopping_during_an_outage_is_prompt_and_the_next_mount_sends_everything
     assert "made-offline" in remote.folders(m.emulator, m.user)
 
 
-def test_unmount_right_after_the_server_went_away_does_not_wait_for_it(new_mount: Any) -> None:
+@pytest.mark.parametrize("outage", ["stopped", "hanging"])
+def test_unmount_right_after_the_server_went_away_does_not_wait_for_it(
+    new_mount: Any, outage: str
+) -> None:
     """The outage is not known yet when the unmount comes (only file writes since the server
-    stopped: nothing has met it but their uploads, which keep their full retry schedule):
-    the flush finds out by itself and ends within seconds; the next mount stores the file."""
+    went away: nothing has met it but their uploads, which keep their full retry schedule):
+    the flush finds out by itself and ends within seconds; the next mount stores the file.
+    Stopped, the uploads fail at once; hanging (EmulatorProcess.pause: connections are
+    accepted and never answered), nothing fails before the read timeout, a minute."""
     m: MountedFS = new_mount("--flush-timeout", FLUSH_TIMEOUT)
     mnt = m.mountpoint
     write_file(mnt / "before.txt", b"stored before")
     flush_ok(m)
-    m.emulator.stop()
+    (m.emulator.stop if outage == "stopped" else m.emulator.pause)()
     try:
         bounded(lambda: write_file(mnt / "after.txt", b"written as it went"), CALL_BOUND, "write")
         code = _stop(m, "fusermount3 -u")
@@ -124,7 +129,7 @@ def test_unmount_right_after_the_server_went_away_does_not_wait_for_it(new_mount
             log_text
         ), log_text[-3000:]
     finally:
-        m.emulator.start()
+        (m.emulator.start if outage == "stopped" else m.emulator.resume)()
     m.mount()
     flush_ok(m)
     assert remote.snapshot(m.emulator, m.user) == {
