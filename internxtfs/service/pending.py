@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ORPHAN_SWEEP_TIMEOUT = 10.0  # flush/unmount: at most this long deleting orphaned objects (the
 # rest waits for the next sweep; the unit's TimeoutStopSec leaves 30 s over --flush-timeout)
 OUTAGE_CHECK_INTERVAL = 0.5  # how often a flush before stopping looks whether Internxt is down
+PROBE_INTERVAL = 2.0  # (a probe answered: the next one not before this)
 PROBE_BUDGET = 3.0  # ... and how long its quick request of its own may take
 SILENCE = 5.0  # without an error: no answer from Internxt for this long makes it ask too,
 SILENT_PROBE_BUDGET = 10.0  # and wait this long for the answer
@@ -114,11 +115,14 @@ class Pending:
                     await self.probe()
                 if self.unreachable():
                     return
+                await trio.sleep(PROBE_INTERVAL)  # not a request every check while it errs
             await trio.sleep(OUTAGE_CHECK_INTERVAL)
 
     def _log_queued(self) -> None:
         """The one line an unmount during an outage leaves: what the next mount sends."""
         stats = self.uploader.stats()
+        if not (stats["pending_files"] or stats["pending_deletes"] or self.queued()):
+            return
         log.warning(
             "Internxt cannot be reached; not waiting for it: %d file(s) to upload, %d "
             "delete(s) and %d namespace change(s) stay queued in the journal for the next "
