@@ -16,6 +16,7 @@ landed, or ``None`` to go ahead and resend.
 from __future__ import annotations
 
 import logging
+import math
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -177,6 +178,10 @@ class RetryPolicy:
         # Answers received so far (any status the server itself gave): a call that fails for
         # good while others got answers meanwhile met a bad patch, not an outage.
         self._answers = 0
+        # The bounds of single attempts made while Internxt is known to be down (_bounded):
+        # lifted when it answers again, so a download that began just as it came back is
+        # not cut off as if it were still down.
+        self._offline_bounds: set[trio.CancelScope] = set()
 
     def delay(self, retry_number: int, exc: BaseException | None = None) -> float:
         """Seconds to wait before retry number ``retry_number`` (1 = first retry)."""
@@ -226,6 +231,8 @@ class RetryPolicy:
     def _reachable(self) -> None:
         self._answers += 1
         if self.stats.offline_since is not None:
+            for scope in self._offline_bounds:
+                scope.deadline = math.inf
             log.warning(
                 "Internxt answers again after %.0f s; back to fresh listings and uploads",
                 self._clock() - self.stats.offline_since,
@@ -338,6 +345,10 @@ class RetryPolicy:
         return trio.current_time() + wait > deadline
 
     async def _bounded(self, fn: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
-        with trio.move_on_after(max(0.5, deadline - trio.current_time())):
-            return await fn()
+        with trio.move_on_after(max(0.5, deadline - trio.current_time())) as scope:
+            self._offline_bounds.add(scope)
+            try:
+                return await fn()
+            finally:
+                self._offline_bounds.discard(scope)
         raise Unreachable(f"{what}: no answer within the budget of a call waiting on the mount")
