@@ -290,8 +290,9 @@ class RetryPolicy:
                         log.info("%s: earlier attempt had landed; adopting it", what)
                         return landed
                 if deadline is not None and self.offline:
-                    # Known to be down: one attempt, and not longer than the budget (a server
-                    # that swallows packets would hold it for the whole connect timeout).
+                    # Known to be down: one attempt, and not longer than OFFLINE_ATTEMPT
+                    # within the budget (a server that swallows packets would hold it for the
+                    # whole connect timeout), unless Internxt answers again meanwhile.
                     until = min(deadline, trio.current_time() + OFFLINE_ATTEMPT)
                     result = await self._bounded(fn, until, what)
                 else:
