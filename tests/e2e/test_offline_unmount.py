@@ -136,3 +136,27 @@ def test_unmount_right_after_the_server_went_away_does_not_wait_for_it(
         "before.txt": b"stored before",
         "after.txt": b"written as it went",
     }
+
+
+def test_unmount_with_a_slow_upload_and_the_server_answering_still_stores_it(
+    new_mount: Any,
+) -> None:
+    """Reachable, an unmount waits for the uploads as before: a slow PUT (emulator bandwidth
+    cap, ~12 s with no other answer meanwhile) makes the flush ask Internxt whether it is still
+    there, it answers, and the flush goes on until the file is stored. (A guard for the
+    outage detection above, not a fix: the old code stores it too.)"""
+    m: MountedFS = new_mount("--flush-timeout", FLUSH_TIMEOUT)
+    content = os.urandom(3 * 1024 * 1024)
+    m.emulator.set_faults(bandwidth=256 * 1024)
+    m.emulator.reset_stats()
+    try:
+        write_file(m.mountpoint / "slow.bin", content)
+        code = m.unmount(timeout=120)
+    finally:
+        m.emulator.set_faults(bandwidth=0)
+    log_text = m.log_file.read_text()
+    assert code == 0, log_text[-3000:]
+    assert "not waiting for it" not in log_text and "cannot be reached" not in log_text
+    # The flush asked (nothing else on this mount reads the usage) and was answered.
+    assert m.emulator.stats()["requests"].get("GET /drive/users/usage", 0) >= 1
+    assert remote.snapshot(m.emulator, m.user) == {"slow.bin": content}
