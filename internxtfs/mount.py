@@ -270,6 +270,8 @@ class Mount:
             Background("listings", operations.meta.run),
             # Namespace changes made while Internxt was unreachable (fs/pending.py).
             Background("namespace replay", operations.pending.run),
+            # For df during an outage (operations.py): read once, then kept.
+            Background("quota", operations.learn_quota),
             Signals(self.stop, config.flush_timeout, login),
             ControlServer(
                 config.mountpoint,

@@ -723,8 +723,7 @@ class Filesystem(pyfuse3.Operations):
         if self._statfs is None or now - self._statfs[0] > self.options.statfs_ttl:
             stored = self.uploader.stored_bytes
             try:
-                used = await self.remote.usage()
-                limit = await self.remote.limit()
+                await self._read_quota(now)
             except ie.InternxtError as exc:
                 if self._statfs is None:
                     self._statfs = self._kept_quota(now, stored)
@@ -732,10 +731,7 @@ class Filesystem(pyfuse3.Operations):
                     raise
                 # Internxt cannot be reached: df shows the last known quota (issue 9).
                 log.debug("cannot read the quota (%s); showing the last known one", exc)
-            else:
-                self._statfs = (now, used, limit, stored)
-                if hasattr(self.journal, "set_meta"):
-                    self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
+        assert self._statfs is not None
         _, used, limit, stored_then = self._statfs
         # Internxt's figure is up to statfs_ttl old: what this mount stored since, and what it
         # holds unsent, count at once, as on a local disk (df right after cp shows it).
@@ -749,6 +745,26 @@ class Filesystem(pyfuse3.Operations):
         data.f_files = data.f_ffree = data.f_favail = 1 << 32
         data.f_namemax = names.NAME_MAX
         return data
+
+    async def _read_quota(self, now: float) -> None:
+        stored = self.uploader.stored_bytes
+        used = await self.remote.usage()
+        limit = await self.remote.limit()
+        self._statfs = (now, used, limit, stored)
+        if hasattr(self.journal, "set_meta"):
+            self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
+
+    async def learn_quota(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the quota once at start, in the background: a `df` during an outage then has
+        one to show even on a mount where df never ran before (issue 9), and the next mount
+        on this cache too."""
+        task_status.started()
+        if self._statfs is not None:
+            return
+        try:
+            await self._read_quota(self.monotonic())
+        except ie.InternxtError as exc:  # offline: the first df asks again
+            log.info("quota not known yet: %s", exc)
 
     def _kept_quota(self, now: float, stored: int) -> tuple[float, int, int, int] | None:
         """The quota the last mount on this cache read (the metadata cache), if any."""

@@ -104,6 +104,17 @@ def usage(emulator: Any, user: dict[str, Any]) -> int:
     return trio.run(run)
 
 
+def limit(emulator: Any, user: dict[str, Any]) -> int:
+    """The account's quota in bytes (``/users/limit``)."""
+
+    async def run() -> int:
+        client = await _login(emulator, user)
+        async with client:
+            return await client.drive.limit()
+
+    return trio.run(run)
+
+
 def folders(emulator: Any, user: dict[str, Any]) -> list[str]:
     """Every folder path of the account ("a/b/c"), once replicas have caught up."""
     emulator.wait_for_replicas()
