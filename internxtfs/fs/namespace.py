@@ -211,8 +211,9 @@ class Namespace:
         try:
             with self.journal.transaction():  # the record and its owner, or neither
                 record = self.journal.new_file(
-                    parent_uuid=parent.uuid, name=name, size=0, mtime_ns=now, dirty=True
-                )
+                    parent_uuid=parent.uuid, name=name, size=0, mtime_ns=now, dirty=True,
+                    blind=self.blind(parent),
+                )  # fmt: skip
                 self.table.set_local(node, record.local_id)
                 self.owners.created(node, parent, mode, ctx)
         except BaseException:
@@ -221,6 +222,13 @@ class Namespace:
         self.table.link_child(parent, name, node)
         self.touch_dir(parent)
         return node
+
+    def blind(self, folder: Node) -> bool:
+        """A name made in ``folder`` now is made without knowing what the folder holds on
+        the server: never listed (a partial view during an outage, fs/metadata.py), or made
+        offline (the replay may adopt a folder of that name made elsewhere). Such a file keeps
+        both versions if its name turns out to be taken (fs/conflicts.py, AdoptExisting)."""
+        return self.meta.partial(folder) or is_placeholder(folder.uuid)
 
     async def mkdir(self, parent: Node, name: str, mode: int, ctx: Any) -> Node:
         now = self.clock_ns()
@@ -599,7 +607,10 @@ class Namespace:
             if node.uuid is not None and queue:
                 self.pending.move("file", node.uuid, old_parent.uuid, new_parent.uuid, new_name)
             if node.local_id is not None:
-                self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
+                changes: dict[str, Any] = {"parent_uuid": new_parent.uuid, "name": new_name}
+                if node.uuid is None and self.blind(new_parent):
+                    changes["blind"] = True  # its name was not checked either (see blind)
+                self.journal.update(node.local_id, **changes)
 
     async def _send_file_move(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None

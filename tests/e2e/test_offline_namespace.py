@@ -202,3 +202,72 @@ def test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder(new_mount: An
     flush_ok(m, timeout=120)
     assert remote.folders(m.emulator, m.user) == []
     assert sorted(os.listdir(mnt)) == ["before.txt"]
+
+
+def _conflict_copy(names: list[str], stem: str, ext: str) -> str:
+    [name] = [n for n in names if n.startswith(f"{stem} (internxtfs conflict ") and n.endswith(ext)]
+    return name
+
+
+def test_a_mount_started_offline_on_an_empty_cache_takes_new_files_and_keeps_both(
+    new_mount: Any,
+) -> None:
+    """A mount started with the server down on an empty cache has never listed anything (a
+    new user, a reboot with a new cache). cp and rsync into it work; the view shows what this
+    mount made, and survives kill -9 and a remount still offline. Once the server answers,
+    a name that was taken there keeps both versions (ours under a conflict name), a folder of
+    that name is adopted, and nothing is lost. Before, every create was EIO."""
+    seed: MountedFS = new_mount(name="seed")
+    write_file(seed.mountpoint / "taken.txt", b"theirs, stored before")
+    (seed.mountpoint / "backup").mkdir()
+    write_file(seed.mountpoint / "backup/old.bin", b"their old version" * 100)
+    flush_ok(seed)
+    seed.unmount()
+    m: MountedFS = new_mount("--dir-cache-ttl", "1", user=seed.user)
+    m.unmount()
+    shutil.rmtree(m.cache_dir)
+    src = m.workdir / "src"
+    (src / "backup").mkdir(parents=True)
+    (src / "taken.txt").write_bytes(b"ours, written offline")
+    (src / "new.txt").write_bytes(b"new" * 1000)
+    (src / "backup/old.bin").write_bytes(b"our version of old" * 100)
+    (src / "backup/fresh.bin").write_bytes(os.urandom(50_000))
+    mnt = m.mountpoint
+
+    m.emulator.stop()
+    try:
+        m.mount("--dir-cache-ttl", "1")  # on an empty cache: nothing was ever listed
+        assert _call(lambda: os.listdir(mnt), "ls of a root never listed") == []
+        for name in ("taken.txt", "new.txt"):
+            _call(lambda n=name: subprocess.run(["cp", src / n, mnt / n], check=True), f"cp {name}")
+        done = _call(
+            lambda: subprocess.run(
+                ["rsync", "-a", f"{src}/backup", f"{mnt}/"], capture_output=True, text=True
+            ),
+            "rsync",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        expected = _call(lambda: local_tree(mnt), "read all")
+        assert expected == {p: (src / p).read_bytes() for p in local_tree(src)}
+        m.kill()
+        m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
+        assert _call(lambda: local_tree(mnt), "read after the crash") == expected
+        assert "never listed" in m.log_file.read_text()  # said once, not per request
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    stored = remote.snapshot(m.emulator, m.user)
+    ours_top = _conflict_copy(list(stored), "taken", ".txt")
+    ours_old = _conflict_copy(list(stored), "backup/old", ".bin")
+    assert stored == {
+        "taken.txt": b"theirs, stored before",
+        ours_top: expected["taken.txt"],
+        "new.txt": expected["new.txt"],
+        "backup/old.bin": b"their old version" * 100,
+        ours_old: expected["backup/old.bin"],
+        "backup/fresh.bin": expected["backup/fresh.bin"],
+    }
+    assert remote.folders(m.emulator, m.user) == ["backup"]  # adopted, not a second one
+    # The real listings merge in: the mount shows what the server holds.
+    wait_for("the merged listing", lambda: local_tree(mnt) == stored, 30)
+    assert "Traceback" not in m.log_file.read_text()

@@ -224,3 +224,52 @@ async def test_a_mkdir_whose_create_may_have_landed_is_removed_by_a_later_rmdir(
         assert mounted.fs.pending.queued() == 2
         async with _back_online(mounted):
             assert fake.folder_at(ROOT, "ghost") is None
+
+
+def _listings_fail_while_offline(m: InProcess) -> None:
+    """Listings get no answer while ``known_offline`` (the fake answers them otherwise)."""
+    fake = _fake(m)
+    for call in ("list_folders", "list_files"):
+        m.remote.fail(
+            call, Unreachable("connection refused"), times=1 << 30,
+            when=lambda args, kwargs: fake.known_offline,
+        )  # fmt: skip
+
+
+async def test_a_folder_never_listed_takes_new_files_offline_and_the_replay_keeps_both(
+    mounted: InProcess,
+) -> None:
+    """A fresh mount, the server down: the root was never listed. New files and a mkdir there
+    succeed (its view shows this mount's own entries); once the server answers, a name that
+    was taken there keeps both versions, a folder of that name is adopted (mkdir -p), and the
+    root's real listing merges in."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "taken.txt", b"theirs")
+    backup = fake.add_folder(ROOT, "backup")
+    fake.add_file(backup, "old.bin", b"their old")
+    _listings_fail_while_offline(mounted)
+    async with serving(mounted):
+        fake.known_offline = True
+        assert await mounted.listdir() == []  # nothing this mount knows of
+        await mounted.write_file("taken.txt", b"ours")
+        await mounted.write_file("new.txt", b"new")
+        d = await _mkdir(mounted, "backup")
+        await mounted.write_file("old.bin", b"our old", parent=d)
+        await mounted.write_file("fresh.bin", b"fresh", parent=d)
+        assert await mounted.listdir() == ["backup", "new.txt", "taken.txt"]
+        assert not any("create" in c for c in fake.calls)
+        async with _back_online(mounted):
+            names = fake.names(ROOT)
+            [ours] = [n for n in names if n.startswith("taken (internxtfs conflict ")]
+            assert sorted(names) == sorted(["backup", "new.txt", "taken.txt", ours])
+            assert fake.content(ROOT, "taken.txt") == b"theirs"
+            assert fake.content(ROOT, ours) == b"ours"
+            assert fake.content(ROOT, "new.txt") == b"new"
+            [old_ours] = [n for n in fake.names(backup) if n.startswith("old (internxtfs")]
+            assert fake.content(backup, "old.bin") == b"their old"
+            assert fake.content(backup, old_ours) == b"our old"
+            assert fake.content(backup, "fresh.bin") == b"fresh"
+            # The real listing merges in: what the server held shows now.
+            mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
+            assert "taken.txt" in await mounted.listdir()
+            assert "old.bin" in await mounted.listdir(d)
