@@ -199,6 +199,9 @@ class PendingNamespace:
 
     def _reload(self) -> None:
         self._ops = self.journal.ops()
+        # An op sent, dropped or cancelled is no longer refused: forget when that began.
+        live = {op.seq for op in self._ops}
+        self._refused_since = {s: t for s, t in self._refused_since.items() if s in live}
         self._recount()
         self._changed.set()
         self._changed = trio.Event()
