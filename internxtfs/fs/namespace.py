@@ -349,22 +349,46 @@ class Namespace:
         record = self.journal.get(local_id)
         assert record is not None
         aside = aside_name(node.uuid)
+        uuid, parent_uuid = node.uuid, record.parent_uuid
+        if self.pending.must_queue(parent_uuid):
+            # Offline (or behind queued changes): the move aside is queued (fs/pending.py)
+            # with the hold, in one commit; the descriptors read what is cached meanwhile.
+            with self.journal.transaction():
+                lifecycle.hold(self.journal, local_id, aside)
+                self.pending.move("file", uuid, parent_uuid, parent_uuid, aside)
+            self._unlinked_while_open(parent, node, queued=True)
+            return
         # HELD: a pending remote delete, sent at the last close (see closed)
         lifecycle.hold(self.journal, local_id, aside)
         try:
-            await self.remote.move_file(node.uuid, record.parent_uuid, aside)
+            await self.remote.move_file(uuid, parent_uuid, aside)
         except ie.NotFound:
             # Deleted elsewhere already: nothing to keep aside, only the local data is left.
             log.info("%r was already gone remotely", node.name)
             lifecycle.held_entry_gone(self.journal, local_id)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                lifecycle.hold_failed(self.journal, local_id, record.name)
+                raise
+            log.info("unlink of %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            self.pending.move("file", uuid, parent_uuid, parent_uuid, aside)
+            self._unlinked_while_open(parent, node, queued=True)
+            return
         except BaseException:
             lifecycle.hold_failed(self.journal, local_id, record.name)
             raise
+        self._unlinked_while_open(parent, node, queued=False)
+
+    def _unlinked_while_open(self, parent: Node, node: Node, *, queued: bool) -> None:
+        """The local half of :meth:`_unlink_while_open`, once its entry is aside (or the
+        move aside is queued)."""
         if node.open_handles == 0:
             # Closed while the move was on its way: nothing will call release again.
             self.drop_local(node)
         self.table.unlink_child(parent, node.name)
         self.touch_dir(parent)
+        if queued:
+            self.meta.save()  # the view it leaves, for a crash or a remount while offline
 
     async def rmdir(self, parent: Node, node: Node) -> None:
         assert node.uuid is not None
@@ -450,12 +474,22 @@ class Namespace:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
         if await self._queue_rename_over(node, new_parent, target):
-            # Offline, a file over a file: the target's delete is journaled as by unlink and
-            # the move is queued (or, for a file never uploaded, journaled) behind it. The
-            # replay and the uploader meet the name still taken only by our own pending
-            # delete, which they send first (Uploader.settle_deletes_at). Other clients see
-            # no entry at the name in between, as with the steps of an online rename over
-            # a file not uploaded yet.
+            if target.is_dir:
+                # Offline, a folder over a folder: as rmdir of the target (empty in our view,
+                # else ENOTEMPTY), then the move, both queued. The replay removes the target
+                # only if the server lists it empty; if another client filled it meanwhile it
+                # stays, and the move meets its name taken: ours is stored beside it under a
+                # marked name (fs/pending.py), so neither is lost.
+                await self._queue_rmdir(new_parent, target)
+                await self._move_remote_folder(node, new_parent, new_name)
+                return
+            # Offline, a file over a file: the target's delete is journaled as by unlink (an
+            # open target is moved aside first, queued, and deleted at its last close) and the
+            # move is queued (or, for a file never uploaded, journaled) behind it. The replay
+            # and the uploader meet the name still taken only by our own pending delete, which
+            # they send first (Uploader.settle_deletes_at). Other clients see no entry at the
+            # name in between, as with the steps of an online rename over a file not uploaded
+            # yet.
             await self.unlink(new_parent, target)
             await self._move_file(node, new_parent, new_name)
             return
@@ -514,8 +548,8 @@ class Namespace:
         """Whether a rename over a stored entry must be queued (fs/pending.py) rather than run
         in its steps on the server (fs/replacement.py), which cannot be queued. Online it
         waits for the queued namespace changes to be sent first, so it never runs ahead of
-        them. Offline, a file over a closed file is queued as an unlink and a move (True);
-        anything else (folders, an open target) fails with EIO (docs/semantics.md)."""
+        them. Offline (True), a file over a file is queued as an unlink and a move, a folder
+        over a folder as an rmdir and a move (docs/semantics.md)."""
         record = None if target.local_id is None else self.journal.get(target.local_id)
         stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
         parent = self.table.get(node.parent)
@@ -527,11 +561,7 @@ class Namespace:
                 await self.pending.wait_replayed()
             if not self.pending.queued():
                 return False
-        if not node.is_dir and not target.is_dir and not target.open_handles:
-            return True
-        log.warning("a rename over an existing stored folder or open file cannot be queued "
-                    "while Internxt is unreachable: EIO")  # fmt: skip
-        raise pyfuse3.FUSEError(errno.EIO)
+        return True
 
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node

@@ -12,9 +12,10 @@ import trio
 from internxtfs.fs.conflicts import RECOVERY_FOLDER
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.fs.pending import REFUSAL_PATIENCE, is_placeholder
+from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import Unprocessable, Unreachable
 from tests.fs_api.conftest import serving
-from tests.harness.fake_remote import DELETED, ROOT, FakeRemote
+from tests.harness.fake_remote import DELETED, EXISTS, ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
 
 
@@ -275,3 +276,103 @@ async def test_a_folder_never_listed_takes_new_files_offline_and_the_replay_keep
             mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
             assert "taken.txt" in await mounted.listdir()
             assert "old.bin" in await mounted.listdir(d)
+
+
+def _shown(names: list[str]) -> list[str]:
+    """Without the entries kept aside (under a hidden name) while a file is open."""
+    return [n for n in names if not n.startswith(ASIDE_PREFIX)]
+
+
+async def test_rename_of_a_folder_over_an_empty_stored_folder_offline(mounted: InProcess) -> None:
+    """POSIX rename of a folder over an empty folder, offline: queued as an rmdir and a move.
+    The replay removes the target (the server lists it empty) and moves ours into its name."""
+    fake = _fake(mounted)
+    a = fake.add_folder(ROOT, "a")
+    fake.add_file(a, "x", b"in a")
+    b = fake.add_folder(ROOT, "b")
+    async with serving(mounted):
+        await mounted.listdir()
+        await mounted.listdir(await mounted.lookup("a"))
+        await mounted.listdir(await mounted.lookup("b"))
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        assert await mounted.listdir() == ["b"]
+        assert await mounted.listdir(await mounted.lookup("b")) == ["x"]
+        assert sorted(fake.names(ROOT)) == ["a", "b"]  # nothing sent yet
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["b"]
+            folder = fake.folder_at(ROOT, "b")
+            assert folder is not None and folder.uuid == a
+            assert fake.content(a, "x") == b"in a"
+            assert fake.folders[b].status == DELETED
+
+
+async def test_rename_of_a_folder_over_one_filled_elsewhere_meanwhile_keeps_both(
+    mounted: InProcess,
+) -> None:
+    fake = _fake(mounted)
+    a = fake.add_folder(ROOT, "a")
+    fake.add_file(a, "x", b"ours")
+    b = fake.add_folder(ROOT, "b")
+    async with serving(mounted):
+        await mounted.listdir()
+        await mounted.listdir(await mounted.lookup("b"))
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        fake.add_file(b, "y", b"theirs, put there during the outage")
+        async with _back_online(mounted):
+            names = fake.names(ROOT)
+            [ours] = [n for n in names if n != "b"]
+            assert ours.startswith("b (internxtfs conflict ") and len(names) == 2
+            assert fake.content(b, "y") == b"theirs, put there during the outage"
+            assert fake.content(a, "x") == b"ours"
+            assert fake.folders[a].name == ours
+
+
+async def test_rename_over_an_open_file_offline(mounted: InProcess) -> None:
+    """The target is open: its descriptor keeps reading it; its entry is moved aside (queued)
+    and deleted at the last close, and the source takes the name."""
+    fake = _fake(mounted)
+    old = fake.add_file(ROOT, "old", b"old content")
+    fake.add_file(ROOT, "new", b"new content")
+    async with serving(mounted):
+        await mounted.listdir()
+        fh = await mounted.open(await mounted.lookup("old"))
+        assert await mounted.fs.read(fh, 0, 100) == b"old content"
+        fake.known_offline = True
+        await mounted.rename("new", "old")
+        assert await mounted.listdir() == ["old"]
+        assert await mounted.read_all(await mounted.lookup("old")) == b"new content"
+        assert await mounted.fs.read(fh, 0, 100) == b"old content"
+        async with _back_online(mounted):
+            assert _shown(fake.names(ROOT)) == ["old"]
+            assert fake.content(ROOT, "old") == b"new content"
+            assert fake.files[old].status == EXISTS  # kept aside while open
+            await mounted.fs.release(fh)
+            with trio.fail_after(600):
+                assert await mounted.uploader.wait_idle() == {}
+            assert fake.files[old].status != EXISTS
+            assert fake.names(ROOT) == ["old"]
+
+
+async def test_unlink_of_an_open_stored_file_offline(mounted: InProcess) -> None:
+    """unlink of a stored file still open, offline: the name is free at once (a new file
+    takes it), the descriptor keeps reading, and the old entry goes at the last close."""
+    fake = _fake(mounted)
+    old = fake.add_file(ROOT, "f", b"the old file")
+    async with serving(mounted):
+        await mounted.listdir()
+        fh = await mounted.open(await mounted.lookup("f"))
+        assert await mounted.fs.read(fh, 0, 100) == b"the old file"
+        fake.known_offline = True
+        await mounted.unlink("f")
+        assert await mounted.listdir() == []
+        await mounted.write_file("f", b"a new file")
+        assert await mounted.fs.read(fh, 0, 100) == b"the old file"
+        async with _back_online(mounted):
+            assert _shown(fake.names(ROOT)) == ["f"] and fake.content(ROOT, "f") == b"a new file"
+            await mounted.fs.release(fh)
+            with trio.fail_after(600):
+                assert await mounted.uploader.wait_idle() == {}
+            assert fake.files[old].status != EXISTS
+            assert fake.names(ROOT) == ["f"] and fake.content(ROOT, "f") == b"a new file"
