@@ -271,3 +271,63 @@ def test_a_mount_started_offline_on_an_empty_cache_takes_new_files_and_keeps_bot
     # The real listings merge in: the mount shows what the server holds.
     wait_for("the merged listing", lambda: local_tree(mnt) == stored, 30)
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rename_of_a_folder_over_an_empty_folder_offline(new_mount: Any) -> None:
+    """mv over an empty folder (rename(2) of a folder onto an empty one) with the server down:
+    it succeeds and is queued (an rmdir of the target, then the move); stored once the server
+    is back. Before, EIO."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    (mnt / "draft/sub").mkdir(parents=True)
+    write_file(mnt / "draft/sub/text.txt", b"the text")
+    (mnt / "final").mkdir()
+    flush_ok(m)
+    assert _tree(mnt) == ["draft/", "draft/sub/", "draft/sub/text.txt", "final/"]
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        _call(lambda: os.rename(mnt / "draft", mnt / "final"), "mv draft final")
+        assert _call(lambda: _tree(mnt), "ls -R") == ["final/", "final/sub/", "final/sub/text.txt"]
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"final/sub/text.txt": b"the text"}
+    assert remote.folders(m.emulator, m.user) == ["final", "final/sub"]
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rename_over_an_open_file_and_unlink_of_an_open_file_offline(new_mount: Any) -> None:
+    """With the server down: a file renamed over a stored file that a process holds open (an
+    editor's save), and a stored file removed while open. Both succeed; the descriptors go on
+    reading the old content; the names hold the new files. Once the server is back and the
+    descriptors are closed, it stores exactly the new files. Before, both were EIO."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "doc.txt", b"version 1" * 100)
+    write_file(mnt / "log.txt", b"old log" * 100)
+    flush_ok(m)
+    with open(mnt / "doc.txt", "rb") as doc, open(mnt / "log.txt", "rb") as log:
+        assert doc.read() == b"version 1" * 100 and log.read() == b"old log" * 100
+        m.emulator.stop()
+        try:
+            time.sleep(1.5)  # past the listing TTL
+            _call(lambda: write_file(mnt / ".doc.txt.swp", b"version 2"), "write")
+            _call(lambda: os.rename(mnt / ".doc.txt.swp", mnt / "doc.txt"), "mv over open file")
+            _call(lambda: os.unlink(mnt / "log.txt"), "rm of an open file")
+            _call(lambda: write_file(mnt / "log.txt", b"new log"), "write a new log")
+            assert _call(lambda: local_tree(mnt), "read all") == {
+                "doc.txt": b"version 2",
+                "log.txt": b"new log",
+            }
+            doc.seek(0)
+            log.seek(0)
+            assert doc.read() == b"version 1" * 100 and log.read() == b"old log" * 100
+        finally:
+            m.emulator.start()
+        wait_for("the queue sent", lambda: status(m)["uploads"]["namespace_queued"] == 0, 60)
+        doc.seek(0)
+        assert doc.read() == b"version 1" * 100  # still open: still the old version
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"doc.txt": b"version 2", "log.txt": b"new log"}
+    assert "Traceback" not in m.log_file.read_text()
