@@ -736,7 +736,8 @@ class Metadata:
             name = _shown_name(entry, shown, children)
             if name is None:
                 continue
-            short = fslinks.link_name(name) if self.links and record is None else None
+            # (A record of ours under a link's name is a link stored after an outage.)
+            short = fslinks.link_name(name) if self.links else None
             if short is not None and short in regular_names:
                 log.warning(
                     "folder %s has both %r and the link %r; showing the link as a regular file",
@@ -806,22 +807,31 @@ class Metadata:
             children[name] = node.ino
 
         for record in pending_here:
-            if record.name in children:
+            # A link made offline (fs/namespace.py, _symlink_journaled) shows by its short
+            # name, as once stored, unless a regular file or folder holds that name.
+            name = record.name
+            short = fslinks.link_name(name) if self.links else None
+            if short is not None and (short in regular_names or short in children):
+                short = None
+            if short is not None:
+                name = short
+            if name in children:
                 # A remote entry with the name of a file we have not uploaded yet: ours is newer.
-                log.info("local new file %r hides a remote entry until it is uploaded", record.name)
+                log.info("local new file %r hides a remote entry until it is uploaded", name)
             node = self.table.by_local(record.local_id)
             if node is None:
                 node = self.table.new_node(
                     is_dir=False,
                     parent=dir_node.ino,
-                    name=record.name,
+                    name=name,
                     size=record.size,
                     mtime_ns=record.mtime_ns,
                     ctime_ns=record.mtime_ns,
                     atime_ns=record.mtime_ns,
+                    is_link=short is not None,
                 )
                 self.table.set_local(node, record.local_id)
-            children[record.name] = node.ino
+            children[name] = node.ino
         return children
 
     def _replaced_elsewhere(self, node: Node, record: Any, entry: Any) -> Node:

@@ -266,13 +266,19 @@ class Namespace:
     async def symlink(self, parent: Node, name: str, remote_name: str, target: bytes) -> Node:
         """A link, stored at once as ``remote_name`` (NAME.rclonelink) holding ``target``."""
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
-        # upload on, and what symlink() returns is then what Internxt holds.
-        if is_placeholder(parent.uuid):
-            # A folder made offline that Internxt does not have yet (fs/pending.py).
-            log.warning("symlink %r: its folder is not created on Internxt yet: EIO", name)
-            raise pyfuse3.FUSEError(errno.EIO)
+        # upload on, and what symlink() returns is then what Internxt holds. Offline, behind
+        # queued changes, or in a folder made offline (fs/pending.py): journaled instead.
+        if self.pending.must_queue(parent.uuid):
+            return await self._symlink_journaled(parent, name, remote_name, target)
         now = self.clock_ns()
-        file_id = await self.remote.upload(bytes_reader(target), len(target))
+        try:
+            file_id = await self.remote.upload(bytes_reader(target), len(target))
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("symlink %r: Internxt cannot be reached (%s); kept to store later", name,
+                     exc)  # fmt: skip
+            return await self._symlink_journaled(parent, name, remote_name, target)
 
         async def create() -> Any:
             return await self.remote.create_file(
@@ -302,6 +308,39 @@ class Namespace:
         self.table.set_uuid(node, entry.uuid)
         self.table.link_child(parent, name, node)
         self.touch_dir(parent)
+        return node
+
+    async def _symlink_journaled(
+        self, parent: Node, name: str, remote_name: str, target: bytes
+    ) -> Node:
+        """A link stored later: a new file ``remote_name`` holding ``target`` in the cache
+        and the journal, published by the uploader as any new file (and kept beside a file
+        of that name it meets, as a create is, when made where the folder's content was not
+        known: fs/conflicts.py)."""
+        now = self.clock_ns()
+        node = self.table.new_node(
+            is_dir=False, parent=parent.ino, name=name, size=len(target), mtime_ns=now,
+            ctime_ns=now, atime_ns=now, is_link=True, link_target=target,
+        )  # fmt: skip
+        local_id: int | None = None
+        try:
+            record = self.journal.new_file(
+                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=True,
+                blind=self.blind(parent),
+            )  # fmt: skip
+            local_id = record.local_id
+            self.table.set_local(node, local_id)
+            await self.cache.write(local_id, 0, target)
+            self.journal.update(local_id, size=len(target), mtime_ns=now, dirty=True)
+        except BaseException:
+            if local_id is not None:
+                self.journal.delete(local_id)
+                self.cache.drop(local_id)
+            self.table.remove(node)
+            raise
+        self.table.link_child(parent, name, node)
+        self.touch_dir(parent)
+        self.uploader.schedule(local_id)
         return node
 
     # --- unlink, rmdir ------------------------------------------------------------------------

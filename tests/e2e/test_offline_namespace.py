@@ -331,3 +331,51 @@ def test_rename_over_an_open_file_and_unlink_of_an_open_file_offline(new_mount: 
     flush_ok(m, timeout=120)
     assert remote.snapshot(m.emulator, m.user) == {"doc.txt": b"version 2", "log.txt": b"new log"}
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_symlinks_into_a_folder_made_offline_survive_kill_9(new_mount: Any) -> None:
+    """ln -s and rsync -a of a tree with a link, into a folder made with the server down (a
+    placeholder id): both succeed, the links read back after kill -9 and a remount still
+    offline, and are stored as NAME.rclonelink files once the server is back, with rsync's
+    times. Before, symlink was EIO there."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "a.txt", b"a")
+    flush_ok(m)
+    src = m.workdir / "src"
+    src.mkdir()
+    (src / "data.txt").write_bytes(b"data")
+    os.symlink("data.txt", src / "link")
+    os.utime(src / "link", (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        _call(lambda: (mnt / "new").mkdir(), "mkdir")
+        _call(lambda: os.symlink("../a.txt", mnt / "new/ln"), "ln -s")
+        done = _call(
+            lambda: subprocess.run(
+                ["rsync", "-a", f"{src}/", f"{mnt}/new/copy/"], capture_output=True, text=True
+            ),
+            "rsync -a",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        m.kill()
+        m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
+        assert _call(lambda: os.readlink(mnt / "new/ln"), "readlink") == "../a.txt"
+        assert _call(lambda: os.readlink(mnt / "new/copy/link"), "readlink") == "data.txt"
+        assert _call(lambda: (mnt / "new/ln").read_bytes(), "read through the link") == b"a"
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {
+        "a.txt": b"a",
+        "new/ln.rclonelink": b"../a.txt",
+        "new/copy/data.txt": b"data",
+        "new/copy/link.rclonelink": b"data.txt",
+    }
+    stored = {f.path: f.modified for f in remote.entries(m.emulator, m.user, download=False)}
+    assert stored["new/copy/link.rclonelink"] == 1_600_000_000
+    m.remount(cold=True)  # from the server alone
+    assert os.readlink(mnt / "new/ln") == "../a.txt"
+    assert os.readlink(mnt / "new/copy/link") == "data.txt"
+    assert "Traceback" not in m.log_file.read_text()

@@ -376,3 +376,26 @@ async def test_unlink_of_an_open_stored_file_offline(mounted: InProcess) -> None
                 assert await mounted.uploader.wait_idle() == {}
             assert fake.files[old].status != EXISTS
             assert fake.names(ROOT) == ["f"] and fake.content(ROOT, "f") == b"a new file"
+
+
+async def test_symlink_into_a_folder_made_offline(mounted: InProcess) -> None:
+    """symlink with the server down, into a folder made offline (a placeholder id): kept in
+    the journal as its NAME.rclonelink file, shown as the link at once, stored after the
+    folder once the server answers."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        fake.known_offline = True
+        d = await _mkdir(mounted, "d")
+        attrs = await mounted.fs.symlink(d, b"ln", b"../elsewhere/file", CTX)
+        assert await mounted.listdir(d) == ["ln"]
+        assert await mounted.fs.readlink(attrs.st_ino, CTX) == b"../elsewhere/file"
+        async with _back_online(mounted):
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None
+            assert fake.names(folder.uuid) == ["ln.rclonelink"]
+            assert fake.content(folder.uuid, "ln.rclonelink") == b"../elsewhere/file"
+            mounted.fs.meta.invalidate(mounted.fs.table.get(d))  # type: ignore[arg-type]
+            assert await mounted.listdir(d) == ["ln"]  # a link still, once listed
+            ino = await mounted.lookup("ln", d)
+            assert mounted.fs.table.get(ino).is_link  # type: ignore[union-attr]
+            assert await mounted.fs.readlink(ino, CTX) == b"../elsewhere/file"
