@@ -229,10 +229,11 @@ async def test_a_mkdir_whose_create_may_have_landed_is_removed_by_a_later_rmdir(
             assert fake.folder_at(ROOT, "ghost") is None
 
 
-def _listings_fail_while_offline(m: InProcess) -> None:
-    """Listings get no answer while ``known_offline`` (the fake answers them otherwise)."""
+def _listings_fail_while_offline(m: InProcess, *calls: str) -> None:
+    """Listings (and ``calls``) get no answer while ``known_offline`` (the fake answers them
+    otherwise)."""
     fake = _fake(m)
-    for call in ("list_folders", "list_files"):
+    for call in ("list_folders", "list_files", *calls):
         m.remote.fail(
             call, Unreachable("connection refused"), times=1 << 30,
             when=lambda args, kwargs: fake.known_offline,
@@ -360,6 +361,7 @@ async def test_unlink_of_an_open_stored_file_offline(mounted: InProcess) -> None
     takes it), the descriptor keeps reading, and the old entry goes at the last close."""
     fake = _fake(mounted)
     old = fake.add_file(ROOT, "f", b"the old file")
+    _listings_fail_while_offline(mounted, "move_file")
     async with serving(mounted):
         await mounted.listdir()
         fh = await mounted.open(await mounted.lookup("f"))
