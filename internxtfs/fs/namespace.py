@@ -19,11 +19,13 @@ What is sent at once and what is journaled:
   deleted at the last close (:meth:`Namespace.closed`).
 
 Offline (issue 9): while Internxt is known to be unreachable, when a call meets the outage,
-or while earlier changes wait, mkdir, rename (of a stored file or folder, not over a stored
-entry) and rmdir apply locally and their remote half is journaled instead, as a row of
-``namespace_ops`` that fs/pending.py replays once Internxt answers, settling conflicts from
-what the server holds then. The view they leave is saved to the metadata cache at once, so a
-crash or a remount offline shows it.
+or while earlier changes wait, mkdir, rename (over a stored file or empty folder too), rmdir and
+the move aside of an unlinked open file apply locally and their remote half is journaled
+instead, as rows of ``namespace_ops`` that fs/pending.py replays once Internxt answers,
+settling conflicts from what the server holds then; a symlink becomes a new file for the
+uploader. The view they leave is saved to the metadata cache at once, so a crash or a remount
+offline shows it. A file made where the folder's content is unknown (a partial view, a folder
+made offline) is ``blind``: it keeps both versions on a taken name (fs/conflicts.py).
 
 Shared state: the inode table, listings (fs/metadata.py) and journal records, each changed
 without an await in between. A file's namespace changes and its publish step are serialised

@@ -38,10 +38,12 @@ A change the server refuses for good (4xx other than the cases above) is dropped
 the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
 kept and retried (files wait in it): ``status`` shows the error.
 
-Not queued (docs/semantics.md): a rename over an existing stored entry (several journaled steps
-on the server, fs/replacement.py) fails with EIO while offline and, once Internxt answers,
-first waits for the queue to drain; a symlink into a folder made offline fails with EIO until
-the folder exists; a folder never listed here cannot be changed offline (its lookup fails).
+Composed of these (fs/namespace.py): a rename over a stored file is an unlink and a move, over
+an empty folder an rmdir and a move; an unlink of a file still open is a move aside (its delete
+waits for the last close). Online, a rename over a stored entry runs its steps on the server
+(fs/replacement.py) once the queue has drained. A symlink made offline is a new file for the
+uploader, not a queued change. In a folder never listed, a partial view stands in for its
+listing (fs/metadata.py), and what is made there keeps both versions on a taken name.
 """
 
 from __future__ import annotations
