@@ -288,6 +288,11 @@ class PendingNamespace:
             return str(found[0].uuid)
 
     async def _replay_mkdir(self, op: NamespaceOp) -> None:
+        if not op.maybe_sent:
+            # From here on the create may land with its answer lost: an rmdir queued
+            # meanwhile must be sent too, never cancel the pair locally (_cancel_mkdir).
+            self.journal.mark_op_sent(op.seq)
+            self._ops = self.journal.ops()
         try:
             real = await self._make_folder(op.parent_uuid, op.name, op.mtime_ns)
         except ie.NotFound:

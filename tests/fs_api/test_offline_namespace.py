@@ -401,3 +401,33 @@ async def test_symlink_into_a_folder_made_offline(mounted: InProcess) -> None:
             ino = await mounted.lookup("ln", d)
             assert mounted.fs.table.get(ino).is_link  # type: ignore[union-attr]
             assert await mounted.fs.readlink(ino, CTX) == b"../elsewhere/file"
+
+
+async def test_an_rmdir_while_the_replay_sends_its_mkdir_is_sent_too(mounted: InProcess) -> None:
+    """The replay sends a queued mkdir, which lands with its answer lost (the outage goes on);
+    an rmdir then must not cancel the pair locally: the folder would stay on the server (seen
+    as a flaky e2e test, test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder)."""
+    fake = _fake(mounted)
+    async with serving(mounted), trio.open_nursery() as nursery:
+        await mounted.listdir()
+        fake.known_offline = True
+        sent = trio.Event()
+
+        def sending(args: object, kwargs: object) -> bool:
+            sent.set()
+            return True
+
+        mounted.remote.fail(
+            "create_folder", Unreachable("connection lost"), after=True, when=sending
+        )
+        await _mkdir(mounted, "ghost")
+        await nursery.start(mounted.fs.pending.run)
+        with trio.fail_after(60):
+            await sent.wait()
+        assert fake.folder_at(ROOT, "ghost") is not None  # it landed
+        await mounted.fs.rmdir(ROOT_INODE, b"ghost", CTX)
+        fake.known_offline = False
+        with trio.fail_after(600):
+            await mounted.fs.pending.wait_replayed()
+        assert fake.folder_at(ROOT, "ghost") is None
+        nursery.cancel_scope.cancel()
