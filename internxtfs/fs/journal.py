@@ -823,9 +823,10 @@ class Journal:
         rows = self._db.execute(f"SELECT {_OP_FIELDS} FROM namespace_ops ORDER BY seq")
         return [NamespaceOp(*row[:-1], maybe_sent=bool(row[-1])) for row in rows]
 
-    def mark_op_sent(self, seq: int) -> None:
-        """A queued mkdir is being sent by the replay: from now on it may exist remotely."""
-        self._db.execute("UPDATE namespace_ops SET maybe_sent = 1 WHERE seq = ?", (seq,))
+    def mark_op_sent(self, seq: int, sent: bool = True) -> None:
+        """A queued mkdir is being sent by the replay: from now on it may exist remotely
+        (``sent`` False: that attempt never left after all)."""
+        self._db.execute("UPDATE namespace_ops SET maybe_sent = ? WHERE seq = ?", (int(sent), seq))
 
     def remove_op(self, seq: int) -> None:
         self._db.execute("DELETE FROM namespace_ops WHERE seq = ?", (seq,))

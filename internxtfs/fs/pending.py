@@ -295,6 +295,12 @@ class PendingNamespace:
             self._ops = self.journal.ops()
         try:
             real = await self._make_folder(op.parent_uuid, op.name, op.mtime_ns)
+        except ie.Unreachable as exc:
+            if not op.maybe_sent and not exc.sent:
+                # Refused before anything left (a known outage): still cancellable.
+                self.journal.mark_op_sent(op.seq, sent=False)
+                self._ops = self.journal.ops()
+            raise
         except ie.NotFound:
             if self.recovery_parent is None:
                 raise

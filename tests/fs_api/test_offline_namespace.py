@@ -431,3 +431,33 @@ async def test_an_rmdir_while_the_replay_sends_its_mkdir_is_sent_too(mounted: In
             await mounted.fs.pending.wait_replayed()
         assert fake.folder_at(ROOT, "ghost") is None
         nursery.cancel_scope.cancel()
+
+
+async def test_mkdir_then_rmdir_while_the_replay_is_refused_sends_nothing(
+    mounted: InProcess,
+) -> None:
+    """The replay tries the queued mkdir during the outage and the connection is refused:
+    nothing left, so an rmdir still cancels the pair and nothing is ever sent."""
+    fake = _fake(mounted)
+    refused = Unreachable("connection refused")
+    refused.sent = False
+    async with serving(mounted), trio.open_nursery() as nursery:
+        await mounted.listdir()
+        fake.known_offline = True
+        tried = trio.Event()
+
+        def trying(args: object, kwargs: object) -> bool:
+            tried.set()
+            return True
+
+        mounted.remote.fail("create_folder", refused, when=trying)
+        await _mkdir(mounted, "tmp")
+        await nursery.start(mounted.fs.pending.run)
+        with trio.fail_after(60):
+            await tried.wait()
+        await mounted.fs.rmdir(ROOT_INODE, b"tmp", CTX)
+        assert mounted.fs.pending.queued() == 0
+        fake.known_offline = False
+        await trio.sleep(60)
+        assert fake.names(ROOT) == [] and not any("create_folder" in c for c in fake.calls)
+        nursery.cancel_scope.cancel()
