@@ -184,6 +184,31 @@ def test_restic_init_and_backup_with_the_server_down(new_mount: Any, tmp_path: P
     assert "Traceback" not in m.log_file.read_text()
 
 
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_restic_into_a_mount_started_offline_on_an_empty_cache(
+    new_mount: Any, tmp_path: Path
+) -> None:
+    """As above, on a mount started with the server down on an empty cache: the root was
+    never listed (a new machine, a reboot before the network). Before, init failed (EIO)."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    m.unmount()
+    shutil.rmtree(m.cache_dir)
+    src = tmp_path / "src"
+    make_tree(src, seed=5, files=30)
+    restic = Restic(str(m.mountpoint / "repo"), tmp_path, [], {})
+    m.emulator.stop()
+    try:
+        m.mount("--dir-cache-ttl", "1")
+        restic("init", timeout=120)
+        restic("backup", "--host", "e2e", ".", cwd=src, timeout=120)
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=180)
+    m.remount(cold=True)  # every read now comes from the server
+    restic("check", "--read-data")
+    assert "Traceback" not in m.log_file.read_text()
+
+
 def test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder(new_mount: Any) -> None:
     """mkdir is carried out by the server but every answer is lost: the mount takes Internxt
     for unreachable and queues it. rmdir before the replay must be sent too: the folder that
