@@ -15,7 +15,10 @@ Principles (docs/semantics.md, "Conflicts", says the same to users):
    stored under that name replaces that file's content, as ``open(O_CREAT|O_TRUNC)`` would
    (:class:`AdoptExisting`); a rename onto it replaces it, as rename(2) would
    (:func:`rename_target`). A folder, or an entry this mount knows, is never replaced on such
-   an answer: EEXIST.
+   an answer: EEXIST. Except where this mount could not know what the folder holds (a file
+   created in a folder never listed, during an outage, or in a folder made offline that
+   turned out to exist: the record is ``blind``): then both are kept, ours under a marked
+   name, as in principle 2 (:class:`AdoptExisting`).
 4. Our own pending delete never takes our own new content along: when the entry we are
    deleting still holds the name, its delete is sent first and the entry is never adopted
    (``Uploader.settle_deletes_at``, asked by the uploader's create and by the handlers' move
@@ -99,6 +102,15 @@ class AdoptExisting:
                 # yet): given our content, it would be deleted with it. Retried once the
                 # delete has freed the name.
                 raise error
+            if record.blind:
+                # Created without knowing the folder's content (an outage, a folder never
+                # listed): that file is no older version of ours, so both are kept.
+                kept = conflict_copy_name(record.name)
+                log.warning("%r, created while the content of its folder was unknown, exists "
+                            "remotely already: keeping both; ours is stored as %r", record.name,
+                            kept)  # fmt: skip
+                self.journal.update(record.local_id, name=kept)
+                return None
             log.info("%r exists remotely; replacing its content", record.name)
             return str(entry.uuid)
         return None

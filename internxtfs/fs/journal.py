@@ -42,7 +42,7 @@ from internxtfs.fs.lifecycle import FileState, has_unsent_content, remote_delete
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -112,6 +112,10 @@ CREATE TABLE IF NOT EXISTS namespace_ops (
 # A mkdir queued after its create was sent without an answer may exist on the server (the
 # replay adopts it): removing it again must then be sent too, never cancelled locally.
 _MAYBE_SENT_COLUMN = "ALTER TABLE namespace_ops ADD COLUMN maybe_sent INTEGER NOT NULL DEFAULT 0"
+# A file created where this mount did not know what the folder holds (issue 9: a folder never
+# listed, during an outage, or a folder made offline that may turn out to exist): its name was
+# never checked, so if the server holds it already the replay keeps both (fs/conflicts.py).
+_BLIND_COLUMN = "ALTER TABLE files ADD COLUMN blind INTEGER NOT NULL DEFAULT 0"
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -128,6 +132,7 @@ _UPGRADES = {
     7: [_HELD_COLUMN],
     8: [_NAMESPACE_OPS_TABLE],
     9: [_MAYBE_SENT_COLUMN],
+    10: [_BLIND_COLUMN],
 }
 
 RECOVERY_HINT = (
@@ -200,6 +205,8 @@ CREATE TABLE orphans (
     + _NAMESPACE_OPS_TABLE
     + ";\n"
     + _MAYBE_SENT_COLUMN
+    + ";\n"
+    + _BLIND_COLUMN
     + ";\n"
 )
 
@@ -326,6 +333,7 @@ class FileRecord:
     last_access: float  # wall-clock seconds, coarse (eviction order after a restart)
     pending_file_id: str | None = None  # uploaded network object being published
     held: bool = False  # unlinked while open: the remote delete waits for the last close
+    blind: bool = False  # created without knowing the folder's content (see _BLIND_COLUMN)
 
     @property
     def state(self) -> FileState:
@@ -334,7 +342,7 @@ class FileRecord:
 
 
 _FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
-_BOOL_FIELDS = {"dirty", "deleted", "held"}
+_BOOL_FIELDS = {"dirty", "deleted", "held", "blind"}
 _UPDATABLE = set(_FIELDS) - {"local_id"}
 
 
@@ -536,15 +544,16 @@ class Journal:
         remote_size: int = 0,
         remote_valid_len: int | None = None,
         last_access: float = 0.0,
+        blind: bool = False,
     ) -> FileRecord:
         """Add a record; ``remote_valid_len`` defaults to ``remote_size``."""
         valid = remote_size if remote_valid_len is None else remote_valid_len
         values = (remote_uuid, parent_uuid, name, size, mtime_ns, int(dirty), remote_file_id,
-                  remote_size, valid, 0, 0, last_access)  # fmt: skip
+                  remote_size, valid, 0, 0, last_access, int(blind))  # fmt: skip
         cur = self._db.execute(
             "INSERT INTO files (remote_uuid, parent_uuid, name, size, mtime_ns, dirty,"
-            " remote_file_id, remote_size, remote_valid_len, generation, deleted, last_access)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " remote_file_id, remote_size, remote_valid_len, generation, deleted, last_access,"
+            " blind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
         assert cur.lastrowid is not None
@@ -562,6 +571,7 @@ class Journal:
             generation=0,
             deleted=False,
             last_access=last_access,
+            blind=blind,
         )
         self._put(record.local_id, record)
         return record
@@ -813,13 +823,13 @@ class Journal:
         rows = self._db.execute(f"SELECT {_OP_FIELDS} FROM namespace_ops ORDER BY seq")
         return [NamespaceOp(*row[:-1], maybe_sent=bool(row[-1])) for row in rows]
 
+    def mark_op_sent(self, seq: int, sent: bool = True) -> None:
+        """A queued mkdir is being sent by the replay: from now on it may exist remotely
+        (``sent`` False: that attempt never left after all)."""
+        self._db.execute("UPDATE namespace_ops SET maybe_sent = ? WHERE seq = ?", (int(sent), seq))
+
     def remove_op(self, seq: int) -> None:
         self._db.execute("DELETE FROM namespace_ops WHERE seq = ?", (seq,))
-
-    def set_op_maybe_sent(self, seq: int, maybe_sent: bool) -> None:
-        self._db.execute(
-            "UPDATE namespace_ops SET maybe_sent = ? WHERE seq = ?", (int(maybe_sent), seq)
-        )
 
     def substitute_uuid(self, old: str, new: str) -> None:
         """A folder made offline got its real uuid: every row naming its placeholder names

@@ -15,6 +15,14 @@ mount returns to fresh listings by itself once Internxt answers (a probe asks ev
 needs the server's answer: ``invalidate``) makes the caller wait, and the protocol calls of a
 refresh are interactive (internxt/retry.py): they give up within seconds during an outage.
 
+A folder never listed, looked at during an outage, gets a *partial* view (``partial``): the
+entries this mount itself holds there (files not uploaded yet, folders made offline, entries
+moved in), and nothing else. Names not in it are free as far as the mount can tell, so a copy
+into the folder works offline; the files created in it are marked ``blind`` in the journal,
+and the replay keeps both versions when a name turns out to be taken (fs/conflicts.py). The
+folder's real listing merges in at the first look once Internxt answers (waited for, as for a
+folder never listed: the partial view never passes for a listing while Internxt answers).
+
 Shared state: ``Node.children``/``listed_at`` of directory nodes. A listing fetch awaits the
 network; one refresh per directory at a time (``_refreshing``) makes concurrent lookups share
 one fetch, and a per-directory mutation counter makes a fetch that raced with a local change
@@ -51,6 +59,9 @@ PROBE_INTERVAL = 5.0  # during an outage, seconds between checks that Internxt i
 SAVED_CLEANLY = "metadata_saved_cleanly"  # journal meta key: the last mount ended cleanly
 WARM_REFRESHES = 2  # listings of folders shown from the metadata cache run this many at once
 SAVE_INTERVAL = 1.0  # seconds between writes of changed listings to the metadata cache
+# listed_at of a partial view (see the module docstring) in the metadata cache: the epoch, a
+# time no listing of this mount can have (restored as partial, never as a listing).
+PARTIAL_LISTED_AT = 0.0
 
 
 @dataclass
@@ -148,6 +159,8 @@ class Metadata:
         self._restored: set[int] = set()
         self._warm_refreshes = trio.CapacityLimiter(WARM_REFRESHES)
         self._unsure: set[int] = set()  # restored after a crash: see children()
+        self._partial: set[int] = set()  # never listed: only our own entries (module docstring)
+        self._partial_logged: set[int] = set()
         self.wall = time.time  # listing times are kept in wall-clock time across mounts
         # Until then (clock()), a first listing of a folder may miss what the last run of the
         # mount wrote a moment ago: see hold_first_listings().
@@ -233,7 +246,9 @@ class Metadata:
         """The entry as the server holds it, or None when it has no remote entry yet (the
         journal lists such a file)."""
         listed_at = None
-        if node.is_dir and self.has_view(node):
+        if node.is_dir and node.ino in self._partial:
+            listed_at = PARTIAL_LISTED_AT
+        elif node.is_dir and self.has_view(node):
             listed_at = now_wall - max(0.0, now - node.listed_at)
         uuid, size, file_id = node.uuid, node.size, node.file_id
         record = None if node.local_id is None else self.journal.get(node.local_id)
@@ -305,7 +320,11 @@ class Metadata:
             # Listed_at != 0: a view that may be served (has_view); never in the future.
             folder.listed_at = now - max(0.0, now_wall - kept.listed_at) or -1.0
             self._restored.add(folder.ino)
-            if not clean:
+            if kept.listed_at == PARTIAL_LISTED_AT:
+                # Never listed: our own entries only, as in the run that made them.
+                folder.listed_at = -math.inf
+                self._partial.add(folder.ino)
+            elif not clean:
                 folder.listed_at = -math.inf
                 self._unsure.add(folder.ino)
             restored += 1
@@ -384,6 +403,28 @@ class Metadata:
         """A listing that may be served stale: the folder was listed (or made) here."""
         return dir_node.children is not None
 
+    def partial(self, dir_node: Node) -> bool:
+        """Whether the folder shows only our own entries: never listed, and looked at while
+        Internxt could not be reached (the module docstring)."""
+        return dir_node.ino in self._partial
+
+    def _local_view(self, dir_node: Node) -> None:
+        """A folder never listed, during an outage: a partial view of our own entries."""
+        unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
+        dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
+        dir_node.listed_at = -math.inf
+        self._partial.add(dir_node.ino)
+        self._retry_at[dir_node.ino] = self.clock() + OFFLINE_RETRY
+        self._mark(dir_node)
+        if dir_node.ino not in self._partial_logged:
+            self._partial_logged.add(dir_node.ino)
+            log.warning(
+                "folder %r was never listed and Internxt cannot be reached: showing only this "
+                "mount's own entries in it; a new file whose name turns out to be taken there "
+                "is stored beside it (see status once Internxt answers)",
+                dir_node.name or "/",
+            )
+
     async def children(self, dir_node: Node, *, ask_server: bool = False) -> dict[str, int]:
         """The folder's entries by name. ``ask_server``: from a listing fetched now, or an
         error (rmdir's emptiness check), never from the last listing."""
@@ -398,7 +439,8 @@ class Metadata:
         # The tree an earlier mount saw is shown at once; the listing of it follows. Not when
         # that mount ended without saving (a crash): what it did last may be missing, so its
         # listings are the fallback of an outage only.
-        unsure = dir_node.ino in self._unsure
+        # A partial view is no listing: while Internxt answers, its listing is waited for.
+        unsure = dir_node.ino in self._unsure or dir_node.ino in self._partial
         warm = view and dir_node.ino in self._restored and not unsure
         refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node, warm)
         if not refresh.done.is_set() and not (view and (offline or warm)):
@@ -408,6 +450,16 @@ class Metadata:
                 await refresh.done.wait()
         if not refresh.done.is_set():
             log.debug("listing of %s is slow; answering from the last listing", dir_node.uuid)
+        elif (
+            refresh.error is not None
+            and not view
+            and not ask_server
+            and _transient(refresh.error)
+            and self.offline()
+        ):
+            # Never listed, and Internxt cannot be reached: our own entries, so that a copy
+            # into the folder works offline (the module docstring).
+            self._local_view(dir_node)
         elif refresh.error is not None and not (view and _transient(refresh.error)):
             # Internxt unreachable, failing or refusing our session: the last listing (merged
             # with our own changes) keeps what this mount has seen reachable. Not when the
@@ -471,6 +523,7 @@ class Metadata:
             if dir_node.children is None:
                 unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
                 dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
+                self._partial.add(dir_node.ino)
                 self._mark(dir_node)
             dir_node.listed_at = self.clock()
             self._restored.discard(dir_node.ino)
@@ -595,6 +648,11 @@ class Metadata:
         dir_node.listed_at = started
         self._restored.discard(dir_node.ino)
         self._unsure.discard(dir_node.ino)
+        if dir_node.ino in self._partial:
+            self._partial.discard(dir_node.ino)
+            self._partial_logged.discard(dir_node.ino)
+            log.info("folder %r is listed now; its entries merge with this mount's own",
+                     dir_node.name or "/")  # fmt: skip
         self._mark(dir_node)
         if self.subdirs_changed is not None and self.subdirs(dir_node) != before_subdirs:
             self.subdirs_changed(dir_node)
@@ -683,7 +741,8 @@ class Metadata:
             name = _shown_name(entry, shown, children)
             if name is None:
                 continue
-            short = fslinks.link_name(name) if self.links and record is None else None
+            # (A record of ours under a link's name is a link stored after an outage.)
+            short = fslinks.link_name(name) if self.links else None
             if short is not None and short in regular_names:
                 log.warning(
                     "folder %s has both %r and the link %r; showing the link as a regular file",
@@ -753,22 +812,31 @@ class Metadata:
             children[name] = node.ino
 
         for record in pending_here:
-            if record.name in children:
+            # A link made offline (fs/namespace.py, _symlink_journaled) shows by its short
+            # name, as once stored, unless a regular file or folder holds that name.
+            name = record.name
+            short = fslinks.link_name(name) if self.links else None
+            if short is not None and (short in regular_names or short in children):
+                short = None
+            if short is not None:
+                name = short
+            if name in children:
                 # A remote entry with the name of a file we have not uploaded yet: ours is newer.
-                log.info("local new file %r hides a remote entry until it is uploaded", record.name)
+                log.info("local new file %r hides a remote entry until it is uploaded", name)
             node = self.table.by_local(record.local_id)
             if node is None:
                 node = self.table.new_node(
                     is_dir=False,
                     parent=dir_node.ino,
-                    name=record.name,
+                    name=name,
                     size=record.size,
                     mtime_ns=record.mtime_ns,
                     ctime_ns=record.mtime_ns,
                     atime_ns=record.mtime_ns,
+                    is_link=short is not None,
                 )
                 self.table.set_local(node, record.local_id)
-            children[record.name] = node.ino
+            children[name] = node.ino
         return children
 
     def _replaced_elsewhere(self, node: Node, record: Any, entry: Any) -> Node:

@@ -19,11 +19,13 @@ What is sent at once and what is journaled:
   deleted at the last close (:meth:`Namespace.closed`).
 
 Offline (issue 9): while Internxt is known to be unreachable, when a call meets the outage,
-or while earlier changes wait, mkdir, rename (of a stored file or folder, not over a stored
-entry) and rmdir apply locally and their remote half is journaled instead, as a row of
-``namespace_ops`` that fs/pending.py replays once Internxt answers, settling conflicts from
-what the server holds then. The view they leave is saved to the metadata cache at once, so a
-crash or a remount offline shows it.
+or while earlier changes wait, mkdir, rename (over a stored file or empty folder too), rmdir and
+the move aside of an unlinked open file apply locally and their remote half is journaled
+instead, as rows of ``namespace_ops`` that fs/pending.py replays once Internxt answers,
+settling conflicts from what the server holds then; a symlink becomes a new file for the
+uploader. The view they leave is saved to the metadata cache at once, so a crash or a remount
+offline shows it. A file made where the folder's content is unknown (a partial view, a folder
+made offline) is ``blind``: it keeps both versions on a taken name (fs/conflicts.py).
 
 Shared state: the inode table, listings (fs/metadata.py) and journal records, each changed
 without an await in between. A file's namespace changes and its publish step are serialised
@@ -211,8 +213,9 @@ class Namespace:
         try:
             with self.journal.transaction():  # the record and its owner, or neither
                 record = self.journal.new_file(
-                    parent_uuid=parent.uuid, name=name, size=0, mtime_ns=now, dirty=True
-                )
+                    parent_uuid=parent.uuid, name=name, size=0, mtime_ns=now, dirty=True,
+                    blind=self.blind(parent),
+                )  # fmt: skip
                 self.table.set_local(node, record.local_id)
                 self.owners.created(node, parent, mode, ctx)
         except BaseException:
@@ -221,6 +224,13 @@ class Namespace:
         self.table.link_child(parent, name, node)
         self.touch_dir(parent)
         return node
+
+    def blind(self, folder: Node) -> bool:
+        """A name made in ``folder`` now is made without knowing what the folder holds on
+        the server: never listed (a partial view during an outage, fs/metadata.py), or made
+        offline (the replay may adopt a folder of that name made elsewhere). Such a file keeps
+        both versions if its name turns out to be taken (fs/conflicts.py, AdoptExisting)."""
+        return self.meta.partial(folder) or is_placeholder(folder.uuid)
 
     async def mkdir(self, parent: Node, name: str, mode: int, ctx: Any) -> Node:
         now = self.clock_ns()
@@ -258,13 +268,19 @@ class Namespace:
     async def symlink(self, parent: Node, name: str, remote_name: str, target: bytes) -> Node:
         """A link, stored at once as ``remote_name`` (NAME.rclonelink) holding ``target``."""
         # Sent at once, like mkdir: a link is a few bytes and has no open/close to hang an
-        # upload on, and what symlink() returns is then what Internxt holds.
-        if is_placeholder(parent.uuid):
-            # A folder made offline that Internxt does not have yet (fs/pending.py).
-            log.warning("symlink %r: its folder is not created on Internxt yet: EIO", name)
-            raise pyfuse3.FUSEError(errno.EIO)
+        # upload on, and what symlink() returns is then what Internxt holds. Offline, behind
+        # queued changes, or in a folder made offline (fs/pending.py): journaled instead.
+        if self.pending.must_queue(parent.uuid):
+            return await self._symlink_journaled(parent, name, remote_name, target)
         now = self.clock_ns()
-        file_id = await self.remote.upload(bytes_reader(target), len(target))
+        try:
+            file_id = await self.remote.upload(bytes_reader(target), len(target))
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                raise
+            log.info("symlink %r: Internxt cannot be reached (%s); kept to store later", name,
+                     exc)  # fmt: skip
+            return await self._symlink_journaled(parent, name, remote_name, target)
 
         async def create() -> Any:
             return await self.remote.create_file(
@@ -294,6 +310,39 @@ class Namespace:
         self.table.set_uuid(node, entry.uuid)
         self.table.link_child(parent, name, node)
         self.touch_dir(parent)
+        return node
+
+    async def _symlink_journaled(
+        self, parent: Node, name: str, remote_name: str, target: bytes
+    ) -> Node:
+        """A link stored later: a new file ``remote_name`` holding ``target`` in the cache
+        and the journal, published by the uploader as any new file (and kept beside a file
+        of that name it meets, as a create is, when made where the folder's content was not
+        known: fs/conflicts.py)."""
+        now = self.clock_ns()
+        node = self.table.new_node(
+            is_dir=False, parent=parent.ino, name=name, size=len(target), mtime_ns=now,
+            ctime_ns=now, atime_ns=now, is_link=True, link_target=target,
+        )  # fmt: skip
+        local_id: int | None = None
+        try:
+            record = self.journal.new_file(
+                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=True,
+                blind=self.blind(parent),
+            )  # fmt: skip
+            local_id = record.local_id
+            self.table.set_local(node, local_id)
+            await self.cache.write(local_id, 0, target)
+            self.journal.update(local_id, size=len(target), mtime_ns=now, dirty=True)
+        except BaseException:
+            if local_id is not None:
+                self.journal.delete(local_id)
+                self.cache.drop(local_id)
+            self.table.remove(node)
+            raise
+        self.table.link_child(parent, name, node)
+        self.touch_dir(parent)
+        self.uploader.schedule(local_id)
         return node
 
     # --- unlink, rmdir ------------------------------------------------------------------------
@@ -341,22 +390,46 @@ class Namespace:
         record = self.journal.get(local_id)
         assert record is not None
         aside = aside_name(node.uuid)
+        uuid, parent_uuid = node.uuid, record.parent_uuid
+        if self.pending.must_queue(parent_uuid):
+            # Offline (or behind queued changes): the move aside is queued (fs/pending.py)
+            # with the hold, in one commit; the descriptors read what is cached meanwhile.
+            with self.journal.transaction():
+                lifecycle.hold(self.journal, local_id, aside)
+                self.pending.move("file", uuid, parent_uuid, parent_uuid, aside)
+            self._unlinked_while_open(parent, node, queued=True)
+            return
         # HELD: a pending remote delete, sent at the last close (see closed)
         lifecycle.hold(self.journal, local_id, aside)
         try:
-            await self.remote.move_file(node.uuid, record.parent_uuid, aside)
+            await self.remote.move_file(uuid, parent_uuid, aside)
         except ie.NotFound:
             # Deleted elsewhere already: nothing to keep aside, only the local data is left.
             log.info("%r was already gone remotely", node.name)
             lifecycle.held_entry_gone(self.journal, local_id)
+        except ie.InternxtError as exc:
+            if not unreachable(exc, self.remote):
+                lifecycle.hold_failed(self.journal, local_id, record.name)
+                raise
+            log.info("unlink of %r: Internxt cannot be reached (%s); queued", node.name, exc)
+            self.pending.move("file", uuid, parent_uuid, parent_uuid, aside)
+            self._unlinked_while_open(parent, node, queued=True)
+            return
         except BaseException:
             lifecycle.hold_failed(self.journal, local_id, record.name)
             raise
+        self._unlinked_while_open(parent, node, queued=False)
+
+    def _unlinked_while_open(self, parent: Node, node: Node, *, queued: bool) -> None:
+        """The local half of :meth:`_unlink_while_open`, once its entry is aside (or the
+        move aside is queued)."""
         if node.open_handles == 0:
             # Closed while the move was on its way: nothing will call release again.
             self.drop_local(node)
         self.table.unlink_child(parent, node.name)
         self.touch_dir(parent)
+        if queued:
+            self.meta.save()  # the view it leaves, for a crash or a remount while offline
 
     async def rmdir(self, parent: Node, node: Node) -> None:
         assert node.uuid is not None
@@ -442,12 +515,22 @@ class Namespace:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
         if await self._queue_rename_over(node, new_parent, target):
-            # Offline, a file over a file: the target's delete is journaled as by unlink and
-            # the move is queued (or, for a file never uploaded, journaled) behind it. The
-            # replay and the uploader meet the name still taken only by our own pending
-            # delete, which they send first (Uploader.settle_deletes_at). Other clients see
-            # no entry at the name in between, as with the steps of an online rename over
-            # a file not uploaded yet.
+            if target.is_dir:
+                # Offline, a folder over a folder: as rmdir of the target (empty in our view,
+                # else ENOTEMPTY), then the move, both queued. The replay removes the target
+                # only if the server lists it empty; if another client filled it meanwhile it
+                # stays, and the move meets its name taken: ours is stored beside it under a
+                # marked name (fs/pending.py), so neither is lost.
+                await self._queue_rmdir(new_parent, target)
+                await self._move_remote_folder(node, new_parent, new_name)
+                return
+            # Offline, a file over a file: the target's delete is journaled as by unlink (an
+            # open target is moved aside first, queued, and deleted at its last close) and the
+            # move is queued (or, for a file never uploaded, journaled) behind it. The replay
+            # and the uploader meet the name still taken only by our own pending delete, which
+            # they send first (Uploader.settle_deletes_at). Other clients see no entry at the
+            # name in between, as with the steps of an online rename over a file not uploaded
+            # yet.
             await self.unlink(new_parent, target)
             await self._move_file(node, new_parent, new_name)
             return
@@ -506,8 +589,8 @@ class Namespace:
         """Whether a rename over a stored entry must be queued (fs/pending.py) rather than run
         in its steps on the server (fs/replacement.py), which cannot be queued. Online it
         waits for the queued namespace changes to be sent first, so it never runs ahead of
-        them. Offline, a file over a closed file is queued as an unlink and a move (True);
-        anything else (folders, an open target) fails with EIO (docs/semantics.md)."""
+        them. Offline (True), a file over a file is queued as an unlink and a move, a folder
+        over a folder as an rmdir and a move (docs/semantics.md)."""
         record = None if target.local_id is None else self.journal.get(target.local_id)
         stored = target.is_dir or target.uuid is not None or bool(record and record.remote_uuid)
         parent = self.table.get(node.parent)
@@ -519,11 +602,7 @@ class Namespace:
                 await self.pending.wait_replayed()
             if not self.pending.queued():
                 return False
-        if not node.is_dir and not target.is_dir and not target.open_handles:
-            return True
-        log.warning("a rename over an existing stored folder or open file cannot be queued "
-                    "while Internxt is unreachable: EIO")  # fmt: skip
-        raise pyfuse3.FUSEError(errno.EIO)
+        return True
 
     async def _rename_over_other_kind(
         self, node: Node, new_parent: Node, new_remote: str, target: Node
@@ -599,7 +678,10 @@ class Namespace:
             if node.uuid is not None and queue:
                 self.pending.move("file", node.uuid, old_parent.uuid, new_parent.uuid, new_name)
             if node.local_id is not None:
-                self.journal.update(node.local_id, parent_uuid=new_parent.uuid, name=new_name)
+                changes: dict[str, Any] = {"parent_uuid": new_parent.uuid, "name": new_name}
+                if node.uuid is None and self.blind(new_parent):
+                    changes["blind"] = True  # its name was not checked either (see blind)
+                self.journal.update(node.local_id, **changes)
 
     async def _send_file_move(self, node: Node, new_parent: Node, new_name: str) -> None:
         assert node.uuid is not None and new_parent.uuid is not None

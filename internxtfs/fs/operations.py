@@ -422,8 +422,13 @@ class Filesystem(pyfuse3.Operations):
         after a remount, on any cache. Internxt has no call that sets only a file's time, so
         the target is uploaded again and the entry pointed at it with the new time (a few
         bytes; skipped when the time is the stored one to the millisecond). Sent at once, as
-        ``symlink`` is: when lutimes returns, the server holds the time."""
-        if fields.update_mtime and not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
+        ``symlink`` is: when lutimes returns, the server holds the time. A link not stored yet
+        (made offline) keeps the time in the journal, stored with it."""
+        self.namespace.sync_uuid(node)
+        if fields.update_mtime and node.uuid is None and node.local_id is not None:
+            self.journal.update(node.local_id, mtime_ns=attr.st_mtime_ns, dirty=True)
+            self.uploader.schedule(node.local_id)
+        elif fields.update_mtime and not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
             await self._store_link_mtime(node, attr.st_mtime_ns)
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
@@ -812,6 +817,10 @@ class Filesystem(pyfuse3.Operations):
         return await self._link_target(node)
 
     async def _link_target(self, node: Node) -> bytes:
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if node.link_target is None and record is not None and lifecycle.awaits_create(record):
+            # A link made offline, not stored yet (after a remount): its target is cached.
+            return bytes(await self.cache.read(record.local_id, 0, record.size))
         if node.link_target is None:
             if node.file_id is None or node.size == 0:
                 raise pyfuse3.FUSEError(errno.EIO)  # an empty .rclonelink: no target

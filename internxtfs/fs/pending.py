@@ -38,10 +38,12 @@ A change the server refuses for good (4xx other than the cases above) is dropped
 the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
 kept and retried (files wait in it): ``status`` shows the error.
 
-Not queued (docs/semantics.md): a rename over an existing stored entry (several journaled steps
-on the server, fs/replacement.py) fails with EIO while offline and, once Internxt answers,
-first waits for the queue to drain; a symlink into a folder made offline fails with EIO until
-the folder exists; a folder never listed here cannot be changed offline (its lookup fails).
+Composed of these (fs/namespace.py): a rename over a stored file is an unlink and a move, over
+an empty folder an rmdir and a move; an unlink of a file still open is a move aside (its delete
+waits for the last close). Online, a rename over a stored entry runs its steps on the server
+(fs/replacement.py) once the queue has drained. A symlink made offline is a new file for the
+uploader, not a queued change. In a folder never listed, a partial view stands in for its
+listing (fs/metadata.py), and what is made there keeps both versions on a taken name.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ import uuid as uuidlib
 from collections import Counter
 from typing import Any
 
-import httpx
 import trio
 
 from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
@@ -94,12 +95,6 @@ def unreachable(exc: BaseException, remote: Remote) -> bool:
     for an outage: no answer, not a refusal, not one bad answer among good ones): the change
     is queued instead of failing."""
     return isinstance(exc, ie.InternxtError) and exc.retryable and remote.offline()
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """The connection was never made (refused, no route): the request cannot have arrived.
-    (Read on the last attempt: while Internxt is known to be down, the only one.)"""
-    return isinstance(exc.__cause__, httpx.ConnectError)
 
 
 def _worth_retrying(exc: ie.InternxtError, remote: Remote) -> bool:
@@ -206,6 +201,9 @@ class PendingNamespace:
 
     def _reload(self) -> None:
         self._ops = self.journal.ops()
+        # An op sent, dropped or cancelled is no longer refused: forget when that began.
+        live = {op.seq for op in self._ops}
+        self._refused_since = {s: t for s, t in self._refused_since.items() if s in live}
         self._recount()
         self._changed.set()
         self._changed = trio.Event()
@@ -290,16 +288,19 @@ class PendingNamespace:
             return str(found[0].uuid)
 
     async def _replay_mkdir(self, op: NamespaceOp) -> None:
-        # While its create is out, the folder may come to exist (a server that hangs takes
-        # the request and acts on it later, or the answer is lost): an rmdir meanwhile must
-        # not just cancel this mkdir, or the folder stays on the server for good. Marked in
-        # the journal first (a crash meanwhile keeps the mark); unmarked when the connection
-        # was never made.
-        was_marked = op.maybe_sent
-        if not was_marked:
-            self._set_maybe_sent(op, True)
+        if not op.maybe_sent:
+            # From here on the create may land with its answer lost: an rmdir queued
+            # meanwhile must be sent too, never cancel the pair locally (_cancel_mkdir).
+            self.journal.mark_op_sent(op.seq)
+            self._ops = self.journal.ops()
         try:
             real = await self._make_folder(op.parent_uuid, op.name, op.mtime_ns)
+        except ie.Unreachable as exc:
+            if not op.maybe_sent and not exc.sent:
+                # Refused before anything left (a known outage): still cancellable.
+                self.journal.mark_op_sent(op.seq, sent=False)
+                self._ops = self.journal.ops()
+            raise
         except ie.NotFound:
             if self.recovery_parent is None:
                 raise
@@ -310,20 +311,12 @@ class PendingNamespace:
             log.warning("the folder holding %r was deleted elsewhere; storing it as /%s/%s",
                         op.name, RECOVERY_FOLDER, name)  # fmt: skip
             real = await self._make_folder(recovery, name, op.mtime_ns)
-        except ie.InternxtError as exc:
-            if not was_marked and _never_sent(exc):
-                self._set_maybe_sent(op, False)
-            raise
         with self.journal.transaction():
             self.journal.remove_op(op.seq)
             self.journal.substitute_uuid(op.uuid, real)
         node = self.table.by_uuid(op.uuid)
         if node is not None:
             self.table.set_uuid(node, real)
-
-    def _set_maybe_sent(self, op: NamespaceOp, maybe_sent: bool) -> None:
-        self.journal.set_op_maybe_sent(op.seq, maybe_sent)
-        self._reload()
 
     async def _replay_move(self, op: NamespaceOp) -> None:
         name = op.name

@@ -61,6 +61,9 @@ class Unreachable(InternxtError):
     """The server could not be reached or the connection dropped."""
 
     retryable = True
+    # False only when no attempt of the call ever left: no connection was made (refused),
+    # so the server cannot have carried it out (a queued mkdir stays cancellable, pending.py).
+    sent = True
 
 
 class ServerError(InternxtError):

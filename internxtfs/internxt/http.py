@@ -276,9 +276,11 @@ class Http:
         try:
             response = await self.client.send(request, stream=stream)
         except httpx.TransportError as exc:
-            raise Unreachable(
+            error = Unreachable(
                 f"{method} {request.url.copy_with(query=None)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+            error.sent = not isinstance(exc, httpx.ConnectError)  # no connection, not sent
+            raise error from exc
         if response.status_code in expected:
             return response
         try:

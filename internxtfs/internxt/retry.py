@@ -281,6 +281,7 @@ class RetryPolicy:
         answers_before = self._answers
         deadline = interactive_deadline()
         ambiguous = False  # an earlier attempt may have reached the server
+        left = False  # an attempt may have left (not refused before a connection was made)
         for attempt in range(1, self.attempts + 1):
             try:
                 if ambiguous and recover is not None:
@@ -321,11 +322,14 @@ class RetryPolicy:
                     self.record_failure(exc)
                     raise
                 wait = self.delay(attempt, exc)
+                left = left or not (isinstance(exc, Unreachable) and not exc.sent)
                 if attempt == self.attempts or self._out_of_budget(wait, exc, deadline):
                     self.stats.failures += 1
                     self.record_failure(exc)
                     self._went_offline(exc, answers_before)
                     final = as_internxt_error(exc)
+                    if isinstance(final, Unreachable):
+                        final.sent = left  # whether any attempt of the call may have left
                     if final is exc:
                         raise
                     raise final from exc

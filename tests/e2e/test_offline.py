@@ -106,7 +106,8 @@ def test_outage_past_the_ttl_stale_listings_and_cp_into_the_root(new_mount: Any)
         assert "ConnectError" in st["network"]["offline_error"]
         human = _call(lambda: cli("status", str(mnt), env=m.env).stdout, "status")
         assert "OFFLINE since" in human.splitlines()[1], human
-        assert "pending uploads: 11 file(s)" in human, human  # the ten copies, the touch
+        # The ten copies, the touch, and the link (kept to store later, as a new file).
+        assert "pending uploads: 12 file(s)" in human, human
     finally:
         m.emulator.start()  # same data dir and port
 

@@ -184,6 +184,31 @@ def test_restic_init_and_backup_with_the_server_down(new_mount: Any, tmp_path: P
     assert "Traceback" not in m.log_file.read_text()
 
 
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_restic_into_a_mount_started_offline_on_an_empty_cache(
+    new_mount: Any, tmp_path: Path
+) -> None:
+    """As above, on a mount started with the server down on an empty cache: the root was
+    never listed (a new machine, a reboot before the network). Before, init failed (EIO)."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    m.unmount()
+    shutil.rmtree(m.cache_dir)
+    src = tmp_path / "src"
+    make_tree(src, seed=5, files=30)
+    restic = Restic(str(m.mountpoint / "repo"), tmp_path, [], {})
+    m.emulator.stop()
+    try:
+        m.mount("--dir-cache-ttl", "1")
+        restic("init", timeout=120)
+        restic("backup", "--host", "e2e", ".", cwd=src, timeout=120)
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=180)
+    m.remount(cold=True)  # every read now comes from the server
+    restic("check", "--read-data")
+    assert "Traceback" not in m.log_file.read_text()
+
+
 def test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder(new_mount: Any) -> None:
     """mkdir is carried out by the server but every answer is lost: the mount takes Internxt
     for unreachable and queues it. rmdir before the replay must be sent too: the folder that
@@ -202,3 +227,180 @@ def test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder(new_mount: An
     flush_ok(m, timeout=120)
     assert remote.folders(m.emulator, m.user) == []
     assert sorted(os.listdir(mnt)) == ["before.txt"]
+
+
+def _conflict_copy(names: list[str], stem: str, ext: str) -> str:
+    [name] = [n for n in names if n.startswith(f"{stem} (internxtfs conflict ") and n.endswith(ext)]
+    return name
+
+
+def test_a_mount_started_offline_on_an_empty_cache_takes_new_files_and_keeps_both(
+    new_mount: Any,
+) -> None:
+    """A mount started with the server down on an empty cache has never listed anything (a
+    new user, a reboot with a new cache). cp and rsync into it work; the view shows what this
+    mount made, and survives kill -9 and a remount still offline. Once the server answers,
+    a name that was taken there keeps both versions (ours under a conflict name), a folder of
+    that name is adopted, and nothing is lost. Before, every create was EIO."""
+    seed: MountedFS = new_mount(name="seed")
+    write_file(seed.mountpoint / "taken.txt", b"theirs, stored before")
+    (seed.mountpoint / "backup").mkdir()
+    write_file(seed.mountpoint / "backup/old.bin", b"their old version" * 100)
+    flush_ok(seed)
+    seed.unmount()
+    m: MountedFS = new_mount("--dir-cache-ttl", "1", user=seed.user)
+    m.unmount()
+    shutil.rmtree(m.cache_dir)
+    src = m.workdir / "src"
+    (src / "backup").mkdir(parents=True)
+    (src / "taken.txt").write_bytes(b"ours, written offline")
+    (src / "new.txt").write_bytes(b"new" * 1000)
+    (src / "backup/old.bin").write_bytes(b"our version of old" * 100)
+    (src / "backup/fresh.bin").write_bytes(os.urandom(50_000))
+    mnt = m.mountpoint
+
+    m.emulator.stop()
+    try:
+        m.mount("--dir-cache-ttl", "1")  # on an empty cache: nothing was ever listed
+        assert _call(lambda: os.listdir(mnt), "ls of a root never listed") == []
+        for name in ("taken.txt", "new.txt"):
+            _call(lambda n=name: subprocess.run(["cp", src / n, mnt / n], check=True), f"cp {name}")
+        done = _call(
+            lambda: subprocess.run(
+                ["rsync", "-a", f"{src}/backup", f"{mnt}/"], capture_output=True, text=True
+            ),
+            "rsync",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        expected = _call(lambda: local_tree(mnt), "read all")
+        assert expected == {p: (src / p).read_bytes() for p in local_tree(src)}
+        m.kill()
+        m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
+        assert _call(lambda: local_tree(mnt), "read after the crash") == expected
+        assert "never listed" in m.log_file.read_text()  # said once, not per request
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    stored = remote.snapshot(m.emulator, m.user)
+    ours_top = _conflict_copy(list(stored), "taken", ".txt")
+    ours_old = _conflict_copy(list(stored), "backup/old", ".bin")
+    assert stored == {
+        "taken.txt": b"theirs, stored before",
+        ours_top: expected["taken.txt"],
+        "new.txt": expected["new.txt"],
+        "backup/old.bin": b"their old version" * 100,
+        ours_old: expected["backup/old.bin"],
+        "backup/fresh.bin": expected["backup/fresh.bin"],
+    }
+    assert remote.folders(m.emulator, m.user) == ["backup"]  # adopted, not a second one
+    # The real listings merge in: the mount shows what the server holds.
+    wait_for("the merged listing", lambda: local_tree(mnt) == stored, 30)
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rename_of_a_folder_over_an_empty_folder_offline(new_mount: Any) -> None:
+    """mv over an empty folder (rename(2) of a folder onto an empty one) with the server down:
+    it succeeds and is queued (an rmdir of the target, then the move); stored once the server
+    is back. Before, EIO."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    (mnt / "draft/sub").mkdir(parents=True)
+    write_file(mnt / "draft/sub/text.txt", b"the text")
+    (mnt / "final").mkdir()
+    flush_ok(m)
+    assert _tree(mnt) == ["draft/", "draft/sub/", "draft/sub/text.txt", "final/"]
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        _call(lambda: os.rename(mnt / "draft", mnt / "final"), "mv draft final")
+        assert _call(lambda: _tree(mnt), "ls -R") == ["final/", "final/sub/", "final/sub/text.txt"]
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"final/sub/text.txt": b"the text"}
+    assert remote.folders(m.emulator, m.user) == ["final", "final/sub"]
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rename_over_an_open_file_and_unlink_of_an_open_file_offline(new_mount: Any) -> None:
+    """With the server down: a file renamed over a stored file that a process holds open (an
+    editor's save), and a stored file removed while open. Both succeed; the descriptors go on
+    reading the old content; the names hold the new files. Once the server is back and the
+    descriptors are closed, it stores exactly the new files. Before, both were EIO."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "doc.txt", b"version 1" * 100)
+    write_file(mnt / "log.txt", b"old log" * 100)
+    flush_ok(m)
+    with open(mnt / "doc.txt", "rb") as doc, open(mnt / "log.txt", "rb") as log:
+        assert doc.read() == b"version 1" * 100 and log.read() == b"old log" * 100
+        m.emulator.stop()
+        try:
+            time.sleep(1.5)  # past the listing TTL
+            _call(lambda: write_file(mnt / ".doc.txt.swp", b"version 2"), "write")
+            _call(lambda: os.rename(mnt / ".doc.txt.swp", mnt / "doc.txt"), "mv over open file")
+            _call(lambda: os.unlink(mnt / "log.txt"), "rm of an open file")
+            _call(lambda: write_file(mnt / "log.txt", b"new log"), "write a new log")
+            assert _call(lambda: local_tree(mnt), "read all") == {
+                "doc.txt": b"version 2",
+                "log.txt": b"new log",
+            }
+            doc.seek(0)
+            log.seek(0)
+            assert doc.read() == b"version 1" * 100 and log.read() == b"old log" * 100
+        finally:
+            m.emulator.start()
+        wait_for("the queue sent", lambda: status(m)["uploads"]["namespace_queued"] == 0, 60)
+        doc.seek(0)
+        assert doc.read() == b"version 1" * 100  # still open: still the old version
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"doc.txt": b"version 2", "log.txt": b"new log"}
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_symlinks_into_a_folder_made_offline_survive_kill_9(new_mount: Any) -> None:
+    """ln -s and rsync -a of a tree with a link, into a folder made with the server down (a
+    placeholder id): both succeed, the links read back after kill -9 and a remount still
+    offline, and are stored as NAME.rclonelink files once the server is back, with rsync's
+    times. Before, symlink was EIO there."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "a.txt", b"a")
+    flush_ok(m)
+    src = m.workdir / "src"
+    src.mkdir()
+    (src / "data.txt").write_bytes(b"data")
+    os.symlink("data.txt", src / "link")
+    os.utime(src / "link", (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        _call(lambda: (mnt / "new").mkdir(), "mkdir")
+        _call(lambda: os.symlink("../a.txt", mnt / "new/ln"), "ln -s")
+        done = _call(
+            lambda: subprocess.run(
+                ["rsync", "-a", f"{src}/", f"{mnt}/new/copy/"], capture_output=True, text=True
+            ),
+            "rsync -a",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        m.kill()
+        m.mount("--dir-cache-ttl", "1")  # still offline, after a crash
+        assert _call(lambda: os.readlink(mnt / "new/ln"), "readlink") == "../a.txt"
+        assert _call(lambda: os.readlink(mnt / "new/copy/link"), "readlink") == "data.txt"
+        assert _call(lambda: (mnt / "new/ln").read_bytes(), "read through the link") == b"a"
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {
+        "a.txt": b"a",
+        "new/ln.rclonelink": b"../a.txt",
+        "new/copy/data.txt": b"data",
+        "new/copy/link.rclonelink": b"data.txt",
+    }
+    stored = {f.path: f.modified for f in remote.entries(m.emulator, m.user, download=False)}
+    assert stored["new/copy/link.rclonelink"] == 1_600_000_000
+    m.remount(cold=True)  # from the server alone
+    assert os.readlink(mnt / "new/ln") == "../a.txt"
+    assert os.readlink(mnt / "new/copy/link") == "data.txt"
+    assert "Traceback" not in m.log_file.read_text()

@@ -187,6 +187,33 @@ async def test_dropped_connections_are_retried_then_reported_unreachable() -> No
     assert "RemoteProtocolError" in (drive._retry.stats.last_error or "")
 
 
+@pytest.mark.parametrize(
+    ("errors", "sent"),
+    [
+        ([httpx.ConnectError], False),  # refused every time: nothing ever left
+        ([httpx.RemoteProtocolError, httpx.ConnectError], True),  # the first one may have
+        ([httpx.ConnectError, httpx.ReadTimeout], True),
+    ],
+)
+async def test_an_unreachable_call_says_whether_anything_left(
+    errors: list[type[httpx.TransportError]], sent: bool
+) -> None:
+    """fs/pending.py keeps a queued mkdir cancellable only when no attempt of its create ever
+    reached the server (a connection refused is not carried out)."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise errors[min(calls, len(errors)) - 1]("down", request=request)
+
+    http = make_http(handler)
+    drive = DriveAPI(http, SessionManager(http, make_session()), retry=policy(Sleeps(), 2))
+    with pytest.raises(Unreachable) as failed:
+        await drive.limit()
+    assert failed.value.sent is sent
+
+
 # --- error mapping ------------------------------------------------------------------------
 
 

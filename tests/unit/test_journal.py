@@ -22,8 +22,11 @@ from internxtfs.fs.journal import (
 )
 from internxtfs.fs.lifecycle import FileState
 
+# What every schema before 11 lacked: the blind mark of files (created where the folder's
+# content was unknown, fs/conflicts.py).
+BEFORE_11 = "ALTER TABLE files DROP COLUMN blind;"
 # What every schema before 9 lacked: the queue of namespace changes (fs/pending.py).
-BEFORE_9 = "DROP TABLE IF EXISTS namespace_ops;"
+BEFORE_9 = BEFORE_11 + "DROP TABLE IF EXISTS namespace_ops;"
 # The files table as every schema before 8 had it: no held column (fs/lifecycle.py).
 BEFORE_8 = BEFORE_9 + "ALTER TABLE files DROP COLUMN held;"
 # The files table as every schema before 6 had it (with pending_generation).
@@ -367,7 +370,7 @@ def test_schema_7_and_8_gain_the_queue_of_namespace_changes(tmp_path: Path) -> N
         r = j.new_file(parent_uuid="p", name="a")
         j.close()
         db = sqlite3.connect(path)  # back to what that version wrote: no queued changes
-        older = BEFORE_8 if version == 7 else ""
+        older = BEFORE_8.removeprefix(BEFORE_9) if version == 7 else ""
         db.executescript(f"{BEFORE_9} {older} UPDATE schema_version SET version = {version};")
         db.close()
         upgraded = Journal(path)
@@ -425,7 +428,8 @@ def test_schema_9_gains_the_maybe_sent_mark_of_queued_changes(tmp_path: Path) ->
     db = sqlite3.connect(path)  # back to what version 9 wrote: queue rows without the mark
     db.executescript(
         "ALTER TABLE namespace_ops DROP COLUMN maybe_sent;"
-        "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
+        + BEFORE_11
+        + "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
         " mtime_ns) VALUES ('mkdir', 'folder', 'offline-1', 'root', 'd', NULL, 5);"
         "UPDATE schema_version SET version = 9;"
     )
@@ -435,6 +439,23 @@ def test_schema_9_gains_the_maybe_sent_mark_of_queued_changes(tmp_path: Path) ->
     assert (op.op, op.uuid, op.maybe_sent) == ("mkdir", "offline-1", False)
     upgraded.add_op("mkdir", "folder", "offline-2", "root", "e", maybe_sent=True)
     assert [o.maybe_sent for o in upgraded.ops()] == [False, True]
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+
+
+def test_schema_10_gains_the_blind_mark_of_files(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    j = Journal(path)
+    r = j.new_file(parent_uuid="p", name="a", dirty=True)
+    j.close()
+    db = sqlite3.connect(path)  # back to what version 10 wrote: no blind column
+    db.executescript(BEFORE_11 + "UPDATE schema_version SET version = 10;")
+    db.close()
+    upgraded = Journal(path)
+    assert upgraded.get(r.local_id) == r and not r.blind
+    made = upgraded.new_file(parent_uuid="p", name="b", blind=True)
+    assert Journal(path).get(made.local_id) == made and made.blind
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
