@@ -9,7 +9,10 @@ promises the target is either the old entry or the new one, never nothing, so in
    name in its own folder (:func:`aside_name`); the name is now free;
 2. the caller moves the source onto the name;
 3. the row becomes ``replaced`` and the target is deleted (``--delete-mode`` applies) in the
-   background; the row carries that pending delete across a crash.
+   background; the row carries that pending delete across a crash. A delete that goes out
+   late (after a crash, a failure, or more than a few seconds after the rename) first checks
+   the target's content against what the row says this mount knew: a version another client
+   stored in place meanwhile is kept as a conflict-named copy instead (fs/conflicts.py, rule 1).
 
 A failure at step 1 or 2 puts the target back (moves it to its name again) before the error
 reaches the caller. When even that fails (the server is down), the row stays ``aside`` and
@@ -39,7 +42,16 @@ from typing import Any
 
 import trio
 
-from internxtfs.fs.conflicts import RESTORED, marked_name
+from internxtfs.fs.conflicts import (
+    DELETE_UNCHECKED_FOR,
+    RESTORED,
+    KnownContent,
+    changed_since_known,
+    dump_known,
+    keep_instead_of_deleting,
+    load_known,
+    marked_name,
+)
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
 from internxtfs.fs.locks import KeyedLock
@@ -75,6 +87,9 @@ class Replacements:
         # the first had just filled (kept as "restored"). The checks of a pass can take the
         # replica-lag window, which made that overlap likely.
         self._resolving = trio.Lock()
+        # When each row of this run landed (trio time): its target's delete, sent soon after
+        # and at the first attempt, goes unchecked (conflict rule 1, DELETE_UNCHECKED_FOR).
+        self._landed_at: dict[str, float] = {}
 
     # --- the live rename --------------------------------------------------------------------
 
@@ -90,14 +105,26 @@ class Replacements:
         move: Callable[[], Awaitable[None]],
         keep_target: bool = False,
         on_landed: Callable[[], None] | None = None,
+        target_content: KnownContent | None = None,
     ) -> None:
         """Replace entry ``target_uuid`` (at ``parent_uuid``/``name``) by what ``move`` puts
         there. Returns once the source holds the name; raises the move's error otherwise,
         with the target back in place (or its restore journaled). ``on_landed`` runs in the
         journal transaction that records the landing (the caller's local bookkeeping).
         ``keep_target``: leave the target aside and forget the row, for ``on_landed`` to
-        journal its delete another way (at the last close of an open file)."""
-        row = Replacement(target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, ASIDE)
+        journal its delete another way (at the last close of an open file).
+        ``target_content``: what this mount knew the target (a file) to hold, checked before a
+        late delete of it (None: unchecked)."""
+        row = Replacement(
+            target_uuid,
+            kind,
+            parent_uuid,
+            name,
+            source_uuid,
+            source_local_id,
+            ASIDE,
+            dump_known(target_content),
+        )
         async with self._targets.hold(target_uuid):
             earlier = self.journal.replacement(target_uuid)
             if earlier is not None:
@@ -130,6 +157,8 @@ class Replacements:
                     self.journal.set_replacement_state(target_uuid, REPLACED)
                 if on_landed is not None:
                     on_landed()
+            if not keep_target:
+                self._landed_at[target_uuid] = trio.current_time()
             self._wake.set()  # the target's delete runs in the background
 
     async def _settle_earlier(self, row: Replacement) -> None:
@@ -175,10 +204,32 @@ class Replacements:
         if row.state == ASIDE:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
-            await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
+            if not await self._kept_instead(row):
+                await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
             self.journal.remove_replacement(row.target_uuid)
+            self._landed_at.pop(row.target_uuid, None)
         else:
             self._wake.set()
+        return True
+
+    async def _kept_instead(self, row: Replacement) -> bool:
+        """Conflict rule 1 before the target's delete: when it goes out late and the target
+        holds another version than the row knew (another client replaced it in place), the
+        target is kept beside the name as a conflict-named copy; True then."""
+        known = load_known(row.target_content)
+        if row.kind != "file" or known is None:
+            return False
+        landed = self._landed_at.get(row.target_uuid)
+        # A first attempt soon after the rename landed in this run: unchecked, as an unlink's
+        # delete is (fs/uploader.py, Uploader._late); a failed attempt drops the time below.
+        if landed is not None and trio.current_time() - landed <= DELETE_UNCHECKED_FOR:
+            self._landed_at.pop(row.target_uuid, None)  # a second attempt is checked
+            return False
+        entry = await changed_since_known(self.remote, row.target_uuid, known)
+        if entry is None:
+            return False
+        # Aside under its hidden name, and our source holds the name now: moved beside it.
+        await keep_instead_of_deleting(self.remote, entry, name=row.name, move=True)
         return True
 
     async def _landed(self, row: Replacement) -> bool:

@@ -75,9 +75,13 @@ import trio
 from internxtfs.fs import lifecycle
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.conflicts import (
+    DELETE_UNCHECKED_FOR,
     ConflictHook,
     RecoveryFolder,
+    changed_since_known,
     keep_both_if_changed,
+    keep_instead_of_deleting,
+    known_content,
     raise_conflict,
 )
 from internxtfs.fs.crashpoints import crash_point
@@ -85,6 +89,7 @@ from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
+from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import (
     AuthError,
     Conflict,
@@ -168,6 +173,10 @@ class Uploader:
         self._errors: dict[int, _Failure] = {}  # last failure per file (cleared on success)
         self._failures: dict[int, int] = {}  # failures ever, per file: wait_idle compares them
         self._changed = trio.Event()
+        # When this run was first asked to send each pending remote delete (its unlink, or
+        # the last close of a file unlinked while open): one sent soon after goes unchecked
+        # (conflict rule 1, fs/conflicts.py); a record from an earlier run has no entry.
+        self._delete_asked: dict[int, float] = {}
         self._tasks: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._uploaded = 0  # counters for stats()
@@ -201,6 +210,10 @@ class Uploader:
         """Queue a file for upload after the quiet period (``immediate``: now, e.g. fsync)."""
         now = self._clock()
         due = now if immediate else now + self.quiet_period
+        if local_id not in self._delete_asked:
+            record = self.journal.get(local_id)
+            if record is not None and record.state is FileState.DELETE_PENDING:
+                self._delete_asked[local_id] = now
         entry = self._queue.get(local_id)
         if entry is None:
             self._queue[local_id] = _Queued(due)
@@ -330,7 +343,7 @@ class Uploader:
             r for r in self._pending_deletes() if (r.parent_uuid, r.name) == (parent_uuid, name)
         ]
         for record in clashing:
-            await self._delete_remote(record)
+            await self._delete_remote(record, name_wanted=True)
         return bool(clashing)
 
     def stats(self) -> dict[str, Any]:
@@ -779,7 +792,9 @@ class Uploader:
                 record = fresh
         raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
 
-    async def _delete_remote(self, record: FileRecord) -> None:
+    async def _delete_remote(self, record: FileRecord, *, name_wanted: bool = False) -> None:
+        """Send a pending remote delete. ``name_wanted``: a create or move of ours waits for
+        the entry's name (settle_deletes_at)."""
         async with self.locks.hold(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
             current = self.journal.get(record.local_id)
@@ -787,12 +802,55 @@ class Uploader:
                 return
             record = current
             assert record.remote_uuid is not None
+            if self._late(record):
+                entry = await changed_since_known(
+                    self.remote, record.remote_uuid, known_content(self.journal, record)
+                )
+                if entry is not None:
+                    # Another client stored a version in place after the unlink: kept
+                    # (conflict rule 1). Moved beside when our own file needs the name, or
+                    # when it is aside under a hidden name (unlinked while open).
+                    aside = record.name.startswith(ASIDE_PREFIX)
+                    move = name_wanted or aside or self._name_awaited(entry.folder_uuid, entry.name)
+                    # A file unlinked while open was renamed to its hidden name here, and its
+                    # name is not journaled: the kept copy is named after the uuid.
+                    name = f"unlinked {record.remote_uuid[:8]}" if aside else record.name
+                    await keep_instead_of_deleting(self.remote, entry, name=name, move=move)
+                    self._forget_delete(record.local_id)
+                    return
             await self.remote.delete("file", record.remote_uuid, name=record.name)
             crash_point("after-remote-delete")
-            if self.journal.get(record.local_id) is not None:
-                # Nothing reaches a DELETE_PENDING record but this queue (fs/lifecycle.py).
-                self.journal.update(record.local_id, remote_uuid=None)
-                self._drop_record(record.local_id)
+            self._forget_delete(record.local_id)
+
+    def _forget_delete(self, local_id: int) -> None:
+        self._delete_asked.pop(local_id, None)
+        if self.journal.get(local_id) is not None:
+            # Nothing reaches a DELETE_PENDING record but this queue (fs/lifecycle.py).
+            self.journal.update(local_id, remote_uuid=None)
+            self._drop_record(local_id)
+
+    def _late(self, record: FileRecord) -> bool:
+        """Whether a pending delete goes out later than the user's call (conflict rule 1):
+        then the entry's content is checked first. Unchecked: the first attempt within
+        DELETE_UNCHECKED_FOR seconds of the unlink in this run. Checked: one journaled by an
+        earlier run (queued offline, then a crash or an unmount), one that failed before (an
+        outage), one queued behind many others, and a file unlinked while open (its entry
+        waited aside until the last close)."""
+        asked = self._delete_asked.get(record.local_id)
+        return (
+            asked is None
+            or self._clock() - asked > DELETE_UNCHECKED_FOR
+            or record.local_id in self._errors
+            or record.name.startswith(ASIDE_PREFIX)
+        )
+
+    def _name_awaited(self, parent_uuid: str, name: str) -> bool:
+        """Whether a file of ours waits to be created under that name: the kept version then
+        moves beside, so our create never gives it our content (principle 3's adoption)."""
+        return any(
+            lifecycle.awaits_create(r) and (r.parent_uuid, r.name) == (parent_uuid, name)
+            for r in self.journal.dirty_files()
+        )
 
     def _drop_record(self, local_id: int) -> None:
         # Record first, then the cache file (the order Namespace.drop_local explains).

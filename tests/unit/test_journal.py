@@ -22,8 +22,10 @@ from internxtfs.fs.journal import (
 )
 from internxtfs.fs.lifecycle import FileState
 
+# What every schema before 11 lacked: a rename over's known target content (fs/replacement.py).
+BEFORE_11 = "ALTER TABLE replacements DROP COLUMN target_content;"
 # What every schema before 9 lacked: the queue of namespace changes (fs/pending.py).
-BEFORE_9 = "DROP TABLE IF EXISTS namespace_ops;"
+BEFORE_9 = BEFORE_11 + "DROP TABLE IF EXISTS namespace_ops;"
 # The files table as every schema before 8 had it: no held column (fs/lifecycle.py).
 BEFORE_8 = BEFORE_9 + "ALTER TABLE files DROP COLUMN held;"
 # The files table as every schema before 6 had it (with pending_generation).
@@ -182,8 +184,8 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         "CREATE TABLE o1 (file_id TEXT PRIMARY KEY, local_id INTEGER, reason TEXT NOT NULL);"
         "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
         "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
-        "DROP TABLE replacements; DROP TABLE owners;"
         + OLD_FILES
+        + "DROP TABLE replacements; DROP TABLE owners;"
         + "UPDATE schema_version SET version = 1;"
     )
     db.close()
@@ -200,8 +202,8 @@ def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
     Journal(path).close()
     db = sqlite3.connect(path)  # back to what version 2 wrote: no rename-over state
     db.executescript(
-        "DROP TABLE replacements; DROP TABLE owners;"
-        + OLD_FILES
+        OLD_FILES
+        + "DROP TABLE replacements; DROP TABLE owners;"
         + "UPDATE schema_version SET version = 2;"
     )
     db.close()
@@ -367,7 +369,7 @@ def test_schema_7_and_8_gain_the_queue_of_namespace_changes(tmp_path: Path) -> N
         r = j.new_file(parent_uuid="p", name="a")
         j.close()
         db = sqlite3.connect(path)  # back to what that version wrote: no queued changes
-        older = BEFORE_8 if version == 7 else ""
+        older = "ALTER TABLE files DROP COLUMN held;" if version == 7 else ""
         db.executescript(f"{BEFORE_9} {older} UPDATE schema_version SET version = {version};")
         db.close()
         upgraded = Journal(path)
@@ -424,7 +426,7 @@ def test_schema_9_gains_the_maybe_sent_mark_of_queued_changes(tmp_path: Path) ->
     j.close()
     db = sqlite3.connect(path)  # back to what version 9 wrote: queue rows without the mark
     db.executescript(
-        "ALTER TABLE namespace_ops DROP COLUMN maybe_sent;"
+        BEFORE_11 + "ALTER TABLE namespace_ops DROP COLUMN maybe_sent;"
         "INSERT INTO namespace_ops (op, kind, uuid, parent_uuid, name, old_parent_uuid,"
         " mtime_ns) VALUES ('mkdir', 'folder', 'offline-1', 'root', 'd', NULL, 5);"
         "UPDATE schema_version SET version = 9;"
@@ -435,6 +437,27 @@ def test_schema_9_gains_the_maybe_sent_mark_of_queued_changes(tmp_path: Path) ->
     assert (op.op, op.uuid, op.maybe_sent) == ("mkdir", "offline-1", False)
     upgraded.add_op("mkdir", "folder", "offline-2", "root", "e", maybe_sent=True)
     assert [o.maybe_sent for o in upgraded.ops()] == [False, True]
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+
+
+def test_schema_10_gains_the_known_content_of_a_rename_overs_target(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)  # back to what version 10 wrote: rows without target_content
+    db.executescript(
+        "ALTER TABLE replacements DROP COLUMN target_content;"
+        "INSERT INTO replacements VALUES ('t', 'file', 'p', 'n.txt', 's', 4, 'replaced');"
+        "UPDATE schema_version SET version = 10;"
+    )
+    db.close()
+    upgraded = Journal(path)
+    # A row from before: its target is deleted unchecked, as that version did.
+    assert upgraded.replacements() == [Replacement("t", "file", "p", "n.txt", "s", 4, "replaced")]
+    row = Replacement("u", "file", "p", "m.txt", "s2", None, ASIDE, '{"obj": 3}')
+    upgraded.add_replacement(row)
+    assert Journal(path).replacement("u") == row
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
