@@ -204,26 +204,36 @@ class Replacements:
         if row.state == ASIDE:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
-            if not await self._kept_instead(row):
-                await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
+            left = self._unchecked_for(row)
+            if left > 0 or not await self._kept_instead(row):
+                # Unchecked, it must land soon after the rename (its retries could span an
+                # outage); past that it is given up, and the next pass checks first.
+                with trio.move_on_after(left if left > 0 else math.inf) as bound:
+                    await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
+                if bound.cancelled_caught:
+                    raise ie.Unreachable("no answer to the delete of a replaced entry in time")
             self.journal.remove_replacement(row.target_uuid)
             self._landed_at.pop(row.target_uuid, None)
         else:
             self._wake.set()
         return True
 
+    def _unchecked_for(self, row: Replacement) -> float:
+        """How long the target's delete may still go out unchecked: its first attempt soon
+        after the rename landed in this run, as an unlink's delete (fs/uploader.py,
+        ``Uploader._unchecked_for``); <= 0: checked first (a row of an earlier run, or an
+        attempt after a failed one)."""
+        landed = self._landed_at.pop(row.target_uuid, None)  # a later attempt is checked
+        if landed is None:
+            return 0.0
+        return DELETE_UNCHECKED_FOR - (trio.current_time() - landed)
+
     async def _kept_instead(self, row: Replacement) -> bool:
-        """Conflict rule 1 before the target's delete: when it goes out late and the target
-        holds another version than the row knew (another client replaced it in place), the
-        target is kept beside the name as a conflict-named copy; True then."""
+        """Conflict rule 1 before a late delete of the target: when the target holds another
+        version than the row knew (another client replaced it in place), it is kept beside
+        the name as a conflict-named copy; True then."""
         known = load_known(row.target_content)
         if row.kind != "file" or known is None:
-            return False
-        landed = self._landed_at.get(row.target_uuid)
-        # A first attempt soon after the rename landed in this run: unchecked, as an unlink's
-        # delete is (fs/uploader.py, Uploader._late); a failed attempt drops the time below.
-        if landed is not None and trio.current_time() - landed <= DELETE_UNCHECKED_FOR:
-            self._landed_at.pop(row.target_uuid, None)  # a second attempt is checked
             return False
         entry = await changed_since_known(self.remote, row.target_uuid, known)
         if entry is None:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ from internxtfs.internxt.errors import (
     NotFound,
     QuotaExceeded,
     RequestRejected,
+    Unreachable,
 )
 from internxtfs.internxt.retry import is_retryable
 
@@ -802,7 +804,8 @@ class Uploader:
                 return
             record = current
             assert record.remote_uuid is not None
-            if self._late(record):
+            left = self._unchecked_for(record)
+            if left <= 0:
                 entry = await changed_since_known(
                     self.remote, record.remote_uuid, known_content(self.journal, record)
                 )
@@ -818,7 +821,17 @@ class Uploader:
                     await keep_instead_of_deleting(self.remote, entry, name=name, move=move)
                     self._forget_delete(record.local_id)
                     return
-            await self.remote.delete("file", record.remote_uuid, name=record.name)
+            # An unchecked delete must land while it is still "soon after the call": its
+            # retries may otherwise span an outage during which another client stores a new
+            # version. Past that, it is given up (it may have landed: the checked attempt
+            # that follows finds the entry gone, unchanged, or changed) and sent checked.
+            with trio.move_on_after(left if left > 0 else math.inf) as bound:
+                await self.remote.delete("file", record.remote_uuid, name=record.name)
+            if bound.cancelled_caught:
+                raise Unreachable(
+                    f"no answer to the delete within {DELETE_UNCHECKED_FOR:.0f} s of the "
+                    "unlink; sent again once its content is checked"
+                )
             crash_point("after-remote-delete")
             self._forget_delete(record.local_id)
 
@@ -829,20 +842,17 @@ class Uploader:
             self.journal.update(local_id, remote_uuid=None)
             self._drop_record(local_id)
 
-    def _late(self, record: FileRecord) -> bool:
-        """Whether a pending delete goes out later than the user's call (conflict rule 1):
-        then the entry's content is checked first. Unchecked: the first attempt within
-        DELETE_UNCHECKED_FOR seconds of the unlink in this run. Checked: one journaled by an
-        earlier run (queued offline, then a crash or an unmount), one that failed before (an
-        outage), one queued behind many others, and a file unlinked while open (its entry
-        waited aside until the last close)."""
+    def _unchecked_for(self, record: FileRecord) -> float:
+        """How long a pending delete may still go out unchecked (conflict rule 1); <= 0: it
+        goes out later than the user's call, and the entry's content is checked first.
+        Unchecked: the first attempt within DELETE_UNCHECKED_FOR seconds of the unlink in this
+        run. Checked: one journaled by an earlier run (queued offline, then a crash or an
+        unmount), one that failed before (an outage), one queued behind many others, and a
+        file unlinked while open (its entry waited aside until the last close)."""
         asked = self._delete_asked.get(record.local_id)
-        return (
-            asked is None
-            or self._clock() - asked > DELETE_UNCHECKED_FOR
-            or record.local_id in self._errors
-            or record.name.startswith(ASIDE_PREFIX)
-        )
+        if asked is None or record.local_id in self._errors or record.name.startswith(ASIDE_PREFIX):
+            return 0.0
+        return DELETE_UNCHECKED_FOR - (self._clock() - asked)
 
     def _name_awaited(self, parent_uuid: str, name: str) -> bool:
         """Whether a file of ours waits to be created under that name: the kept version then
