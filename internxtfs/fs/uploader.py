@@ -33,7 +33,9 @@ fs/namespace.py makes the transition and schedules the record. Such a delete nam
 uuid; while it is
 queued the old entry still holds its name, so a create or move onto that name meets Conflict,
 and :meth:`settle_deletes_at` sends the delete first instead of the conflict policy adopting
-(and then losing) the old entry.
+(and then losing) the old entry. A delete that goes out late (conflict rule 1,
+:meth:`Uploader._unchecked_for`) first checks that the entry still holds the content this
+mount knew, and keeps a version another client stored in place meanwhile.
 
 Failures: the client already retried retryable errors; whatever still fails is recorded
 (``stats()['errors']``) and the file stays queued, dirty in the journal, retried after a
@@ -56,6 +58,7 @@ quiet period is over, the oldest due goes first.
 
 Shared state between trio tasks (all mutated only between awaits, no lock needed):
 ``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
+``_delete_asked`` (when each pending delete was asked: conflict rule 1),
 ``_errors``/``_failures`` and ``_changed`` (an Event replaced on every state change, which
 wakes the scheduler and :meth:`wait_idle`). The file's lock in ``locks`` (injected, see
 docs/concurrency.md) serialises the publish step against rename/unlink in the operations layer.
@@ -258,6 +261,10 @@ class Uploader:
                 self._drop_record(record.local_id)
             elif record.state is FileState.HELD:
                 lifecycle.release_held(self.journal, record)
+            if lifecycle.remote_delete_pending(record):
+                # Asked in an earlier run: always checked before it is sent (rule 1), even
+                # when a flush schedules it anew in this one.
+                self._delete_asked[record.local_id] = -math.inf
         count = 0
         with self.journal.transaction():
             for record in self.journal.dirty_files():
@@ -851,7 +858,7 @@ class Uploader:
         file unlinked while open (its entry waited aside until the last close)."""
         asked = self._delete_asked.get(record.local_id)
         if asked is None or record.local_id in self._errors or record.name.startswith(ASIDE_PREFIX):
-            return 0.0
+            return 0.0  # (None: queued without being asked in this run, e.g. by wake_deferred)
         return DELETE_UNCHECKED_FOR - (self._clock() - asked)
 
     def _name_awaited(self, parent_uuid: str, name: str) -> bool:

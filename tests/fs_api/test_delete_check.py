@@ -7,12 +7,15 @@ tests/e2e/test_delete_check.py."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+import trio
+
 from internxtfs.internxt.errors import ServerError, Unreachable
-from tests.fs_api.conftest import serving
+from tests.fs_api.conftest import make, serving
 from tests.harness.fake_remote import ROOT, FakeRemote
-from tests.harness.in_process import InProcess
+from tests.harness.in_process import InProcess, build
 
 
 def _fake(m: InProcess) -> FakeRemote:
@@ -177,3 +180,44 @@ async def test_a_rename_overs_target_deleted_at_once_costs_no_extra_request(
         assert await mounted.fs.replacements.resolve_all() == 0
     assert _fake(mounted).names(ROOT) == ["a.txt"]
     assert target not in asked
+
+
+async def test_a_delete_from_an_earlier_run_is_checked_even_when_flush_sends_it(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """kill -9 with a delete journaled; another client replaces the file in place; the next
+    mount's flush (which schedules every pending delete anew) must still check it."""
+    first = make(tmp_path)
+    fake = _fake(first)
+    async with serving(first):
+        uuid = await _stored(first, "a.txt", b"ours")
+        first.remote.fail("delete", _boom(), times=100)  # never sent in this run
+        await first.unlink("a.txt")
+        await first.uploader.wait_idle()
+    first.remote.clear()
+    fake.replace_elsewhere(uuid, b"theirs")
+    again = build(tmp_path, first.remote)
+    async with serving(again):
+        await _settled(again)  # flush: schedules it at once
+    assert fake.names(ROOT) == ["a.txt"] and fake.content(ROOT, "a.txt") == b"theirs"
+    assert again.journal.all_files() == []
+
+
+async def test_a_file_unlinked_while_open_keeps_a_version_stored_in_place_beside(
+    mounted: InProcess,
+) -> None:
+    """Its entry waits aside (a hidden name) until the last close; another client replaces it
+    meanwhile: at the close it is not deleted but given a visible conflict name."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        ino = await mounted.write_file("a.txt", b"ours")
+        assert await mounted.uploader.wait_idle() == {}
+        uuid = fake.file_at(ROOT, "a.txt").uuid  # type: ignore[union-attr]
+        fh = await mounted.open(ino)
+        await mounted.unlink("a.txt")
+        fake.replace_elsewhere(uuid, b"theirs")
+        await mounted.fs.release(fh)
+        await _settled(mounted)
+    [kept] = fake.names(ROOT)
+    assert kept.startswith(f"unlinked {uuid[:8]} (internxtfs conflict "), kept
+    assert fake.content(ROOT, kept) == b"theirs"
