@@ -205,6 +205,8 @@ class Replacements:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
             left = self._unchecked_for(row)
+            if row.kind != "file" or row.target_content is None:
+                left = math.inf  # nothing to check: sent as before, unbounded
             if left > 0 or not await self._kept_instead(row):
                 # Unchecked, it must land soon after the rename (its retries could span an
                 # outage); past that it is given up, and the next pass checks first.
@@ -233,8 +235,7 @@ class Replacements:
         version than the row knew (another client replaced it in place), it is kept beside
         the name as a conflict-named copy; True then."""
         known = load_known(row.target_content)
-        if row.kind != "file" or known is None:
-            return False
+        assert row.kind == "file" and known is not None
         entry = await changed_since_known(self.remote, row.target_uuid, known)
         if entry is None:
             return False
