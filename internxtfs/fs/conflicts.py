@@ -5,7 +5,11 @@ publish, the handlers' rename, the mount wiring, the rename settling) only ask.
 Principles (docs/semantics.md, "Conflicts", says the same to users):
 
 1. No version is lost. What this mount wrote is stored under some name, and so is what another
-   client stored; when both cannot keep a name, both are kept.
+   client stored; when both cannot keep a name, both are kept. A delete of ours that goes out
+   later than the user's call (queued offline, held across a crash or until a last close,
+   retried, queued behind others, a rename over's target) first checks that the entry still
+   holds the content this mount knew; a version another client stored in place meanwhile is
+   kept instead (:func:`changed_since_known`, :func:`keep_instead_of_deleting`).
 2. A file another client changed (or deleted) while this mount held unsent changes to it: the
    other version keeps the name, ours is stored beside it as
    ``NAME (internxtfs conflict YYYY-MM-DD HHMMSS).EXT`` (:func:`keep_both_if_changed`). Deleted
@@ -39,9 +43,11 @@ Principles (docs/semantics.md, "Conflicts", says the same to users):
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
@@ -51,10 +57,17 @@ from internxtfs.fs.journal import UNCERTAIN, FileRecord, Journal
 from internxtfs.fs.remote import Remote
 from internxtfs.internxt.errors import Conflict, NotFound
 
+if TYPE_CHECKING:
+    from internxtfs.internxt.drive import FileEntry
+
 log = logging.getLogger(__name__)
 
 RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
 RESTORED = "internxtfs restored"  # the mark of an entry a settled rename over kept beside
+# A delete sent within this many seconds of the user's call, on its first attempt, goes
+# unchecked (rule 1): a version stored before the call is the one the user deleted, as on a
+# local disk. Later, the check costs one GET /files/{uuid}/meta (docs/semantics.md).
+DELETE_UNCHECKED_FOR = 5.0
 
 
 def marked_name(name: str, mark: str) -> str:
@@ -66,9 +79,97 @@ def marked_name(name: str, mark: str) -> str:
     return f"{stem} ({mark}){dot}{ext}"
 
 
-def conflict_copy_name(name: str) -> str:
-    """Where our version of a file changed elsewhere is stored (principle 2)."""
-    return marked_name(name, f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}")
+def conflict_copy_name(name: str, attempt: int = 0) -> str:
+    """Where our version of a file changed elsewhere is stored (principle 2); ``attempt`` > 0
+    for another name when that one is taken (two in the same second)."""
+    mark = f"internxtfs conflict {time.strftime('%Y-%m-%d %H%M%S')}"
+    return marked_name(name, f"{mark} {attempt + 1}" if attempt else mark)
+
+
+# --- principle 1 before a delete: the content this mount knew an entry by ---------------------
+
+# content id (None: an empty file's) -> size (None: not known)
+KnownContent = Mapping[str | None, int | None]
+
+
+def known_content(journal: Journal, record: FileRecord) -> dict[str | None, int | None]:
+    """What the record's entry may hold as far as this mount knows: the content it last
+    stored or saw there, and the objects of its own publishes whose outcome is unknown (a
+    replace that may have landed: ours too, never another client's)."""
+    known: dict[str | None, int | None] = {record.remote_file_id: record.remote_size}
+    for file_id in (record.pending_file_id,):
+        if file_id is not None:
+            known.setdefault(file_id, None)
+    for o in journal.orphan_rows():
+        if o.local_id == record.local_id and o.reason == UNCERTAIN:
+            known.setdefault(o.file_id, None)
+    return known
+
+
+def dump_known(known: KnownContent | None) -> str | None:
+    """The journal's form of :data:`KnownContent` (a rename over's row)."""
+    return None if known is None else json.dumps([[k, v] for k, v in known.items()])
+
+
+def load_known(text: str | None) -> dict[str | None, int | None] | None:
+    return None if text is None else {k: v for k, v in json.loads(text)}
+
+
+def _changed(known: KnownContent, entry: FileEntry) -> bool:
+    if entry.status != "EXISTS":
+        return False  # trashed or deleted elsewhere: nothing of theirs for the delete to take
+    if entry.file_id not in known:
+        return True
+    size = known[entry.file_id]
+    # Same id, other size: Internxt's replace to empty keeps the old fileId with size 0
+    # (docs/protocol.md, "Replace to empty"), so only the size tells that change.
+    return size is not None and entry.size != size
+
+
+async def changed_since_known(remote: Remote, uuid: str, known: KnownContent) -> FileEntry | None:
+    """Principle 1, before a delete of ours aimed at file ``uuid``: the entry as another
+    client left it when it stored a new version in place (``PUT /files/{uuid}`` gives the
+    entry a new fileId) since this mount last knew its content, ``known``; None when the
+    delete may go (the same content, or the entry is gone or trashed already)."""
+    try:
+        # A replica behind the primary answers with an older state of the entry. Behind
+        # another client's replace, that is the content we know, and the delete goes as it did
+        # before this check: the window left is the replica lag (well under a second; the
+        # same "Known limit" as docs/protocol.md, "Read replicas"), and a stale answer never
+        # keeps a file the user deleted. Behind a replace of our own (published a moment
+        # before the unlink), it names content we no longer list as ours: such an answer is
+        # asked again while our writes' lag window can explain it (``stale``).
+        entry = await remote.file_meta(uuid, stale=lambda e: _changed(known, e))
+    except NotFound:
+        return None
+    return entry if _changed(known, entry) else None
+
+
+async def keep_instead_of_deleting(
+    remote: Remote, entry: FileEntry, *, name: str, move: bool
+) -> str:
+    """Principle 1: ``entry`` holds a version another client stored in place after this
+    mount deleted (or replaced) the file: it is not deleted. ``move`` False: it stays where
+    it is (its name is free here, and it shows again at the folder's next listing). True
+    (the name is ours now, or the entry is aside under a hidden name): it is moved to a
+    conflict-named copy of ``name`` in its folder. Returns the name it is kept under."""
+    kept = entry.name
+    if move:
+        for attempt in range(5):
+            kept = conflict_copy_name(name, attempt)
+            try:
+                await remote.move_file(entry.uuid, entry.folder_uuid, kept)
+                break
+            except Conflict:
+                if attempt == 4:
+                    raise
+    log.warning(
+        "%r was changed elsewhere after it was deleted or replaced here: not deleted; "
+        "the other version is kept as %r",
+        name,
+        kept,
+    )
+    return kept
 
 
 # The uploader's hook for a create that met Conflict: the uuid of an entry to give our content,

@@ -42,7 +42,7 @@ from internxtfs.fs.lifecycle import FileState, has_unsent_content, remote_delete
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 _REPLACEMENTS_TABLE = """
 CREATE TABLE replacements (
     target_uuid TEXT PRIMARY KEY,
@@ -116,6 +116,11 @@ _MAYBE_SENT_COLUMN = "ALTER TABLE namespace_ops ADD COLUMN maybe_sent INTEGER NO
 # listed, during an outage, or a folder made offline that may turn out to exist): its name was
 # never checked, so if the server holds it already the replay keeps both (fs/conflicts.py).
 _BLIND_COLUMN = "ALTER TABLE files ADD COLUMN blind INTEGER NOT NULL DEFAULT 0"
+# The content a rename over knew its target by (conflict rule 1, fs/conflicts.py): JSON of
+# content id -> size (null: not known), checked before the target's delete is sent late, so a
+# version another client stored in place meanwhile is kept. NULL (a folder, a target found
+# only by the rename, or a row written before version 12): deleted unchecked, as before.
+_TARGET_CONTENT_COLUMN = "ALTER TABLE replacements ADD COLUMN target_content TEXT"
 # Older schemas this version upgrades in place (version -> statements to get to the next one).
 _UPGRADES = {
     1: [
@@ -133,6 +138,7 @@ _UPGRADES = {
     8: [_NAMESPACE_OPS_TABLE],
     9: [_MAYBE_SENT_COLUMN],
     10: [_BLIND_COLUMN],
+    11: [_TARGET_CONTENT_COLUMN],
 }
 
 RECOVERY_HINT = (
@@ -208,6 +214,8 @@ CREATE TABLE orphans (
     + ";\n"
     + _BLIND_COLUMN
     + ";\n"
+    + _TARGET_CONTENT_COLUMN
+    + ";\n"
 )
 
 
@@ -241,6 +249,8 @@ class Replacement:
     source_uuid: str | None  # the entry renamed onto it (None: a file not uploaded yet)
     source_local_id: int | None  # its journal record, if any
     state: str  # ASIDE or REPLACED
+    # What the target held when the rename was asked (see _TARGET_CONTENT_COLUMN), as JSON.
+    target_content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -703,21 +713,22 @@ class Journal:
     def add_replacement(self, row: Replacement) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO replacements (target_uuid, kind, parent_uuid, name,"
-            " source_uuid, source_local_id, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " source_uuid, source_local_id, state, target_content)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             dataclasses.astuple(row),
         )
 
     def replacements(self) -> list[Replacement]:
         rows = self._db.execute(
-            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state"
-            " FROM replacements"
+            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state,"
+            " target_content FROM replacements"
         )
         return [Replacement(*row) for row in rows]
 
     def replacement(self, target_uuid: str) -> Replacement | None:
         row = self._db.execute(
-            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state"
-            " FROM replacements WHERE target_uuid = ?",
+            "SELECT target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, state,"
+            " target_content FROM replacements WHERE target_uuid = ?",
             (target_uuid,),
         ).fetchone()
         return None if row is None else Replacement(*row)

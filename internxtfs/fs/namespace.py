@@ -582,8 +582,17 @@ class Namespace:
                 move=move,
                 keep_target=keep_open,
                 on_landed=landed,
+                target_content=None if target.is_dir else self._known_content(target),
             )
             self.table.unlink_child(new_parent, target.name)
+
+    def _known_content(self, node: Node) -> conflicts.KnownContent:
+        """What this mount knows a stored file to hold (checked before a late delete of it,
+        conflict rule 1): its record's, else its last listing's."""
+        record = None if node.local_id is None else self.journal.get(node.local_id)
+        if record is not None and record.remote_uuid == node.uuid:
+            return conflicts.known_content(self.journal, record)
+        return {node.file_id: node.size}
 
     async def _queue_rename_over(self, node: Node, new_parent: Node, target: Node) -> bool:
         """Whether a rename over a stored entry must be queued (fs/pending.py) rather than run

@@ -9,7 +9,10 @@ promises the target is either the old entry or the new one, never nothing, so in
    name in its own folder (:func:`aside_name`); the name is now free;
 2. the caller moves the source onto the name;
 3. the row becomes ``replaced`` and the target is deleted (``--delete-mode`` applies) in the
-   background; the row carries that pending delete across a crash.
+   background; the row carries that pending delete across a crash. A delete that goes out
+   late (after a crash, a failure, or more than a few seconds after the rename) first checks
+   the target's content against what the row says this mount knew: a version another client
+   stored in place meanwhile is kept as a conflict-named copy instead (fs/conflicts.py, rule 1).
 
 A failure at step 1 or 2 puts the target back (moves it to its name again) before the error
 reaches the caller. When even that fails (the server is down), the row stays ``aside`` and
@@ -39,7 +42,16 @@ from typing import Any
 
 import trio
 
-from internxtfs.fs.conflicts import RESTORED, marked_name
+from internxtfs.fs.conflicts import (
+    DELETE_UNCHECKED_FOR,
+    RESTORED,
+    KnownContent,
+    changed_since_known,
+    dump_known,
+    keep_instead_of_deleting,
+    load_known,
+    marked_name,
+)
 from internxtfs.fs.crashpoints import crash_point
 from internxtfs.fs.journal import ASIDE, REPLACED, Journal, Replacement
 from internxtfs.fs.locks import KeyedLock
@@ -75,6 +87,9 @@ class Replacements:
         # the first had just filled (kept as "restored"). The checks of a pass can take the
         # replica-lag window, which made that overlap likely.
         self._resolving = trio.Lock()
+        # When each row of this run landed (trio time): its target's delete, sent soon after
+        # and at the first attempt, goes unchecked (conflict rule 1, DELETE_UNCHECKED_FOR).
+        self._landed_at: dict[str, float] = {}
 
     # --- the live rename --------------------------------------------------------------------
 
@@ -90,14 +105,26 @@ class Replacements:
         move: Callable[[], Awaitable[None]],
         keep_target: bool = False,
         on_landed: Callable[[], None] | None = None,
+        target_content: KnownContent | None = None,
     ) -> None:
         """Replace entry ``target_uuid`` (at ``parent_uuid``/``name``) by what ``move`` puts
         there. Returns once the source holds the name; raises the move's error otherwise,
         with the target back in place (or its restore journaled). ``on_landed`` runs in the
         journal transaction that records the landing (the caller's local bookkeeping).
         ``keep_target``: leave the target aside and forget the row, for ``on_landed`` to
-        journal its delete another way (at the last close of an open file)."""
-        row = Replacement(target_uuid, kind, parent_uuid, name, source_uuid, source_local_id, ASIDE)
+        journal its delete another way (at the last close of an open file).
+        ``target_content``: what this mount knew the target (a file) to hold, checked before a
+        late delete of it (None: unchecked)."""
+        row = Replacement(
+            target_uuid,
+            kind,
+            parent_uuid,
+            name,
+            source_uuid,
+            source_local_id,
+            ASIDE,
+            dump_known(target_content),
+        )
         async with self._targets.hold(target_uuid):
             earlier = self.journal.replacement(target_uuid)
             if earlier is not None:
@@ -130,6 +157,8 @@ class Replacements:
                     self.journal.set_replacement_state(target_uuid, REPLACED)
                 if on_landed is not None:
                     on_landed()
+            if not keep_target:
+                self._landed_at[target_uuid] = trio.current_time()
             self._wake.set()  # the target's delete runs in the background
 
     async def _settle_earlier(self, row: Replacement) -> None:
@@ -175,10 +204,43 @@ class Replacements:
         if row.state == ASIDE:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
-            await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
+            left = self._unchecked_for(row)
+            if row.kind != "file" or row.target_content is None:
+                left = math.inf  # nothing to check: sent as before, unbounded
+            if left > 0 or not await self._kept_instead(row):
+                # Unchecked, it must land soon after the rename (its retries could span an
+                # outage); past that it is given up, and the next pass checks first.
+                with trio.move_on_after(left if left > 0 else math.inf) as bound:
+                    await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
+                if bound.cancelled_caught:
+                    raise ie.Unreachable("no answer to the delete of a replaced entry in time")
             self.journal.remove_replacement(row.target_uuid)
+            self._landed_at.pop(row.target_uuid, None)
         else:
             self._wake.set()
+        return True
+
+    def _unchecked_for(self, row: Replacement) -> float:
+        """How long the target's delete may still go out unchecked: its first attempt soon
+        after the rename landed in this run, as an unlink's delete (fs/uploader.py,
+        ``Uploader._unchecked_for``); <= 0: checked first (a row of an earlier run, or an
+        attempt after a failed one)."""
+        landed = self._landed_at.pop(row.target_uuid, None)  # a later attempt is checked
+        if landed is None:
+            return 0.0
+        return DELETE_UNCHECKED_FOR - (trio.current_time() - landed)
+
+    async def _kept_instead(self, row: Replacement) -> bool:
+        """Conflict rule 1 before a late delete of the target: when the target holds another
+        version than the row knew (another client replaced it in place), it is kept beside
+        the name as a conflict-named copy; True then."""
+        known = load_known(row.target_content)
+        assert row.kind == "file" and known is not None
+        entry = await changed_since_known(self.remote, row.target_uuid, known)
+        if entry is None:
+            return False
+        # Aside under its hidden name, and our source holds the name now: moved beside it.
+        await keep_instead_of_deleting(self.remote, entry, name=row.name, move=True)
         return True
 
     async def _landed(self, row: Replacement) -> bool:

@@ -33,7 +33,9 @@ fs/namespace.py makes the transition and schedules the record. Such a delete nam
 uuid; while it is
 queued the old entry still holds its name, so a create or move onto that name meets Conflict,
 and :meth:`settle_deletes_at` sends the delete first instead of the conflict policy adopting
-(and then losing) the old entry.
+(and then losing) the old entry. A delete that goes out late (conflict rule 1,
+:meth:`Uploader._unchecked_for`) first checks that the entry still holds the content this
+mount knew, and keeps a version another client stored in place meanwhile.
 
 Failures: the client already retried retryable errors; whatever still fails is recorded
 (``stats()['errors']``) and the file stays queued, dirty in the journal, retried after a
@@ -56,6 +58,7 @@ quiet period is over, the oldest due goes first.
 
 Shared state between trio tasks (all mutated only between awaits, no lock needed):
 ``_queue`` (local_id -> due time, attempts), ``_running`` (local_ids being uploaded),
+``_delete_asked`` (when each pending delete was asked: conflict rule 1),
 ``_errors``/``_failures`` and ``_changed`` (an Event replaced on every state change, which
 wakes the scheduler and :meth:`wait_idle`). The file's lock in ``locks`` (injected, see
 docs/concurrency.md) serialises the publish step against rename/unlink in the operations layer.
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,9 +79,13 @@ import trio
 from internxtfs.fs import lifecycle
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.conflicts import (
+    DELETE_UNCHECKED_FOR,
     ConflictHook,
     RecoveryFolder,
+    changed_since_known,
     keep_both_if_changed,
+    keep_instead_of_deleting,
+    known_content,
     raise_conflict,
 )
 from internxtfs.fs.crashpoints import crash_point
@@ -85,6 +93,7 @@ from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.locks import KeyedLock
 from internxtfs.fs.remote import Remote
+from internxtfs.fs.replacement import ASIDE_PREFIX
 from internxtfs.internxt.errors import (
     AuthError,
     Conflict,
@@ -92,6 +101,7 @@ from internxtfs.internxt.errors import (
     NotFound,
     QuotaExceeded,
     RequestRejected,
+    Unreachable,
 )
 from internxtfs.internxt.retry import is_retryable
 
@@ -168,6 +178,10 @@ class Uploader:
         self._errors: dict[int, _Failure] = {}  # last failure per file (cleared on success)
         self._failures: dict[int, int] = {}  # failures ever, per file: wait_idle compares them
         self._changed = trio.Event()
+        # When this run was first asked to send each pending remote delete (its unlink, or
+        # the last close of a file unlinked while open): one sent soon after goes unchecked
+        # (conflict rule 1, fs/conflicts.py); a record from an earlier run has no entry.
+        self._delete_asked: dict[int, float] = {}
         self._tasks: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._uploaded = 0  # counters for stats()
@@ -201,6 +215,10 @@ class Uploader:
         """Queue a file for upload after the quiet period (``immediate``: now, e.g. fsync)."""
         now = self._clock()
         due = now if immediate else now + self.quiet_period
+        if local_id not in self._delete_asked:
+            record = self.journal.get(local_id)
+            if record is not None and record.state is FileState.DELETE_PENDING:
+                self._delete_asked[local_id] = now
         entry = self._queue.get(local_id)
         if entry is None:
             self._queue[local_id] = _Queued(due)
@@ -243,6 +261,10 @@ class Uploader:
                 self._drop_record(record.local_id)
             elif record.state is FileState.HELD:
                 lifecycle.release_held(self.journal, record)
+            if lifecycle.remote_delete_pending(record):
+                # Asked in an earlier run: always checked before it is sent (rule 1), even
+                # when a flush schedules it anew in this one.
+                self._delete_asked[record.local_id] = -math.inf
         count = 0
         with self.journal.transaction():
             for record in self.journal.dirty_files():
@@ -330,7 +352,7 @@ class Uploader:
             r for r in self._pending_deletes() if (r.parent_uuid, r.name) == (parent_uuid, name)
         ]
         for record in clashing:
-            await self._delete_remote(record)
+            await self._delete_remote(record, name_wanted=True)
         return bool(clashing)
 
     def stats(self) -> dict[str, Any]:
@@ -791,7 +813,9 @@ class Uploader:
                 record = fresh
         raise Conflict(f"{record.name!r} still exists after the conflict policy ran")
 
-    async def _delete_remote(self, record: FileRecord) -> None:
+    async def _delete_remote(self, record: FileRecord, *, name_wanted: bool = False) -> None:
+        """Send a pending remote delete. ``name_wanted``: a create or move of ours waits for
+        the entry's name (settle_deletes_at)."""
         async with self.locks.hold(record.local_id):
             # Read again under the lock: settle_deletes_at may have sent it meanwhile.
             current = self.journal.get(record.local_id)
@@ -799,12 +823,63 @@ class Uploader:
                 return
             record = current
             assert record.remote_uuid is not None
-            await self.remote.delete("file", record.remote_uuid, name=record.name)
+            left = self._unchecked_for(record)
+            if left <= 0:
+                entry = await changed_since_known(
+                    self.remote, record.remote_uuid, known_content(self.journal, record)
+                )
+                if entry is not None:
+                    # Another client stored a version in place after the unlink: kept
+                    # (conflict rule 1). Moved beside when our own file needs the name, or
+                    # when it is aside under a hidden name (unlinked while open).
+                    aside = record.name.startswith(ASIDE_PREFIX)
+                    move = name_wanted or aside or self._name_awaited(entry.folder_uuid, entry.name)
+                    # A file unlinked while open was renamed to its hidden name here, and its
+                    # name is not journaled: the kept copy is named after the uuid.
+                    name = f"unlinked {record.remote_uuid[:8]}" if aside else record.name
+                    await keep_instead_of_deleting(self.remote, entry, name=name, move=move)
+                    self._forget_delete(record.local_id)
+                    return
+            # An unchecked delete must land while it is still "soon after the call": its
+            # retries may otherwise span an outage during which another client stores a new
+            # version. Past that, it is given up (it may have landed: the checked attempt
+            # that follows finds the entry gone, unchanged, or changed) and sent checked.
+            with trio.move_on_after(left if left > 0 else math.inf) as bound:
+                await self.remote.delete("file", record.remote_uuid, name=record.name)
+            if bound.cancelled_caught:
+                raise Unreachable(
+                    f"no answer to the delete within {DELETE_UNCHECKED_FOR:.0f} s of the "
+                    "unlink; sent again once its content is checked"
+                )
             crash_point("after-remote-delete")
-            if self.journal.get(record.local_id) is not None:
-                # Nothing reaches a DELETE_PENDING record but this queue (fs/lifecycle.py).
-                self.journal.update(record.local_id, remote_uuid=None)
-                self._drop_record(record.local_id)
+            self._forget_delete(record.local_id)
+
+    def _forget_delete(self, local_id: int) -> None:
+        self._delete_asked.pop(local_id, None)
+        if self.journal.get(local_id) is not None:
+            # Nothing reaches a DELETE_PENDING record but this queue (fs/lifecycle.py).
+            self.journal.update(local_id, remote_uuid=None)
+            self._drop_record(local_id)
+
+    def _unchecked_for(self, record: FileRecord) -> float:
+        """How long a pending delete may still go out unchecked (conflict rule 1); <= 0: it
+        goes out later than the user's call, and the entry's content is checked first.
+        Unchecked: the first attempt within DELETE_UNCHECKED_FOR seconds of the unlink in this
+        run. Checked: one journaled by an earlier run (queued offline, then a crash or an
+        unmount), one that failed before (an outage), one queued behind many others, and a
+        file unlinked while open (its entry waited aside until the last close)."""
+        asked = self._delete_asked.get(record.local_id)
+        if asked is None or record.local_id in self._errors or record.name.startswith(ASIDE_PREFIX):
+            return 0.0  # (None: queued without being asked in this run, e.g. by wake_deferred)
+        return DELETE_UNCHECKED_FOR - (self._clock() - asked)
+
+    def _name_awaited(self, parent_uuid: str, name: str) -> bool:
+        """Whether a file of ours waits to be created under that name: the kept version then
+        moves beside, so our create never gives it our content (principle 3's adoption)."""
+        return any(
+            lifecycle.awaits_create(r) and (r.parent_uuid, r.name) == (parent_uuid, name)
+            for r in self.journal.dirty_files()
+        )
 
     def _drop_record(self, local_id: int) -> None:
         # Record first, then the cache file (the order Namespace.drop_local explains).

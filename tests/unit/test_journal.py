@@ -22,9 +22,11 @@ from internxtfs.fs.journal import (
 )
 from internxtfs.fs.lifecycle import FileState
 
+# What every schema before 12 lacked: a rename over's known target content (fs/replacement.py).
+BEFORE_12 = "ALTER TABLE replacements DROP COLUMN target_content;"
 # What every schema before 11 lacked: the blind mark of files (created where the folder's
 # content was unknown, fs/conflicts.py).
-BEFORE_11 = "ALTER TABLE files DROP COLUMN blind;"
+BEFORE_11 = BEFORE_12 + "ALTER TABLE files DROP COLUMN blind;"
 # What every schema before 9 lacked: the queue of namespace changes (fs/pending.py).
 BEFORE_9 = BEFORE_11 + "DROP TABLE IF EXISTS namespace_ops;"
 # The files table as every schema before 8 had it: no held column (fs/lifecycle.py).
@@ -185,8 +187,8 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         "CREATE TABLE o1 (file_id TEXT PRIMARY KEY, local_id INTEGER, reason TEXT NOT NULL);"
         "INSERT INTO o1 SELECT file_id, local_id, reason FROM orphans;"
         "DROP TABLE orphans; ALTER TABLE o1 RENAME TO orphans;"
-        "DROP TABLE replacements; DROP TABLE owners;"
         + OLD_FILES
+        + "DROP TABLE replacements; DROP TABLE owners;"
         + "UPDATE schema_version SET version = 1;"
     )
     db.close()
@@ -203,8 +205,8 @@ def test_schema_2_gains_the_replacements_table(tmp_path: Path) -> None:
     Journal(path).close()
     db = sqlite3.connect(path)  # back to what version 2 wrote: no rename-over state
     db.executescript(
-        "DROP TABLE replacements; DROP TABLE owners;"
-        + OLD_FILES
+        OLD_FILES
+        + "DROP TABLE replacements; DROP TABLE owners;"
         + "UPDATE schema_version SET version = 2;"
     )
     db.close()
@@ -456,6 +458,27 @@ def test_schema_10_gains_the_blind_mark_of_files(tmp_path: Path) -> None:
     assert upgraded.get(r.local_id) == r and not r.blind
     made = upgraded.new_file(parent_uuid="p", name="b", blind=True)
     assert Journal(path).get(made.local_id) == made and made.blind
+    assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
+        SCHEMA_VERSION,
+    )
+
+
+def test_schema_11_gains_the_known_content_of_a_rename_overs_target(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)  # back to what version 11 wrote: rows without target_content
+    db.executescript(
+        BEFORE_12
+        + "INSERT INTO replacements VALUES ('t', 'file', 'p', 'n.txt', 's', 4, 'replaced');"
+        "UPDATE schema_version SET version = 11;"
+    )
+    db.close()
+    upgraded = Journal(path)
+    # A row from before: its target is deleted unchecked, as that version did.
+    assert upgraded.replacements() == [Replacement("t", "file", "p", "n.txt", "s", 4, "replaced")]
+    row = Replacement("u", "file", "p", "m.txt", "s2", None, ASIDE, '{"obj": 3}')
+    upgraded.add_replacement(row)
+    assert Journal(path).replacement("u") == row
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
