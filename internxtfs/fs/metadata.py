@@ -525,7 +525,8 @@ class Metadata:
                 dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
                 self._partial.add(dir_node.ino)
                 self._mark(dir_node)
-            dir_node.listed_at = self.clock()
+            # A partial view is listed as soon as the hold ends (never taken for fresh).
+            dir_node.listed_at = -math.inf if dir_node.ino in self._partial else self.clock()
             self._restored.discard(dir_node.ino)
             self._unsure.discard(dir_node.ino)
             return

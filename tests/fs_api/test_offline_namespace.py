@@ -461,3 +461,25 @@ async def test_mkdir_then_rmdir_while_the_replay_is_refused_sends_nothing(
         await trio.sleep(60)
         assert fake.names(ROOT) == [] and not any("create_folder" in c for c in fake.calls)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_folder_never_listed_renamed_offline_is_listed_once_its_rename_is_sent(
+    mounted: InProcess,
+) -> None:
+    """A folder seen in its parent's listing but never opened, renamed offline: its view holds
+    only our own entries while the rename waits, and its real listing shows as soon as the
+    rename is sent (not a --dir-cache-ttl later)."""
+    fake = _fake(mounted)
+    d = fake.add_folder(ROOT, "d")
+    fake.add_file(d, "x", b"in d")
+    _listings_fail_while_offline(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("d", "e")
+        e = await mounted.lookup("e")
+        assert await mounted.listdir(e) == []  # never listed: nothing known of it
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["e"]
+            assert await mounted.listdir(e) == ["x"]
+            assert await mounted.read_all(await mounted.lookup("x", e)) == b"in d"
