@@ -64,9 +64,10 @@ log = logging.getLogger(__name__)
 
 RECOVERY_FOLDER = "internxtfs-recovered"  # at the root: files whose folder vanished elsewhere
 RESTORED = "internxtfs restored"  # the mark of an entry a settled rename over kept beside
-# A delete sent within this many seconds of the user's call, on its first attempt, goes
-# unchecked (rule 1): a version stored before the call is the one the user deleted, as on a
-# local disk. Later, the check costs one GET /files/{uuid}/meta (docs/semantics.md).
+# A delete whose first attempt starts within this many seconds of the user's call goes
+# unchecked (rule 1), and is given as long to land: a version stored before the call is the
+# one the user deleted, as on a local disk. Later, the check costs one GET
+# /files/{uuid}/meta (docs/semantics.md, "Deletes that go out late").
 DELETE_UNCHECKED_FOR = 5.0
 
 

@@ -205,12 +205,13 @@ class Replacements:
             self.journal.set_replacement_state(row.target_uuid, REPLACED)
         if not live:
             left = self._unchecked_for(row)
-            if row.kind != "file" or row.target_content is None:
-                left = math.inf  # nothing to check: sent as before, unbounded
-            if left > 0 or not await self._kept_instead(row):
-                # Unchecked, it must land soon after the rename (its retries could span an
-                # outage); past that it is given up, and the next pass checks first.
-                with trio.move_on_after(left if left > 0 else math.inf) as bound:
+            checkable = row.kind == "file" and row.target_content is not None
+            if not checkable or left > 0 or not await self._kept_instead(row):
+                # Unchecked (started soon after the rename), it must land soon too: its
+                # retries could span an outage. Past that it is given up, and the next pass
+                # checks first. Nothing to check (a folder): sent as before, unbounded.
+                bounded = checkable and left > 0
+                with trio.move_on_after(DELETE_UNCHECKED_FOR if bounded else math.inf) as bound:
                     await self.remote.delete(row.kind, row.target_uuid, name=row.name)  # type: ignore[arg-type]
                 if bound.cancelled_caught:
                     raise ie.Unreachable("no answer to the delete of a replaced entry in time")

@@ -840,16 +840,16 @@ class Uploader:
                     await keep_instead_of_deleting(self.remote, entry, name=name, move=move)
                     self._forget_delete(record.local_id)
                     return
-            # An unchecked delete must land while it is still "soon after the call": its
-            # retries may otherwise span an outage during which another client stores a new
-            # version. Past that, it is given up (it may have landed: the checked attempt
+            # An unchecked delete must land soon after the call: its retries may otherwise
+            # span an outage during which another client stores a new version. Past
+            # DELETE_UNCHECKED_FOR, it is given up (it may have landed: the checked attempt
             # that follows finds the entry gone, unchanged, or changed) and sent checked.
-            with trio.move_on_after(left if left > 0 else math.inf) as bound:
+            with trio.move_on_after(DELETE_UNCHECKED_FOR if left > 0 else math.inf) as bound:
                 await self.remote.delete("file", record.remote_uuid, name=record.name)
             if bound.cancelled_caught:
                 raise Unreachable(
-                    f"no answer to the delete within {DELETE_UNCHECKED_FOR:.0f} s of the "
-                    "unlink; sent again once its content is checked"
+                    f"no answer to the delete within {DELETE_UNCHECKED_FOR:.0f} s; sent again "
+                    "once the entry's content is checked"
                 )
             crash_point("after-remote-delete")
             self._forget_delete(record.local_id)
@@ -862,12 +862,13 @@ class Uploader:
             self._drop_record(local_id)
 
     def _unchecked_for(self, record: FileRecord) -> float:
-        """How long a pending delete may still go out unchecked (conflict rule 1); <= 0: it
+        """How long a pending delete may still start unchecked (conflict rule 1); <= 0: it
         goes out later than the user's call, and the entry's content is checked first.
-        Unchecked: the first attempt within DELETE_UNCHECKED_FOR seconds of the unlink in this
-        run. Checked: one journaled by an earlier run (queued offline, then a crash or an
-        unmount), one that failed before (an outage), one queued behind many others, and a
-        file unlinked while open (its entry waited aside until the last close)."""
+        Unchecked: the first attempt, started within DELETE_UNCHECKED_FOR seconds of the
+        unlink in this run (and given as long again to land). Checked: one journaled by an
+        earlier run (queued offline, then a crash or an unmount), one that failed before (an
+        outage), one queued behind many others, and a file unlinked while open (its entry
+        waited aside until the last close)."""
         asked = self._delete_asked.get(record.local_id)
         if asked is None or record.local_id in self._errors or record.name.startswith(ASIDE_PREFIX):
             return 0.0  # (None: queued without being asked in this run, e.g. by wake_deferred)

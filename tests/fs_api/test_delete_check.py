@@ -221,3 +221,35 @@ async def test_a_file_unlinked_while_open_keeps_a_version_stored_in_place_beside
     [kept] = fake.names(ROOT)
     assert kept.startswith(f"unlinked {uuid[:8]} (internxtfs conflict "), kept
     assert fake.content(ROOT, kept) == b"theirs"
+
+
+async def test_an_offline_rename_over_keeps_the_targets_version_stored_in_place_beside(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """Offline, mv over a stored file is queued as the target's delete and a move
+    (fs/pending.py). Another client stores a new version of the target in place before
+    Internxt answers again: the replayed move takes the name, theirs is kept beside it."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        target = await _stored(mounted, "a.txt", b"old target")
+        await _stored(mounted, "new.txt", b"renamed over it")
+        fake.known_offline = True
+        mounted.remote.fail("delete", Unreachable("down"), times=1000)
+        await mounted.rename("new.txt", "a.txt")
+        assert mounted.fs.pending.queued() == 1
+        await trio.sleep(30)  # the outage goes on
+        fake.replace_elsewhere(target, b"theirs, stored in place")
+        mounted.remote.clear()
+        fake.known_offline = False
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(600):
+                await mounted.fs.pending.wait_replayed()
+                await _settled(mounted)
+            nursery.cancel_scope.cancel()
+    names = fake.names(ROOT)
+    assert fake.content(ROOT, "a.txt") == b"renamed over it", names
+    [kept] = [n for n in names if n != "a.txt"]
+    assert kept.startswith("a (internxtfs conflict ") and kept.endswith(").txt"), names
+    assert fake.file_at(ROOT, kept).uuid == target  # type: ignore[union-attr]
+    assert fake.content(ROOT, kept) == b"theirs, stored in place"
