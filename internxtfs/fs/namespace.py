@@ -515,32 +515,72 @@ class Namespace:
         """rename(2) onto an existing entry: the name holds the old entry or the new one at
         every moment, whatever fails (the steps are in fs/replacement.py)."""
         if await self._queue_rename_over(node, new_parent, target):
-            if target.is_dir:
-                # Offline, a folder over a folder: as rmdir of the target (empty in our view,
-                # else ENOTEMPTY), then the move, both queued. The replay removes the target
-                # only if the server lists it empty; if another client filled it meanwhile it
-                # stays, and the move meets its name taken: ours is stored beside it under a
-                # marked name (fs/pending.py), so neither is lost.
-                await self._queue_rmdir(new_parent, target)
-                await self._move_remote_folder(node, new_parent, new_name)
-                return
-            # Offline, a file over a file: the target's delete is journaled as by unlink (an
-            # open target is moved aside first, queued, and deleted at its last close) and the
-            # move is queued (or, for a file never uploaded, journaled) behind it. The replay
-            # and the uploader meet the name still taken only by our own pending delete, which
-            # they send first (Uploader.settle_deletes_at). Other clients see no entry at the
-            # name in between, as with the steps of an online rename over a file not uploaded
-            # yet.
-            await self.unlink(new_parent, target)
-            await self._move_file(node, new_parent, new_name)
+            await self._queued_rename_over(node, new_parent, new_name, target)
             return
         if target.is_dir:
-            if target.uuid is not None:
-                # As rmdir: files just unlinked in it are deleted first, not with the folder.
-                await self.uploader.wait_deletes_in(target.uuid)
-            # Emptiness is checked against the server, never the last listing.
-            if await self.meta.children(target, ask_server=True):
-                raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+            try:
+                await self._check_empty_remotely(target)
+            except ie.InternxtError as exc:
+                if not unreachable(exc, self.remote):
+                    raise
+                # Its emptiness could not be asked (a read: nothing changed on the server).
+                await self._queue_after_meeting_the_outage(node, new_parent, new_name, target, exc)
+                return
+        try:
+            await self._rename_over_online(node, new_parent, new_name, target)
+        except ie.Unreachable as exc:
+            # No connection was made for the step that failed, and no rename over the target
+            # is left journaled (fs/replacement.py: its target never moved, or was put back):
+            # nothing changed on the server.
+            settled = target.uuid is None or self.journal.replacement(target.uuid) is None
+            if exc.sent or not settled or not self.remote.offline():
+                raise
+            await self._queue_after_meeting_the_outage(node, new_parent, new_name, target, exc)
+
+    async def _queue_after_meeting_the_outage(
+        self, node: Node, new_parent: Node, new_name: str, target: Node, exc: Exception
+    ) -> None:
+        """The rename met the outage before anything changed on the server: queued, as when
+        the outage was known before it (docs/semantics.md, Durability)."""
+        log.info("rename onto %r: Internxt cannot be reached (%s); queued", new_name, exc)
+        await self._queued_rename_over(node, new_parent, new_name, target)
+
+    async def _queued_rename_over(
+        self, node: Node, new_parent: Node, new_name: str, target: Node
+    ) -> None:
+        """A rename over a stored entry, queued (fs/pending.py) instead of run in its steps."""
+        if target.is_dir:
+            # Offline, a folder over a folder: as rmdir of the target (empty in our view,
+            # else ENOTEMPTY), then the move, both queued. The replay removes the target
+            # only if the server lists it empty; if another client filled it meanwhile it
+            # stays, and the move meets its name taken: ours is stored beside it under a
+            # marked name (fs/pending.py), so neither is lost.
+            await self._queue_rmdir(new_parent, target)
+            await self._move_remote_folder(node, new_parent, new_name)
+            return
+        # Offline, a file over a file: the target's delete is journaled as by unlink (an
+        # open target is moved aside first, queued, and deleted at its last close) and the
+        # move is queued (or, for a file never uploaded, journaled) behind it. The replay
+        # and the uploader meet the name still taken only by our own pending delete, which
+        # they send first (Uploader.settle_deletes_at). Other clients see no entry at the
+        # name in between, as with the steps of an online rename over a file not uploaded
+        # yet.
+        await self.unlink(new_parent, target)
+        await self._move_file(node, new_parent, new_name)
+
+    async def _check_empty_remotely(self, target: Node) -> None:
+        """ENOTEMPTY unless the server lists folder ``target`` empty (a rename over it)."""
+        if target.uuid is not None:
+            # As rmdir: files just unlinked in it are deleted first, not with the folder.
+            await self.uploader.wait_deletes_in(target.uuid)
+        # Emptiness is checked against the server, never the last listing.
+        if await self.meta.children(target, ask_server=True):
+            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+
+    async def _rename_over_online(
+        self, node: Node, new_parent: Node, new_name: str, target: Node
+    ) -> None:
+        """A rename over a stored entry in its steps on the server (fs/replacement.py)."""
 
         async def move() -> None:
             if node.is_dir:

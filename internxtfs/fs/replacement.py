@@ -114,7 +114,8 @@ class Replacements:
         ``keep_target``: leave the target aside and forget the row, for ``on_landed`` to
         journal its delete another way (at the last close of an open file).
         ``target_content``: what this mount knew the target (a file) to hold, checked before a
-        late delete of it (None: unchecked)."""
+        late delete of it (None: unchecked). An :class:`ie.Unreachable` whose ``sent`` is
+        False means nothing was done on the server and nothing is journaled."""
         row = Replacement(
             target_uuid,
             kind,
@@ -139,6 +140,15 @@ class Replacements:
                 if on_landed is not None:
                     on_landed()
                 return
+            except ie.Unreachable as exc:
+                if exc.sent:
+                    await self._settle_after_failure(row)
+                    raise
+                # No attempt reached Internxt (no connection was made): the target never
+                # moved and there is nothing to settle. The caller may queue the rename as
+                # one made offline instead (fs/namespace.py).
+                self.journal.remove_replacement(target_uuid)
+                raise
             except BaseException:
                 await self._settle_after_failure(row)
                 raise

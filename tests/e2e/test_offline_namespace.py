@@ -322,6 +322,38 @@ def test_rename_of_a_folder_over_an_empty_folder_offline(new_mount: Any) -> None
     assert "Traceback" not in m.log_file.read_text()
 
 
+def test_renames_over_that_meet_the_outage_are_queued(new_mount: Any) -> None:
+    """The first calls after the server went away are renames over a stored file and over an
+    empty stored folder: the mount does not know of the outage yet (its listings are fresh, so
+    nothing asked Internxt since), and each call meets it. Nothing reached the server, so
+    each is queued as when the outage was known. Before, both were EIO."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "600")
+    mnt = m.mountpoint
+    write_file(mnt / "doc.txt", b"old version")
+    write_file(mnt / "doc.new", b"new version")
+    (mnt / "draft").mkdir()
+    write_file(mnt / "draft/text.txt", b"the text")
+    (mnt / "final").mkdir()
+    flush_ok(m)
+    m.emulator.stop()
+    try:
+        _call(lambda: os.rename(mnt / "doc.new", mnt / "doc.txt"), "mv over a stored file")
+        _call(lambda: os.rename(mnt / "draft", mnt / "final"), "mv over an empty folder")
+        assert _call(lambda: local_tree(mnt), "read all") == {
+            "doc.txt": b"new version",
+            "final/text.txt": b"the text",
+        }
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {
+        "doc.txt": b"new version",
+        "final/text.txt": b"the text",
+    }
+    assert remote.folders(m.emulator, m.user) == ["final"]
+    assert "Traceback" not in m.log_file.read_text()
+
+
 def test_rename_over_an_open_file_and_unlink_of_an_open_file_offline(new_mount: Any) -> None:
     """With the server down: a file renamed over a stored file that a process holds open (an
     editor's save), and a stored file removed while open. Both succeed; the descriptors go on
