@@ -47,6 +47,7 @@ from .errors import (
 from .http import Http, json_body
 from .objectget import ObjectGetter
 from .retry import RetryPolicy, as_internxt_error, is_retryable
+from .threadhash import BackgroundHash
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ _AES_BLOCK = 16
 # so the trio thread keeps serving reads and receiving other ranges meanwhile.
 THREAD_DECRYPT = 1 * MiB
 OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
+# Single-part bodies at least this long are hashed in a worker thread while they are sent
+# (threadhash); a shorter one is hashed inline, where the thread hop would cost more.
+THREAD_HASH = 2 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes | bytearray]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
@@ -255,7 +259,7 @@ class NetworkAPI:
         iv: bytes,
         offset: int,
         length: int,
-        hasher: crypto.ShardHasher | None = None,
+        hasher: crypto.ShardHasher | BackgroundHash | None = None,
         done: list[int] | None = None,
         progress: Progress | None = None,
         ordered: _OrderedHash | None = None,
@@ -280,7 +284,9 @@ class NetworkAPI:
                     if len(data) != n:
                         raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
                     out = ctr.update(data)
-                    if hasher is not None:
+                    if isinstance(hasher, BackgroundHash):
+                        await hasher.update(out)  # hashed in its thread while this is sent
+                    elif hasher is not None:
                         hasher.update(out)
                     if ordered is not None:
                         ordered.offer(pos, out)
@@ -435,15 +441,24 @@ class NetworkAPI:
         state: dict[str, Any] = {}
 
         async def put() -> None:
-            hasher = crypto.ShardHasher()
+            # A fresh hash for every attempt: a retried PUT regenerates the body.
+            hasher = BackgroundHash() if size >= THREAD_HASH else crypto.ShardHasher()
             done = [0]
             body = self._body(read, key, iv, 0, size, hasher, done, progress)
-            await self._put(url, body, size)
+            try:
+                await self._put(url, body, size)
+            finally:
+                if isinstance(hasher, BackgroundHash):
+                    hasher.close()  # its thread ends once the queued chunks are hashed
             state["hasher"], state["done"] = hasher, done[0]
 
         await self._retry.run(put, what="upload PUT")
         if state["done"] == size:
-            digest = state["hasher"].hexdigest()
+            hasher = state["hasher"]
+            if isinstance(hasher, BackgroundHash):
+                digest = await hasher.hexdigest()
+            else:
+                digest = hasher.hexdigest()
         else:  # the server answered before we produced the whole body: hash separately
             digest = await self._hash_pass(read, key, iv, size)
         return await self._finish(index.hex(), {"hash": digest, "uuid": uuid})

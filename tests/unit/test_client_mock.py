@@ -876,6 +876,46 @@ async def test_multipart_hash_reuses_the_part_bodies(monkeypatch: pytest.MonkeyP
         assert read_bytes[0] < 2 * len(data) + resent, (parallel, part_size, read_bytes)
 
 
+async def test_single_part_hash_runs_beside_the_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-part body of at least THREAD_HASH bytes is hashed in a worker thread while
+    the trio thread encrypts and sends it (the fsync of a restic pack waits for this PUT), and
+    the hash the finish carries still matches the stored object (FakeNetwork checks it), also
+    when the PUT fails and is sent again and when a body is abandoned after its first chunk."""
+    import threading
+
+    from internxtfs.internxt import network as network_mod
+
+    monkeypatch.setattr(network_mod, "THREAD_HASH", 1000)
+    threads: set[int] = set()
+    sha_update = crypto.ShardHasher.update
+
+    def update(self: crypto.ShardHasher, data: bytes) -> None:
+        threads.add(threading.get_ident())
+        sha_update(self, data)
+
+    monkeypatch.setattr(crypto.ShardHasher, "update", update)
+    data = bytes((i * 7) % 251 for i in range(5003))
+    for fails, cuts in [(0, 0), (1, 0), (0, 2)]:
+        fake = FakeNetwork()
+        fake.fail_puts = fails
+        fake.cut_puts = cuts
+        net = NetworkAPI(
+            make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()), chunk_size=64
+        )
+        threads.clear()
+        fid = await net.upload(reader(data), len(data))
+        assert b"".join([c async for c in net.download_stream(fid)]) == data
+        # download_stream hashes inline: only the upload's hashing is off the trio thread.
+        assert len(threads - {threading.get_ident()}) >= 1, (fails, cuts)
+    # Short bodies stay inline (one hop would cost more than the hash).
+    threads.clear()
+    small = data[:999]
+    fake = FakeNetwork()
+    net = NetworkAPI(make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()))
+    fid = await net.upload(reader(small), len(small))
+    assert threads == {threading.get_ident()}
+
+
 async def test_download_stream_detects_corruption() -> None:
     from internxtfs.internxt.errors import IntegrityError
 
