@@ -66,16 +66,29 @@ class BackgroundHash:
         with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self._done.set)
 
-    async def update(self, chunk: bytes) -> None:
+    async def reserve(self) -> None:
+        """Room for one more chunk: waits while ``ahead`` chunks are queued (the hash lags,
+        a few ms). Each reservation is used by :meth:`put` or given back by :meth:`release`."""
+        if not self._room.acquire(blocking=False):
+            await trio.to_thread.run_sync(self._room.acquire)
+
+    def release(self) -> None:
+        """Give back a reservation that :meth:`put` will not use."""
+        self._room.release()
+
+    def put(self, chunk: bytes) -> None:
+        """Queue the next chunk, with a reservation from :meth:`reserve`. Synchronous, so a
+        caller can decide and queue without another task slipping a chunk in between."""
         if self._closed:
             raise RuntimeError("update after the hash was closed")
         if not self._started:
             self._started = True
             trio.lowlevel.start_thread_soon(self._work, self._finished)
-        if not self._room.acquire(blocking=False):
-            # The hash lags ``ahead`` chunks behind the body: wait for it (a few ms).
-            await trio.to_thread.run_sync(self._room.acquire)
         self._queue.put(chunk)
+
+    async def update(self, chunk: bytes) -> None:
+        await self.reserve()
+        self.put(chunk)
 
     def close(self) -> None:
         """No more chunks: the thread ends once it has hashed the queued ones. Synchronous,
