@@ -37,7 +37,6 @@ class BackgroundHash:
         self._error: BaseException | None = None
         self._started = False
         self._closed = False
-        self.hashed = 0  # bytes the thread has hashed (tests, progress)
 
     def _work(self) -> None:
         """In the worker thread: hash what is queued until the end mark."""
@@ -48,7 +47,6 @@ class BackgroundHash:
             try:
                 if self._error is None:
                     self._hasher.update(chunk)
-                    self.hashed += len(chunk)
             except BaseException as exc:  # kept for hexdigest; keep draining, never hang
                 self._error = exc
             finally:
