@@ -1,10 +1,11 @@
 """The shard hash of an upload body, computed in a worker thread while the body is sent.
 
-SHA-256 is the largest CPU cost of an upload on the trio thread (about 3.4 ms per MiB here,
-against 0.7 ms for AES-CTR), and it runs in order over the whole ciphertext, so inline it
-delays every chunk's send. hashlib releases the GIL while it hashes a large buffer, so a
-worker thread can hash chunk ``i`` while the trio thread encrypts and sends chunk ``i + 1``:
-the PUT that an ``fsync`` waits for (restic fsyncs every pack) is shorter by that much.
+SHA-256 was the largest CPU cost of an upload on the trio thread (7.5 % of the mount's busy
+samples during a restic backup, AES-CTR 5.4 %: bench/RESULTS.md), and it runs in order over the
+whole ciphertext, so inline it delays every chunk's send. hashlib releases the GIL while it
+hashes a large buffer, so a worker thread can hash chunk ``i`` while the trio thread encrypts
+and sends chunk ``i + 1``: the PUT that an ``fsync`` waits for (restic fsyncs every pack) is
+shorter by that much.
 
 The chunks are ``bytes`` (immutable) handed over by reference, in order, through a queue that
 one thread drains; at most ``ahead`` chunks may wait for it (memory: ``ahead`` chunks), past
