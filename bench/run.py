@@ -1603,15 +1603,29 @@ class WriteBench(ColdReadBench):
             raise RuntimeError(f"{name}: the server holds {len(sizes)} files, {sum(sizes)} B")
         return result
 
-    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
-        """One extra internxtfs ``dd`` until stored under ``py-spy record`` (raw stacks)."""
+    def profile(self, out: Path, latency: int = 0, rate: int = 250, work: str = "dd") -> None:
+        """One extra internxtfs ``dd`` (or restic backup) until stored under ``py-spy record``
+        (raw stacks)."""
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
             self.report.skip("write profile", "py-spy not installed (pip install py-spy)")
             return
         self.ns.admin("POST", "/faults", {"latency_ms": latency})
         self.seq += 1
-        name = f"dd-profile-{self.seq}"
+        name = f"{work}-profile-{self.seq}"
+        if work == "restic":  # the repository first, untimed and unprofiled, as in one_write
+            mnt, store, env = self._mount("internxtfs")
+            try:
+                e = {**env, "RESTIC_PASSWORD": "bench"}
+                self.ns.run(
+                    ["restic", "-r", str(mnt / name), "-q", "init"], extra_env=e, timeout=1800
+                )
+                self._kernel("none", mnt, store, env)
+            finally:
+                self._unmount("internxtfs")
+            args = (name, str(self.restic_src))
+        else:
+            args = (name, str(self.dd_bytes // MiB))
         mnt, store, env = self._mount("internxtfs")
         assert self.ixt_proc is not None
         cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
@@ -1620,7 +1634,7 @@ class WriteBench(ColdReadBench):
         try:
             time.sleep(1.0)  # py-spy attached
             before, server = cpu_seconds(self.ixt_proc.pid), cpu_seconds(self.ns.pid)
-            returned, stored = self._kernel("dd", mnt, store, env, name, str(self.dd_bytes // MiB))
+            returned, stored = self._kernel(work, mnt, store, env, *args)
             cpu = cpu_seconds(self.ixt_proc.pid) - before
             server = cpu_seconds(self.ns.pid) - server
         finally:
@@ -1629,7 +1643,7 @@ class WriteBench(ColdReadBench):
             self._unmount("internxtfs")
             self.ns.admin("POST", "/faults", {"latency_ms": 0})
         print(
-            f"  profile: {out} (dd returned {returned:.2f} s, stored {stored:.2f} s, "
+            f"  profile: {out} ({work} returned {returned:.2f} s, stored {stored:.2f} s, "
             f"mount CPU {cpu:.2f} s, emulator CPU {server:.2f} s)",
             flush=True,
         )
@@ -1865,8 +1879,9 @@ def main(argv: list[str] | None = None) -> int:
                 writes.ixt_src = Path(args.src).resolve() if args.src else None
                 writes.prepare()
                 writes.run(sizes.cold_read_latencies)
-                if args.profile and "dd" in works:
-                    writes.profile(Path(args.profile).resolve(), args.profile_latency)
+                if args.profile and works != ("small",):
+                    work = "dd" if "dd" in works else "restic"
+                    writes.profile(Path(args.profile).resolve(), args.profile_latency, work=work)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
         if bench is not None and "seq" in only:

@@ -611,9 +611,17 @@ class Journal:
         new = copy.copy(old)
         for name, value in fields.items():
             object.__setattr__(new, name, value)
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        params = [int(v) if name in _BOOL_FIELDS else v for name, v in fields.items()]
-        if "remote_uuid" in fields and fields["remote_uuid"] != old.remote_uuid:
+        # Only the columns whose value changes are written (the row on disk always equals the
+        # record in memory, see _roll_back): an UPDATE that names `dirty` rewrites its
+        # files_pending index entry even when the value stays, which made the UPDATE of every
+        # write() into a file already dirty twice as slow (about 29 against 13 µs here).
+        changed = {name: value for name, value in fields.items() if getattr(old, name) != value}
+        if not changed:
+            self._put(local_id, new)
+            return new
+        sets = ", ".join(f"{name} = ?" for name in changed)
+        params = [int(v) if name in _BOOL_FIELDS else v for name, v in changed.items()]
+        if "remote_uuid" in changed:
             with self.transaction():
                 self._db.execute(f"UPDATE files SET {sets} WHERE local_id = ?", (*params, local_id))
                 self._put(local_id, new)

@@ -17,6 +17,10 @@ Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
   produce again, and otherwise waits for a body to deliver the frontier. Memory stays at one
   chunk per stream; each chunk is hashed once, and only those chunks are read and encrypted
   twice (about ``(parallel - 1) / parallel`` of the file, where it used to be all of it).
+
+In both cases SHA-256 itself runs in a worker thread (:mod:`threadhash`, bodies of at least
+``THREAD_HASH`` bytes), fed the chunks in order as they are produced, while the trio thread
+encrypts and sends: hashlib releases the GIL, so the hash no longer delays the send.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .errors import (
 from .http import Http, json_body
 from .objectget import ObjectGetter
 from .retry import RetryPolicy, as_internxt_error, is_retryable
+from .threadhash import BackgroundHash
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ _AES_BLOCK = 16
 # so the trio thread keeps serving reads and receiving other ranges meanwhile.
 THREAD_DECRYPT = 1 * MiB
 OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
+# Single-part bodies at least this long are hashed in a worker thread while they are sent
+# (threadhash); a shorter one is hashed inline, where the thread hop would cost more.
+THREAD_HASH = 2 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes | bytearray]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
@@ -122,10 +130,17 @@ class _OrderedHash:
     starts exactly at the frontier; every producer cuts chunks on the same grid (``chunk``
     bytes from each part's start), so the frontier stays on it. Every producer encrypts the
     same snapshot at the same offset, so a chunk from any of them is the same ciphertext.
+    With a :class:`BackgroundHash`, the hashing itself runs in its worker thread.
     """
 
-    def __init__(self, size: int, part_size: int, chunk: int) -> None:
-        self._hasher = crypto.ShardHasher()
+    def __init__(
+        self,
+        size: int,
+        part_size: int,
+        chunk: int,
+        hasher: crypto.ShardHasher | BackgroundHash | None = None,
+    ) -> None:
+        self._hasher = hasher if hasher is not None else crypto.ShardHasher()
         self.pos = 0
         self.size = size
         self._part_size = part_size
@@ -141,11 +156,21 @@ class _OrderedHash:
         part_end = min(self.size, (pos // self._part_size + 1) * self._part_size)
         return min(self._chunk, part_end - pos)
 
-    def offer(self, pos: int, data: bytes) -> None:
-        if pos == self.pos and data:
-            self._hasher.update(data)
-            self.pos += len(data)
-            self._wake()
+    async def offer(self, pos: int, data: bytes) -> None:
+        """Hash ``data`` if it starts at the frontier."""
+        if pos != self.pos or not data:
+            return
+        hasher = self._hasher
+        if isinstance(hasher, BackgroundHash):
+            await hasher.reserve()  # waits while the hash thread lags behind
+            if pos != self.pos:  # another producer delivered it meanwhile
+                hasher.release()
+                return
+            hasher.put(data)  # synchronous with the check: chunks queue in file order
+        else:
+            hasher.update(data)
+        self.pos += len(data)
+        self._wake()
 
     def enter(self, token: object, pos: int, end: int) -> None:
         self._live[token] = [pos, end]
@@ -177,9 +202,11 @@ class _OrderedHash:
         self._changed.set()
         self._changed = trio.Event()
 
-    def hexdigest(self) -> str:
+    async def hexdigest(self) -> str:
         if self.pos != self.size:  # never send a hash of less than the whole object
             raise AssertionError(f"shard hash covers {self.pos} of {self.size} bytes")
+        if isinstance(self._hasher, BackgroundHash):
+            return await self._hasher.hexdigest()
         return self._hasher.hexdigest()
 
 
@@ -255,7 +282,7 @@ class NetworkAPI:
         iv: bytes,
         offset: int,
         length: int,
-        hasher: crypto.ShardHasher | None = None,
+        hasher: crypto.ShardHasher | BackgroundHash | None = None,
         done: list[int] | None = None,
         progress: Progress | None = None,
         ordered: _OrderedHash | None = None,
@@ -280,10 +307,12 @@ class NetworkAPI:
                     if len(data) != n:
                         raise SourceError(f"short read at {pos}: wanted {n} bytes, got {len(data)}")
                     out = ctr.update(data)
-                    if hasher is not None:
+                    if isinstance(hasher, BackgroundHash):
+                        await hasher.update(out)  # hashed in its thread while this is sent
+                    elif hasher is not None:
                         hasher.update(out)
                     if ordered is not None:
-                        ordered.offer(pos, out)
+                        await ordered.offer(pos, out)
                         ordered.advance(token, pos + n)
                     pos += n
                     if done is not None:
@@ -322,7 +351,7 @@ class NetworkAPI:
             if ordered.pos == pos:  # no body delivered it while we read
                 if ctr is None or ctr_pos != pos:
                     ctr = crypto.CtrStream(key, iv, pos)
-                ordered.offer(pos, ctr.update(data))
+                await ordered.offer(pos, ctr.update(data))
                 ctr_pos = pos + n
             await trio.lowlevel.checkpoint()  # let the uploads run between chunks
 
@@ -435,15 +464,24 @@ class NetworkAPI:
         state: dict[str, Any] = {}
 
         async def put() -> None:
-            hasher = crypto.ShardHasher()
+            # A fresh hash for every attempt: a retried PUT regenerates the body.
+            hasher = BackgroundHash() if size >= THREAD_HASH else crypto.ShardHasher()
             done = [0]
             body = self._body(read, key, iv, 0, size, hasher, done, progress)
-            await self._put(url, body, size)
+            try:
+                await self._put(url, body, size)
+            finally:
+                if isinstance(hasher, BackgroundHash):
+                    hasher.close()  # its thread ends once the queued chunks are hashed
             state["hasher"], state["done"] = hasher, done[0]
 
         await self._retry.run(put, what="upload PUT")
         if state["done"] == size:
-            digest = state["hasher"].hexdigest()
+            hasher = state["hasher"]
+            if isinstance(hasher, BackgroundHash):
+                digest = await hasher.hexdigest()
+            else:
+                digest = hasher.hexdigest()
         else:  # the server answered before we produced the whole body: hash separately
             digest = await self._hash_pass(read, key, iv, size)
         return await self._finish(index.hex(), {"hash": digest, "uuid": uuid})
@@ -464,7 +502,9 @@ class NetworkAPI:
 
         etags: dict[int, str] = {}
         digest: list[str] = []
-        ordered = _OrderedHash(size, part_size, self.chunk_size)
+        # Hashed in a worker thread while the parts are sent (threadhash).
+        background = BackgroundHash()
+        ordered = _OrderedHash(size, part_size, self.chunk_size, background)
         next_part = 0  # shared by the workers; only touched between awaits
 
         async def upload_part(number: int) -> None:
@@ -490,12 +530,15 @@ class NetworkAPI:
 
         async def hash_all() -> None:
             await self._hash_frontier(read, key, iv, ordered)
-            digest.append(ordered.hexdigest())
+            digest.append(await ordered.hexdigest())
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(hash_all)
-            for _ in range(min(parallel, count)):
-                nursery.start_soon(worker)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hash_all)
+                for _ in range(min(parallel, count)):
+                    nursery.start_soon(worker)
+        finally:
+            background.close()  # its thread ends once the queued chunks are hashed
 
         parts = [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
         shard = {"hash": digest[0], "uuid": uuid, "UploadId": upload_id, "parts": parts}

@@ -903,6 +903,85 @@ async def test_multipart_hash_reuses_the_part_bodies(monkeypatch: pytest.MonkeyP
         assert read_bytes[0] < 2 * len(data) + resent, (parallel, part_size, read_bytes)
 
 
+async def test_single_part_hash_runs_beside_the_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-part body of at least THREAD_HASH bytes is hashed in a worker thread while
+    the trio thread encrypts and sends it (the fsync of a restic pack waits for this PUT), and
+    the hash the finish carries still matches the stored object (FakeNetwork checks it), also
+    when the PUT fails and is sent again and when a body is abandoned after its first chunk."""
+    import threading
+
+    from internxtfs.internxt import network as network_mod
+
+    monkeypatch.setattr(network_mod, "THREAD_HASH", 1000)
+    hashed: dict[int, int] = {}  # bytes hashed, per thread
+    sha_update = crypto.ShardHasher.update
+
+    def update(self: crypto.ShardHasher, data: bytes) -> None:
+        hashed[threading.get_ident()] = hashed.get(threading.get_ident(), 0) + len(data)
+        sha_update(self, data)
+
+    monkeypatch.setattr(crypto.ShardHasher, "update", update)
+    data = bytes((i * 7) % 251 for i in range(5003))
+    for fails, cuts in [(0, 0), (1, 0), (0, 2)]:
+        fake = FakeNetwork()
+        fake.fail_puts = fails
+        fake.cut_puts = cuts
+        net = NetworkAPI(
+            make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()), chunk_size=64
+        )
+        hashed.clear()
+        fid = await net.upload(reader(data), len(data))
+        # Each attempt that produced the whole body hashed it off the trio thread (a body cut
+        # short is hashed only as far as it went); the trio thread hashed the object only in
+        # FakeNetwork's check at finish.
+        off_trio = sum(n for t, n in hashed.items() if t != threading.get_ident())
+        assert off_trio >= len(data), (fails, cuts, hashed)
+        assert hashed.get(threading.get_ident()) == len(data)
+        assert b"".join([c async for c in net.download_stream(fid)]) == data
+    # Short bodies stay inline (one hop would cost more than the hash).
+    hashed.clear()
+    small = data[:999]
+    fake = FakeNetwork()
+    net = NetworkAPI(make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()))
+    await net.upload(reader(small), len(small))
+    assert list(hashed) == [threading.get_ident()]
+
+
+async def test_multipart_hash_runs_beside_the_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-order multipart hash is computed in a worker thread too, and stays right with
+    parts in parallel, retried and abandoned (FakeNetwork checks the hash at finish)."""
+    import threading
+
+    from internxtfs.internxt import network as network_mod
+
+    monkeypatch.setattr(network_mod, "MULTIPART_THRESHOLD", 1000)
+    monkeypatch.setattr(network_mod, "MIN_PART_SIZE", 100)
+    hashed: dict[int, int] = {}  # bytes hashed, per thread
+    sha_update = crypto.ShardHasher.update
+
+    def update(self: crypto.ShardHasher, data: bytes) -> None:
+        hashed[threading.get_ident()] = hashed.get(threading.get_ident(), 0) + len(data)
+        sha_update(self, data)
+
+    monkeypatch.setattr(crypto.ShardHasher, "update", update)
+    data = bytes((i * 11) % 241 for i in range(6007))
+    for parallel, fails, cuts in [(1, 0, 0), (3, 1, 0), (4, 0, 2)]:
+        fake = FakeNetwork()
+        fake.fail_puts = fails
+        fake.cut_puts = cuts
+        net = NetworkAPI(
+            make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()), chunk_size=64
+        )
+        hashed.clear()
+        fid = await net.upload(reader(data), len(data), part_size=300, parallel=parallel)
+        # The upload hashed the object once, off the trio thread; the trio thread hashed it
+        # only in FakeNetwork's check at finish.
+        off_trio = sum(n for t, n in hashed.items() if t != threading.get_ident())
+        assert off_trio == len(data), (parallel, fails, cuts, hashed)
+        assert hashed.get(threading.get_ident()) == len(data)
+        assert b"".join([c async for c in net.download_stream(fid)]) == data
+
+
 async def test_download_stream_detects_corruption() -> None:
     from internxtfs.internxt.errors import IntegrityError
 

@@ -54,6 +54,33 @@ def test_records_roundtrip_and_reopen(tmp_path: Path) -> None:
     assert j2.get(r.local_id) is None and j2.find_by_remote("u1") is None
 
 
+def test_update_writes_only_the_columns_that_change(tmp_path: Path) -> None:
+    """Every write() into a dirty file updates its record; naming the unchanged ``dirty``
+    in that UPDATE rewrote the pending-files index entry each time (half its cost, issue 12).
+    What reaches the disk must be the same: a reopened journal sees every change."""
+    j = Journal(tmp_path / "state.db")
+    r = j.new_file(parent_uuid="p", name="a", size=0, dirty=True)
+    statements: list[str] = []
+    j._db.set_trace_callback(statements.append)
+    for size in (4096, 8192):
+        r = j.update(r.local_id, dirty=True, size=size)
+    unchanged = j.update(r.local_id, dirty=True, size=8192, name="a")
+    j._db.set_trace_callback(None)
+    updates = [s for s in statements if s.startswith("UPDATE files")]
+    assert len(updates) == 3
+    assert all("dirty" not in s and "name" not in s for s in updates)
+    assert unchanged.generation == r.generation + 1  # dirty=True still bumps
+    assert all("generation" in s for s in updates)
+    reopened = Journal(tmp_path / "state.db")
+    assert reopened.get(r.local_id) == unchanged
+    assert [x.local_id for x in reopened.dirty_files()] == [r.local_id]
+    # A record that becomes clean and dirty again goes through the index both ways.
+    j.update(r.local_id, dirty=False)
+    assert Journal(tmp_path / "state.db").dirty_files() == []
+    j.update(r.local_id, dirty=True)
+    assert [x.local_id for x in Journal(tmp_path / "state.db").dirty_files()] == [r.local_id]
+
+
 def test_transaction_rolls_back_memory_too(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state.db")
     r = j.new_file(parent_uuid="p", name="a")
