@@ -82,9 +82,6 @@ class _Refresh:
 
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
-    # When it started (trio time): callers with a last listing wait for it until STALE_WAIT
-    # after that, not STALE_WAIT each (an `ls -l` of a folder is one lookup per entry).
-    started: float = field(default_factory=trio.current_time)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -444,9 +441,7 @@ class Metadata:
         warm = view and dir_node.ino in self._restored and not unsure
         refresh = self._refreshing.get(dir_node.ino) or await self._start(dir_node, warm)
         if not refresh.done.is_set() and not (view and (offline or warm)):
-            # A server that hangs (accepts, never answers) keeps the refresh going until its
-            # timeouts: every caller after the first STALE_WAIT answers from the listing at once.
-            with trio.move_on_at(refresh.started + STALE_WAIT if view and not unsure else math.inf):
+            with trio.move_on_after(STALE_WAIT if view and not unsure else math.inf):
                 await refresh.done.wait()
         if not refresh.done.is_set():
             log.debug("listing of %s is slow; answering from the last listing", dir_node.uuid)

@@ -6,7 +6,7 @@ of call a program makes on a mount with stored and cached content, on what this 
 listed and on what it has not, and checks both the time (each call runs under ``bounded``:
 past 10 s the test fails, it does not hang) and the answer the design gives offline
 (docs/semantics.md, Durability): success for what is served from the metadata cache, the
-block cache and the journal, EIO within seconds for content or listings never fetched.
+block cache and the journal, EIO within seconds for content never fetched.
 
 Two outages: the server stopped (connections refused at once), and the server hanging (it
 accepts connections and never answers: the emulator process is SIGSTOPped, see
