@@ -77,10 +77,11 @@ def test_a_failing_upload_is_named_by_its_path(new_mount: Any, emulator: Any) ->
 def test_the_last_network_error_has_a_time_and_clears(mounted: MountedFS, emulator: Any) -> None:
     mnt = mounted.mountpoint
     before = time.time()
-    # Internxt's usage cannot be read until the faults are lifted: the first `df` waits.
-    emulator.set_faults(fail_rate=1.0, fault_method="GET", fault_path_regex="/users/usage$")
-    listing = threading.Thread(target=lambda: os.statvfs(mnt), daemon=True)
-    listing.start()
+    # No folder can be created until the faults are lifted: the mkdir waits, retried. (Not a
+    # df: the mount reads the quota once at start, so the first df asks nothing.)
+    emulator.set_faults(fail_rate=1.0, fault_method="POST", fault_path_regex="^/drive/folders$")
+    waiting = threading.Thread(target=lambda: (mnt / "new").mkdir(), daemon=True)
+    waiting.start()
     try:
         failing = wait_for(
             "a network error in status",
@@ -94,8 +95,8 @@ def test_the_last_network_error_has_a_time_and_clears(mounted: MountedFS, emulat
         assert "no request has succeeded since" in line
     finally:
         emulator.set_faults(**NO_FAULTS)
-        listing.join(timeout=60)  # the mount is busy until that df is answered
-    assert not listing.is_alive()
+        waiting.join(timeout=60)  # the mount is busy until that mkdir is answered
+    assert not waiting.is_alive() and (mnt / "new").is_dir()
     net = status(mounted)["network"]
     assert net["failing"] is False and net["last_success_at"] >= net["last_error_at"]
     human = cli("status", str(mnt), env=mounted.env).stdout
