@@ -24,6 +24,7 @@ from tests.harness.durability import bounded, flush_ok, local_tree, status, wait
 from tests.harness.mounting import MountedFS, cli
 
 CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
+OUTAGE = 60.0  # the issue: the server is stopped for 60 s in the middle of rsync -a
 
 
 def _call(fn: Any, what: str) -> Any:
@@ -58,10 +59,9 @@ def test_rsync_of_new_folders_across_an_outage_is_stored_whole(new_mount: Any) -
     file list before sending content), so for its mkdirs to meet the outage the server goes
     down just before rsync starts; it comes back in the middle of the copy, while rsync goes
     on creating files, renaming its temp files into place and setting times in the folders
-    whose mkdirs are being replayed. The issue asks for a 60 s outage; a longer one adds
-    nothing here: once Internxt is known to be down every call answers from the cache and
-    the journal without trying the network (past --dir-cache-ttl, 1 s here, too), so 60 s
-    would only repeat that. rsync is slowed (--bwlimit) so it certainly spans the restart."""
+    whose mkdirs are being replayed. The server stays down for the issue's full 60 s (the
+    longest single test of the suite, but the outage the issue names); rsync is slowed
+    (--bwlimit) so that it is still copying when the server comes back."""
     m: MountedFS = new_mount("--dir-cache-ttl", "1")
     mnt = m.mountpoint
     write_file(mnt / "before.txt", b"stored before the outage")
@@ -71,11 +71,13 @@ def test_rsync_of_new_folders_across_an_outage_is_stored_whole(new_mount: Any) -
     src.mkdir()
     files = _source_tree(src)
     m.emulator.stop()
+    down_at = time.monotonic()
     rsync: subprocess.Popen[str] | None = None
     try:
         time.sleep(1.5)  # past the listing TTL
+        # About 80 s for the ~650 kB tree at 8 kB/s: it outlasts the outage.
         rsync = subprocess.Popen(
-            ["rsync", "-a", "--bwlimit=100", f"{src}/", f"{mnt}/tree/"],
+            ["rsync", "-a", "--bwlimit=8", f"{src}/", f"{mnt}/tree/"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -85,6 +87,8 @@ def test_rsync_of_new_folders_across_an_outage_is_stored_whole(new_mount: Any) -
         assert rsync.poll() is None, "rsync finished before the server came back"
         assert status(m)["uploads"]["namespace_queued"] > 0  # the mkdirs met the outage
         assert "new3/sub/deep/" in _call(lambda: _tree(mnt / "tree"), "ls -R")
+        time.sleep(max(0.0, down_at + OUTAGE - time.monotonic()))
+        assert rsync.poll() is None, "rsync finished before the server came back"
     finally:
         m.emulator.start()  # same data dir and port
         if rsync is not None:
