@@ -77,9 +77,11 @@ def test_a_failing_upload_is_named_by_its_path(new_mount: Any, emulator: Any) ->
 def test_the_last_network_error_has_a_time_and_clears(mounted: MountedFS, emulator: Any) -> None:
     mnt = mounted.mountpoint
     before = time.time()
-    # No folder can be created until the faults are lifted: the mkdir waits, retried. (Not a
+    # Every request fails until the faults are lifted, so none can succeed in between (with
+    # only the folder create failing, the mount's own check of whether that create landed
+    # succeeds, and status rightly says so). The mkdir waits, retried, or is queued. (Not a
     # df: the mount reads the quota once at start, so the first df asks nothing.)
-    emulator.set_faults(fail_rate=1.0, fault_method="POST", fault_path_regex="^/drive/folders$")
+    emulator.set_faults(fail_rate=1.0)
     waiting = threading.Thread(target=lambda: (mnt / "new").mkdir(), daemon=True)
     waiting.start()
     try:
