@@ -1797,7 +1797,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--src",
-        help="write-*: mount the internxtfs package found in DIR as the main subject (a "
+        help="cold-read, write-*: mount the internxtfs package found in DIR as the main subject (a "
         "`git archive` snapshot, so edits during a long run do not change what is measured)",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -1853,6 +1853,7 @@ def main(argv: list[str] | None = None) -> int:
                     baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
                 ) as cold,
             ):
+                cold.ixt_src = Path(args.src).resolve() if args.src else None
                 cold.prepare(script)
                 cold.run(sizes.cold_read_latencies)
                 if args.profile:

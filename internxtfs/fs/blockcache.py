@@ -84,6 +84,7 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.fetched import KEEP_MAX, FetchedBytes
 from internxtfs.fs.journal import RECOVERY_HINT, FileRecord, Journal, JournalDamaged, JournalError
 from internxtfs.fs.lifecycle import has_unsent_content
 from internxtfs.fs.punch import punch_hole
@@ -164,8 +165,8 @@ class _Fetch:
     """One ranged remote read of blocks ``first .. first+count-1``."""
 
     __slots__ = (
-        "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "ready",
-        "stretch",
+        "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "keep",
+        "ready", "stretch",
     )  # fmt: skip
 
     def __init__(self, first: int, count: int, epoch: int, file_id: str | None) -> None:
@@ -178,6 +179,9 @@ class _Fetch:
         self.installed = False
         # Installed even past the bound: the uploader needs the whole file in the cache.
         self.stretch = False
+        # Its installed blocks' bytes stay in memory for the reader (FetchedBytes); not for the
+        # uploader's fetches, which read the cache file.
+        self.keep = True
         # ready: data or error known. done: also installed (or not) in the cache. A writer that
         # holds the file lock waits for ``ready`` only: the install needs that lock.
         self.ready = trio.Event()
@@ -276,6 +280,7 @@ class BlockCache:
         readahead_max: int = READAHEAD_MAX,
         wall_clock: Callable[[], float] = time.time,
         pressure: Pressure = _no_pressure_relief,
+        keep_fetched: int = KEEP_MAX,
     ) -> None:
         if block_size <= 0 or block_size % 4096:
             raise ValueError("block_size must be a positive multiple of 4096")
@@ -291,6 +296,8 @@ class BlockCache:
         self._data_prefix = f"{self.data_dir}{os.sep}"
         self._states: dict[int, _FileState] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        # Installed blocks' plaintext, for the reader about to ask for it (see fetched.py).
+        self._fetched = FetchedBytes(keep_fetched)
         self._used = 0  # bytes charged (see _charge)
         self._reserved = 0  # bytes promised to writes/installs in progress
         self._room = trio.Event()  # set when room may have been freed
@@ -618,6 +625,7 @@ class BlockCache:
                     done.extend(range(first, first + count))
             finally:
                 os.close(fd)
+        self._fetched.forget(local_id, done)
         for b in done:
             st.present.discard(b)
             del self._lru[(local_id, b)]
@@ -627,8 +635,10 @@ class BlockCache:
 
     # --- reading ------------------------------------------------------------------------------
 
-    async def read(self, local_id: int, offset: int, length: int) -> bytes:
-        """Bytes ``[offset, offset+length)`` clipped to the logical size."""
+    async def read(self, local_id: int, offset: int, length: int) -> bytes | memoryview:
+        """Bytes ``[offset, offset+length)`` clipped to the logical size: ``bytes``, or a
+        read-only view of fetched bytes when one block's fetched bytes hold them all (valid
+        for as long as the caller keeps it; nobody writes into a fetch buffer once filled)."""
         record = self._record(local_id)
         st = self._state(local_id)
         end = min(offset + length, record.size)
@@ -640,9 +650,15 @@ class BlockCache:
         # Pinned for the whole call: a block seen present must not be evicted before it is read.
         with self._pin(st, range(first, last + 1)):
             got = await self._bring(local_id, st, first, last, window)
-            data = await self._assemble(local_id, st, offset, end, got)
+            data = await self._assemble(local_id, st, offset, end, got, kept=True)
+        # Blocks read to their end (or to the end of the file) are done with: let their
+        # bytes go (a read of them again, rare with the kernel's page cache, uses the file).
+        done_to = last if end >= record.size else (end // bs) - 1
+        if done_to >= first:
+            self._fetched.forget(local_id, range(first, done_to + 1))
+        self._fetched.expire()
         self._touch(local_id, st, first, last)
-        return bytes(data)  # always bytes already (not ``fresh``): no copy
+        return data
 
     def _sequential(self, st: _FileState, offset: int, end: int) -> int:
         """Read-ahead window (blocks) for this read; updates the file's sequential state."""
@@ -804,6 +820,22 @@ class BlockCache:
                 self._lru[(local_id, b)] = None
             self.journal.set_blocks(local_id, blocks, dirty=False)
             f.installed = True
+            if f.keep:
+                self._keep_fetched(local_id, st, f, blocks, valid)
+
+    def _keep_fetched(
+        self, local_id: int, st: _FileState, f: _Fetch, blocks: list[int], valid: int
+    ) -> None:
+        """Keep the installed blocks' bytes for the reader, unless it is already past them
+        (a reader that waited for this fetch was served from its bytes directly)."""
+        assert f.data is not None
+        bs = self.block_size
+        view = memoryview(f.data).toreadonly()
+        for b in blocks:
+            if (b + 1) * bs <= st.next_offset:
+                continue
+            lo = (b - f.first) * bs
+            self._fetched.keep(local_id, b, view[lo : lo + min(bs, valid - b * bs)])
 
     async def _assemble(
         self,
@@ -814,25 +846,29 @@ class BlockCache:
         got: dict[int, memoryview],
         *,
         fresh: bool = False,
-    ) -> bytes | bytearray:
+        kept: bool = False,
+    ) -> bytes | bytearray | memoryview:
         """Bytes [offset, end): present blocks from the cache file, else fetched, else zeros.
 
         The caller pins the blocks. Only the requested bytes are read from the cache file.
         ``fresh``: a range read whole from the cache file may come back as the ``bytearray``
-        it was read into (no one else holds it), saving a copy; otherwise always ``bytes``.
+        it was read into (no one else holds it), saving a copy. ``kept``: present clean blocks
+        whose fetched bytes are still in memory are taken from there, and a range that one
+        view holds whole comes back as that view, without a copy. Otherwise always ``bytes``.
         """
         bs = self.block_size
         # Segments in order: (lo, hi, None) = read the cache file, (lo, hi, bytes) = given.
         segments: list[tuple[int, int, bytes | memoryview | None]] = []
         for b in range(offset // bs, (end - 1) // bs + 1):
             lo, hi = max(offset, b * bs), min(end, (b + 1) * bs)
-            if b in st.present:
+            mem = self._fetched.get(local_id, b) if kept and b not in st.dirty else None
+            if b in st.present and mem is None:
                 if segments and segments[-1][2] is None and segments[-1][1] == lo:
                     segments[-1] = (segments[-1][0], hi, None)
                 else:
                     segments.append((lo, hi, None))
             else:
-                fetched = got.get(b)
+                fetched = mem if b in st.present else got.get(b)
                 piece = b"" if fetched is None else fetched[lo - b * bs : hi - b * bs]
                 if len(piece) < hi - lo:  # past the remote bytes: zeros
                     piece = bytes(piece) + bytes(hi - lo - len(piece))
@@ -846,8 +882,12 @@ class BlockCache:
                 local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
             elif local is None:
                 local = self._pread_ranges(local_id, ranges)
-        if fresh and len(segments) == 1 and segments[0][2] is None:
-            return local[0]
+        if len(segments) == 1:
+            data = segments[0][2]
+            if data is None and fresh:
+                return local[0]
+            if isinstance(data, memoryview):
+                return data
         it = iter(local)
         return b"".join(next(it) if data is None else data for _, _, data in segments)
 
@@ -944,6 +984,7 @@ class BlockCache:
             return
         finally:
             os.close(fd)
+        self._fetched.forget(local_id, forget)
         for b in forget:
             st.present.discard(b)
             self._lru.pop((local_id, b), None)
@@ -1008,6 +1049,8 @@ class BlockCache:
         mtime_ns: int | None,
     ) -> None:
         """The write itself, with ``need`` bytes reserved (the caller holds the lock)."""
+        # Before the first await: a read from now on takes these blocks from the cache file.
+        self._fetched.forget(local_id, span)
         try:
             await self._write_local(local_id, writes, len(writes[-1][1]))
         except OSError as exc:
@@ -1081,6 +1124,9 @@ class BlockCache:
         st = self._state(local_id)
         async with st.lock:
             record = self._record(local_id)
+            # The last block's tail becomes zeros and later growth reads zeros: not the bytes
+            # fetched before.
+            self._fetched.forget_file(local_id)
             fields: dict[str, Any] = {"dirty": True, "size": size}
             if mtime_ns is not None:
                 fields["mtime_ns"] = mtime_ns
@@ -1153,6 +1199,7 @@ class BlockCache:
                 continue
             f = self._register(st, record, start, count)
             f.stretch = True
+            f.keep = False
             await self._run_fetch(local_id, st, record, f)
             if f.error is not None:
                 raise f.error
@@ -1213,6 +1260,7 @@ class BlockCache:
 
     def drop(self, local_id: int) -> None:
         """Remove a file's cache file and block map (the file is gone)."""
+        self._fetched.forget_file(local_id)
         st = self._states.pop(local_id, None)
         if st is not None:
             st.dropped = True
@@ -1228,6 +1276,7 @@ class BlockCache:
 
     def invalidate(self, local_id: int) -> None:
         """Forget clean blocks (the remote content changed elsewhere); dirty blocks stay."""
+        self._fetched.forget_file(local_id)
         st = self._states.get(local_id)
         if st is None:
             return
