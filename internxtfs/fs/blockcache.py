@@ -56,7 +56,11 @@ in ranged reads of at most ``READAHEAD_FETCH`` so that several are in flight at 
 the same fetch as the read itself. With :meth:`BlockCache.run` running, a fetch is installed
 in the background too and readers wait only for its bytes (``_Fetch.ready``): a block not yet
 present is served from the fetched bytes in memory, a present one from the cache file (present
-always wins, so a write that lands meanwhile is seen).
+always wins, so a write that lands meanwhile is seen), or, while they are kept
+(:class:`FetchedBytes`), from the bytes its fetch installed, which every change to the block
+forgets first. While ``INSTALL_BACKLOG`` of fetched data waits to be installed, read-ahead
+stops and a read that must fetch waits for the backlog to drain: a slow cache disk paces
+the reader instead of letting fetched buffers pile up in memory.
 
 Truncating a large cache file to 0 (``open(O_TRUNC)``) renames it aside
 (``<id>.discarded-<n>``) and unlinks it in a worker thread; leftovers are removed on open.
@@ -108,6 +112,13 @@ READAHEAD_FETCH = 8 * MiB
 # (bench/RESULTS.md, 2026-12-07). Memory: each fetch holds its ciphertext and plaintext
 # for a moment, so ~2x the window at worst.
 READAHEAD_MAX = 32 * MiB
+# While this much fetched data waits to be written into the cache file, no read-ahead starts
+# and a read that must fetch waits first. The installs of a file take turns (its lock), and
+# when the disk is slow (the kernel throttles writers once much of the page cache is dirty)
+# fetches kept arriving faster than they were written: a fetch keeps its buffer until it is
+# installed, and the mount's RSS reached 150-260 MiB in some cold reads (bench/RESULTS.md,
+# "fetched data waiting to be written"). The reader is paced by the disk instead.
+INSTALL_BACKLOG = 32 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
 # ... unless the page cache holds them: then up to this much is copied inline (_pread_cached).
 NOWAIT_IO = 4 * MiB
@@ -301,6 +312,8 @@ class BlockCache:
         self._used = 0  # bytes charged (see _charge)
         self._reserved = 0  # bytes promised to writes/installs in progress
         self._room = trio.Event()  # set when room may have been freed
+        self._installing = 0  # bytes fetched and waiting to be installed (INSTALL_BACKLOG)
+        self._drained = trio.Event()  # set whenever an install ends
         self._stretched = False  # over the bound with unsent data nothing can drain
         self._evicting = False
         self._bg: trio.Nursery | None = None
@@ -685,7 +698,8 @@ class BlockCache:
         """
         got: dict[int, memoryview] = {}
         bs = self.block_size
-        for _ in range(5):  # a background fetch that failed or was superseded is retried here
+        attempts = 0
+        while attempts < 5:  # a background fetch that failed or was superseded is retried
             record = self._record(local_id)
             limit = -(-record.remote_valid_len // bs)  # blocks holding remote bytes
             need = [
@@ -694,6 +708,11 @@ class BlockCache:
                 if b not in st.present and b not in got
             ]
             ahead = self._ahead(st, last, min(window, limit - last - 1))
+            if self._installing >= INSTALL_BACKLOG:  # the cache file is behind the network
+                ahead = []
+                if any(b not in st.inflight for b in need):
+                    await self._backlog_drained()
+                    continue
             if not need and not ahead:
                 return got
             waits = {id(f): f for b in need if (f := st.inflight.get(b)) is not None}
@@ -725,7 +744,14 @@ class BlockCache:
                     for b in range(max(first, f.first), min(last + 1, f.first + f.count)):
                         got[b] = view[(b - f.first) * bs : (b - f.first + 1) * bs]
             window = 0  # read-ahead is asked for once per read
+            attempts += 1
         raise OSError(errno.EIO, "remote read kept failing")
+
+    async def _backlog_drained(self) -> None:
+        """Wait until less than INSTALL_BACKLOG of fetched data waits to be installed."""
+        while self._installing >= INSTALL_BACKLOG:
+            drained = self._drained
+            await drained.wait()
 
     def _ahead(self, st: _FileState, last: int, window: int) -> list[int]:
         """Blocks after ``last`` to fetch now for read-ahead (empty if enough are coming).
@@ -765,7 +791,13 @@ class BlockCache:
             f.data = data
             f.ready.set()
             if install:
-                await self._install(local_id, st, f)
+                self._installing += len(data)
+                try:
+                    await self._install(local_id, st, f)
+                finally:
+                    self._installing -= len(data)
+                    self._drained.set()
+                    self._drained = trio.Event()
         except Exception as exc:  # handed to the waiting readers, who raise or retry
             if f.data is None:
                 f.error = exc
@@ -827,12 +859,14 @@ class BlockCache:
         self, local_id: int, st: _FileState, f: _Fetch, blocks: list[int], valid: int
     ) -> None:
         """Keep the installed blocks' bytes for the reader, unless it is already past them
-        (a reader that waited for this fetch was served from its bytes directly)."""
+        (a reader that waited for this fetch was served from its bytes directly). A block a
+        read is on (pinned) is kept: that read may not have taken the bytes yet, and now
+        finds the block present; it lets them go when done."""
         assert f.data is not None
         bs = self.block_size
         view = memoryview(f.data).toreadonly()
         for b in blocks:
-            if (b + 1) * bs <= st.next_offset:
+            if (b + 1) * bs <= st.next_offset and b not in st.pins:
                 continue
             lo = (b - f.first) * bs
             self._fetched.keep(local_id, b, view[lo : lo + min(bs, valid - b * bs)])

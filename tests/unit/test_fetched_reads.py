@@ -1,17 +1,21 @@
 """Reads answered from the bytes just fetched (fs/fetched.py) instead of the cache file: that
 they are, that what changes a block (a write, a truncate, another client's change, eviction)
-is read back instead of the fetched bytes, and that the memory they hold stays bounded."""
+is read back instead of the fetched bytes, and that the memory they hold stays bounded, also
+while the cache file is slow to take them."""
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 from internxtfs.fs.blockcache import BlockCache
 from internxtfs.fs.fetched import FetchedBytes
-from internxtfs.fs.journal import Journal
+from internxtfs.fs.journal import FileRecord, Journal
 from tests.unit.test_blockcache import FakeRemote, VersionedRemote, pattern, remote_file
 
 MiB = 1024 * 1024
@@ -32,9 +36,11 @@ def check_kept(cache: BlockCache) -> None:
 
 
 async def installed(cache: BlockCache, nbytes: int) -> None:
-    with trio.fail_after(10):
-        while cache.stats()["bytes_cached"] < nbytes:
-            await trio.sleep(0.005)
+    for _ in range(2000):  # installs run in the background: wait (10 s at most) for them
+        if cache.stats()["bytes_cached"] >= nbytes:
+            return
+        await trio.sleep(0.005)
+    raise AssertionError(f"{cache.stats()['bytes_cached']} bytes installed, not {nbytes}")
 
 
 def no_cache_file_reads(cache: BlockCache, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,3 +167,53 @@ def test_fetched_bytes_bound_age_and_forget() -> None:
     assert len(kept) == 0 and kept.bytes == 0
     kept.keep(1, 0, memoryview(bytes(40)))  # larger than the whole bound: not kept
     assert len(kept) == 0
+
+
+class Buffer(bytearray):
+    """A fetch buffer that can be watched (weakref) to count the ones still alive."""
+
+
+class WatchedRemote(FakeRemote):
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffers: list[weakref.ref[Buffer]] = []
+
+    async def __call__(self, record: FileRecord, offset: int, length: int) -> bytes:
+        buf = Buffer(await super().__call__(record, offset, length))
+        self.buffers.append(weakref.ref(buf))
+        return buf  # type: ignore[return-value]
+
+    @property
+    def held(self) -> int:
+        """Bytes of the fetch buffers still alive."""
+        return sum(len(b) for ref in self.buffers if (b := ref()) is not None)
+
+
+async def test_fetched_data_waiting_for_a_slow_cache_file_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the cache file takes its bytes slower than the network brings them, the reader
+    is paced by it: the fetched buffers alive stay bounded (read-ahead window, the backlog
+    waiting to be written, kept views), and every byte still reaches the cache file."""
+    remote = WatchedRemote()
+    journal, cache = open_cache(tmp_path, remote)
+    size = 160 * MiB
+    fid = remote_file(journal, size)
+    write_local = cache._write_local
+
+    async def slow_disk(*args: Any) -> None:
+        await trio.sleep(0.05)
+        await write_local(*args)
+
+    monkeypatch.setattr(cache, "_write_local", slow_disk)
+    most = 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        for off in range(0, size, MiB):
+            assert await cache.read(fid, off, MiB) == pattern(off, MiB)
+            most = max(most, remote.held)
+            await trio.lowlevel.checkpoint()
+        await installed(cache, size)
+        nursery.cancel_scope.cancel()
+    assert most <= 96 * MiB, most // MiB  # without the pacing: ~150 MiB, the whole file
+    assert cache.path(fid).read_bytes() == pattern(0, size)
