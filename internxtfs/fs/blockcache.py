@@ -116,8 +116,8 @@ READAHEAD_MAX = 32 * MiB
 # and a read that must fetch waits first. The installs of a file take turns (its lock), and
 # when the disk is slow (the kernel throttles writers once much of the page cache is dirty)
 # fetches kept arriving faster than they were written: a fetch keeps its buffer until it is
-# installed, and the mount's RSS reached 150-260 MiB in some cold reads (bench/RESULTS.md,
-# "fetched data waiting to be written"). The reader is paced by the disk instead.
+# installed, and the mount's RSS reached 150-216 MiB in some cold reads (bench/RESULTS.md,
+# "cold read, round two"). The reader is paced by the disk instead.
 INSTALL_BACKLOG = 32 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
 # ... unless the page cache holds them: then up to this much is copied inline (_pread_cached).

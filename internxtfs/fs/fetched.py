@@ -4,11 +4,11 @@ to ask for them.
 A cold sequential read fetches blocks ahead of the reader (read-ahead), writes them into the
 cache file and, when the reader gets there, used to read them back from the cache file: a
 ``preadv`` into a fresh buffer and a join, two 1 MiB copies per FUSE read on the trio thread,
-about a quarter of that thread's time (bench/RESULTS.md, 2026-12-07, "serving reads from the
-fetched bytes"). Here the fetch buffer's views stay around after the install and the read is
-answered with a view of them: no copy on our side at all (pyfuse3 hands the buffer to the
-kernel). The cache file is still written (the cache keeps the blocks, for the next read and
-across restarts); the reply just does not go through it.
+half of that thread's busy time (bench/RESULTS.md, "cold read, round two"). Here the fetch
+buffer's views stay around after the install and the read is answered with a view of them:
+no copy on our side at all (pyfuse3 hands the buffer to the kernel). The cache file is still
+written (the cache keeps the blocks, for the next read and across restarts); the reply just
+does not go through it.
 
 What keeps it correct is :class:`BlockCache`, not this class: a view is only used for a block
 that is present and clean, and every path that changes what a block holds (write, truncate,
