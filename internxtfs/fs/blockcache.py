@@ -845,6 +845,15 @@ class BlockCache:
             self._reserved -= need
             if st.dropped:
                 return
+            if st.epoch != f.epoch:
+                # Invalidated while we wrote (the remote content changed; a truncate or a
+                # write cannot come in, we hold the lock): these bytes are no longer the
+                # file's, and blocks that are not present must read as holes (once no reader
+                # holds them: the stale blocks' rule).
+                held = [b for b in blocks if st.pinned(b)]
+                st.stale.update(held)
+                self._scrub_after_failure(local_id, st, [b for b in blocks if b not in held])
+                return
             st.present.update(blocks)
             st.stale.difference_update(blocks)  # fetched again: the new bytes are in place
             self._recharge(local_id, st)

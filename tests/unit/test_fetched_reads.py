@@ -217,3 +217,36 @@ async def test_fetched_data_waiting_for_a_slow_cache_file_is_bounded(
         nursery.cancel_scope.cancel()
     assert most <= 96 * MiB, most // MiB  # without the pacing: ~150 MiB, the whole file
     assert cache.path(fid).read_bytes() == pattern(0, size)
+
+
+async def test_a_change_elsewhere_while_an_install_writes_is_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client's change arrives (invalidate) while fetched blocks are being written
+    into the cache file: they must not become present afterwards, in the cache file or as
+    kept bytes; the next read fetches the new content."""
+    remote = VersionedRemote()
+    journal, cache = open_cache(tmp_path, remote)
+    fid = remote_file(journal, 8 * MiB)
+    write_local = cache._write_local
+    writing, release = trio.Event(), trio.Event()
+
+    async def held_write(*args: Any) -> None:
+        writing.set()
+        await release.wait()
+        await write_local(*args)
+
+    monkeypatch.setattr(cache, "_write_local", held_write)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        assert await cache.read(fid, 0, MiB) == pattern(0, MiB)  # served from the fetch
+        with trio.fail_after(5):
+            await writing.wait()
+        remote.version = 1
+        cache.invalidate(fid)
+        release.set()
+        await trio.sleep(0.1)  # the installs finish
+        check_kept(cache)
+        assert await cache.read(fid, 0, 100) == b"\x01" * 100
+        assert await cache.read(fid, MiB, 100) == b"\x01" * 100
+        nursery.cancel_scope.cancel()
