@@ -1016,6 +1016,7 @@ STAMPED_READ = textwrap.dedent(
     path, chunk, pattern_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     with open(pattern_file, "rb") as f:
         pattern = f.read()
+    tail = pattern[8:]
     buf = bytearray(chunk)
     view = memoryview(buf)
     total = bad = 0
@@ -1027,11 +1028,12 @@ STAMPED_READ = textwrap.dedent(
             if n == 0:
                 break
             index = total // chunk
-            if total % chunk or (n < chunk and view[:n] != (index.to_bytes(8, "little")
-                                                          + pattern[8:])[:n]):
+            # Compared as bytes (memcmp): a memoryview compares byte by byte in Python's
+            # generic loop, ~0.5 s of CPU per 512 MiB taken from the filesystems' two cores.
+            if total % chunk or (n < chunk and bytes(view[:n]) != (index.to_bytes(8, "little")
+                                                                 + tail)[:n]):
                 bad += 1
-            elif n == chunk and (view[:8] != index.to_bytes(8, "little")
-                                 or view[8:] != pattern[8:]):
+            elif n == chunk and (buf[:8] != index.to_bytes(8, "little") or buf[8:] != tail):
                 bad += 1
             total += n
     finally:
@@ -1093,6 +1095,7 @@ class ColdReadBench:
         self.ixt_proc: subprocess.Popen[bytes] | None = None
         self.rc_proc: subprocess.Popen[bytes] | None = None
         self.server_cpu: list[float] = []
+        self.main_cpu: list[float] = []  # of the filesystem's main thread (trio's, for ours)
         self.pt: Passthrough | None = None
         self.rc_unmount_timeout = 120.0
         # The internxtfs package the main subject mounts (None: this checkout's); a snapshot
@@ -1252,16 +1255,23 @@ class ColdReadBench:
 
     def _measured(self, pid: int, mnt: Path, *, in_ns: bool) -> tuple[float, float, float]:
         before, server = cpu_seconds(pid), cpu_seconds(self.ns.pid)
+        main = cpu_seconds(pid, pid)
         with RssSampler(pid) as rss:
             speed = self._read(mnt / "big.bin", in_ns=in_ns)
+        self.main_cpu.append(cpu_seconds(pid, pid) - main)
         if in_ns:  # the emulator's CPU per read: near the read's wall time = the server limits
             self.server_cpu.append(cpu_seconds(self.ns.pid) - server)
         return speed, rss.peak_mib, cpu_seconds(pid) - before
 
-    def profile(self, out: Path, latency: int = 0, rate: int = 250) -> None:
-        """One extra cold read of internxtfs under ``py-spy record`` (raw stacks)."""
+    def profile(self, out: Path, latency: int = 0, rate: int = 250, *, perf: bool = False) -> None:
+        """One extra cold read of internxtfs under ``py-spy record`` (raw stacks), or with
+        ``perf``: under ``perf record -a`` (every process, kernel included: where the
+        machine's CPU goes during the read, by process and by function)."""
         spy = Path(sys.executable).with_name("py-spy")
-        if not spy.exists():
+        if perf and shutil.which("perf") is None:
+            self.report.skip("cold read profile", "perf not installed")
+            return
+        if not perf and not spy.exists():
             self.report.skip("cold read profile", "py-spy not installed (pip install py-spy)")
             return
         self.ns.admin("POST", "/faults", {"latency_ms": latency})
@@ -1269,6 +1279,8 @@ class ColdReadBench:
         assert self.ixt_proc is not None
         cmd = [str(spy), "record", "--pid", str(self.ixt_proc.pid), "--rate", str(rate)]
         cmd += ["--format", "raw", "--threads", "--output", str(out)]
+        if perf:
+            cmd = ["perf", "record", "-a", "-g", "-F", "999", "-o", str(out)]
         spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.0)  # py-spy attached
@@ -1279,7 +1291,18 @@ class ColdReadBench:
             self._ixt_unmount()
             self.ns.admin("POST", "/faults", {"latency_ms": 0})
         print(f"  profile: {out} ({speed:.0f} MiB/s while sampled)", flush=True)
-        print(summarize_profile(out), flush=True)
+        if perf:
+            for sort in ("comm,dso", "comm,sym"):
+                args = ["-i", str(out), "--stdio", "--no-children", "-g", "none", "--sort", sort]
+                report = subprocess.run(
+                    ["perf", "report", "--percent-limit", "0.7", *args],
+                    capture_output=True,
+                    text=True,
+                )
+                lines = [ln for ln in report.stdout.splitlines() if ln and ln[0] != "#"]
+                print("\n".join(lines[:45]), flush=True)
+        else:
+            print(summarize_profile(out), flush=True)
 
     def run(self, latencies: tuple[int, ...]) -> None:
         subjects = ["internxtfs", "rclone"] + (["passthrough"] if self.pt is not None else [])
@@ -1294,11 +1317,14 @@ class ColdReadBench:
                 # Rotate the order each round so no subject always runs first or last.
                 for subject in subjects[n % len(subjects) :] + subjects[: n % len(subjects)]:
                     self.server_cpu.clear()
+                    self.main_cpu.clear()
                     speed, peak, seconds = self.one(subject)
                     server = f", emulator {self.server_cpu[0]:.1f} s" if self.server_cpu else ""
+                    main = f" ({self.main_cpu[0]:.2f} s main thread)" if self.main_cpu else ""
                     print(
                         f"    {latency} ms {subject}: {speed:.0f} MiB/s, {peak:.0f} MiB, "
-                        f"{seconds:.1f} s CPU{server}; read took {self.size / MiB / speed:.1f} s",
+                        f"{seconds:.1f} s CPU{main}{server}; read took "
+                        f"{self.size / MiB / speed:.1f} s",
                         flush=True,
                     )
                     speeds[subject].append(speed)
@@ -1716,9 +1742,11 @@ class WriteBench(ColdReadBench):
                 )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15), or of
+    its thread ``tid`` (the main thread's id is the process id)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -1788,6 +1816,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
     )
     parser.add_argument(
+        "--profile-perf",
+        action="store_true",
+        help="cold-read: profile with `perf record -a` (all processes, kernel too) instead",
+    )
+    parser.add_argument(
         "--latencies", help="cold-read: comma-separated emulator latencies in ms (default 0,30)"
     )
     parser.add_argument(
@@ -1797,7 +1830,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--src",
-        help="write-*: mount the internxtfs package found in DIR as the main subject (a "
+        help="cold-read, write-*: mount the internxtfs package found in DIR as the main subject (a "
         "`git archive` snapshot, so edits during a long run do not change what is measured)",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -1853,10 +1886,15 @@ def main(argv: list[str] | None = None) -> int:
                     baseline_src=Path(args.baseline_src).resolve() if args.baseline_src else None,
                 ) as cold,
             ):
+                cold.ixt_src = Path(args.src).resolve() if args.src else None
                 cold.prepare(script)
                 cold.run(sizes.cold_read_latencies)
                 if args.profile:
-                    cold.profile(Path(args.profile).resolve(), args.profile_latency)
+                    cold.profile(
+                        Path(args.profile).resolve(),
+                        args.profile_latency,
+                        perf=args.profile_perf,
+                    )
     works = tuple(w for w in ("small", "dd", "restic") if f"write-{w}" in only)
     if works:
         why = rclone_ns.unavailable_reason()

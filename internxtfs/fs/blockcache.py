@@ -56,7 +56,11 @@ in ranged reads of at most ``READAHEAD_FETCH`` so that several are in flight at 
 the same fetch as the read itself. With :meth:`BlockCache.run` running, a fetch is installed
 in the background too and readers wait only for its bytes (``_Fetch.ready``): a block not yet
 present is served from the fetched bytes in memory, a present one from the cache file (present
-always wins, so a write that lands meanwhile is seen).
+always wins, so a write that lands meanwhile is seen), or, while they are kept
+(:class:`FetchedBytes`), from the bytes its fetch installed, which every change to the block
+forgets first. While ``INSTALL_BACKLOG`` of fetched data waits to be installed, read-ahead
+stops and a read that must fetch waits for the backlog to drain: a slow cache disk paces
+the reader instead of letting fetched buffers pile up in memory.
 
 Truncating a large cache file to 0 (``open(O_TRUNC)``) renames it aside
 (``<id>.discarded-<n>``) and unlinks it in a worker thread; leftovers are removed on open.
@@ -84,6 +88,7 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.fetched import KEEP_MAX, FetchedBytes
 from internxtfs.fs.journal import RECOVERY_HINT, FileRecord, Journal, JournalDamaged, JournalError
 from internxtfs.fs.lifecycle import has_unsent_content
 from internxtfs.fs.punch import punch_hole
@@ -107,6 +112,13 @@ READAHEAD_FETCH = 8 * MiB
 # (bench/RESULTS.md, 2026-12-07). Memory: each fetch holds its ciphertext and plaintext
 # for a moment, so ~2x the window at worst.
 READAHEAD_MAX = 32 * MiB
+# While this much fetched data waits to be written into the cache file, no read-ahead starts
+# and a read that must fetch waits first. The installs of a file take turns (its lock), and
+# when the disk is slow (the kernel throttles writers once much of the page cache is dirty)
+# fetches kept arriving faster than they were written: a fetch keeps its buffer until it is
+# installed, and the mount's RSS reached 150-216 MiB in some cold reads (bench/RESULTS.md,
+# "cold read, round two"). The reader is paced by the disk instead.
+INSTALL_BACKLOG = 32 * MiB
 THREAD_IO = 256 * 1024  # local reads larger than this run in a worker thread
 # ... unless the page cache holds them: then up to this much is copied inline (_pread_cached).
 NOWAIT_IO = 4 * MiB
@@ -164,8 +176,8 @@ class _Fetch:
     """One ranged remote read of blocks ``first .. first+count-1``."""
 
     __slots__ = (
-        "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "ready",
-        "stretch",
+        "count", "data", "done", "epoch", "error", "file_id", "first", "installed", "keep",
+        "ready", "stretch",
     )  # fmt: skip
 
     def __init__(self, first: int, count: int, epoch: int, file_id: str | None) -> None:
@@ -178,6 +190,9 @@ class _Fetch:
         self.installed = False
         # Installed even past the bound: the uploader needs the whole file in the cache.
         self.stretch = False
+        # Its installed blocks' bytes stay in memory for the reader (FetchedBytes); not for the
+        # uploader's fetches, which read the cache file.
+        self.keep = True
         # ready: data or error known. done: also installed (or not) in the cache. A writer that
         # holds the file lock waits for ``ready`` only: the install needs that lock.
         self.ready = trio.Event()
@@ -276,6 +291,7 @@ class BlockCache:
         readahead_max: int = READAHEAD_MAX,
         wall_clock: Callable[[], float] = time.time,
         pressure: Pressure = _no_pressure_relief,
+        keep_fetched: int = KEEP_MAX,
     ) -> None:
         if block_size <= 0 or block_size % 4096:
             raise ValueError("block_size must be a positive multiple of 4096")
@@ -291,9 +307,13 @@ class BlockCache:
         self._data_prefix = f"{self.data_dir}{os.sep}"
         self._states: dict[int, _FileState] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        # Installed blocks' plaintext, for the reader about to ask for it (see fetched.py).
+        self._fetched = FetchedBytes(keep_fetched)
         self._used = 0  # bytes charged (see _charge)
         self._reserved = 0  # bytes promised to writes/installs in progress
         self._room = trio.Event()  # set when room may have been freed
+        self._installing = 0  # bytes fetched and waiting to be installed (INSTALL_BACKLOG)
+        self._drained = trio.Event()  # set whenever an install ends
         self._stretched = False  # over the bound with unsent data nothing can drain
         self._evicting = False
         self._bg: trio.Nursery | None = None
@@ -618,6 +638,7 @@ class BlockCache:
                     done.extend(range(first, first + count))
             finally:
                 os.close(fd)
+        self._fetched.forget(local_id, done)
         for b in done:
             st.present.discard(b)
             del self._lru[(local_id, b)]
@@ -627,8 +648,10 @@ class BlockCache:
 
     # --- reading ------------------------------------------------------------------------------
 
-    async def read(self, local_id: int, offset: int, length: int) -> bytes:
-        """Bytes ``[offset, offset+length)`` clipped to the logical size."""
+    async def read(self, local_id: int, offset: int, length: int) -> bytes | memoryview:
+        """Bytes ``[offset, offset+length)`` clipped to the logical size: ``bytes``, or a
+        read-only view of fetched bytes when one block's fetched bytes hold them all (valid
+        for as long as the caller keeps it; nobody writes into a fetch buffer once filled)."""
         record = self._record(local_id)
         st = self._state(local_id)
         end = min(offset + length, record.size)
@@ -640,9 +663,15 @@ class BlockCache:
         # Pinned for the whole call: a block seen present must not be evicted before it is read.
         with self._pin(st, range(first, last + 1)):
             got = await self._bring(local_id, st, first, last, window)
-            data = await self._assemble(local_id, st, offset, end, got)
+            data = await self._assemble(local_id, st, offset, end, got, kept=True)
+        # Blocks read to their end (or to the end of the file) are done with: let their
+        # bytes go (a read of them again, rare with the kernel's page cache, uses the file).
+        done_to = last if end >= record.size else (end // bs) - 1
+        if done_to >= first:
+            self._fetched.forget(local_id, range(first, done_to + 1))
+        self._fetched.expire()
         self._touch(local_id, st, first, last)
-        return bytes(data)  # always bytes already (not ``fresh``): no copy
+        return data
 
     def _sequential(self, st: _FileState, offset: int, end: int) -> int:
         """Read-ahead window (blocks) for this read; updates the file's sequential state."""
@@ -669,7 +698,8 @@ class BlockCache:
         """
         got: dict[int, memoryview] = {}
         bs = self.block_size
-        for _ in range(5):  # a background fetch that failed or was superseded is retried here
+        attempts = 0
+        while attempts < 5:  # a background fetch that failed or was superseded is retried
             record = self._record(local_id)
             limit = -(-record.remote_valid_len // bs)  # blocks holding remote bytes
             need = [
@@ -678,6 +708,11 @@ class BlockCache:
                 if b not in st.present and b not in got
             ]
             ahead = self._ahead(st, last, min(window, limit - last - 1))
+            if self._installing >= INSTALL_BACKLOG:  # the cache file is behind the network
+                ahead = []
+                if any(b not in st.inflight for b in need):
+                    await self._backlog_drained()
+                    continue
             if not need and not ahead:
                 return got
             waits = {id(f): f for b in need if (f := st.inflight.get(b)) is not None}
@@ -709,7 +744,14 @@ class BlockCache:
                     for b in range(max(first, f.first), min(last + 1, f.first + f.count)):
                         got[b] = view[(b - f.first) * bs : (b - f.first + 1) * bs]
             window = 0  # read-ahead is asked for once per read
+            attempts += 1
         raise OSError(errno.EIO, "remote read kept failing")
+
+    async def _backlog_drained(self) -> None:
+        """Wait until less than INSTALL_BACKLOG of fetched data waits to be installed."""
+        while self._installing >= INSTALL_BACKLOG:
+            drained = self._drained
+            await drained.wait()
 
     def _ahead(self, st: _FileState, last: int, window: int) -> list[int]:
         """Blocks after ``last`` to fetch now for read-ahead (empty if enough are coming).
@@ -749,7 +791,13 @@ class BlockCache:
             f.data = data
             f.ready.set()
             if install:
-                await self._install(local_id, st, f)
+                self._installing += len(data)
+                try:
+                    await self._install(local_id, st, f)
+                finally:
+                    self._installing -= len(data)
+                    self._drained.set()
+                    self._drained = trio.Event()
         except Exception as exc:  # handed to the waiting readers, who raise or retry
             if f.data is None:
                 f.error = exc
@@ -797,6 +845,15 @@ class BlockCache:
             self._reserved -= need
             if st.dropped:
                 return
+            if st.epoch != f.epoch:
+                # Invalidated while we wrote (the remote content changed; a truncate or a
+                # write cannot come in, we hold the lock): these bytes are no longer the
+                # file's, and blocks that are not present must read as holes (once no reader
+                # holds them: the stale blocks' rule).
+                held = [b for b in blocks if st.pinned(b)]
+                st.stale.update(held)
+                self._scrub_after_failure(local_id, st, [b for b in blocks if b not in held])
+                return
             st.present.update(blocks)
             st.stale.difference_update(blocks)  # fetched again: the new bytes are in place
             self._recharge(local_id, st)
@@ -804,6 +861,24 @@ class BlockCache:
                 self._lru[(local_id, b)] = None
             self.journal.set_blocks(local_id, blocks, dirty=False)
             f.installed = True
+            if f.keep:
+                self._keep_fetched(local_id, st, f, blocks, valid)
+
+    def _keep_fetched(
+        self, local_id: int, st: _FileState, f: _Fetch, blocks: list[int], valid: int
+    ) -> None:
+        """Keep the installed blocks' bytes for the reader, unless it is already past them
+        (a reader that waited for this fetch was served from its bytes directly). A block a
+        read is on (pinned) is kept: that read may not have taken the bytes yet, and now
+        finds the block present; it lets them go when done."""
+        assert f.data is not None
+        bs = self.block_size
+        view = memoryview(f.data).toreadonly()
+        for b in blocks:
+            if (b + 1) * bs <= st.next_offset and b not in st.pins:
+                continue
+            lo = (b - f.first) * bs
+            self._fetched.keep(local_id, b, view[lo : lo + min(bs, valid - b * bs)])
 
     async def _assemble(
         self,
@@ -814,25 +889,29 @@ class BlockCache:
         got: dict[int, memoryview],
         *,
         fresh: bool = False,
-    ) -> bytes | bytearray:
+        kept: bool = False,
+    ) -> bytes | bytearray | memoryview:
         """Bytes [offset, end): present blocks from the cache file, else fetched, else zeros.
 
         The caller pins the blocks. Only the requested bytes are read from the cache file.
         ``fresh``: a range read whole from the cache file may come back as the ``bytearray``
-        it was read into (no one else holds it), saving a copy; otherwise always ``bytes``.
+        it was read into (no one else holds it), saving a copy. ``kept``: present clean blocks
+        whose fetched bytes are still in memory are taken from there, and a range that one
+        view holds whole comes back as that view, without a copy. Otherwise always ``bytes``.
         """
         bs = self.block_size
         # Segments in order: (lo, hi, None) = read the cache file, (lo, hi, bytes) = given.
         segments: list[tuple[int, int, bytes | memoryview | None]] = []
         for b in range(offset // bs, (end - 1) // bs + 1):
             lo, hi = max(offset, b * bs), min(end, (b + 1) * bs)
-            if b in st.present:
+            mem = self._fetched.get(local_id, b) if kept and b not in st.dirty else None
+            if b in st.present and mem is None:
                 if segments and segments[-1][2] is None and segments[-1][1] == lo:
                     segments[-1] = (segments[-1][0], hi, None)
                 else:
                     segments.append((lo, hi, None))
             else:
-                fetched = got.get(b)
+                fetched = mem if b in st.present else got.get(b)
                 piece = b"" if fetched is None else fetched[lo - b * bs : hi - b * bs]
                 if len(piece) < hi - lo:  # past the remote bytes: zeros
                     piece = bytes(piece) + bytes(hi - lo - len(piece))
@@ -846,8 +925,12 @@ class BlockCache:
                 local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
             elif local is None:
                 local = self._pread_ranges(local_id, ranges)
-        if fresh and len(segments) == 1 and segments[0][2] is None:
-            return local[0]
+        if len(segments) == 1:
+            data = segments[0][2]
+            if data is None and fresh:
+                return local[0]
+            if isinstance(data, memoryview):
+                return data
         it = iter(local)
         return b"".join(next(it) if data is None else data for _, _, data in segments)
 
@@ -944,6 +1027,7 @@ class BlockCache:
             return
         finally:
             os.close(fd)
+        self._fetched.forget(local_id, forget)
         for b in forget:
             st.present.discard(b)
             self._lru.pop((local_id, b), None)
@@ -1008,6 +1092,8 @@ class BlockCache:
         mtime_ns: int | None,
     ) -> None:
         """The write itself, with ``need`` bytes reserved (the caller holds the lock)."""
+        # Before the first await: a read from now on takes these blocks from the cache file.
+        self._fetched.forget(local_id, span)
         try:
             await self._write_local(local_id, writes, len(writes[-1][1]))
         except OSError as exc:
@@ -1081,6 +1167,9 @@ class BlockCache:
         st = self._state(local_id)
         async with st.lock:
             record = self._record(local_id)
+            # The last block's tail becomes zeros and later growth reads zeros: not the bytes
+            # fetched before.
+            self._fetched.forget_file(local_id)
             fields: dict[str, Any] = {"dirty": True, "size": size}
             if mtime_ns is not None:
                 fields["mtime_ns"] = mtime_ns
@@ -1153,6 +1242,7 @@ class BlockCache:
                 continue
             f = self._register(st, record, start, count)
             f.stretch = True
+            f.keep = False
             await self._run_fetch(local_id, st, record, f)
             if f.error is not None:
                 raise f.error
@@ -1213,6 +1303,7 @@ class BlockCache:
 
     def drop(self, local_id: int) -> None:
         """Remove a file's cache file and block map (the file is gone)."""
+        self._fetched.forget_file(local_id)
         st = self._states.pop(local_id, None)
         if st is not None:
             st.dropped = True
@@ -1228,6 +1319,7 @@ class BlockCache:
 
     def invalidate(self, local_id: int) -> None:
         """Forget clean blocks (the remote content changed elsewhere); dirty blocks stay."""
+        self._fetched.forget_file(local_id)
         st = self._states.get(local_id)
         if st is None:
             return

@@ -556,7 +556,7 @@ class Filesystem(pyfuse3.Operations):
         return info
 
     @fuse_handler
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         handle = self._file_handle(fh)
         node = handle.node
         if off >= node.size:

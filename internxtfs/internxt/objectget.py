@@ -194,15 +194,19 @@ _SPARE = 15  # what update_into wants past the bytes it writes (the cipher API's
 # with them: from malloc, freed buffers stayed resident (one heap arena per worker thread, and
 # freed chunks inside a heap are not given back), and the mount's RSS reached 150-170 MiB in a
 # 512 MiB cold read that holds ~40 MiB of buffers at a time (bench/RESULTS.md, 2026-12-07).
-# The price: a fresh mapping is faulted in page by page, ~0.2 s of CPU per 512 MiB here
-# (asking for transparent huge pages made it slower on this VM, which had none to give).
+# The price: a fresh mapping must be faulted in, ~0.2 s of CPU per 512 MiB with a shared
+# mapping page by page (mmap's default). A private one, populated in one go when it is
+# made, costs less than half of that (bench/RESULTS.md, "cold read, round two"). (Asking
+# for transparent huge pages made it slower on a VM that had none to give, and may stall
+# in compaction.)
 MAP_BUFFER = 1024 * 1024
+_MAP_FLAGS = mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0) | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def _buffer(size: int) -> memoryview:
     if size < MAP_BUFFER:
         return memoryview(bytearray(size))
-    return memoryview(mmap.mmap(-1, size))
+    return memoryview(mmap.mmap(-1, size, flags=_MAP_FLAGS))
 
 
 SCRATCH = 256 * 1024  # ciphertext received per step, in a buffer each worker thread keeps
