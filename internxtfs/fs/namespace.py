@@ -104,7 +104,7 @@ class Namespace:
             raise pyfuse3.FUSEError(errno.ENOENT)
         record = self.journal.new_file(
             parent_uuid=parent.uuid,
-            name=node.name,
+            name=links.remote_name(node.name, node.is_link),  # what the server calls it
             size=node.size,
             mtime_ns=node.mtime_ns,
             remote_uuid=node.uuid,

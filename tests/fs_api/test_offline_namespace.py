@@ -7,7 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
 
+import pyfuse3
 import trio
 
 from internxtfs.fs.conflicts import RECOVERY_FOLDER
@@ -517,3 +520,48 @@ async def test_rm_rf_offline_of_a_folder_never_listed_stays_gone(mounted: InProc
             assert fake.content(e_sub, "new") == b"theirs"
             mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
             assert await mounted.listdir() == ["e"]
+
+
+def _mtime_only() -> Any:
+    """The fields a kernel passes for lutimes of the mtime alone (pyfuse3's are read-only)."""
+    fields = dict.fromkeys(
+        ("update_atime", "update_ctime", "update_gid", "update_mode", "update_size",
+         "update_uid"), False,
+    )  # fmt: skip
+    return SimpleNamespace(update_mtime=True, **fields)
+
+
+async def test_lutimes_of_a_stored_link_offline_is_kept_and_stored_once_back(
+    mounted: InProcess,
+) -> None:
+    """touch -h (rsync -a, tar -x) on a link stored on the server, during an outage: it
+    answered EIO (the time is stored by uploading the target again, sent at once). Now it
+    succeeds and the time is stored with the link once the server answers, whether the
+    target was read before or not."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "read.rclonelink", b"../a/target")
+    fake.add_file(ROOT, "unread.rclonelink", b"never read here")
+    _listings_fail_while_offline(mounted, "upload", "download_range", "replace_file")
+    async with serving(mounted):
+        assert await mounted.listdir() == ["read", "unread"]
+        read = await mounted.lookup("read")
+        assert await mounted.fs.readlink(read, CTX) == b"../a/target"
+        unread = await mounted.lookup("unread")
+        fake.known_offline = True
+        for ino, when in ((read, 1_500_000_000_123_000_000), (unread, 1_400_000_000_500_000_000)):
+            attr = pyfuse3.EntryAttributes()
+            attr.st_mtime_ns = when
+            got = await mounted.fs.setattr(ino, attr, _mtime_only(), None, CTX)
+            assert got.st_mtime_ns == when
+        assert (await mounted.fs.getattr(read, CTX)).st_mtime_ns == 1_500_000_000_123_000_000
+        async with _back_online(mounted):
+            for name, target, when in (
+                ("read.rclonelink", b"../a/target", 1_500_000_000.123),
+                ("unread.rclonelink", b"never read here", 1_400_000_000.5),
+            ):
+                entry = fake.file_at(ROOT, name)
+                assert entry is not None and entry.modified == when
+                assert fake.content(ROOT, name) == target
+            assert fake.names(ROOT) == ["read.rclonelink", "unread.rclonelink"]
+            assert await mounted.fs.readlink(read, CTX) == b"../a/target"
+            assert await mounted.fs.readlink(unread, CTX) == b"never read here"
