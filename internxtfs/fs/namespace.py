@@ -326,14 +326,18 @@ class Namespace:
         )  # fmt: skip
         local_id: int | None = None
         try:
+            # Born clean (nothing to send) and empty: the cache write below marks it dirty
+            # with the target's size in the same commit as the target's blocks. A kill -9 in
+            # between leaves a record with neither content nor entry, which the next mount
+            # drops (Uploader.resume); born dirty, it was stored as an empty .rclonelink.
             record = self.journal.new_file(
-                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=True,
+                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=False,
                 blind=self.blind(parent),
             )  # fmt: skip
             local_id = record.local_id
             self.table.set_local(node, local_id)
-            await self.cache.write(local_id, 0, target)
-            self.journal.update(local_id, size=len(target), mtime_ns=now, dirty=True)
+            crash_point("after-link-record")
+            await self.cache.write(local_id, 0, target, mtime_ns=now)
         except BaseException:
             if local_id is not None:
                 self.journal.delete(local_id)

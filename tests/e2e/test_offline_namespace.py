@@ -436,3 +436,32 @@ def test_symlinks_into_a_folder_made_offline_survive_kill_9(new_mount: Any) -> N
     assert os.readlink(mnt / "new/ln") == "../a.txt"
     assert os.readlink(mnt / "new/copy/link") == "data.txt"
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_kill_9_inside_an_offline_symlink_leaves_no_empty_link(new_mount: Any) -> None:
+    """A link made offline is a new NAME.rclonelink file in the journal, its target written
+    into the cache after the record exists. kill -9 between the two (crash point
+    ``after-link-record``) left a dirty empty record: the next mount showed a link with no
+    target and stored an empty .rclonelink. The symlink never returned, so nothing of it
+    may show or be stored; the links made before it are intact."""
+    from tests.harness.durability import remount_after_crash, wait_for_death
+
+    m: MountedFS = new_mount("--dir-cache-ttl", "1", crash_at="after-link-record")
+    mnt = m.mountpoint
+    write_file(mnt / "a.txt", b"a")
+    flush_ok(m)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        with pytest.raises(OSError):
+            _call(lambda: os.symlink("a.txt", mnt / "ln"), "ln -s")
+        wait_for_death(m)
+        remount_after_crash(m, "--dir-cache-ttl", "1")  # still offline
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == ["a.txt"]
+        _call(lambda: os.symlink("a.txt", mnt / "ln2"), "ln -s again")
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"a.txt": b"a", "ln2.rclonelink": b"a.txt"}
+    assert sorted(os.listdir(mnt)) == ["a.txt", "ln2"]
+    assert "Traceback" not in m.log_file.read_text()
