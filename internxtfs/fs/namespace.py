@@ -54,7 +54,7 @@ from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.pending import PendingNamespace, is_placeholder, unreachable
 from internxtfs.fs.remote import Remote
-from internxtfs.fs.replacement import Replacements, aside_name
+from internxtfs.fs.replacement import Replacements, Undecided, aside_name
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
@@ -536,6 +536,17 @@ class Namespace:
                 return
         try:
             await self._rename_over_online(node, new_parent, new_name, target)
+        except Undecided as exc:
+            # Its move aside reached a server that does not answer: it may land now, later
+            # or never. Queued as when offline, in steps that hold either way (a delete of
+            # the target by uuid, wherever it is; a move of the source that finds the name
+            # free, taken by our pending delete, or already its own), then its row goes: the
+            # target is not to be put back (docs/semantics.md, Durability).
+            assert target.uuid is not None
+            target_uuid = target.uuid
+            log.info("rename onto %r: sent to Internxt, no answer (%s); queued", new_name, exc)
+            await self._queued_rename_over(node, new_parent, new_name, target)
+            await self.replacements.forget(target_uuid)
         except ie.Unreachable as exc:
             # No connection was made for the step that failed, and no rename over the target
             # is left journaled (fs/replacement.py: its target never moved, or was put back):

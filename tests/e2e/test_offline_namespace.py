@@ -465,3 +465,39 @@ def test_kill_9_inside_an_offline_symlink_leaves_no_empty_link(new_mount: Any) -
     assert remote.snapshot(m.emulator, m.user) == {"a.txt": b"a", "ln2.rclonelink": b"a.txt"}
     assert sorted(os.listdir(mnt)) == ["a.txt", "ln2"]
     assert "Traceback" not in m.log_file.read_text()
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_rename_over_a_file_against_a_hanging_server_succeeds_and_is_stored(
+    new_mount: Any, known: bool
+) -> None:
+    """The server takes the requests and never answers (SIGSTOP; a stuck proxy): a rename
+    over a stored file, as the first call that meets it (``known`` False: its first step's
+    request reaches the server and is carried out once it wakes) or once the outage is known.
+    It succeeds within the 10 s, shows the new content, and once the server answers again
+    the name holds the new file, the old one is deleted and nothing hidden is left. Before,
+    the rename was EIO when its request had reached the server."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "600")
+    mnt = m.mountpoint
+    write_file(mnt / "doc.txt", b"old version")
+    write_file(mnt / "doc.new", b"new version")
+    write_file(mnt / "other.txt", b"other")
+    flush_ok(m)
+    m.emulator.pause()
+    try:
+        if known:  # a call that meets the outage first, so the mount knows of it
+            _call(lambda: os.rename(mnt / "other.txt", mnt / "other2.txt"), "mv")
+        _call(lambda: os.rename(mnt / "doc.new", mnt / "doc.txt"), "mv over a stored file")
+        assert _call(lambda: local_tree(mnt), "read all")["doc.txt"] == b"new version"
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == sorted(
+            ["doc.txt", "other2.txt" if known else "other.txt"]
+        )
+    finally:
+        m.emulator.resume()
+    flush_ok(m, timeout=120)
+    want = {"doc.txt": b"new version", ("other2.txt" if known else "other.txt"): b"other"}
+    assert remote.snapshot(m.emulator, m.user) == want
+    assert local_tree(mnt) == want
+    m.remount(cold=True)
+    assert local_tree(mnt) == want
+    assert "Traceback" not in m.log_file.read_text()

@@ -565,3 +565,43 @@ async def test_lutimes_of_a_stored_link_offline_is_kept_and_stored_once_back(
             assert fake.names(ROOT) == ["read.rclonelink", "unread.rclonelink"]
             assert await mounted.fs.readlink(read, CTX) == b"../a/target"
             assert await mounted.fs.readlink(unread, CTX) == b"never read here"
+
+
+async def test_rename_over_whose_move_aside_gets_no_answer_is_queued(mounted: InProcess) -> None:
+    """A rename over a stored file whose first step (moving the target aside) reaches a
+    server that then stops answering: the move may have landed or not. The rename succeeds
+    (queued: the target's delete by uuid and the source's move), and once the server answers
+    the name holds the source whichever it was, with nothing left aside. Before, EIO."""
+    fake = _fake(mounted)
+    made = {
+        landed: (
+            fake.add_file(ROOT, f"doc{landed}", b"old"),
+            fake.add_file(ROOT, f"new{landed}", b"new"),
+        )
+        for landed in (True, False)
+    }
+    for landed in (True, False):
+        old, new = made[landed]
+        async with serving(mounted):
+            await mounted.listdir()
+
+            def hangs(args: tuple[Any, ...], kwargs: object, uuid: str = old) -> bool:
+                if args[0] != uuid:
+                    return False
+                fake.known_offline = True  # the call's timeout: the outage is known
+                return True
+
+            mounted.remote.fail("move_file", Unreachable("read timeout"), after=landed, when=hangs)
+            await mounted.rename(f"new{landed}", f"doc{landed}")
+            assert f"doc{landed}" in await mounted.listdir()
+            assert f"new{landed}" not in await mounted.listdir()
+            ino = await mounted.lookup(f"doc{landed}")
+            assert await mounted.read_all(ino) == b"new"
+            assert (fake.files[old].name != f"doc{landed}") is landed
+            async with _back_online(mounted):
+                assert fake.content(ROOT, f"doc{landed}") == b"new"
+                assert fake.files[new].name == f"doc{landed}"
+                assert fake.files[old].status != EXISTS
+                assert mounted.journal.replacements() == []
+        mounted.remote.clear()
+    assert fake.names(ROOT) == ["docFalse", "docTrue"]
