@@ -42,8 +42,12 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
   with nothing newer goes in one delete of the folder.
 
 A change the server refuses for good (4xx other than the cases above) is dropped with a warning:
-the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
-kept and retried (files wait in it): ``status`` shows the error.
+the entry stays as the server holds it, which the next listing shows. A move refused for
+``REFUSAL_PATIENCE`` (404 or 422 while its entry exists) is not undone silently: if its
+destination folder was deleted elsewhere, the entry goes to the recovery folder under its new
+name, marked (as files do, ``conflicts.RecoveryFolder``); otherwise it keeps its place on the
+server and the mount shows it there again at once; a warning and ``status`` say which. A mkdir
+refused so is kept and retried (files wait in it): ``status`` shows the error.
 
 Composed of these (fs/namespace.py): a rename over a stored file is an unlink and a move, over
 an empty folder an rmdir and a move; an unlink of a file still open is a move aside (its delete
@@ -56,9 +60,11 @@ listing (fs/metadata.py), and what is made there keeps both versions on a taken 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid as uuidlib
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -135,6 +141,7 @@ class PendingNamespace:
         self._held: Counter[str] = Counter()
         self._changed = trio.Event()
         self.last_error: str | None = None
+        self._refusal: str | None = None  # set by _refused_for_good for run()
         self._recount()
         uploader.deferred = self.defers
 
@@ -268,7 +275,9 @@ class PendingNamespace:
                 await trio.sleep(self.retry_interval * 5)
                 continue
             else:
-                self.last_error = None
+                # A move refused for good keeps its refusal in ``status`` until the next
+                # change goes through (_refused_for_good).
+                self.last_error, self._refusal = self._refusal, None
             self._reload()
             if not self._ops:
                 log.info("queued namespace changes sent")
@@ -350,10 +359,8 @@ class PendingNamespace:
                 first = self._refused_since.setdefault(op.seq, trio.current_time())
                 if trio.current_time() - first < REFUSAL_PATIENCE:
                     raise _NotYet(f"{exc} (maybe a replica behind our writes)") from exc
-                log.warning("Internxt kept refusing the queued rename of %r for %.0f s (%s); "
-                            "dropped, the entry stays as Internxt holds it", op.name,
-                            REFUSAL_PATIENCE, exc)  # fmt: skip
-                break
+                await self._refused_for_good(op, exc)
+                return
             except ie.Conflict:
                 if op.kind == "file" and await self.uploader.settle_deletes_at(
                     op.parent_uuid, name
@@ -385,6 +392,69 @@ class PendingNamespace:
             parent = self.table.by_uuid(op.parent_uuid)
             if node is not None and parent is not None and parent.children is not None:
                 self.table.move_child(parent, node.name, parent, name)
+
+    async def _refused_for_good(self, op: NamespaceOp, exc: ie.InternxtError) -> None:
+        """A queued move Internxt keeps refusing while the entry exists (module docstring).
+        Its destination folder deleted elsewhere: the entry goes to the recovery folder under
+        its new name, marked, as a file made in a deleted folder does. Otherwise it keeps its
+        place on the server, and the mount shows it there again at once. Either way a
+        warning says where it is, and ``status`` keeps the refusal until the next change
+        goes through."""
+        self._refusal = f"{op.op} {op.name!r}: {exc}"
+        place: tuple[str, str] | None = None
+        if self.recovery_parent is not None and await self._folder_gone(op.parent_uuid):
+            name = marked_name(op.name, f"recovered {time.strftime('%Y-%m-%d %H%M%S')}")
+            try:
+                recovery = await self._make_folder(self.recovery_parent, RECOVERY_FOLDER, 0)
+                await self._send_move(replace(op, parent_uuid=recovery), name)
+                place = (recovery, name)
+            except ie.RequestRejected as again:
+                log.debug("cannot move %r to the recovery folder either: %r", op.name, again)
+            if place is not None:
+                log.warning("the folder %r was to be moved into was deleted elsewhere; it is "
+                            "stored as /%s/%s", op.name, RECOVERY_FOLDER, name)  # fmt: skip
+        if place is None:
+            place = await self._where(op)
+            log.warning("Internxt refuses the queued rename of %r (%s); it keeps its place "
+                        "there%s", op.name, exc,
+                        "" if place is None else f" (as {place[1]!r})")  # fmt: skip
+        with self.journal.transaction():
+            self.journal.remove_op(op.seq)
+            record = self.journal.find_by_remote(op.uuid)
+            if place is not None and record is not None and not record.deleted:
+                self.journal.update(record.local_id, parent_uuid=place[0], name=place[1])
+        self._show_at(op, place)
+
+    async def _folder_gone(self, uuid: str) -> bool:
+        try:
+            return (await self.remote.folder_meta(uuid)).status != "EXISTS"
+        except ie.NotFound:
+            return True
+
+    async def _where(self, op: NamespaceOp) -> tuple[str, str] | None:
+        """(folder, name) of the entry on the server now; None if that cannot be read."""
+        try:
+            if op.kind == "file":
+                entry = await self.remote.file_meta(op.uuid)
+                return entry.folder_uuid, entry.name
+            folder = await self.remote.folder_meta(op.uuid)
+        except ie.InternxtError:
+            return None
+        return (folder.parent_uuid, folder.name) if folder.parent_uuid else None
+
+    def _show_at(self, op: NamespaceOp, place: tuple[str, str] | None) -> None:
+        """The mount's view follows the server: the entry leaves the folder the move was
+        for and shows at ``place``; both folders are listed again at the next look."""
+        node = self.table.by_uuid(op.uuid)
+        here = None if node is None else self.table.get(node.parent)
+        there = None if place is None else self.table.by_uuid(place[0])
+        for folder in (here, there):
+            if folder is not None and folder.children is not None:
+                folder.listed_at = -math.inf  # stale: listed again at the next look
+        if node is None or here is None or place is None or there is None:
+            return
+        if there.children is not None and place[1] not in there.children:
+            self.table.move_child(here, node.name, there, place[1])
 
     async def _gone(self, op: NamespaceOp) -> bool:
         """Whether the server itself reports the moved entry deleted or trashed (a 404 of the

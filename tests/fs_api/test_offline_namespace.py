@@ -605,3 +605,65 @@ async def test_rename_over_whose_move_aside_gets_no_answer_is_queued(mounted: In
                 assert mounted.journal.replacements() == []
         mounted.remote.clear()
     assert fake.names(ROOT) == ["docFalse", "docTrue"]
+
+
+async def test_a_queued_move_into_a_folder_deleted_elsewhere_goes_to_recovery(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """mv a d/b offline, and another client deletes d meanwhile: Internxt refuses the move for
+    good (its destination is gone). The move was dropped after REFUSAL_PATIENCE, undoing the
+    user's rename on the server without a trace in the mount. Now the entry goes where a
+    file made in a folder deleted elsewhere goes: /internxtfs-recovered/, under its new name
+    marked ``(recovered DATE)``, and the mount shows it there."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    d = fake.add_folder(ROOT, "d")
+    async with serving(mounted):
+        await mounted.listdir()
+        d_ino = await mounted.lookup("d")
+        await mounted.listdir(d_ino)
+        fake.known_offline = True
+        await mounted.fs.rename(ROOT_INODE, b"a", d_ino, b"b", 0, CTX)
+        fake.folders[d].status = DELETED  # by another client, during the outage
+        start = trio.current_time()
+        async with _back_online(mounted):
+            recovery = fake.folder_at(ROOT, RECOVERY_FOLDER)
+            assert recovery is not None
+            [name] = fake.names(recovery.uuid)
+            assert name.startswith("b (recovered ") and fake.content(recovery.uuid, name) == (
+                b"content"
+            )
+            assert fake.names(ROOT) == [RECOVERY_FOLDER]
+            assert trio.current_time() - start >= REFUSAL_PATIENCE
+            mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
+            assert await mounted.listdir() == [RECOVERY_FOLDER]
+            r = await mounted.lookup(RECOVERY_FOLDER)
+            assert await mounted.listdir(r) == [name]
+            assert await mounted.read_all(await mounted.lookup(name, r)) == b"content"
+
+
+async def test_a_queued_move_refused_for_good_shows_the_entry_where_the_server_keeps_it(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """A queued rename Internxt keeps refusing while both the entry and its destination
+    exist: the entry keeps its place on the server, and the mount shows it there again at
+    once (before, it went on showing the new name until the folders' listings expired),
+    with the refusal in ``status``."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    fake.add_folder(ROOT, "d")
+    async with serving(mounted):
+        await mounted.listdir()
+        d_ino = await mounted.lookup("d")
+        await mounted.listdir(d_ino)
+        fake.known_offline = True
+        await mounted.fs.rename(ROOT_INODE, b"a", d_ino, b"b", 0, CTX)
+        mounted.remote.fail(
+            "move_file", Unprocessable("File can not be moved", status=422), times=1 << 30
+        )
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["a", "d"] and fake.content(ROOT, "a") == b"content"
+            assert await mounted.listdir(d_ino) == []
+            assert await mounted.listdir() == ["a", "d"]
+            assert await mounted.read_all(await mounted.lookup("a")) == b"content"
+            assert "can not be moved" in (mounted.fs.pending.stats()["namespace_error"] or "")
