@@ -431,6 +431,8 @@ class Filesystem(pyfuse3.Operations):
         if fields.update_mtime:
             record = None if node.local_id is None else self.journal.get(node.local_id)
             waiting = record is not None and lifecycle.has_unsent_content(record)
+            if node.uuid is None and node.local_id is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)  # neither stored nor journaled: gone
             if node.uuid is None or waiting or self.remote.offline():
                 self._journal_link_mtime(node, attr.st_mtime_ns)
             elif not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
