@@ -36,8 +36,8 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
 * ``rmtree``: an rmdir of a folder this mount never listed (its partial view showed it empty,
   so ``rm -rf`` removed it: fs/namespace.py). What the server holds in it was there for the
   user to remove, unless it changed after the rmdir: the replay walks its tree and deletes
-  every entry whose server time (``updatedAt``) is older than the rmdir (less a margin for
-  clock skew, ``CLOCK_MARGIN``); an entry changed since stays, in the folders that lead to it
+  every entry whose server time (``updatedAt``) is older than the rmdir (on the server's
+  clock, ``CLOCK_SLACK``); an entry changed since stays, in the folders that lead to it
   (rule 1 of fs/conflicts.py: a delete of ours never takes a version stored after it). A tree
   with nothing newer goes in one delete of the folder.
 
@@ -82,9 +82,13 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_PREFIX = "offline-"
 MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
 RMTREE = "rmtree"  # an rmdir of a folder never listed (module docstring)
-# How much older than an offline rmdir (by this machine's clock) an entry's last change on the
-# server (by Internxt's clock) must be for the rmdir to take it: the two clocks may disagree,
-# and an entry changed too close to the rmdir to tell is kept (never lost; shown again).
+# An rmdir made at T by this machine's clock was made at T + ahead by Internxt's, where ahead
+# (Remote.server_ahead, from the Date of its latest answer) never overstates its lead: the
+# rmdir's server time taken so is never later than the real one, so an entry changed after
+# the rmdir always shows as changed. A second covers a clock adjusted since. Not known (no
+# answer carried a Date): CLOCK_MARGIN, for clocks that disagree by minutes. An entry too
+# close to the rmdir to tell is kept (never lost; shown again).
+CLOCK_SLACK = 1.0
 CLOCK_MARGIN = 300.0
 # How long a queued move keeps being tried while Internxt says its entry or destination is
 # not there (404, or 422 "can not be moved"): its read replicas may not show an entry written
@@ -499,7 +503,6 @@ class PendingNamespace:
 
     async def _replay_rmtree(self, op: NamespaceOp) -> None:
         await self.uploader.wait_deletes_in(op.uuid)
-        since = op.mtime_ns / 1e9 - CLOCK_MARGIN
         try:
             folder = await self.remote.folder_meta(op.uuid)
         except ie.NotFound:
@@ -507,6 +510,8 @@ class PendingNamespace:
         if folder is None or folder.status != "EXISTS":
             self.journal.remove_op(op.seq)  # gone already (deleted elsewhere)
             return
+        ahead = self.remote.server_ahead()  # from the answer just read (CLOCK_SLACK)
+        since = op.mtime_ns / 1e9 + (-CLOCK_MARGIN if ahead is None else ahead - CLOCK_SLACK)
         kept: list[str] = []
         if self._changed_since(folder, since):
             kept.append(op.name)  # renamed or moved elsewhere since: not what the user saw

@@ -189,6 +189,10 @@ class DriveAPI:
         """Internxt is known to be unreachable: a call failed on it and none answered since."""
         return self._retry.offline
 
+    def server_ahead(self) -> float | None:
+        """How far the server's clock is ahead of ours, at most (internxt/http.py)."""
+        return self._http.server_ahead
+
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _call(

@@ -501,3 +501,38 @@ def test_rename_over_a_file_against_a_hanging_server_succeeds_and_is_stored(
     m.remount(cold=True)
     assert local_tree(mnt) == want
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rm_rf_offline_of_a_folder_never_listed_stays_gone(new_mount: Any) -> None:
+    """A folder another client filled, seen in this mount's root listing and never opened,
+    removed with rm -rf while the server is down: rm sees it empty (this mount knows nothing
+    of its content) and removes it. Once the server is back the folder and what it held are
+    deleted, and it does not come back, neither in the mount nor after a cold remount.
+    Before, the replay found it not empty and kept it: it reappeared."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "keep.txt", b"kept")
+    flush_ok(m)
+    other: MountedFS = new_mount(user=m.user, name="other")
+    (other.mountpoint / "old/sub").mkdir(parents=True)
+    write_file(other.mountpoint / "old/a.txt", b"a")
+    write_file(other.mountpoint / "old/sub/b.txt", b"b")
+    flush_ok(other)
+    other.unmount()
+    wait_for("the other mount's folder", lambda: "old" in os.listdir(mnt), 30)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        done = _call(lambda: subprocess.run(["rm", "-rf", str(mnt / "old")]), "rm -rf")
+        assert done.returncode == 0
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == ["keep.txt"]
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"keep.txt": b"kept"}
+    assert remote.folders(m.emulator, m.user) == []
+    time.sleep(1.5)  # past the listing TTL: the root is listed again
+    assert sorted(os.listdir(mnt)) == ["keep.txt"]
+    m.remount(cold=True)
+    assert sorted(os.listdir(mnt)) == ["keep.txt"]
+    assert "Traceback" not in m.log_file.read_text()

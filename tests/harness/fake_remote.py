@@ -85,6 +85,9 @@ class NoLag:
     def offline(self) -> bool:
         return False  # always answers
 
+    def server_ahead(self) -> float | None:
+        return 0.0  # its times (``updated``) are this machine's
+
 
 @dataclass
 class FakeRemote(NoLag):

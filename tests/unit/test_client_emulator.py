@@ -388,6 +388,10 @@ async def test_listings_carry_the_servers_time_of_the_last_change(emu: Any) -> N
         await drive.move_file(x.uuid, root, "y.txt")
         [moved] = await drive.list_files(root)
         assert moved.uuid == x.uuid and moved.updated > listed.updated
+        # Its clock, read from the Date of its answers: never ahead of the truth (here, the
+        # same clock), and less than its whole-second rounding behind.
+        ahead = drive.server_ahead()
+        assert ahead is not None and -2.0 < ahead <= 0.0
 
 
 # --- quota and caps -----------------------------------------------------------------------
