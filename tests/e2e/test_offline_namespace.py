@@ -20,7 +20,16 @@ import pytest
 
 from tests.e2e.test_restic import Restic, make_tree
 from tests.harness import remote
-from tests.harness.durability import bounded, flush_ok, local_tree, status, wait_for, write_file
+from tests.harness.durability import (
+    bounded,
+    flush_ok,
+    local_tree,
+    remount_after_crash,
+    status,
+    wait_for,
+    wait_for_death,
+    write_file,
+)
 from tests.harness.mounting import MountedFS, cli
 
 CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
@@ -444,8 +453,6 @@ def test_kill_9_inside_an_offline_symlink_leaves_no_empty_link(new_mount: Any) -
     ``after-link-record``) left a dirty empty record: the next mount showed a link with no
     target and stored an empty .rclonelink. The symlink never returned, so nothing of it
     may show or be stored; the links made before it are intact."""
-    from tests.harness.durability import remount_after_crash, wait_for_death
-
     m: MountedFS = new_mount("--dir-cache-ttl", "1", crash_at="after-link-record")
     mnt = m.mountpoint
     write_file(mnt / "a.txt", b"a")
