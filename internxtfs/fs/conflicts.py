@@ -29,7 +29,8 @@ Principles (docs/semantics.md, "Conflicts", says the same to users):
    and symlink before this policy; :class:`AdoptExisting` refuses such an entry).
 5. A folder deleted elsewhere while it held unsent files: they are stored in
    ``/internxtfs-recovered/`` as ``NAME (recovered N).EXT``, never failing forever out of sight
-   (:class:`RecoveryFolder`).
+   (:class:`RecoveryFolder`); so is an entry whose queued move into it Internxt refuses
+   (fs/pending.py, ``_refused_for_good``).
 6. A rename over an entry, settled after an outage, whose name someone else took meanwhile:
    the old entry is kept beside it as ``NAME (internxtfs restored).EXT`` (fs/replacement.py,
    :data:`RESTORED`).

@@ -11,7 +11,9 @@ object, the journal does not know yet); ``after-remote-delete`` (uploader: the
 delete of an unlinked file sent, the journal not updated yet) and ``after-remote-move``
 (operations: rename sent to Internxt, the journal not updated yet);
 ``after-target-aside`` and ``after-source-moved`` (replacement.py: a rename over an existing
-entry with the target moved aside, and with the source moved onto the name).
+entry with the target moved aside, and with the source moved onto the name);
+``after-link-record`` (namespace.py: a symlink made offline has its journal record, its
+target is not in the cache yet).
 
 Unset, which is always the case outside tests, a crash point costs one comparison.
 """

@@ -91,6 +91,13 @@ def awaits_create(record: FileRecord) -> bool:
     return record.remote_uuid is None and has_unsent_content(record)
 
 
+def cut_short(record: FileRecord) -> bool:
+    """Linked, empty, clean and without an entry: nothing to send and nothing stored, a
+    state only a moment inside one call has (a symlink made offline before its target is
+    written, fs/namespace.py). Found at start, it is what a crash left of that call."""
+    return state_of(record) is FileState.CLEAN and record.remote_uuid is None and record.size == 0
+
+
 # --- transitions of the unlink side (each one journal update: atomic) ----------------------------
 
 

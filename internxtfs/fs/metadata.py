@@ -918,7 +918,8 @@ class Metadata:
                 by_remote[record.remote_uuid] = record
                 if here and record.local_id in unpublished and record.remote_uuid not in listed:
                     pending.append(record)  # published during the fetch: listed from here
-            elif here:
+            elif here and not lifecycle.cut_short(record):
+                # (A symlink cut short by a crash is no entry: the next start drops it.)
                 pending.append(record)
         return by_remote, pending
 

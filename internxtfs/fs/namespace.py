@@ -54,7 +54,7 @@ from internxtfs.fs.metadata import Metadata
 from internxtfs.fs.ownership import Ownership
 from internxtfs.fs.pending import PendingNamespace, is_placeholder, unreachable
 from internxtfs.fs.remote import Remote
-from internxtfs.fs.replacement import Replacements, aside_name
+from internxtfs.fs.replacement import Replacements, Undecided, aside_name
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
@@ -104,7 +104,7 @@ class Namespace:
             raise pyfuse3.FUSEError(errno.ENOENT)
         record = self.journal.new_file(
             parent_uuid=parent.uuid,
-            name=node.name,
+            name=links.remote_name(node.name, node.is_link),  # what the server calls it
             size=node.size,
             mtime_ns=node.mtime_ns,
             remote_uuid=node.uuid,
@@ -326,14 +326,18 @@ class Namespace:
         )  # fmt: skip
         local_id: int | None = None
         try:
+            # Born clean (nothing to send) and empty: the cache write below marks it dirty
+            # with the target's size in the same commit as the target's blocks. A kill -9 in
+            # between leaves a record with neither content nor entry, which the next mount
+            # drops (Uploader.resume); born dirty, it was stored as an empty .rclonelink.
             record = self.journal.new_file(
-                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=True,
+                parent_uuid=parent.uuid, name=remote_name, size=0, mtime_ns=now, dirty=False,
                 blind=self.blind(parent),
             )  # fmt: skip
             local_id = record.local_id
             self.table.set_local(node, local_id)
-            await self.cache.write(local_id, 0, target)
-            self.journal.update(local_id, size=len(target), mtime_ns=now, dirty=True)
+            crash_point("after-link-record")
+            await self.cache.write(local_id, 0, target, mtime_ns=now)
         except BaseException:
             if local_id is not None:
                 self.journal.delete(local_id)
@@ -444,14 +448,18 @@ class Namespace:
             log.info("rmdir %r: Internxt cannot be reached (%s); queued", node.name, exc)
             await self._queue_rmdir(parent, node)
 
-    async def _queue_rmdir(self, parent: Node, node: Node) -> None:
+    async def _queue_rmdir(self, parent: Node, node: Node, *, replaced: bool = False) -> None:
         """rmdir while offline: empty as far as this mount knows (the replay asks the server
-        again before deleting)."""
+        again before deleting). A folder never listed showed only our own entries (a partial
+        view): ``rm -rf`` saw it empty and removed it, so the replay removes what the server
+        holds there too, unless it changed after the rmdir (fs/pending.py, ``rmtree``). Not
+        so for the target of a rename over (``replaced``): POSIX asks it to be empty."""
         assert node.uuid is not None and parent.uuid is not None
         if await self.meta.children(node):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        unseen = not replaced and self.meta.partial(node)
         with self.journal.transaction():
-            self.pending.rmdir(node.uuid, parent.uuid, node.name)
+            self.pending.rmdir(node.uuid, parent.uuid, node.name, unseen=unseen)
             self.owners.forget(node)
             self.table.unlink_child(parent, node.name)
             self.touch_dir(parent)
@@ -528,6 +536,17 @@ class Namespace:
                 return
         try:
             await self._rename_over_online(node, new_parent, new_name, target)
+        except Undecided as exc:
+            # Its move aside reached a server that does not answer: it may land now, later
+            # or never. Queued as when offline, in steps that hold either way (a delete of
+            # the target by uuid, wherever it is; a move of the source that finds the name
+            # free, taken by our pending delete, or already its own), then its row goes: the
+            # target is not to be put back (docs/semantics.md, Durability).
+            assert target.uuid is not None
+            target_uuid = target.uuid
+            log.info("rename onto %r: sent to Internxt, no answer (%s); queued", new_name, exc)
+            await self._queued_rename_over(node, new_parent, new_name, target)
+            await self.replacements.forget(target_uuid)
         except ie.Unreachable as exc:
             # No connection was made for the step that failed, and no rename over the target
             # is left journaled (fs/replacement.py: its target never moved, or was put back):
@@ -555,7 +574,7 @@ class Namespace:
             # only if the server lists it empty; if another client filled it meanwhile it
             # stays, and the move meets its name taken: ours is stored beside it under a
             # marked name (fs/pending.py), so neither is lost.
-            await self._queue_rmdir(new_parent, target)
+            await self._queue_rmdir(new_parent, target, replaced=True)
             await self._move_remote_folder(node, new_parent, new_name)
             return
         # Offline, a file over a file: the target's delete is journaled as by unlink (an

@@ -37,7 +37,7 @@ from internxtfs.fs.metadata import Metadata, same_millisecond
 from internxtfs.fs.modes import DeleteMode, FsyncMode, OfflineFsync
 from internxtfs.fs.namespace import Namespace, bytes_reader
 from internxtfs.fs.ownership import Ownership
-from internxtfs.fs.pending import PendingNamespace
+from internxtfs.fs.pending import PendingNamespace, unreachable
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
@@ -423,19 +423,39 @@ class Filesystem(pyfuse3.Operations):
         the target is uploaded again and the entry pointed at it with the new time (a few
         bytes; skipped when the time is the stored one to the millisecond). Sent at once, as
         ``symlink`` is: when lutimes returns, the server holds the time. A link not stored yet
-        (made offline) keeps the time in the journal, stored with it."""
+        (made offline), one whose earlier time is still waiting, and any link while Internxt
+        cannot be reached keep the time in the journal instead: the uploader stores it as it
+        stores a file's new mtime (the target read from the server first if not cached), so
+        ``touch -h`` works offline (issue 9)."""
         self.namespace.sync_uuid(node)
-        if fields.update_mtime and node.uuid is None and node.local_id is not None:
-            self.journal.update(node.local_id, mtime_ns=attr.st_mtime_ns, dirty=True)
-            self.uploader.schedule(node.local_id)
-        elif fields.update_mtime and not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
-            await self._store_link_mtime(node, attr.st_mtime_ns)
+        if fields.update_mtime:
+            record = None if node.local_id is None else self.journal.get(node.local_id)
+            waiting = record is not None and lifecycle.has_unsent_content(record)
+            if node.uuid is None and node.local_id is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)  # neither stored nor journaled: gone
+            if node.uuid is None or waiting or self.remote.offline():
+                self._journal_link_mtime(node, attr.st_mtime_ns)
+            elif not same_millisecond(node.mtime_ns, attr.st_mtime_ns / 1e9):
+                try:
+                    await self._store_link_mtime(node, attr.st_mtime_ns)
+                except ie.InternxtError as exc:
+                    if not unreachable(exc, self.remote):
+                        raise
+                    log.info("lutimes of %r: Internxt cannot be reached (%s); stored later",
+                             node.name, exc)  # fmt: skip
+                    self._journal_link_mtime(node, attr.st_mtime_ns)
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
         node.ctime_ns = max(node.ctime_ns, self.clock_ns())  # a metadata change, as above
         return self.attrs(node)
+
+    def _journal_link_mtime(self, node: Node, mtime_ns: int) -> None:
+        """A link's new time, stored later by the uploader (``_setattr_link``)."""
+        local_id = self.namespace.ensure_record(node)
+        self.journal.update(local_id, mtime_ns=mtime_ns, size=node.size, dirty=True)
+        self.uploader.schedule(local_id)
 
     async def _store_link_mtime(self, node: Node, mtime_ns: int) -> None:
         uuid = node.uuid
@@ -818,8 +838,10 @@ class Filesystem(pyfuse3.Operations):
 
     async def _link_target(self, node: Node) -> bytes:
         record = None if node.local_id is None else self.journal.get(node.local_id)
-        if node.link_target is None and record is not None and lifecycle.awaits_create(record):
-            # A link made offline, not stored yet (after a remount): its target is cached.
+        if node.link_target is None and record is not None:
+            # A link made offline, not stored yet (after a remount): its target is cached. Or
+            # one whose time was stored through the uploader (_journal_link_mtime): the cache
+            # names the object its upload made (the old one is gone) and reads what it lacks.
             return bytes(await self.cache.read(record.local_id, 0, record.size))
         if node.link_target is None:
             if node.file_id is None or node.size == 0:

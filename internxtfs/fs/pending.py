@@ -33,10 +33,21 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
   DATE)``, as a conflicting upload is.
 * ``rmdir``: our queued unlinks in it go first; then it is deleted only if the server lists it
   empty (another client may have put something in it meanwhile: then it stays, and shows again).
+* ``rmtree``: an rmdir of a folder this mount never listed (its partial view showed it empty,
+  so ``rm -rf`` removed it: fs/namespace.py). What the server holds in it was there for the
+  user to remove, unless it changed after the rmdir: the replay walks its tree and deletes
+  every entry whose server time (``updatedAt``) is older than the rmdir (on the server's
+  clock, ``CLOCK_SLACK``); an entry changed since stays, in the folders that lead to it
+  (rule 1 of fs/conflicts.py: a delete of ours never takes a version stored after it). A tree
+  with nothing newer goes in one delete of the folder.
 
 A change the server refuses for good (4xx other than the cases above) is dropped with a warning:
-the entry stays as the server holds it, which the next listing shows. A mkdir refused so is
-kept and retried (files wait in it): ``status`` shows the error.
+the entry stays as the server holds it, which the next listing shows. A move refused for
+``REFUSAL_PATIENCE`` (404 or 422 while its entry exists) is not undone silently: if its
+destination folder was deleted elsewhere, the entry goes to the recovery folder under its new
+name, marked (as files do, ``conflicts.RecoveryFolder``); otherwise it keeps its place on the
+server and the mount shows it there again at once; a warning and ``status`` say which. A mkdir
+refused so is kept and retried (files wait in it): ``status`` shows the error.
 
 Composed of these (fs/namespace.py): a rename over a stored file is an unlink and a move, over
 an empty folder an rmdir and a move; an unlink of a file still open is a move aside (its delete
@@ -49,9 +60,11 @@ listing (fs/metadata.py), and what is made there keeps both versions on a taken 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid as uuidlib
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -59,7 +72,7 @@ import trio
 from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
 from internxtfs.fs.inodes import InodeTable
 from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
-from internxtfs.fs.remote import Remote
+from internxtfs.fs.remote import Kind, Remote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 from internxtfs.internxt.retry import interactive
@@ -68,6 +81,15 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_PREFIX = "offline-"
 MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
+RMTREE = "rmtree"  # an rmdir of a folder never listed (module docstring)
+# An rmdir made at T by this machine's clock was made at T + ahead by Internxt's, where ahead
+# (Remote.server_ahead, from the Date of its latest answer) never overstates its lead: the
+# rmdir's server time taken so is never later than the real one, so an entry changed after
+# the rmdir always shows as changed. A second covers a clock adjusted since. Not known (no
+# answer carried a Date): CLOCK_MARGIN, for clocks that disagree by minutes. An entry too
+# close to the rmdir to tell is kept (never lost; shown again).
+CLOCK_SLACK = 1.0
+CLOCK_MARGIN = 300.0
 # How long a queued move keeps being tried while Internxt says its entry or destination is
 # not there (404, or 422 "can not be moved"): its read replicas may not show an entry written
 # a moment ago, and after a restart this process has no record of that write to tell a lag
@@ -123,6 +145,7 @@ class PendingNamespace:
         self._held: Counter[str] = Counter()
         self._changed = trio.Event()
         self.last_error: str | None = None
+        self._refusal: str | None = None  # set by _refused_for_good for run()
         self._recount()
         uploader.deferred = self.defers
 
@@ -155,7 +178,7 @@ class PendingNamespace:
                 made[op.uuid] = (op.parent_uuid, op.name, op.mtime_ns)
             elif op.op == MOVE and op.uuid in made:
                 made[op.uuid] = (op.parent_uuid, op.name, made[op.uuid][2])
-            elif op.op == RMDIR:
+            elif op.op in (RMDIR, RMTREE):
                 made.pop(op.uuid, None)
         return [(u, name, mtime) for u, (p, name, mtime) in made.items() if p == folder_uuid]
 
@@ -173,10 +196,14 @@ class PendingNamespace:
     def move(self, kind: str, uuid: str, old_parent: str, new_parent: str, name: str) -> None:
         self._add(MOVE, kind, uuid, new_parent, name, old_parent_uuid=old_parent)
 
-    def rmdir(self, uuid: str, parent_uuid: str, name: str) -> None:
+    def rmdir(self, uuid: str, parent_uuid: str, name: str, *, unseen: bool = False) -> None:
+        """``unseen``: the folder was never listed, its content is unknown (an ``rmtree``)."""
         if is_placeholder(uuid) and self._cancel_mkdir(uuid):
             return
-        self._add(RMDIR, "folder", uuid, parent_uuid, name)
+        if unseen:
+            self._add(RMTREE, "folder", uuid, parent_uuid, name, mtime_ns=time.time_ns())
+        else:
+            self._add(RMDIR, "folder", uuid, parent_uuid, name)
 
     def _cancel_mkdir(self, placeholder: str) -> bool:
         """A folder made offline and removed before anything else used it: both go."""
@@ -252,7 +279,9 @@ class PendingNamespace:
                 await trio.sleep(self.retry_interval * 5)
                 continue
             else:
-                self.last_error = None
+                # A move refused for good keeps its refusal in ``status`` until the next
+                # change goes through (_refused_for_good).
+                self.last_error, self._refusal = self._refusal, None
             self._reload()
             if not self._ops:
                 log.info("queued namespace changes sent")
@@ -270,6 +299,8 @@ class PendingNamespace:
             await self._replay_move(op)
         elif op.op == RMDIR:
             await self._replay_rmdir(op)
+        elif op.op == RMTREE:
+            await self._replay_rmtree(op)
         else:
             log.error("unknown queued namespace change %r; dropped", op.op)
             self.journal.remove_op(op.seq)
@@ -332,10 +363,8 @@ class PendingNamespace:
                 first = self._refused_since.setdefault(op.seq, trio.current_time())
                 if trio.current_time() - first < REFUSAL_PATIENCE:
                     raise _NotYet(f"{exc} (maybe a replica behind our writes)") from exc
-                log.warning("Internxt kept refusing the queued rename of %r for %.0f s (%s); "
-                            "dropped, the entry stays as Internxt holds it", op.name,
-                            REFUSAL_PATIENCE, exc)  # fmt: skip
-                break
+                await self._refused_for_good(op, exc)
+                return
             except ie.Conflict:
                 if op.kind == "file" and await self.uploader.settle_deletes_at(
                     op.parent_uuid, name
@@ -367,6 +396,69 @@ class PendingNamespace:
             parent = self.table.by_uuid(op.parent_uuid)
             if node is not None and parent is not None and parent.children is not None:
                 self.table.move_child(parent, node.name, parent, name)
+
+    async def _refused_for_good(self, op: NamespaceOp, exc: ie.InternxtError) -> None:
+        """A queued move Internxt keeps refusing while the entry exists (module docstring).
+        Its destination folder deleted elsewhere: the entry goes to the recovery folder under
+        its new name, marked, as a file made in a deleted folder does. Otherwise it keeps its
+        place on the server, and the mount shows it there again at once. Either way a
+        warning says where it is, and ``status`` keeps the refusal until the next change
+        goes through."""
+        self._refusal = f"{op.op} {op.name!r}: {exc}"
+        place: tuple[str, str] | None = None
+        if self.recovery_parent is not None and await self._folder_gone(op.parent_uuid):
+            name = marked_name(op.name, f"recovered {time.strftime('%Y-%m-%d %H%M%S')}")
+            try:
+                recovery = await self._make_folder(self.recovery_parent, RECOVERY_FOLDER, 0)
+                await self._send_move(replace(op, parent_uuid=recovery), name)
+                place = (recovery, name)
+            except ie.RequestRejected as again:
+                log.debug("cannot move %r to the recovery folder either: %r", op.name, again)
+            if place is not None:
+                log.warning("the folder %r was to be moved into was deleted elsewhere; it is "
+                            "stored as /%s/%s", op.name, RECOVERY_FOLDER, name)  # fmt: skip
+        if place is None:
+            place = await self._where(op)
+            log.warning("Internxt refuses the queued rename of %r (%s); it keeps its place "
+                        "there%s", op.name, exc,
+                        "" if place is None else f" (as {place[1]!r})")  # fmt: skip
+        with self.journal.transaction():
+            self.journal.remove_op(op.seq)
+            record = self.journal.find_by_remote(op.uuid)
+            if place is not None and record is not None and not record.deleted:
+                self.journal.update(record.local_id, parent_uuid=place[0], name=place[1])
+        self._show_at(op, place)
+
+    async def _folder_gone(self, uuid: str) -> bool:
+        try:
+            return (await self.remote.folder_meta(uuid)).status != "EXISTS"
+        except ie.NotFound:
+            return True
+
+    async def _where(self, op: NamespaceOp) -> tuple[str, str] | None:
+        """(folder, name) of the entry on the server now; None if that cannot be read."""
+        try:
+            if op.kind == "file":
+                entry = await self.remote.file_meta(op.uuid)
+                return entry.folder_uuid, entry.name
+            folder = await self.remote.folder_meta(op.uuid)
+        except ie.InternxtError:
+            return None
+        return (folder.parent_uuid, folder.name) if folder.parent_uuid else None
+
+    def _show_at(self, op: NamespaceOp, place: tuple[str, str] | None) -> None:
+        """The mount's view follows the server: the entry leaves the folder the move was
+        for and shows at ``place``; both folders are listed again at the next look."""
+        node = self.table.by_uuid(op.uuid)
+        here = None if node is None else self.table.get(node.parent)
+        there = None if place is None else self.table.by_uuid(place[0])
+        for folder in (here, there):
+            if folder is not None and folder.children is not None:
+                folder.listed_at = -math.inf  # stale: listed again at the next look
+        if node is None or here is None or place is None or there is None:
+            return
+        if there.children is not None and place[1] not in there.children:
+            self.table.move_child(here, node.name, there, place[1])
 
     async def _gone(self, op: NamespaceOp) -> bool:
         """Whether the server itself reports the moved entry deleted or trashed (a 404 of the
@@ -408,6 +500,67 @@ class PendingNamespace:
         else:
             await self.remote.delete("folder", op.uuid, name=op.name)
         self.journal.remove_op(op.seq)
+
+    async def _replay_rmtree(self, op: NamespaceOp) -> None:
+        await self.uploader.wait_deletes_in(op.uuid)
+        try:
+            folder = await self.remote.folder_meta(op.uuid)
+        except ie.NotFound:
+            folder = None
+        if folder is None or folder.status != "EXISTS":
+            self.journal.remove_op(op.seq)  # gone already (deleted elsewhere)
+            return
+        ahead = self.remote.server_ahead()  # from the answer just read (CLOCK_SLACK)
+        since = op.mtime_ns / 1e9 + (-CLOCK_MARGIN if ahead is None else ahead - CLOCK_SLACK)
+        kept: list[str] = []
+        if self._changed_since(folder, since):
+            kept.append(op.name)  # renamed or moved elsewhere since: not what the user saw
+        elif await self._sweep(op.uuid, op.name, since, kept):
+            await self.remote.delete("folder", op.uuid, name=op.name)
+        if kept:
+            log.warning("folder %r removed offline (never listed here) holds entries changed "
+                        "elsewhere after the removal; they are kept with the folders leading "
+                        "to them: %s", op.name, ", ".join(kept[:5]))  # fmt: skip
+        self.journal.remove_op(op.seq)
+
+    def _changed_since(self, entry: Any, since: float) -> bool:
+        # No server time (0.0): cannot tell, kept. Our own recent writes are ours to judge
+        # by the queue (a replica may list an entry we moved out a moment ago): kept too.
+        return (
+            entry.updated <= 0.0
+            or entry.updated >= since
+            or self.remote.recently_written(str(entry.uuid))
+        )
+
+    async def _sweep(self, folder_uuid: str, path: str, since: float, kept: list[str]) -> bool:
+        """Delete what ``folder_uuid`` holds that is older than ``since``; True when all of
+        it is (the caller then deletes the folder whole, in one request: nothing is deleted
+        here). ``kept`` collects the paths of what stays."""
+        try:
+            folders = await self.remote.list_folders(folder_uuid)
+            files = await self.remote.list_files(folder_uuid)
+        except ie.NotFound:
+            return True
+        # A replica may still list what we deleted a moment ago (our queued unlinks in it).
+        folders = [d for d in folders if not self.remote.recently_deleted(str(d.uuid))]
+        files = [f for f in files if not self.remote.recently_deleted(str(f.uuid))]
+        doomed: list[tuple[Kind, Any]] = []
+        for sub in folders:
+            where = f"{path}/{sub.name}"
+            if self._changed_since(sub, since):
+                kept.append(where)
+            elif await self._sweep(str(sub.uuid), where, since, kept):
+                doomed.append(("folder", sub))
+        for f in files:
+            if self._changed_since(f, since):
+                kept.append(f"{path}/{f.name}")
+            else:
+                doomed.append(("file", f))
+        if len(doomed) == len(folders) + len(files):
+            return True
+        for kind, entry in doomed:
+            await self.remote.delete(kind, str(entry.uuid), name=entry.name)
+        return False
 
     def stats(self) -> dict[str, Any]:
         return {"namespace_queued": len(self._ops), "namespace_error": self.last_error}

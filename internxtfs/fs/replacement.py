@@ -15,12 +15,14 @@ promises the target is either the old entry or the new one, never nothing, so in
    stored in place meanwhile is kept as a conflict-named copy instead (fs/conflicts.py, rule 1).
 
 A failure at step 1 or 2 puts the target back (moves it to its name again) before the error
-reaches the caller. When even that fails (the server is down), the row stays ``aside`` and
-:meth:`Replacements.resolve` finishes the job later (the background task retries it, and every
-start runs it). It decides from the server, not from memory, what the rename did: the source
-found on the name means the rename landed (delete the target); anything else means it did not
-(move the target back). Meanwhile listings show an ``aside`` target under its own name
-(:meth:`Replacements.shown_as`), so it never vanishes from the mount.
+reaches the caller (except when step 1 was sent without an answer while Internxt cannot be
+reached, a hanging server which may still carry it out: :class:`Undecided`, and the caller
+queues the rename instead, fs/namespace.py). When even that fails (the server is down), the row
+stays ``aside`` and :meth:`Replacements.resolve` finishes the job later (the background task
+retries it, and every start runs it). It decides from the server, not from memory, what the
+rename did: the source found on the name means the rename landed (delete the target); anything
+else means it did not (move the target back). Meanwhile listings show an ``aside`` target under
+its own name (:meth:`Replacements.shown_as`), so it never vanishes from the mount.
 
 A row is only ever worked on under its target's lock (``_targets``): the live rename holds it
 from start to end, and the background task takes it per row and reads the row again once it
@@ -74,6 +76,15 @@ def _where(row: Replacement, meta: Any) -> tuple[str, str]:
 def aside_name(uuid: str) -> str:
     """The hidden name of an entry kept aside: unique, since no other entry has its uuid."""
     return f"{ASIDE_PREFIX}{uuid}"
+
+
+class Undecided(ie.Unreachable):
+    """The move aside was sent and not answered while Internxt cannot be reached (a server
+    that takes requests and hangs): it may land at any time, even later. The row stays
+    journaled (``aside``) and nothing is settled now (no one answers; trying would spend
+    the call's time). The caller carries the rename forward in steps that hold whatever the
+    server does with that request (fs/namespace.py: a delete of the target by uuid and a
+    queued move of the source), then :meth:`Replacements.forget` the row."""
 
 
 class Replacements:
@@ -141,6 +152,8 @@ class Replacements:
                     on_landed()
                 return
             except ie.Unreachable as exc:
+                if exc.sent and self.remote.offline():
+                    raise Undecided(str(exc)) from exc
                 if exc.sent:
                     await self._settle_after_failure(row)
                     raise
@@ -200,6 +213,13 @@ class Replacements:
                 )
                 self._wake.set()
         return False
+
+    async def forget(self, target_uuid: str) -> None:
+        """Drop the row of a rename carried forward another way (:class:`Undecided`): the
+        target is not to be put back. Under the target's lock, so no pass is settling it."""
+        async with self._targets.hold(target_uuid):
+            if self.journal.replacement(target_uuid) is not None:
+                self.journal.remove_replacement(target_uuid)
 
     # --- settling rows: after a failure, at start, in the background -----------------------
 

@@ -259,6 +259,10 @@ class Uploader:
         for record in self.journal.all_files():
             if record.state is FileState.UNLINKED:
                 self._drop_record(record.local_id)
+            elif lifecycle.cut_short(record):
+                log.info("dropping %s: a symlink cut short by a crash before its target was "
+                         "written (the call never returned)", record.name)  # fmt: skip
+                self._drop_record(record.local_id)
             elif record.state is FileState.HELD:
                 lifecycle.release_held(self.journal, record)
             if lifecycle.remote_delete_pending(record):

@@ -50,6 +50,13 @@ def _fsync(path: Any) -> None:
         os.fsync(fh.fileno())
 
 
+LINK_TIME = 1_500_000_000_123_000_000  # touch -h offline: stored with the link once back
+
+
+def _lutimes(path: Any, ns: int) -> None:
+    os.utime(path, ns=(ns, ns), follow_symlinks=False)
+
+
 def _ls_l(path: Any) -> list[tuple[str, int]]:
     return [(name, os.lstat(path / name).st_size) for name in sorted(os.listdir(path))]
 
@@ -114,6 +121,7 @@ def test_every_kind_of_call_answers_within_10_s_during_an_outage(
         ("rename of a folder", lambda: os.rename(docs / "sub", docs / "sub2"), OK),
         ("unlink", lambda: os.unlink(docs / "gone.txt"), OK),
         ("readlink", lambda: os.readlink(docs / "link"), OK),
+        ("lutimes of a stored link", lambda: _lutimes(docs / "link", LINK_TIME), OK),
         ("setxattr", lambda: os.setxattr(docs / "cached.txt", "user.k", b"v"), errno.ENOTSUP),
         ("getxattr", lambda: os.getxattr(docs / "cached.txt", "user.k"), errno.ENOTSUP),
         ("link", lambda: os.link(docs / "cached.txt", docs / "hard"), errno.EPERM),
@@ -140,6 +148,7 @@ def test_every_kind_of_call_answers_within_10_s_during_an_outage(
         assert got == expected, f"answers during the outage: {shown}"
         assert returned["df (statfs)"] == quota
         assert returned["readlink"] == "cached.txt"
+        assert os.lstat(docs / "link").st_mtime_ns == LINK_TIME
         assert returned["cat of a cached file"] == b"cached content " * 100
         assert (docs / "cached.txt").read_bytes() == b"cached"  # truncated, from the cache
     finally:
@@ -159,4 +168,8 @@ def test_every_kind_of_call_answers_within_10_s_during_an_outage(
     assert stored["unlisted/n.txt"] == b"n"
     assert stored["unlisted/inside.txt"] == b"in a folder never listed here"
     assert os.readlink(docs / "link2") == "moved.txt"
+    held = {e.path: e for e in remote.entries(m.emulator, m.user)}
+    assert held["docs/link.rclonelink"].data == b"cached.txt"
+    assert held["docs/link.rclonelink"].modified == pytest.approx(LINK_TIME / 1e9, abs=1e-6)
+    assert os.lstat(docs / "link").st_mtime_ns == LINK_TIME
     assert "Traceback" not in m.log_file.read_text()

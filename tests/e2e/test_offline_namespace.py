@@ -20,7 +20,16 @@ import pytest
 
 from tests.e2e.test_restic import Restic, make_tree
 from tests.harness import remote
-from tests.harness.durability import bounded, flush_ok, local_tree, status, wait_for, write_file
+from tests.harness.durability import (
+    bounded,
+    flush_ok,
+    local_tree,
+    remount_after_crash,
+    status,
+    wait_for,
+    wait_for_death,
+    write_file,
+)
 from tests.harness.mounting import MountedFS, cli
 
 CALL_BOUND = 10.0  # the issue: with the server down, no call takes longer than this
@@ -439,4 +448,102 @@ def test_symlinks_into_a_folder_made_offline_survive_kill_9(new_mount: Any) -> N
     m.remount(cold=True)  # from the server alone
     assert os.readlink(mnt / "new/ln") == "../a.txt"
     assert os.readlink(mnt / "new/copy/link") == "data.txt"
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_kill_9_inside_an_offline_symlink_leaves_no_empty_link(new_mount: Any) -> None:
+    """A link made offline is a new NAME.rclonelink file in the journal, its target written
+    into the cache after the record exists. kill -9 between the two (crash point
+    ``after-link-record``) left a dirty empty record: the next mount showed a link with no
+    target and stored an empty .rclonelink. The symlink never returned, so nothing of it
+    may show or be stored; the links made before it are intact."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1", crash_at="after-link-record")
+    mnt = m.mountpoint
+    write_file(mnt / "a.txt", b"a")
+    flush_ok(m)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        with pytest.raises(OSError):
+            _call(lambda: os.symlink("a.txt", mnt / "ln"), "ln -s")
+        wait_for_death(m)
+        remount_after_crash(m, "--dir-cache-ttl", "1")  # still offline
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == ["a.txt"]
+        _call(lambda: os.symlink("a.txt", mnt / "ln2"), "ln -s again")
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"a.txt": b"a", "ln2.rclonelink": b"a.txt"}
+    assert sorted(os.listdir(mnt)) == ["a.txt", "ln2"]
+    assert "Traceback" not in m.log_file.read_text()
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_rename_over_a_file_against_a_hanging_server_succeeds_and_is_stored(
+    new_mount: Any, known: bool
+) -> None:
+    """The server takes the requests and never answers (SIGSTOP; a stuck proxy): a rename
+    over a stored file, as the first call that meets it (``known`` False: its first step's
+    request reaches the server and is carried out once it wakes) or once the outage is known.
+    It succeeds within the 10 s, shows the new content, and once the server answers again
+    the name holds the new file, the old one is deleted and nothing hidden is left. Before,
+    the rename was EIO when its request had reached the server."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "600")
+    mnt = m.mountpoint
+    write_file(mnt / "doc.txt", b"old version")
+    write_file(mnt / "doc.new", b"new version")
+    write_file(mnt / "other.txt", b"other")
+    flush_ok(m)
+    m.emulator.pause()
+    try:
+        if known:  # a call that meets the outage first, so the mount knows of it
+            _call(lambda: os.rename(mnt / "other.txt", mnt / "other2.txt"), "mv")
+        _call(lambda: os.rename(mnt / "doc.new", mnt / "doc.txt"), "mv over a stored file")
+        assert _call(lambda: local_tree(mnt), "read all")["doc.txt"] == b"new version"
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == sorted(
+            ["doc.txt", "other2.txt" if known else "other.txt"]
+        )
+    finally:
+        m.emulator.resume()
+    flush_ok(m, timeout=120)
+    want = {"doc.txt": b"new version", ("other2.txt" if known else "other.txt"): b"other"}
+    assert remote.snapshot(m.emulator, m.user) == want
+    assert local_tree(mnt) == want
+    m.remount(cold=True)
+    assert local_tree(mnt) == want
+    assert "Traceback" not in m.log_file.read_text()
+
+
+def test_rm_rf_offline_of_a_folder_never_listed_stays_gone(new_mount: Any) -> None:
+    """A folder another client filled, seen in this mount's root listing and never opened,
+    removed with rm -rf while the server is down: rm sees it empty (this mount knows nothing
+    of its content) and removes it. Once the server is back the folder and what it held are
+    deleted, and it does not come back, neither in the mount nor after a cold remount.
+    Before, the replay found it not empty and kept it: it reappeared."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    write_file(mnt / "keep.txt", b"kept")
+    flush_ok(m)
+    other: MountedFS = new_mount(user=m.user, name="other")
+    (other.mountpoint / "old/sub").mkdir(parents=True)
+    write_file(other.mountpoint / "old/a.txt", b"a")
+    write_file(other.mountpoint / "old/sub/b.txt", b"b")
+    flush_ok(other)
+    other.unmount()
+    wait_for("the other mount's folder", lambda: "old" in os.listdir(mnt), 30)
+    m.emulator.stop()
+    try:
+        time.sleep(1.5)  # past the listing TTL
+        done = _call(lambda: subprocess.run(["rm", "-rf", str(mnt / "old")]), "rm -rf")
+        assert done.returncode == 0
+        assert _call(lambda: sorted(os.listdir(mnt)), "ls") == ["keep.txt"]
+    finally:
+        m.emulator.start()
+    flush_ok(m, timeout=120)
+    assert remote.snapshot(m.emulator, m.user) == {"keep.txt": b"kept"}
+    assert remote.folders(m.emulator, m.user) == []
+    time.sleep(1.5)  # past the listing TTL: the root is listed again
+    assert sorted(os.listdir(mnt)) == ["keep.txt"]
+    m.remount(cold=True)
+    assert sorted(os.listdir(mnt)) == ["keep.txt"]
     assert "Traceback" not in m.log_file.read_text()

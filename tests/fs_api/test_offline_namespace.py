@@ -4,9 +4,13 @@ conflict rules on what the server holds once it answers (docs/semantics.md, Dura
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
 
+import pyfuse3
 import trio
 
 from internxtfs.fs.conflicts import RECOVERY_FOLDER
@@ -483,3 +487,183 @@ async def test_a_folder_never_listed_renamed_offline_is_listed_once_its_rename_i
             assert fake.names(ROOT) == ["e"]
             assert await mounted.listdir(e) == ["x"]
             assert await mounted.read_all(await mounted.lookup("x", e)) == b"in d"
+
+
+async def test_rm_rf_offline_of_a_folder_never_listed_stays_gone(mounted: InProcess) -> None:
+    """rm -rf of a folder seen in its parent's listing but never opened, during an outage:
+    its partial view is empty, so rm removes it with one rmdir. Once the server answers it
+    must stay gone, with what it held then (the replay kept it because the server listed it
+    non-empty: the folder came back). What another client put there after the rm stays."""
+    fake = _fake(mounted)
+    d = fake.add_folder(ROOT, "d")
+    fake.add_file(d, "a", b"old a")
+    sub = fake.add_folder(d, "sub")
+    fake.add_file(sub, "b", b"old b")
+    e = fake.add_folder(ROOT, "e")
+    fake.add_file(e, "old", b"old")
+    e_sub = fake.add_folder(e, "sub")
+    fake.add_file(e_sub, "old2", b"old 2")
+    _listings_fail_while_offline(mounted)
+    async with serving(mounted):
+        assert await mounted.listdir() == ["d", "e"]
+        fake.known_offline = True
+        for name in ("d", "e"):  # rm -rf: opendir (our partial view is empty), then rmdir
+            assert await mounted.listdir(await mounted.lookup(name)) == []
+            await mounted.fs.rmdir(ROOT_INODE, name.encode(), CTX)
+        assert await mounted.listdir() == []
+        # Another client writes into e after the rm (by the server's clock).
+        fake.add_file(e_sub, "new", b"theirs", updated=time.time() + 1)
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["e"]
+            assert fake.folders[d].status != EXISTS and fake.folders[sub].status != EXISTS
+            assert fake.names(e) == ["sub"] and fake.names(e_sub) == ["new"]
+            assert fake.content(e_sub, "new") == b"theirs"
+            mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
+            assert await mounted.listdir() == ["e"]
+
+
+def _mtime_only() -> Any:
+    """The fields a kernel passes for lutimes of the mtime alone (pyfuse3's are read-only)."""
+    fields = dict.fromkeys(
+        ("update_atime", "update_ctime", "update_gid", "update_mode", "update_size",
+         "update_uid"), False,
+    )  # fmt: skip
+    return SimpleNamespace(update_mtime=True, **fields)
+
+
+async def test_lutimes_of_a_stored_link_offline_is_kept_and_stored_once_back(
+    mounted: InProcess,
+) -> None:
+    """touch -h (rsync -a, tar -x) on a link stored on the server, during an outage: it
+    answered EIO (the time is stored by uploading the target again, sent at once). Now it
+    succeeds and the time is stored with the link once the server answers, whether the
+    target was read before or not."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "read.rclonelink", b"../a/target")
+    fake.add_file(ROOT, "unread.rclonelink", b"never read here")
+    _listings_fail_while_offline(mounted, "upload", "download_range", "replace_file")
+    async with serving(mounted):
+        assert await mounted.listdir() == ["read", "unread"]
+        read = await mounted.lookup("read")
+        assert await mounted.fs.readlink(read, CTX) == b"../a/target"
+        unread = await mounted.lookup("unread")
+        fake.known_offline = True
+        for ino, when in ((read, 1_500_000_000_123_000_000), (unread, 1_400_000_000_500_000_000)):
+            attr = pyfuse3.EntryAttributes()
+            attr.st_mtime_ns = when
+            got = await mounted.fs.setattr(ino, attr, _mtime_only(), None, CTX)
+            assert got.st_mtime_ns == when
+        assert (await mounted.fs.getattr(read, CTX)).st_mtime_ns == 1_500_000_000_123_000_000
+        async with _back_online(mounted):
+            for name, target, when in (
+                ("read.rclonelink", b"../a/target", 1_500_000_000.123),
+                ("unread.rclonelink", b"never read here", 1_400_000_000.5),
+            ):
+                entry = fake.file_at(ROOT, name)
+                assert entry is not None and entry.modified == when
+                assert fake.content(ROOT, name) == target
+            assert fake.names(ROOT) == ["read.rclonelink", "unread.rclonelink"]
+            assert await mounted.fs.readlink(read, CTX) == b"../a/target"
+            assert await mounted.fs.readlink(unread, CTX) == b"never read here"
+
+
+async def test_rename_over_whose_move_aside_gets_no_answer_is_queued(mounted: InProcess) -> None:
+    """A rename over a stored file whose first step (moving the target aside) reaches a
+    server that then stops answering: the move may have landed or not. The rename succeeds
+    (queued: the target's delete by uuid and the source's move), and once the server answers
+    the name holds the source whichever it was, with nothing left aside. Before, EIO."""
+    fake = _fake(mounted)
+    made = {
+        landed: (
+            fake.add_file(ROOT, f"doc{landed}", b"old"),
+            fake.add_file(ROOT, f"new{landed}", b"new"),
+        )
+        for landed in (True, False)
+    }
+    for landed in (True, False):
+        old, new = made[landed]
+        async with serving(mounted):
+            await mounted.listdir()
+
+            def hangs(args: tuple[Any, ...], kwargs: object, uuid: str = old) -> bool:
+                if args[0] != uuid:
+                    return False
+                fake.known_offline = True  # the call's timeout: the outage is known
+                return True
+
+            mounted.remote.fail("move_file", Unreachable("read timeout"), after=landed, when=hangs)
+            await mounted.rename(f"new{landed}", f"doc{landed}")
+            assert f"doc{landed}" in await mounted.listdir()
+            assert f"new{landed}" not in await mounted.listdir()
+            ino = await mounted.lookup(f"doc{landed}")
+            assert await mounted.read_all(ino) == b"new"
+            assert (fake.files[old].name != f"doc{landed}") is landed
+            async with _back_online(mounted):
+                assert fake.content(ROOT, f"doc{landed}") == b"new"
+                assert fake.files[new].name == f"doc{landed}"
+                assert fake.files[old].status != EXISTS
+                assert mounted.journal.replacements() == []
+        mounted.remote.clear()
+    assert fake.names(ROOT) == ["docFalse", "docTrue"]
+
+
+async def test_a_queued_move_into_a_folder_deleted_elsewhere_goes_to_recovery(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """mv a d/b offline, and another client deletes d meanwhile: Internxt refuses the move for
+    good (its destination is gone). The move was dropped after REFUSAL_PATIENCE, undoing the
+    user's rename on the server without a trace in the mount. Now the entry goes where a
+    file made in a folder deleted elsewhere goes: /internxtfs-recovered/, under its new name
+    marked ``(recovered DATE)``, and the mount shows it there."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    d = fake.add_folder(ROOT, "d")
+    async with serving(mounted):
+        await mounted.listdir()
+        d_ino = await mounted.lookup("d")
+        await mounted.listdir(d_ino)
+        fake.known_offline = True
+        await mounted.fs.rename(ROOT_INODE, b"a", d_ino, b"b", 0, CTX)
+        fake.folders[d].status = DELETED  # by another client, during the outage
+        start = trio.current_time()
+        async with _back_online(mounted):
+            recovery = fake.folder_at(ROOT, RECOVERY_FOLDER)
+            assert recovery is not None
+            [name] = fake.names(recovery.uuid)
+            assert name.startswith("b (recovered ") and fake.content(recovery.uuid, name) == (
+                b"content"
+            )
+            assert fake.names(ROOT) == [RECOVERY_FOLDER]
+            assert trio.current_time() - start >= REFUSAL_PATIENCE
+            mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
+            assert await mounted.listdir() == [RECOVERY_FOLDER]
+            r = await mounted.lookup(RECOVERY_FOLDER)
+            assert await mounted.listdir(r) == [name]
+            assert await mounted.read_all(await mounted.lookup(name, r)) == b"content"
+
+
+async def test_a_queued_move_refused_for_good_shows_the_entry_where_the_server_keeps_it(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """A queued rename Internxt keeps refusing while both the entry and its destination
+    exist: the entry keeps its place on the server, and the mount shows it there again at
+    once (before, it went on showing the new name until the folders' listings expired),
+    with the refusal in ``status``."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"content")
+    fake.add_folder(ROOT, "d")
+    async with serving(mounted):
+        await mounted.listdir()
+        d_ino = await mounted.lookup("d")
+        await mounted.listdir(d_ino)
+        fake.known_offline = True
+        await mounted.fs.rename(ROOT_INODE, b"a", d_ino, b"b", 0, CTX)
+        mounted.remote.fail(
+            "move_file", Unprocessable("File can not be moved", status=422), times=1 << 30
+        )
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["a", "d"] and fake.content(ROOT, "a") == b"content"
+            assert await mounted.listdir(d_ino) == []
+            assert await mounted.listdir() == ["a", "d"]
+            assert await mounted.read_all(await mounted.lookup("a")) == b"content"
+            assert "can not be moved" in (mounted.fs.pending.stats()["namespace_error"] or "")

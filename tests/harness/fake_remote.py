@@ -40,11 +40,12 @@ class _Folder:
     created: float = START
     modified: float = START
     status: str = EXISTS
+    updated: float = START  # the server's updatedAt (FolderEntry.updated)
 
     def entry(self) -> FolderEntry:
         return FolderEntry(
             self.uuid, self.id, self.parent_uuid, self.name, self.created, self.modified,
-            self.status,
+            self.status, self.updated,
         )  # fmt: skip
 
 
@@ -59,12 +60,13 @@ class _File:
     created: float = START
     modified: float = START
     status: str = EXISTS
+    updated: float = START
 
     def entry(self) -> FileEntry:
         plain, ext = split_name(self.name)
         return FileEntry(
             self.uuid, self.id, self.folder_uuid, plain, ext, self.size, self.file_id, "bucket",
-            self.created, self.modified, self.status,
+            self.created, self.modified, self.status, self.updated,
         )  # fmt: skip
 
 
@@ -82,6 +84,9 @@ class NoLag:
 
     def offline(self) -> bool:
         return False  # always answers
+
+    def server_ahead(self) -> float | None:
+        return 0.0  # its times (``updated``) are this machine's
 
 
 @dataclass
@@ -105,22 +110,25 @@ class FakeRemote(NoLag):
         n = next(self._ids)
         return f"{prefix}-{n}", n
 
-    def add_folder(self, parent: str, name: str) -> str:
+    def add_folder(self, parent: str, name: str, *, updated: float = START) -> str:
         uuid, n = self._next("folder")
-        self.folders[uuid] = _Folder(uuid, n, parent, name)
+        self.folders[uuid] = _Folder(uuid, n, parent, name, updated=updated)
         return uuid
 
     def add_file(
         self, folder: str, name: str, data: bytes, *, uuid: str | None = None,
-        file_id: str | None = None,
+        file_id: str | None = None, updated: float = START,
     ) -> str:  # fmt: skip
-        """A file created elsewhere (or before the mount)."""
+        """A file created elsewhere (or before the mount; ``updated``: the server's time of
+        that, long ago by default)."""
         new_uuid, n = self._next("file")
         uuid = uuid or new_uuid
         if data:
             file_id = file_id or self._next("obj")[0]
             self.objects[file_id] = data
-        self.files[uuid] = _File(uuid, n, folder, name, len(data), file_id if data else None)
+        self.files[uuid] = _File(
+            uuid, n, folder, name, len(data), file_id if data else None, updated=updated
+        )
         return uuid
 
     def replace_elsewhere(self, uuid: str, data: bytes, file_id: str | None = None) -> None:
