@@ -448,18 +448,16 @@ class Namespace:
             log.info("rmdir %r: Internxt cannot be reached (%s); queued", node.name, exc)
             await self._queue_rmdir(parent, node)
 
-    async def _queue_rmdir(self, parent: Node, node: Node, *, replaced: bool = False) -> None:
+    async def _queue_rmdir(self, parent: Node, node: Node) -> None:
         """rmdir while offline: empty as far as this mount knows (the replay asks the server
-        again before deleting). A folder never listed showed only our own entries (a partial
-        view): ``rm -rf`` saw it empty and removed it, so the replay removes what the server
-        holds there too, unless it changed after the rmdir (fs/pending.py, ``rmtree``). Not
-        so for the target of a rename over (``replaced``): POSIX asks it to be empty."""
+        again before deleting, and keeps a folder that holds anything this mount did not
+        show: one filled elsewhere meanwhile, or one never listed, whose partial view
+        ``rm -rf`` saw empty)."""
         assert node.uuid is not None and parent.uuid is not None
         if await self.meta.children(node):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        unseen = not replaced and self.meta.partial(node)
         with self.journal.transaction():
-            self.pending.rmdir(node.uuid, parent.uuid, node.name, unseen=unseen)
+            self.pending.rmdir(node.uuid, parent.uuid, node.name)
             self.owners.forget(node)
             self.table.unlink_child(parent, node.name)
             self.touch_dir(parent)
@@ -574,7 +572,7 @@ class Namespace:
             # only if the server lists it empty; if another client filled it meanwhile it
             # stays, and the move meets its name taken: ours is stored beside it under a
             # marked name (fs/pending.py), so neither is lost.
-            await self._queue_rmdir(new_parent, target, replaced=True)
+            await self._queue_rmdir(new_parent, target)
             await self._move_remote_folder(node, new_parent, new_name)
             return
         # Offline, a file over a file: the target's delete is journaled as by unlink (an

@@ -33,13 +33,9 @@ it waits ``retry_interval`` seconds. Each decision rests on the server's answer 
   DATE)``, as a conflicting upload is.
 * ``rmdir``: our queued unlinks in it go first; then it is deleted only if the server lists it
   empty (another client may have put something in it meanwhile: then it stays, and shows again).
-* ``rmtree``: an rmdir of a folder this mount never listed (its partial view showed it empty,
-  so ``rm -rf`` removed it: fs/namespace.py). What the server holds in it was there for the
-  user to remove, unless it changed after the rmdir: the replay walks its tree and deletes
-  every entry whose server time (``updatedAt``) is older than the rmdir (on the server's
-  clock, ``CLOCK_SLACK``); an entry changed since stays, in the folders that lead to it
-  (rule 1 of fs/conflicts.py: a delete of ours never takes a version stored after it). A tree
-  with nothing newer goes in one delete of the folder.
+  A folder this mount never listed showed only our own entries offline (a partial view), so
+  ``rm -rf`` saw it empty and removed it: what the server holds in it was never shown to the
+  user, and is kept the same way (the folder shows again with it; docs/semantics.md).
 
 A change the server refuses for good (4xx other than the cases above) is dropped with a warning:
 the entry stays as the server holds it, which the next listing shows. A move refused for
@@ -72,7 +68,7 @@ import trio
 from internxtfs.fs.conflicts import RECOVERY_FOLDER, marked_name
 from internxtfs.fs.inodes import InodeTable
 from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
-from internxtfs.fs.remote import Kind, Remote
+from internxtfs.fs.remote import Remote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 from internxtfs.internxt.retry import interactive
@@ -81,15 +77,6 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_PREFIX = "offline-"
 MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
-RMTREE = "rmtree"  # an rmdir of a folder never listed (module docstring)
-# An rmdir made at T by this machine's clock was made at T + ahead by Internxt's, where ahead
-# (Remote.server_ahead, from the Date of its latest answer) never overstates its lead: the
-# rmdir's server time taken so is never later than the real one, so an entry changed after
-# the rmdir always shows as changed. A second covers a clock adjusted since. Not known (no
-# answer carried a Date): CLOCK_MARGIN, for clocks that disagree by minutes. An entry too
-# close to the rmdir to tell is kept (never lost; shown again).
-CLOCK_SLACK = 1.0
-CLOCK_MARGIN = 300.0
 # How long a queued move keeps being tried while Internxt says its entry or destination is
 # not there (404, or 422 "can not be moved"): its read replicas may not show an entry written
 # a moment ago, and after a restart this process has no record of that write to tell a lag
@@ -178,7 +165,7 @@ class PendingNamespace:
                 made[op.uuid] = (op.parent_uuid, op.name, op.mtime_ns)
             elif op.op == MOVE and op.uuid in made:
                 made[op.uuid] = (op.parent_uuid, op.name, made[op.uuid][2])
-            elif op.op in (RMDIR, RMTREE):
+            elif op.op == RMDIR:
                 made.pop(op.uuid, None)
         return [(u, name, mtime) for u, (p, name, mtime) in made.items() if p == folder_uuid]
 
@@ -196,14 +183,10 @@ class PendingNamespace:
     def move(self, kind: str, uuid: str, old_parent: str, new_parent: str, name: str) -> None:
         self._add(MOVE, kind, uuid, new_parent, name, old_parent_uuid=old_parent)
 
-    def rmdir(self, uuid: str, parent_uuid: str, name: str, *, unseen: bool = False) -> None:
-        """``unseen``: the folder was never listed, its content is unknown (an ``rmtree``)."""
+    def rmdir(self, uuid: str, parent_uuid: str, name: str) -> None:
         if is_placeholder(uuid) and self._cancel_mkdir(uuid):
             return
-        if unseen:
-            self._add(RMTREE, "folder", uuid, parent_uuid, name, mtime_ns=time.time_ns())
-        else:
-            self._add(RMDIR, "folder", uuid, parent_uuid, name)
+        self._add(RMDIR, "folder", uuid, parent_uuid, name)
 
     def _cancel_mkdir(self, placeholder: str) -> bool:
         """A folder made offline and removed before anything else used it: both go."""
@@ -299,8 +282,6 @@ class PendingNamespace:
             await self._replay_move(op)
         elif op.op == RMDIR:
             await self._replay_rmdir(op)
-        elif op.op == RMTREE:
-            await self._replay_rmtree(op)
         else:
             log.error("unknown queued namespace change %r; dropped", op.op)
             self.journal.remove_op(op.seq)
@@ -495,72 +476,13 @@ class PendingNamespace:
             and not self.remote.recently_written(str(e.uuid))
         ]
         if left:
-            log.warning("folder %r removed offline holds %d entries made elsewhere meanwhile; "
-                        "it is kept", op.name, len(left))  # fmt: skip
+            # Made elsewhere meanwhile, or there all along in a folder this mount never listed
+            # (its rm -rf saw it empty): never shown to the user, so never theirs to remove.
+            log.warning("folder %r removed offline holds %d entries on Internxt that this "
+                        "mount did not show; it is kept with them", op.name, len(left))  # fmt: skip
         else:
             await self.remote.delete("folder", op.uuid, name=op.name)
         self.journal.remove_op(op.seq)
-
-    async def _replay_rmtree(self, op: NamespaceOp) -> None:
-        await self.uploader.wait_deletes_in(op.uuid)
-        try:
-            folder = await self.remote.folder_meta(op.uuid)
-        except ie.NotFound:
-            folder = None
-        if folder is None or folder.status != "EXISTS":
-            self.journal.remove_op(op.seq)  # gone already (deleted elsewhere)
-            return
-        ahead = self.remote.server_ahead()  # from the answer just read (CLOCK_SLACK)
-        since = op.mtime_ns / 1e9 + (-CLOCK_MARGIN if ahead is None else ahead - CLOCK_SLACK)
-        kept: list[str] = []
-        if self._changed_since(folder, since):
-            kept.append(op.name)  # renamed or moved elsewhere since: not what the user saw
-        elif await self._sweep(op.uuid, op.name, since, kept):
-            await self.remote.delete("folder", op.uuid, name=op.name)
-        if kept:
-            log.warning("folder %r removed offline (never listed here) holds entries changed "
-                        "elsewhere after the removal; they are kept with the folders leading "
-                        "to them: %s", op.name, ", ".join(kept[:5]))  # fmt: skip
-        self.journal.remove_op(op.seq)
-
-    def _changed_since(self, entry: Any, since: float) -> bool:
-        # No server time (0.0): cannot tell, kept. Our own recent writes are ours to judge
-        # by the queue (a replica may list an entry we moved out a moment ago): kept too.
-        return (
-            entry.updated <= 0.0
-            or entry.updated >= since
-            or self.remote.recently_written(str(entry.uuid))
-        )
-
-    async def _sweep(self, folder_uuid: str, path: str, since: float, kept: list[str]) -> bool:
-        """Delete what ``folder_uuid`` holds that is older than ``since``; True when all of
-        it is (the caller then deletes the folder whole, in one request: nothing is deleted
-        here). ``kept`` collects the paths of what stays."""
-        try:
-            folders = await self.remote.list_folders(folder_uuid)
-            files = await self.remote.list_files(folder_uuid)
-        except ie.NotFound:
-            return True
-        # A replica may still list what we deleted a moment ago (our queued unlinks in it).
-        folders = [d for d in folders if not self.remote.recently_deleted(str(d.uuid))]
-        files = [f for f in files if not self.remote.recently_deleted(str(f.uuid))]
-        doomed: list[tuple[Kind, Any]] = []
-        for sub in folders:
-            where = f"{path}/{sub.name}"
-            if self._changed_since(sub, since):
-                kept.append(where)
-            elif await self._sweep(str(sub.uuid), where, since, kept):
-                doomed.append(("folder", sub))
-        for f in files:
-            if self._changed_since(f, since):
-                kept.append(f"{path}/{f.name}")
-            else:
-                doomed.append(("file", f))
-        if len(doomed) == len(folders) + len(files):
-            return True
-        for kind, entry in doomed:
-            await self.remote.delete(kind, str(entry.uuid), name=entry.name)
-        return False
 
     def stats(self) -> dict[str, Any]:
         return {"namespace_queued": len(self._ops), "namespace_error": self.last_error}

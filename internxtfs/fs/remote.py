@@ -102,11 +102,6 @@ class Remote(Protocol):
         served from the last one at once (fs/metadata.py)."""
         ...
 
-    def server_ahead(self) -> float | None:
-        """How far Internxt's clock is ahead of ours at most, from its latest answer (None:
-        not known), to compare its ``updatedAt`` times with ours (fs/pending.py)."""
-        ...
-
     # --- changing the tree --------------------------------------------------------------------
 
     async def create_folder(
@@ -246,9 +241,6 @@ class InternxtRemote:
 
     def offline(self) -> bool:
         return self.drive.offline()
-
-    def server_ahead(self) -> float | None:
-        return self.drive.server_ahead()
 
     async def create_folder(
         self, parent_uuid: str, name: str, *, ctime: float | None = None, mtime: float | None = None

@@ -88,10 +88,6 @@ class FolderEntry:
     created: float
     modified: float
     status: str
-    # The server's own time of the last change to the entry (``updatedAt``: a create, move,
-    # rename or replace by any client), unlike the two times above, which clients set.
-    # 0.0 when absent.
-    updated: float = 0.0
 
     @classmethod
     def from_dto(cls, dto: dict[str, Any]) -> FolderEntry:
@@ -111,7 +107,6 @@ class FolderEntry:
                 created=parse_time(dto.get("creationTime") or dto.get("createdAt")),
                 modified=parse_time(dto.get("modificationTime") or dto.get("updatedAt")),
                 status=status,
-                updated=parse_time(dto.get("updatedAt")),
             )
         except KeyError as exc:
             raise ProtocolError(f"folder record lacks {exc}") from exc
@@ -130,7 +125,6 @@ class FileEntry:
     created: float
     modified: float
     status: str
-    updated: float = 0.0  # the server's ``updatedAt`` (see FolderEntry.updated)
 
     @property
     def name(self) -> str:
@@ -151,7 +145,6 @@ class FileEntry:
                 created=parse_time(dto.get("creationTime") or dto.get("createdAt")),
                 modified=parse_time(dto.get("modificationTime") or dto.get("updatedAt")),
                 status=str(dto.get("status") or EXISTS),
-                updated=parse_time(dto.get("updatedAt")),
             )
         except KeyError as exc:
             raise ProtocolError(f"file record lacks {exc}") from exc
@@ -188,10 +181,6 @@ class DriveAPI:
     def offline(self) -> bool:
         """Internxt is known to be unreachable: a call failed on it and none answered since."""
         return self._retry.offline
-
-    def server_ahead(self) -> float | None:
-        """How far the server's clock is ahead of ours, at most (internxt/http.py)."""
-        return self._http.server_ahead
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -238,20 +238,6 @@ class Http:
         self.client = client
         self.drive_url = drive_url.rstrip("/")
         self.network_url = network_url.rstrip("/")
-        # How far the Drive server's clock is ahead of ours (seconds; None until an answer
-        # carried a Date header), from its latest answer. ``Date`` is whole seconds, taken
-        # before the answer travelled: this underestimates, never overstates (fs/pending.py
-        # relies on that).
-        self.server_ahead: float | None = None
-
-    def _note_server_clock(self, response: httpx.Response) -> None:
-        received = time.time()
-        try:
-            stamp = email.utils.parsedate_to_datetime(response.headers.get("date", ""))
-        except (TypeError, ValueError, IndexError):
-            return
-        if stamp.tzinfo is not None:
-            self.server_ahead = stamp.timestamp() - received
 
     async def send(
         self,
@@ -295,8 +281,6 @@ class Http:
             )
             error.sent = not isinstance(exc, httpx.ConnectError)  # no connection, not sent
             raise error from exc
-        if kind == "drive":
-            self._note_server_clock(response)
         if response.status_code in expected:
             return response
         try:

@@ -514,36 +514,43 @@ def test_rename_over_a_file_against_a_hanging_server_succeeds_and_is_stored(
     assert "Traceback" not in m.log_file.read_text()
 
 
-def test_rm_rf_offline_of_a_folder_never_listed_stays_gone(new_mount: Any) -> None:
+def test_rm_rf_offline_of_a_folder_never_listed_keeps_what_the_server_holds(
+    new_mount: Any,
+) -> None:
     """A folder another client filled, seen in this mount's root listing and never opened,
     removed with rm -rf while the server is down: rm sees it empty (this mount knows nothing
-    of its content) and removes it. Once the server is back the folder and what it held are
-    deleted, and it does not come back, neither in the mount nor after a cold remount.
-    Before, the replay found it not empty and kept it: it reappeared."""
+    of its content) and removes it. Its content was never shown here, so once the server is
+    back nothing of it is deleted: the folder shows again with all of it, in the mount and
+    after a cold remount, and the log says why. An empty folder removed so is deleted."""
     m: MountedFS = new_mount("--dir-cache-ttl", "1")
     mnt = m.mountpoint
     write_file(mnt / "keep.txt", b"kept")
     flush_ok(m)
     other: MountedFS = new_mount(user=m.user, name="other")
     (other.mountpoint / "old/sub").mkdir(parents=True)
+    (other.mountpoint / "empty").mkdir()
     write_file(other.mountpoint / "old/a.txt", b"a")
     write_file(other.mountpoint / "old/sub/b.txt", b"b")
     flush_ok(other)
     other.unmount()
-    wait_for("the other mount's folder", lambda: "old" in os.listdir(mnt), 30)
+    wait_for("the other mount's folders", lambda: {"old", "empty"} <= set(os.listdir(mnt)), 30)
     m.emulator.stop()
     try:
         time.sleep(1.5)  # past the listing TTL
-        done = _call(lambda: subprocess.run(["rm", "-rf", str(mnt / "old")]), "rm -rf")
-        assert done.returncode == 0
+        for name in ("old", "empty"):
+            done = _call(lambda n=name: subprocess.run(["rm", "-rf", str(mnt / n)]), "rm -rf")
+            assert done.returncode == 0
         assert _call(lambda: sorted(os.listdir(mnt)), "ls") == ["keep.txt"]
     finally:
         m.emulator.start()
     flush_ok(m, timeout=120)
-    assert remote.snapshot(m.emulator, m.user) == {"keep.txt": b"kept"}
-    assert remote.folders(m.emulator, m.user) == []
+    want = {"keep.txt": b"kept", "old/a.txt": b"a", "old/sub/b.txt": b"b"}
+    assert remote.snapshot(m.emulator, m.user) == want
+    assert sorted(remote.folders(m.emulator, m.user)) == ["old", "old/sub"]
     time.sleep(1.5)  # past the listing TTL: the root is listed again
-    assert sorted(os.listdir(mnt)) == ["keep.txt"]
+    assert local_tree(mnt) == want
     m.remount(cold=True)
-    assert sorted(os.listdir(mnt)) == ["keep.txt"]
-    assert "Traceback" not in m.log_file.read_text()
+    assert local_tree(mnt) == want
+    log_text = m.log_file.read_text()
+    assert "Traceback" not in log_text
+    assert "did not show; it is kept" in log_text

@@ -40,12 +40,11 @@ class _Folder:
     created: float = START
     modified: float = START
     status: str = EXISTS
-    updated: float = START  # the server's updatedAt (FolderEntry.updated)
 
     def entry(self) -> FolderEntry:
         return FolderEntry(
             self.uuid, self.id, self.parent_uuid, self.name, self.created, self.modified,
-            self.status, self.updated,
+            self.status,
         )  # fmt: skip
 
 
@@ -60,13 +59,12 @@ class _File:
     created: float = START
     modified: float = START
     status: str = EXISTS
-    updated: float = START
 
     def entry(self) -> FileEntry:
         plain, ext = split_name(self.name)
         return FileEntry(
             self.uuid, self.id, self.folder_uuid, plain, ext, self.size, self.file_id, "bucket",
-            self.created, self.modified, self.status, self.updated,
+            self.created, self.modified, self.status,
         )  # fmt: skip
 
 
@@ -84,9 +82,6 @@ class NoLag:
 
     def offline(self) -> bool:
         return False  # always answers
-
-    def server_ahead(self) -> float | None:
-        return 0.0  # its times (``updated``) are this machine's
 
 
 @dataclass
@@ -110,25 +105,22 @@ class FakeRemote(NoLag):
         n = next(self._ids)
         return f"{prefix}-{n}", n
 
-    def add_folder(self, parent: str, name: str, *, updated: float = START) -> str:
+    def add_folder(self, parent: str, name: str) -> str:
         uuid, n = self._next("folder")
-        self.folders[uuid] = _Folder(uuid, n, parent, name, updated=updated)
+        self.folders[uuid] = _Folder(uuid, n, parent, name)
         return uuid
 
     def add_file(
         self, folder: str, name: str, data: bytes, *, uuid: str | None = None,
-        file_id: str | None = None, updated: float = START,
+        file_id: str | None = None,
     ) -> str:  # fmt: skip
-        """A file created elsewhere (or before the mount; ``updated``: the server's time of
-        that, long ago by default)."""
+        """A file created elsewhere (or before the mount)."""
         new_uuid, n = self._next("file")
         uuid = uuid or new_uuid
         if data:
             file_id = file_id or self._next("obj")[0]
             self.objects[file_id] = data
-        self.files[uuid] = _File(
-            uuid, n, folder, name, len(data), file_id if data else None, updated=updated
-        )
+        self.files[uuid] = _File(uuid, n, folder, name, len(data), file_id if data else None)
         return uuid
 
     def replace_elsewhere(self, uuid: str, data: bytes, file_id: str | None = None) -> None:

@@ -370,30 +370,6 @@ async def test_rename_move_delete_with_conflicts(emu: Any) -> None:
         assert await drive.list_files(a.uuid) == []
 
 
-async def test_listings_carry_the_servers_time_of_the_last_change(emu: Any) -> None:
-    """``updated`` (the server's ``updatedAt``) is what an offline rm -rf of a folder never
-    listed goes by (fs/pending.py, rmtree): set by the server, moved by a move of the entry,
-    whatever modificationTime a client gave."""
-    account = add_account(emu)
-    async with await logged_in(emu, account) as client:
-        drive = client.drive
-        root = client.session.root_folder_uuid
-        a = await drive.create_folder(root, "a")
-        x = await upload_file(client, a.uuid, "x.txt", Content(1, 10))
-        before = time.time()
-        [listed] = await drive.list_files(a.uuid)
-        [folder] = await drive.list_folders(root)
-        assert 0 < listed.updated <= before + 1 and 0 < folder.updated <= before + 1
-        await trio.sleep(0.01)
-        await drive.move_file(x.uuid, root, "y.txt")
-        [moved] = await drive.list_files(root)
-        assert moved.uuid == x.uuid and moved.updated > listed.updated
-        # Its clock, read from the Date of its answers: never ahead of the truth (here, the
-        # same clock), and less than its whole-second rounding behind.
-        ahead = drive.server_ahead()
-        assert ahead is not None and -2.0 < ahead <= 0.0
-
-
 # --- quota and caps -----------------------------------------------------------------------
 
 
