@@ -62,6 +62,7 @@ from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
+from internxtfs.internxt.consistency import DEFAULT_WINDOW
 from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
 # a moment ago, and after a restart this process has no record of that write to tell a lag
 # from a refusal. An entry the server itself reports deleted or trashed is dropped at once.
 REFUSAL_PATIENCE = 60.0
+# How long a queued move's target name must be seen taken by another client's entry before
+# ours is stored beside it under a marked name (conflict rule 7): a replica behind that
+# client's move or delete still shows the entry it freed a moment ago.
+NAME_TAKEN_PATIENCE = DEFAULT_WINDOW
 
 
 class _NotYet(ie.InternxtError):
@@ -115,6 +120,7 @@ class PendingNamespace:
         self.journal = journal
         self.remote = remote
         self._refused_since: dict[int, float] = {}  # op seq -> first lag-like refusal
+        self._taken_since: dict[int, float] = {}  # op seq -> first "name taken" of a move
         self.table = table
         self.uploader = uploader
         self.recovery_parent = recovery_parent
@@ -204,6 +210,7 @@ class PendingNamespace:
         # An op sent, dropped or cancelled is no longer refused: forget when that began.
         live = {op.seq for op in self._ops}
         self._refused_since = {s: t for s, t in self._refused_since.items() if s in live}
+        self._taken_since = {s: t for s, t in self._taken_since.items() if s in live}
         self._recount()
         self._changed.set()
         self._changed = trio.Event()
@@ -320,7 +327,8 @@ class PendingNamespace:
 
     async def _replay_move(self, op: NamespaceOp) -> None:
         name = op.name
-        for attempt in range(2):
+        settled = False
+        for _ in range(3):
             try:
                 await self._send_move(op, name)
                 break
@@ -336,27 +344,24 @@ class PendingNamespace:
                             "dropped, the entry stays as Internxt holds it", op.name,
                             REFUSAL_PATIENCE, exc)  # fmt: skip
                 break
-            except ie.Conflict:
-                if op.kind == "file" and await self.uploader.settle_deletes_at(
-                    op.parent_uuid, name
+            except ie.Conflict as exc:
+                if name != op.name:
+                    raise  # the marked name is taken too: everything again after a pause
+                if (
+                    op.kind == "file"
+                    and not settled
+                    and await self.uploader.settle_deletes_at(op.parent_uuid, name)
                 ):
+                    settled = True
                     continue  # a file we unlinked held the name: gone now
-                if op.kind == "file":
-                    # The server just said a file holds the name: a replica that shows none
-                    # has not caught up, and is asked again (fs/remote.py, ``stale``).
-                    found = await self.remote.files_exist(
-                        op.parent_uuid, [name], stale=lambda entries: not entries
-                    )
-                else:
-                    found = await self.remote.folders_exist(op.parent_uuid, [name])
-                if any(str(e.uuid) == op.uuid for e in found):
+                if await self._landed_or_held(op, exc):
                     break  # our own move landed (its answer was lost)
-                if attempt:
-                    raise
                 stamp = time.strftime("%Y-%m-%d %H%M%S")
                 name = marked_name(op.name, f"internxtfs conflict {stamp}")
                 log.warning("%r was taken elsewhere while our rename onto it was queued; ours is "
                             "stored as %r", op.name, name)  # fmt: skip
+        else:
+            raise ie.Conflict(f"{op.name!r} is still taken; tried again later")
         with self.journal.transaction():
             self.journal.remove_op(op.seq)
             record = self.journal.find_by_remote(op.uuid)
@@ -367,6 +372,33 @@ class PendingNamespace:
             parent = self.table.by_uuid(op.parent_uuid)
             if node is not None and parent is not None and parent.children is not None:
                 self.table.move_child(parent, node.name, parent, name)
+
+    async def _landed_or_held(self, op: NamespaceOp, exc: ie.Conflict) -> bool:
+        """The server refused our queued move onto ``op.name`` as taken. True: our own move
+        landed (its answer was lost). False: another client's entry holds the name, and has for
+        NAME_TAKEN_PATIENCE: ours goes beside it. Raises _NotYet while the name may be free by
+        the time we ask again: nothing holds it but an entry we deleted, or nothing at all (it
+        was freed since the refusal), or the holder was seen only for a moment (a lagging
+        replica may still show an entry its client moved or deleted). Deciding on such an
+        answer stored ours under a marked name for good (hostile test, conflict rule 7)."""
+        if op.kind == "file":
+            # The server just said a file holds the name: a replica that shows none has not
+            # caught up, and is asked again (fs/remote.py, ``stale``).
+            found: list[Any] = await self.remote.files_exist(
+                op.parent_uuid, [op.name], stale=lambda entries: not entries
+            )
+        else:
+            found = await self.remote.folders_exist(op.parent_uuid, [op.name])
+        if any(str(e.uuid) == op.uuid for e in found):
+            return True
+        holders = [e for e in found if not self.remote.recently_deleted(str(e.uuid))]
+        now = trio.current_time()
+        first = self._taken_since.setdefault(op.seq, now)
+        if not holders and now - first < REFUSAL_PATIENCE:
+            raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
+        if holders and now - first < NAME_TAKEN_PATIENCE:
+            raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
+        return False
 
     async def _gone(self, op: NamespaceOp) -> bool:
         """Whether the server itself reports the moved entry deleted or trashed (a 404 of the
