@@ -109,3 +109,54 @@ def test_a_queued_move_onto_a_name_another_client_frees_at_the_return_takes_it(
     _other_client(m, make_b)
     flush_ok(m)
     assert _stored(m) == {"b.txt": b"ours, renamed offline"}
+
+
+def _fsync_meets_a_new_outage(m: MountedFS, break_server: Callable[[], None]) -> float:
+    """Write into a stored file, break the server, fsync at once (the mount has not noticed
+    the outage yet): returns how long fsync took; raises what it raised."""
+    path = m.mountpoint / "doc.txt"
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"edited just before the outage", 0)
+        break_server()
+        start = time.monotonic()
+        bounded(lambda: os.fsync(fd), 60, "fsync")
+        return time.monotonic() - start
+    finally:
+        os.close(fd)
+
+
+def test_fsync_meeting_a_server_that_just_stopped_keeps_the_data_and_returns(
+    new_mount: Any,
+) -> None:
+    """The server stops right before fsync: fsync returns (the data durable in the cache,
+    --fsync-offline local) within seconds, not after the upload's whole retry schedule; the
+    edit is stored once the server is back, and a kill -9 meanwhile loses nothing."""
+    m: MountedFS = new_mount(*TTL)
+    write_file(m.mountpoint / "doc.txt", b"original content, stored")
+    flush_ok(m)
+    try:
+        took = _fsync_meets_a_new_outage(m, m.emulator.stop)
+        assert took < 10, took
+        m.kill()  # what fsync acknowledged must survive a crash
+    finally:
+        m.emulator.start()
+    m.mount(*TTL)
+    flush_ok(m)
+    assert _stored(m) == {"doc.txt": b"edited just before the outage"}
+
+
+def test_fsync_meeting_a_server_that_just_hung_keeps_the_data_and_returns(
+    new_mount: Any,
+) -> None:
+    """As above with a server that takes connections and never answers (SIGSTOP)."""
+    m: MountedFS = new_mount(*TTL)
+    write_file(m.mountpoint / "doc.txt", b"original content, stored")
+    flush_ok(m)
+    try:
+        took = _fsync_meets_a_new_outage(m, m.emulator.pause)
+        assert took < 20, took
+    finally:
+        m.emulator.resume()
+    flush_ok(m)
+    assert _stored(m) == {"doc.txt": b"edited just before the outage"}
