@@ -667,11 +667,12 @@ class Filesystem(pyfuse3.Operations):
             )
 
     async def _stored_unless_outage(self, local_id: int) -> bool:
-        """Wait for the file's upload: True once stored; False when Internxt turns out to be
-        unreachable first (an outage this fsync met before the mount knew of it: the server
-        just stopped, or hangs). The upload keeps its full retry schedule in the background,
-        which with a hung server spans minutes: fsync used to wait all of it, and then fail
-        with EIO (hostile test). The upload's own error is raised, unless it is the outage."""
+        """Wait for the file's upload (after the namespace changes queued before it): True
+        once stored; False when Internxt turns out to be unreachable first (an outage this
+        fsync met before the mount knew of it: the server just stopped, or hangs). The upload
+        keeps its full retry schedule in the background, which with a hung server spans
+        minutes: fsync used to wait all of it, and then fail with EIO (hostile test). The
+        upload's own error is raised, unless it is the outage."""
         outcome: list[BaseException | None] = []
         async with trio.open_nursery() as nursery:
 
@@ -683,6 +684,13 @@ class Filesystem(pyfuse3.Operations):
             if self.outage_found is not None:
                 nursery.start_soon(watch)
             try:
+                # A file in a folder a queued namespace change touches is not uploaded before
+                # the queue is sent (fs/pending.py): the uploader takes it for idle meanwhile,
+                # and fsync returned at once with nothing stored (hostile test).
+                while (record := self.journal.get(local_id)) is not None and (
+                    self.uploader.deferred(record)
+                ):
+                    await self.pending.wait_replayed()
                 await self.uploader.wait_idle(local_id)
                 outcome.append(None)
             except Exception as exc:  # raised below, outside the nursery (no exception group)

@@ -10,10 +10,10 @@ from typing import Any
 
 import trio
 
-from internxtfs.internxt.errors import Conflict
+from internxtfs.internxt.errors import Conflict, ServerError
 from tests.fs_api.conftest import serving
 from tests.harness.fake_remote import ROOT, FakeRemote
-from tests.harness.in_process import InProcess
+from tests.harness.in_process import CTX, InProcess
 
 
 def _fake(m: InProcess) -> FakeRemote:
@@ -81,3 +81,28 @@ async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
             async with _back_online(mounted):
                 assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
         assert await mounted.listdir() == ["b"]
+
+
+async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
+    mounted: InProcess,
+) -> None:
+    """A file written in a folder made offline waits for the folder's queued mkdir. Internxt
+    answers again and the file is fsynced (--fsync remote) before the replay has sent the
+    mkdir: fsync must return once the file is stored, not at once with nothing stored."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"fsynced")
+        fake.known_offline = False
+        # The replay's first attempt at the mkdir is refused as Internxt would while busy.
+        mounted.remote.fail("create_folder", ServerError("busy", status=500), times=2)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            await mounted.fs.fsync(fh, False)
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None and fake.content(folder.uuid, "f.txt") == b"fsynced"
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
