@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.crashpoints import ENV as CRASH_ENV
 from internxtfs.internxt.client import InternxtClient
 from tests.harness import remote
 from tests.harness.durability import bounded, flush_ok, local_tree, status, wait_for, write_file
@@ -231,3 +232,77 @@ def test_kill_9_in_the_middle_of_a_lagging_replay_lands_the_tree_once(new_mount:
     m.remount(*TTL, cold=True)
     assert _tree(mnt) == expected_tree and local_tree(mnt) == expected
     assert "Traceback" not in m.log_file.read_text()
+
+
+def test_a_file_whose_replace_was_cut_by_a_crash_then_unlinked_offline_stays_deleted(
+    new_mount: Any,
+) -> None:
+    """An edit's replace lands and the mount dies before its journal knows (kill -9 at the
+    crash point); mounted again with the server down, the file is removed (rm) and another
+    renamed over a second one. Back online: the late deletes check the entries' content and
+    must take our own lost replace for ours, not for another client's version: nothing the
+    user deleted comes back."""
+    m: MountedFS = new_mount(*TTL, crash_at="after-replace")
+    write_file(m.mountpoint / "b.txt", b"v1")
+    write_file(m.mountpoint / "t.txt", b"target v1")
+    write_file(m.mountpoint / "s.txt", b"source")
+    flush_ok(m)
+    time.sleep(1.5)  # the listings are saved every second: after a crash, older ones show
+    write_file(m.mountpoint / "b.txt", b"v2, replace landed, crash before the journal knew")
+    wait_for("the crash point", lambda: m.proc is not None and m.proc.poll() is not None, 30)
+    m.proc = None
+    m.env.pop(CRASH_ENV)
+    m.emulator.stop()
+    try:
+        m.mount(*TTL)
+        bounded(lambda: os.unlink(m.mountpoint / "b.txt"), 10, "rm")
+        bounded(lambda: os.rename(m.mountpoint / "s.txt", m.mountpoint / "t.txt"), 10, "mv")
+        m.kill()
+    finally:
+        m.emulator.start()
+    m.mount(*TTL)
+    flush_ok(m)
+    assert _stored(m) == {"t.txt": b"source"}
+    assert sorted(os.listdir(m.mountpoint)) == ["t.txt"]
+
+
+def test_two_mounts_queue_renames_onto_the_same_name_offline_and_both_are_kept(
+    new_mount: Any,
+) -> None:
+    """Two mounts of one account, each renames its own stored file onto the same new name
+    while the server is down (and one also renames a folder both know). Back online, both
+    replays run at once: one file takes the name, the other is stored beside it under a
+    marked name; nothing is lost, and both mounts end showing the server's tree."""
+    a: MountedFS = new_mount(*TTL, name="a")
+    b: MountedFS = new_mount(*TTL, user=a.user, name="b")
+    write_file(a.mountpoint / "from-a.txt", b"written by a")
+    (a.mountpoint / "shared").mkdir()
+    flush_ok(a)
+    write_file(b.mountpoint / "from-b.txt", b"written by b")
+    flush_ok(b)
+    wait_for("b to see a's files", lambda: "shared" in os.listdir(b.mountpoint), 10)
+    wait_for("a to see b's file", lambda: "from-b.txt" in os.listdir(a.mountpoint), 10)
+    a.emulator.stop()
+    try:
+        time.sleep(1.5)
+        bounded(lambda: os.rename(a.mountpoint / "from-a.txt", a.mountpoint / "z.txt"), 10, "mv")
+        bounded(lambda: os.rename(b.mountpoint / "from-b.txt", b.mountpoint / "z.txt"), 10, "mv")
+        bounded(lambda: os.rename(b.mountpoint / "shared", b.mountpoint / "moved"), 10, "mv")
+    finally:
+        a.emulator.start()
+    flush_ok(a)
+    flush_ok(b)
+    stored = _stored(a)
+    assert sorted(stored.values()) == [b"written by a", b"written by b"]
+    names = sorted(stored)
+    assert "z.txt" in names, names
+    [marked] = [n for n in names if n != "z.txt"]
+    assert marked.startswith("z (internxtfs conflict ") and marked.endswith(").txt"), names
+    assert remote.folders(a.emulator, a.user) == ["moved"]
+    for m in (a, b):
+        wait_for(
+            f"{m.mountpoint} to show the server's tree",
+            lambda m=m: sorted(os.listdir(m.mountpoint)) == sorted([*names, "moved"]),
+            15,
+        )
+        assert "Traceback" not in m.log_file.read_text()
