@@ -50,34 +50,6 @@ def _stored(m: MountedFS) -> dict[str, bytes]:
     return remote.snapshot(m.emulator, m.user)
 
 
-def test_a_queued_move_onto_a_name_our_queued_unlink_frees_takes_it_after_kill_9(
-    new_mount: Any, emulator_factory: Any
-) -> None:
-    """Offline: rm b.txt, mv a.txt b.txt, kill -9. Mounted again with the server back and its
-    replicas 1.2 s behind: the delete of b.txt and the move go, in that order, and a.txt's
-    content ends under b.txt (the name asked), not under a marked name."""
-    m: MountedFS = new_mount(*TTL)
-    m.unmount()
-    m.emulator.stop()
-    m.emulator.start(["--replica-lag-ms", LAG_MS])
-    m.mount(*TTL)
-    write_file(m.mountpoint / "a.txt", b"a, renamed onto b")
-    write_file(m.mountpoint / "b.txt", b"b, unlinked offline")
-    flush_ok(m)
-    m.emulator.stop()
-    try:
-        time.sleep(1.5)  # past the listing TTL
-        bounded(lambda: os.unlink(m.mountpoint / "b.txt"), 10, "rm")
-        bounded(lambda: os.rename(m.mountpoint / "a.txt", m.mountpoint / "b.txt"), 10, "mv")
-        m.kill()
-    finally:
-        m.emulator.start()
-    m.mount(*TTL)
-    flush_ok(m)
-    assert _stored(m) == {"b.txt": b"a, renamed onto b"}
-    assert sorted(os.listdir(m.mountpoint)) == ["b.txt"]
-
-
 def test_a_queued_move_onto_a_name_another_client_frees_at_the_return_takes_it(
     new_mount: Any,
 ) -> None:

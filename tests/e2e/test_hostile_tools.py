@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_restic import Restic, make_tree
 from tests.harness.durability import flush_ok, status
 from tests.harness.mounting import MountedFS
 
@@ -74,57 +75,48 @@ def test_git_commits_and_gc_offline_land_whole(new_mount: Any) -> None:
     assert "Traceback" not in m.log_file.read_text()
 
 
-def _tree_files(root: Path, files: dict[str, bytes]) -> None:
-    for path, content in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_bytes(content)
-
-
 def _read_tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
-def test_rsync_delete_over_a_stored_tree_offline_then_kill_9(new_mount: Any) -> None:
-    """A stored tree is brought up to date by `rsync -a --delete` while the server is down:
-    changed files replaced by rsync's temp-file-then-rename (renames over stored files),
-    folders deleted and made, a folder replaced by a file of the same name. kill -9, mounted
-    again offline, then the server is back: the server holds exactly the source tree."""
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_restic_backup_and_prune_offline_across_kill_9(new_mount: Any, tmp_path: Path) -> None:
+    """A repository made online; with the server stopped: a second backup, then `forget
+    --keep-last 1 --prune` (deletes packs and index files, writes new ones: late deletes and
+    renames), kill -9 of the mount, mounted again still offline: the same repository, one
+    snapshot. Back online and flushed: a fresh mount on an empty cache shows the same files
+    (none the prune deleted) and passes `check --read-data`."""
     m: MountedFS = new_mount(*TTL)
-    old = {f"keep/k{i}.txt": f"kept {i}\n".encode() for i in range(4)}
-    old |= {f"gone/g{i}.txt": b"deleted by rsync\n" for i in range(3)}
-    old |= {f"change/c{i}.txt": b"old version\n" for i in range(4)}
-    old |= {"becomes-file/inner.txt": b"a folder that becomes a file\n"}
-    _tree_files(m.mountpoint / "dst", old)
-    flush_ok(m)
-    src = m.workdir / "src"
-    new = {p: c for p, c in old.items() if p.startswith("keep/")}
-    new |= {f"change/c{i}.txt": f"new version {i}, longer\n".encode() for i in range(4)}
-    new |= {f"made/m{i}.txt": b"new folder\n" for i in range(3)}
-    new |= {"becomes-file": b"now a file\n"}
-    _tree_files(src, new)
-    for path in old:
-        if path.startswith("keep/"):  # same size and mtime: rsync leaves them alone
-            mtime = (m.mountpoint / "dst" / path).stat().st_mtime
-            os.utime(src / path, (mtime, mtime))
+    src = tmp_path / "src"
+    make_tree(src, seed=3, files=30)
+    restic = Restic(str(m.mountpoint / "repo"), tmp_path, [], {})
+    restic("init", timeout=120)
+    restic("backup", "--host", "e2e", ".", cwd=src, timeout=120)
+    flush_ok(m, timeout=120)
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    for path in files[:8]:  # the prune deletes the packs only these were in
+        path.unlink()
+    for i, path in enumerate(files[8:14]):
+        path.write_bytes(f"edited {i}\n".encode() * 1000)
+    (src / "new").mkdir()
+    for i in range(10):
+        (src / "new" / f"added-{i}.dat").write_bytes(os.urandom(20_000 + 3000 * i))
     m.emulator.stop()
     try:
         time.sleep(1.5)
-        done = subprocess.run(
-            ["rsync", "-a", "--delete", f"{src}/", f"{m.mountpoint}/dst/"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert _read_tree(m.mountpoint / "dst") == new
+        restic("backup", "--host", "e2e", ".", cwd=src, timeout=120)
+        restic("forget", "--keep-last", "1", "--prune", timeout=120)
+        kept = _read_tree(m.mountpoint / "repo")
         m.kill()
         m.mount(*TTL)
-        assert _read_tree(m.mountpoint / "dst") == new
+        assert restic("snapshots", "--json").stdout.count('"short_id"') == 1
+        assert _read_tree(m.mountpoint / "repo") == kept
     finally:
         m.emulator.start()
-    flush_ok(m, timeout=120)
+    flush_ok(m, timeout=180)
     m.remount(*TTL, cold=True)
-    assert _read_tree(m.mountpoint / "dst") == new
-    assert sorted(os.listdir(m.mountpoint / "dst")) == ["becomes-file", "change", "keep", "made"]
+    assert _read_tree(m.mountpoint / "repo") == kept
+    restic("check", "--read-data", timeout=120)
     assert "Traceback" not in m.log_file.read_text()
