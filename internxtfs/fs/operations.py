@@ -45,6 +45,10 @@ from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
 
+# An fsync whose upload waits for the namespace changes queued offline looks this often
+# whether the oldest one was refused for good (fs/pending.py, PendingNamespace.refused).
+QUEUE_LOOK_INTERVAL = 1.0
+
 BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
 
 
@@ -690,7 +694,15 @@ class Filesystem(pyfuse3.Operations):
                 while (record := self.journal.get(local_id)) is not None and (
                     self.uploader.deferred(record)
                 ):
-                    await self.pending.wait_replayed()
+                    if self.pending.refused is not None:
+                        # Refused for good, kept and retried: not stored until that changes.
+                        log.warning("fsync of %s: waits for a namespace change Internxt "
+                                    "refuses (%s); kept in the cache",
+                                    self.uploader.describe_id(local_id),
+                                    self.pending.refused)  # fmt: skip
+                        raise pyfuse3.FUSEError(errno.EIO)
+                    with trio.move_on_after(QUEUE_LOOK_INTERVAL):
+                        await self.pending.wait_replayed()
                 await self.uploader.wait_idle(local_id)
                 outcome.append(None)
             except Exception as exc:  # raised below, outside the nursery (no exception group)

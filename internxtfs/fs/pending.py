@@ -129,6 +129,9 @@ class PendingNamespace:
         self._held: Counter[str] = Counter()
         self._changed = trio.Event()
         self.last_error: str | None = None
+        # The oldest change was refused for good and is kept, retried (a mkdir: files wait in
+        # it): what waits behind it cannot be stored until that changes (fsync says so).
+        self.refused: ie.InternxtError | None = None
         self._recount()
         uploader.deferred = self.defers
 
@@ -248,6 +251,9 @@ class PendingNamespace:
                     or isinstance(exc, ie.Conflict)
                 ):
                     log.debug("cannot send the queued %s of %r yet: %r", op.op, op.name, exc)
+                    # A Conflict is a name a replica may still show taken: not a refusal.
+                    transient = _worth_retrying(exc, self.remote) or isinstance(exc, ie.Conflict)
+                    self.refused = None if transient else exc
                     await trio.sleep(self.retry_interval)
                     continue
                 log.warning("Internxt refused the queued %s of %r (%s); the entry stays as "
@@ -255,11 +261,13 @@ class PendingNamespace:
                 self.journal.remove_op(op.seq)
             except Exception as exc:  # a bug or a full disk: kept, tried again later
                 self.last_error = f"{op.op} {op.name!r}: {exc!r}"
+                self.refused = None
                 log.exception("queued %s of %r failed unexpectedly", op.op, op.name)
                 await trio.sleep(self.retry_interval * 5)
                 continue
             else:
                 self.last_error = None
+            self.refused = None
             self._reload()
             if not self._ops:
                 log.info("queued namespace changes sent")

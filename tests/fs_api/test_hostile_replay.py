@@ -4,14 +4,17 @@ that name is free, not under a marked name (docs/semantics.md, Durability and Co
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pyfuse3
+import pytest
 import trio
 
-from internxtfs.internxt.errors import Conflict, ServerError, Unreachable
+from internxtfs.internxt.errors import Conflict, RequestRejected, ServerError, Unreachable
 from tests.fs_api.conftest import make, serving
 from tests.harness.fake_remote import REMOTE_CALLS, ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
@@ -210,3 +213,33 @@ async def test_every_call_of_the_replay_meeting_an_outage_lands_the_tree_once(
         for after in (False, True):
             _, tree, listing = await _replay_with_kth_call_failing(fresh(f"{k}-{after}"), k, after)
             assert (tree, listing) == (EXPECTED_AFTER_QUEUE, ["e1", "n2", "y"]), (k, after)
+
+
+async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hanging(
+    mounted: InProcess,
+) -> None:
+    """As above, but Internxt refuses the queued mkdir for good (it is kept and retried,
+    the file waits in it): fsync fails with EIO, as for an upload Internxt refuses, rather than
+    wait for ever; the data stays, and is stored once the mkdir goes through."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"kept")
+        fake.known_offline = False
+        refusal = RequestRejected("refused", status=400)
+        mounted.remote.fail("create_folder", refusal, times=1 << 30)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(10), pytest.raises(pyfuse3.FUSEError) as failed:
+                await mounted.fs.fsync(fh, False)
+            assert failed.value.errno == errno.EIO
+            mounted.remote.clear()
+            await mounted.fs.pending.wait_replayed()
+            assert await mounted.uploader.wait_idle() == {}
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None and fake.content(folder.uuid, "f.txt") == b"kept"
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
