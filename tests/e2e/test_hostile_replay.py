@@ -53,8 +53,8 @@ def _stored(m: MountedFS) -> dict[str, bytes]:
 def test_a_queued_move_onto_a_name_another_client_frees_at_the_return_takes_it(
     new_mount: Any,
 ) -> None:
-    """Offline: mv a.txt b.txt. Meanwhile another client made b.txt, and deletes it the moment
-    the server is back, with replicas 1.2 s behind: the replay's move meets a name that only the
+    """Offline: mv a.txt b.txt. Once the server is back, another client makes b.txt and deletes
+    it at once, with replicas 2.5 s behind: the replay's move meets a name that only the
     lagging replicas still show taken. Ours must take b.txt, not a marked name."""
     m: MountedFS = new_mount(*TTL)
     write_file(m.mountpoint / "a.txt", b"ours, renamed offline")
@@ -65,7 +65,11 @@ def test_a_queued_move_onto_a_name_another_client_frees_at_the_return_takes_it(
         bounded(lambda: os.rename(m.mountpoint / "a.txt", m.mountpoint / "b.txt"), 10, "mv")
         assert status(m)["uploads"]["namespace_queued"] == 1
     finally:
-        m.emulator.start(["--replica-lag-ms", LAG_MS])
+        # The replay's move is refused (5xx) until the other client has come and gone, and
+        # replicas lag long enough that its next attempt meets the name still shown taken.
+        m.emulator.start(["--replica-lag-ms", "2500", "--fault-method", "PATCH",
+                          "--fail-rate", "1"])  # fmt: skip
+    wait_for("the replay to try the move", lambda: m.emulator.stats()["faults_injected"], 20)
     root: list[str] = []
 
     async def make_b(client: InternxtClient) -> None:
@@ -80,6 +84,7 @@ def test_a_queued_move_onto_a_name_another_client_frees_at_the_return_takes_it(
         await client.drive.delete_file(entry.uuid)
 
     _other_client(m, make_b)
+    m.emulator.set_faults(fail_rate=0.0)
     flush_ok(m)
     assert _stored(m) == {"b.txt": b"ours, renamed offline"}
 
