@@ -248,6 +248,8 @@ class Mount:
             probe=client.drive.usage,
             queued=operations.pending.queued,
         )
+        # An fsync waiting on its upload learns of an outage the same way (fs/operations.py).
+        operations.outage_found = self.pending.outage
         status = StatusReport(
             mountpoint=config.mountpoint,
             profile=profile.name,

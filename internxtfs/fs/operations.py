@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,10 @@ from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
 
 log = logging.getLogger(__name__)
+
+# An fsync whose upload waits for the namespace changes queued offline looks this often
+# whether the oldest one was refused for good (fs/pending.py, PendingNamespace.refused).
+QUEUE_LOOK_INTERVAL = 1.0
 
 BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
 
@@ -148,6 +152,9 @@ class Filesystem(pyfuse3.Operations):
         self._next_fh = 1
         self._statfs: tuple[float, int, int, int] | None = None
         self._fsync_offline_told = False  # warned once in this outage (fsync)
+        # Returns once Internxt turns out unreachable (service/pending.py, Pending.outage; set
+        # by the mount): an fsync waiting on its upload stops waiting then (see fsync).
+        self.outage_found: Callable[[], Awaitable[None]] | None = None
         self._warned: set[str] = set()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -660,28 +667,75 @@ class Filesystem(pyfuse3.Operations):
             return
         if not self.meta.offline():
             self._fsync_offline_told = False
-        else:
-            # "Stored on Internxt" cannot be true now, and waiting out the upload's retries
-            # would hang the caller. By default the data is made durable locally, as with
-            # --fsync local, and uploaded once Internxt answers: a backup run during an outage
-            # (restic fsyncs every pack) completes, and status shows what waits. One warning
-            # per outage, not one per fsync.
-            await trio.to_thread.run_sync(self._fsync_local, local_id)
-            self.uploader.schedule(local_id)
-            if self.options.fsync_offline is OfflineFsync.EIO:
-                log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
-                raise pyfuse3.FUSEError(errno.EIO)
-            if not self._fsync_offline_told:
-                self._fsync_offline_told = True
-                log.warning(
-                    "Internxt cannot be reached: fsync keeps data durable in the cache until "
-                    "it can be stored (--fsync-offline local)"
-                )
-            return
-        self.uploader.schedule(local_id, immediate=True)
-        await self.uploader.wait_idle(local_id)
-        # Stored: unless written again, closing this descriptor has nothing left to upload.
-        handle.unsent = handle.wrote
+            self.uploader.schedule(local_id, immediate=True)
+            if await self._stored_unless_outage(local_id):
+                # Stored: unless written again, closing this descriptor has nothing left to
+                # upload.
+                handle.unsent = handle.wrote
+                return
+        # "Stored on Internxt" cannot be true now, and waiting out the upload's retries would
+        # hang the caller. By default the data is made durable locally, as with --fsync local,
+        # and uploaded once Internxt answers: a backup run during an outage (restic fsyncs
+        # every pack) completes, and status shows what waits. One warning per outage, not one
+        # per fsync.
+        await trio.to_thread.run_sync(self._fsync_local, local_id)
+        self.uploader.schedule(local_id)
+        if self.options.fsync_offline is OfflineFsync.EIO:
+            log.warning("fsync of %r: Internxt cannot be reached; kept in the cache", node.name)
+            raise pyfuse3.FUSEError(errno.EIO)
+        if not self._fsync_offline_told:
+            self._fsync_offline_told = True
+            log.warning(
+                "Internxt cannot be reached: fsync keeps data durable in the cache until "
+                "it can be stored (--fsync-offline local)"
+            )
+
+    async def _stored_unless_outage(self, local_id: int) -> bool:
+        """Wait for the file's upload (after the namespace changes queued before it): True
+        once stored; False when Internxt turns out to be unreachable first (an outage this
+        fsync met before the mount knew of it: the server just stopped, or hangs). The upload
+        keeps its full retry schedule in the background, which with a hung server spans
+        minutes: fsync used to wait all of it, and then fail with EIO (hostile test). The
+        upload's own error is raised, unless it is the outage."""
+        outcome: list[BaseException | None] = []
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                assert self.outage_found is not None
+                await self.outage_found()
+                nursery.cancel_scope.cancel()
+
+            if self.outage_found is not None:
+                nursery.start_soon(watch)
+            try:
+                # A file in a folder a queued namespace change touches is not uploaded before
+                # the queue is sent (fs/pending.py): the uploader takes it for idle meanwhile,
+                # and fsync returned at once with nothing stored (hostile test).
+                while (record := self.journal.get(local_id)) is not None and (
+                    self.uploader.deferred(record)
+                ):
+                    if self.pending.refused is not None:
+                        # Refused for good, kept and retried: not stored until that changes.
+                        log.warning("fsync of %s: waits for a namespace change Internxt "
+                                    "refuses (%s); kept in the cache",
+                                    self.uploader.describe_id(local_id),
+                                    self.pending.refused)  # fmt: skip
+                        raise pyfuse3.FUSEError(errno.EIO)
+                    with trio.move_on_after(QUEUE_LOOK_INTERVAL):
+                        await self.pending.wait_replayed()
+                await self.uploader.wait_idle(local_id)
+                outcome.append(None)
+            except Exception as exc:  # raised below, outside the nursery (no exception group)
+                outcome.append(exc)
+            nursery.cancel_scope.cancel()
+        if not outcome:
+            return False  # the outage was found first
+        error = outcome[0]
+        if error is None:
+            return True
+        if isinstance(error, ie.InternxtError) and error.retryable and self.meta.offline():
+            return False
+        raise error
 
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:

@@ -71,6 +71,7 @@ from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
+from internxtfs.internxt.consistency import DEFAULT_WINDOW
 from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
 # a moment ago, and after a restart this process has no record of that write to tell a lag
 # from a refusal. An entry the server itself reports deleted or trashed is dropped at once.
 REFUSAL_PATIENCE = 60.0
+# How long a queued move's target name must be seen taken by another client's entry before
+# ours is stored beside it under a marked name (conflict rule 7): a replica behind that
+# client's move or delete still shows the entry it freed a moment ago.
+NAME_TAKEN_PATIENCE = DEFAULT_WINDOW
 
 
 class _NotYet(ie.InternxtError):
@@ -124,6 +129,7 @@ class PendingNamespace:
         self.journal = journal
         self.remote = remote
         self._refused_since: dict[int, float] = {}  # op seq -> first lag-like refusal
+        self._taken_since: dict[int, float] = {}  # op seq -> first "name taken" of a move
         self.table = table
         self.uploader = uploader
         self.recovery_parent = recovery_parent
@@ -133,6 +139,9 @@ class PendingNamespace:
         self._changed = trio.Event()
         self.last_error: str | None = None
         self._refusal: str | None = None  # set by _refused_for_good for run()
+        # The oldest change was refused for good and is kept, retried (a mkdir: files wait in
+        # it): what waits behind it cannot be stored until that changes (fsync says so).
+        self.refused: ie.InternxtError | None = None
         self._recount()
         uploader.deferred = self.defers
 
@@ -214,6 +223,7 @@ class PendingNamespace:
         # An op sent, dropped or cancelled is no longer refused: forget when that began.
         live = {op.seq for op in self._ops}
         self._refused_since = {s: t for s, t in self._refused_since.items() if s in live}
+        self._taken_since = {s: t for s, t in self._taken_since.items() if s in live}
         self._recount()
         self._changed.set()
         self._changed = trio.Event()
@@ -251,6 +261,9 @@ class PendingNamespace:
                     or isinstance(exc, ie.Conflict)
                 ):
                     log.debug("cannot send the queued %s of %r yet: %r", op.op, op.name, exc)
+                    # A Conflict is a name a replica may still show taken: not a refusal.
+                    transient = _worth_retrying(exc, self.remote) or isinstance(exc, ie.Conflict)
+                    self.refused = None if transient else exc
                     await trio.sleep(self.retry_interval)
                     continue
                 log.warning("Internxt refused the queued %s of %r (%s); the entry stays as "
@@ -258,6 +271,7 @@ class PendingNamespace:
                 self.journal.remove_op(op.seq)
             except Exception as exc:  # a bug or a full disk: kept, tried again later
                 self.last_error = f"{op.op} {op.name!r}: {exc!r}"
+                self.refused = None
                 log.exception("queued %s of %r failed unexpectedly", op.op, op.name)
                 await trio.sleep(self.retry_interval * 5)
                 continue
@@ -265,6 +279,7 @@ class PendingNamespace:
                 # A move refused for good keeps its refusal in ``status`` until the next
                 # change goes through (_refused_for_good).
                 self.last_error, self._refusal = self._refusal, None
+            self.refused = None
             self._reload()
             if not self._ops:
                 log.info("queued namespace changes sent")
@@ -332,7 +347,8 @@ class PendingNamespace:
 
     async def _replay_move(self, op: NamespaceOp) -> None:
         name = op.name
-        for attempt in range(2):
+        settled = False
+        for _ in range(3):
             try:
                 await self._send_move(op, name)
                 break
@@ -346,27 +362,24 @@ class PendingNamespace:
                     raise _NotYet(f"{exc} (maybe a replica behind our writes)") from exc
                 await self._refused_for_good(op, exc)
                 return
-            except ie.Conflict:
-                if op.kind == "file" and await self.uploader.settle_deletes_at(
-                    op.parent_uuid, name
+            except ie.Conflict as exc:
+                if name != op.name:
+                    raise  # the marked name is taken too: everything again after a pause
+                if (
+                    op.kind == "file"
+                    and not settled
+                    and await self.uploader.settle_deletes_at(op.parent_uuid, name)
                 ):
+                    settled = True
                     continue  # a file we unlinked held the name: gone now
-                if op.kind == "file":
-                    # The server just said a file holds the name: a replica that shows none
-                    # has not caught up, and is asked again (fs/remote.py, ``stale``).
-                    found = await self.remote.files_exist(
-                        op.parent_uuid, [name], stale=lambda entries: not entries
-                    )
-                else:
-                    found = await self.remote.folders_exist(op.parent_uuid, [name])
-                if any(str(e.uuid) == op.uuid for e in found):
+                if await self._landed_or_held(op, exc):
                     break  # our own move landed (its answer was lost)
-                if attempt:
-                    raise
                 stamp = time.strftime("%Y-%m-%d %H%M%S")
                 name = marked_name(op.name, f"internxtfs conflict {stamp}")
                 log.warning("%r was taken elsewhere while our rename onto it was queued; ours is "
                             "stored as %r", op.name, name)  # fmt: skip
+        else:
+            raise ie.Conflict(f"{op.name!r} is still taken; tried again later")
         with self.journal.transaction():
             self.journal.remove_op(op.seq)
             record = self.journal.find_by_remote(op.uuid)
@@ -440,6 +453,33 @@ class PendingNamespace:
             return
         if there.children is not None and place[1] not in there.children:
             self.table.move_child(here, node.name, there, place[1])
+
+    async def _landed_or_held(self, op: NamespaceOp, exc: ie.Conflict) -> bool:
+        """The server refused our queued move onto ``op.name`` as taken. True: our own move
+        landed (its answer was lost). False: another client's entry holds the name, and has for
+        NAME_TAKEN_PATIENCE: ours goes beside it. Raises _NotYet while the name may be free by
+        the time we ask again: nothing holds it but an entry we deleted, or nothing at all (it
+        was freed since the refusal), or the holder was seen only for a moment (a lagging
+        replica may still show an entry its client moved or deleted). Deciding on such an
+        answer stored ours under a marked name for good (hostile test, conflict rule 7)."""
+        if op.kind == "file":
+            # The server just said a file holds the name: a replica that shows none has not
+            # caught up, and is asked again (fs/remote.py, ``stale``).
+            found: list[Any] = await self.remote.files_exist(
+                op.parent_uuid, [op.name], stale=lambda entries: not entries
+            )
+        else:
+            found = await self.remote.folders_exist(op.parent_uuid, [op.name])
+        if any(str(e.uuid) == op.uuid for e in found):
+            return True
+        holders = [e for e in found if not self.remote.recently_deleted(str(e.uuid))]
+        now = trio.current_time()
+        first = self._taken_since.setdefault(op.seq, now)
+        if not holders and now - first < REFUSAL_PATIENCE:
+            raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
+        if holders and now - first < NAME_TAKEN_PATIENCE:
+            raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
+        return False
 
     async def _gone(self, op: NamespaceOp) -> bool:
         """Whether the server itself reports the moved entry deleted or trashed (a 404 of the

@@ -78,7 +78,7 @@ class Pending:
         work), or until Internxt is found unreachable. ``final`` False: the mount still
         serves, and what is written meanwhile is stored by a second, final flush once
         detached."""
-        left = await self.uploader.close(timeout, give_up=self._outage)
+        left = await self.uploader.close(timeout, give_up=self.outage)
         if self.unreachable():
             if final:
                 self._log_queued()
@@ -94,8 +94,9 @@ class Pending:
                 left,
             )
 
-    async def _outage(self) -> None:
-        """Returns once Internxt is found unreachable during a flush: the retry policy takes
+    async def outage(self) -> None:
+        """Returns once Internxt is found unreachable during a flush (or an fsync waiting on
+        an upload, fs/operations.py ``outage_found``): the retry policy takes
         it for down (or a request just failed), and a quick request of our own, interactive
         (one attempt while the outage is known, internxt/retry.py), gets no answer either.
         While the probe answers, or fails with the server answering, the flush waits on."""

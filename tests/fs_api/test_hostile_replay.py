@@ -1,0 +1,245 @@
+"""Hostile cases of the offline replay (fs/pending.py), in-process: a queued move whose target
+name is still held on the server when it is sent must land under the name the user asked once
+that name is free, not under a marked name (docs/semantics.md, Durability and Conflicts)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import pytest
+import trio
+
+from internxtfs.internxt.errors import Conflict, RequestRejected, ServerError, Unreachable
+from tests.fs_api.conftest import make, serving
+from tests.harness.fake_remote import REMOTE_CALLS, ROOT, FakeRemote
+from tests.harness.in_process import CTX, InProcess
+
+
+def _fake(m: InProcess) -> FakeRemote:
+    return m.remote.inner  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def _back_online(m: InProcess) -> AsyncIterator[None]:
+    _fake(m).known_offline = False
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.fs.pending.run)
+        with trio.fail_after(600):
+            await m.fs.pending.wait_replayed()
+            assert await m.uploader.wait_idle() == {}
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_queued_move_onto_a_name_freed_right_after_its_refusal_takes_it(
+    mounted: InProcess,
+) -> None:
+    """The server refuses the move (the name is taken), and the other client's entry is gone
+    by the time the replay looks at who holds the name: ours takes the name."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "c")  # queued
+        theirs = fake.add_file(ROOT, "c", b"theirs, deleted a moment later")
+
+        def freed_after_the_refusal(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+            fake.delete_elsewhere(theirs)
+            return True
+
+        mounted.remote.fail(
+            "move_file", Conflict("A file with this name already exists", status=409),
+            when=freed_after_the_refusal,
+        )  # fmt: skip
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["c"] and fake.content(ROOT, "c") == b"ours"
+        assert await mounted.listdir() == ["c"]
+
+
+async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
+    mounted: InProcess,
+) -> None:
+    """Another client made "b" during the outage and deletes it one second after the server is
+    back (or a replica still shows it for that second): the move is not stored under a marked
+    name on the first refusal; it takes "b" once the name is free."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        theirs = fake.add_file(ROOT, "b", b"theirs, for a moment")
+
+        async def other_client() -> None:
+            await trio.sleep(1.0)
+            fake.delete_elsewhere(theirs)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_client)
+            async with _back_online(mounted):
+                assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
+        assert await mounted.listdir() == ["b"]
+
+
+async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
+    mounted: InProcess,
+) -> None:
+    """A file written in a folder made offline waits for the folder's queued mkdir. Internxt
+    answers again and the file is fsynced (--fsync remote) before the replay has sent the
+    mkdir: fsync must return once the file is stored, not at once with nothing stored."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"fsynced")
+        fake.known_offline = False
+        # The replay's first attempt at the mkdir is refused as Internxt would while busy.
+        mounted.remote.fail("create_folder", ServerError("busy", status=500), times=2)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            await mounted.fs.fsync(fh, False)
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None and fake.content(folder.uuid, "f.txt") == b"fsynced"
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
+
+
+async def _offline_queue(m: InProcess) -> None:
+    """Stored: d1/{a,b,c}, d2/ (empty), x, y. Offline: mkdir n, mv d1/a n/a, mv d1 e1, rmdir d2,
+    mv x over y, mv e1/b over e1/c, rm n/a... each depending on the one before."""
+    fake = _fake(m)
+    d1 = fake.add_folder(ROOT, "d1")
+    fake.add_folder(ROOT, "d2")
+    for name in ("a", "b", "c"):
+        fake.add_file(d1, name, f"{name} content".encode())
+    fake.add_file(ROOT, "x", b"x content")
+    fake.add_file(ROOT, "y", b"y content")
+    d1_ino = await m.lookup("d1")
+    await m.listdir(d1_ino)
+    await m.listdir(await m.lookup("d2"))
+    fake.known_offline = True
+    n = int((await m.fs.mkdir(1, b"n", 0o755, CTX)).st_ino)
+    await m.fs.rename(d1_ino, b"a", n, b"a", 0, CTX)
+    await m.rename("d1", "e1")
+    await m.fs.rmdir(1, b"d2", CTX)
+    await m.rename("x", "y")
+    e1 = await m.lookup("e1")
+    await m.fs.rename(e1, b"b", e1, b"c", 0, CTX)
+    await m.fs.mkdir(n, b"deeper", 0o755, CTX)
+    await m.rename("n", "n2")
+
+
+def _fake_tree(fake: FakeRemote) -> dict[str, bytes | None]:
+    """path -> content (None for a folder) of what the fake holds."""
+    out: dict[str, bytes | None] = {}
+
+    def walk(folder: str, prefix: str) -> None:
+        for sub in [f for f in fake.folders.values() if f.parent_uuid == folder]:
+            if sub.status == "EXISTS":
+                out[prefix + sub.name + "/"] = None
+                walk(sub.uuid, prefix + sub.name + "/")
+        for name in fake.names(folder):
+            if fake.file_at(folder, name) is not None:
+                out[prefix + name] = fake.content(folder, name)
+
+    walk(ROOT, "")
+    return out
+
+
+EXPECTED_AFTER_QUEUE = {
+    "e1/": None, "e1/c": b"b content",
+    "n2/": None, "n2/a": b"a content", "n2/deeper/": None,
+    "y": b"x content",
+}  # fmt: skip
+
+
+async def _replay_with_kth_call_failing(
+    m: InProcess, k: int | None, after: bool
+) -> tuple[int, dict[str, bytes | None], list[str]]:
+    """Queue the changes offline, then replay them with the k-th call to Internxt failing
+    (None: none fails). Returns how many calls the replay made, the fake's tree, our listing."""
+    fake = _fake(m)
+    count = [0]
+
+    def kth(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        count[0] += 1
+        if count[0] == k:
+            fake.known_offline = True  # the mount takes Internxt for down, for a while
+            return True
+        return False
+
+    async def outage_ends() -> None:
+        while True:
+            await trio.sleep(20)
+            fake.known_offline = False
+
+    async with serving(m):
+        await _offline_queue(m)
+        for call in REMOTE_CALLS:
+            m.remote.fail(call, Unreachable("no answer"), after=after, when=kth)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outage_ends)
+            async with _back_online(m):
+                tree = _fake_tree(fake)
+            nursery.cancel_scope.cancel()
+        listing = await m.listdir()
+    assert len(m.remote.failed) == (k is not None)  # the fault was met
+    return count[0], tree, listing
+
+
+async def test_every_call_of_the_replay_meeting_an_outage_lands_the_tree_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The replay of a queue of dependent changes, with its k-th call to Internxt failing for
+    lack of an answer, before it was carried out or after (the answer lost), for every k: the
+    server ends with exactly the tree the mount showed offline."""
+
+    def fresh(name: str) -> InProcess:
+        (tmp_path / name).mkdir()
+        return make(tmp_path / name)
+
+    calls, tree, listing = await _replay_with_kth_call_failing(fresh("clean"), None, False)
+    assert tree == EXPECTED_AFTER_QUEUE and listing == ["e1", "n2", "y"]
+    assert calls > 5, calls
+    for k in range(1, calls + 1):
+        for after in (False, True):
+            _, tree, listing = await _replay_with_kth_call_failing(fresh(f"{k}-{after}"), k, after)
+            assert (tree, listing) == (EXPECTED_AFTER_QUEUE, ["e1", "n2", "y"]), (k, after)
+
+
+async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hanging(
+    mounted: InProcess,
+) -> None:
+    """As above, but Internxt refuses the queued mkdir for good (it is kept and retried,
+    the file waits in it): fsync fails with EIO, as for an upload Internxt refuses, rather than
+    wait for ever; the data stays, and is stored once the mkdir goes through."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"kept")
+        fake.known_offline = False
+        refusal = RequestRejected("refused", status=400)
+        mounted.remote.fail("create_folder", refusal, times=1 << 30)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(10), pytest.raises(pyfuse3.FUSEError) as failed:
+                await mounted.fs.fsync(fh, False)
+            assert failed.value.errno == errno.EIO
+            mounted.remote.clear()
+            await mounted.fs.pending.wait_replayed()
+            assert await mounted.uploader.wait_idle() == {}
+            folder = fake.folder_at(ROOT, "d")
+            assert folder is not None and fake.content(folder.uuid, "f.txt") == b"kept"
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
