@@ -916,8 +916,18 @@ class Metadata:
             here = record.parent_uuid == dir_node.uuid and not lifecycle.is_unlinked(record)
             if record.remote_uuid:
                 by_remote[record.remote_uuid] = record
-                if here and record.local_id in unpublished and record.remote_uuid not in listed:
-                    pending.append(record)  # published during the fetch: listed from here
+                # Published during the fetch, or a moment before it (a read replica may not
+                # show it yet): listed from here. A first listing of a folder restored from
+                # the metadata cache waits out that lag, but a file published while it waited
+                # would vanish until the next refresh (the kept view does not win over it).
+                if (
+                    here
+                    and record.remote_uuid not in listed
+                    and (
+                        record.local_id in unpublished or self.recently_written(record.remote_uuid)
+                    )
+                ):
+                    pending.append(record)
             elif here:
                 pending.append(record)
         return by_remote, pending
