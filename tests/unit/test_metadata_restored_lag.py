@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from internxtfs.fs.inodes import ROOT_INODE, InodeTable
+from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import EntryRow, Journal
 from internxtfs.fs.metadata import SAVED_CLEANLY, Metadata
 
@@ -71,36 +71,78 @@ class LaggingDrive:
         return [entry for written, entry in self.files if written <= now - WINDOW]
 
 
-async def test_a_file_published_while_a_restored_folders_listing_waits_stays(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
+def _restored_root(tmp_path: Path, drive: LaggingDrive) -> tuple[Journal, Metadata, Node]:
+    """The mount's start over a metadata cache that holds the root's view (empty) of a
+    last run that ended cleanly: a warm start."""
+    journal = _cache(tmp_path)
+    return journal, *_start(journal, drive)
+
+
+def _cache(tmp_path: Path) -> Journal:
     journal = Journal(tmp_path / "state.db")
-    # The last run kept the root's view (empty) and ended cleanly: a warm start.
     journal.save_entries(
         [ROOT],
         [EntryRow(ROOT, ROOT_INODE, None, "", True, 0, None, 0, 0, time.time() - 60)],
     )
     journal.set_meta(SAVED_CLEANLY, "1")
-    drive = LaggingDrive()
+    return journal
+
+
+def _start(journal: Journal, drive: LaggingDrive) -> tuple[Metadata, Node]:
     table = InodeTable(ROOT, 0)
     meta = Metadata(drive, table, journal, 30.0, trio.current_time)  # type: ignore[arg-type]
     assert meta.restore() == 1
     root = table.get(ROOT_INODE)
     assert root is not None
+    return meta, root
+
+
+def _stored(journal: Journal, drive: LaggingDrive, uuid: str, name: str) -> None:
+    """Our uploader publishes a new file in the root."""
+    journal.new_file(parent_uuid=ROOT, name=name, size=1, remote_uuid=uuid,
+                     remote_file_id=f"obj-{uuid}", remote_size=1)  # fmt: skip
+    drive.create(uuid, name)
+
+
+async def test_a_file_published_while_a_restored_folders_listing_waits_stays(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    drive = LaggingDrive()
+    journal, meta, root = _restored_root(tmp_path, drive)
     # A file stored in the root a moment ago: its listing waits for the replicas first.
-    journal.new_file(parent_uuid=ROOT, name="a.txt", size=1, remote_uuid="A",
-                     remote_file_id="obj-A", remote_size=1)  # fmt: skip
-    drive.create("A", "a.txt")
+    _stored(journal, drive, "A", "a.txt")
 
     async def publish_b() -> None:
         # Meanwhile another file of ours is stored there (its upload ends during that wait).
         await trio.sleep(WINDOW / 2)
-        journal.new_file(parent_uuid=ROOT, name="b.txt", size=1, remote_uuid="B",
-                         remote_file_id="obj-B", remote_size=1)  # fmt: skip
-        drive.create("B", "b.txt")
+        _stored(journal, drive, "B", "b.txt")
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish_b)
         await meta.children(root, ask_server=True)
     assert drive.listings == 1
     assert sorted(root.children or {}) == ["a.txt", "b.txt"]
+
+
+async def test_an_entry_the_crash_recovery_moved_away_is_not_listed_by_its_old_record(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A file the last run stored here, whose entry the crash recovery of this run moved
+    away a moment ago (a rename cut short by the crash): its record, not updated yet, still
+    names this folder, and must not bring it back (nor hide what holds its name now)."""
+    drive = LaggingDrive()
+    journal = _cache(tmp_path)
+    journal.new_file(parent_uuid=ROOT, name="moved.txt", size=1, remote_uuid="M",
+                     remote_file_id="obj-M", remote_size=1)  # fmt: skip
+    meta, root = _start(journal, drive)
+    _stored(journal, drive, "A", "a.txt")  # (a write in the root: its listing waits)
+
+    async def recover() -> None:
+        await trio.sleep(WINDOW / 2)
+        drive.entries_written["M"] = trio.current_time()  # moved elsewhere: not listed here
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recover)
+        await meta.children(root, ask_server=True)
+    assert drive.listings == 1
+    assert sorted(root.children or {}) == ["a.txt"]
