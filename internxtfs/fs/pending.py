@@ -351,6 +351,14 @@ class PendingNamespace:
                     found = await self.remote.folders_exist(op.parent_uuid, [name])
                 if any(str(e.uuid) == op.uuid for e in found):
                     break  # our own move landed (its answer was lost)
+                # An entry we deleted a moment ago is no other client's: a replica behind
+                # that delete still lists it (our queued unlink of a rename over's target,
+                # sent by the uploader after the move met it and before settle_deletes_at
+                # looked). The name is free: the move is made again.
+                if found and all(self.remote.recently_deleted(str(e.uuid)) for e in found):
+                    if attempt:
+                        raise _NotYet("the name is held by an entry we just deleted") from None
+                    continue
                 if attempt:
                     raise
                 stamp = time.strftime("%Y-%m-%d %H%M%S")
