@@ -146,6 +146,14 @@ class Metadata:
         # (placeholder, name, mtime_ns), merged into its listing like unsent files.
         self.held = held or (lambda folder_uuid: False)
         self.pending_folders = pending_folders or (lambda folder_uuid: [])
+        # The remote entry of each file record when this run started. A record still naming
+        # that entry was not published by this run: its entry may have been moved or deleted
+        # since by the crash recovery, its record not updated yet (_local_records).
+        self._entry_at_start: dict[int, str | None] = (
+            {r.local_id: r.remote_uuid for r in journal.all_files()}
+            if hasattr(journal, "all_files")
+            else {}
+        )
         self._refreshing: dict[int, _Refresh] = {}
         self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
@@ -916,8 +924,25 @@ class Metadata:
             here = record.parent_uuid == dir_node.uuid and not lifecycle.is_unlinked(record)
             if record.remote_uuid:
                 by_remote[record.remote_uuid] = record
-                if here and record.local_id in unpublished and record.remote_uuid not in listed:
-                    pending.append(record)  # published during the fetch: listed from here
+                # Published during the fetch, or by this run a moment before it (a read
+                # replica may not show it yet): listed from here. A first listing of a folder
+                # restored from the metadata cache waits out that lag, but a file published
+                # while it waited would vanish until the next refresh (the kept view does not
+                # win over that listing). Not an entry the record named at start: written a
+                # moment ago, that is the crash recovery moving or deleting it, and the
+                # record is what is out of date.
+                if (
+                    here
+                    and record.remote_uuid not in listed
+                    and (
+                        record.local_id in unpublished
+                        or (
+                            record.remote_uuid != self._entry_at_start.get(record.local_id)
+                            and self.recently_written(record.remote_uuid)
+                        )
+                    )
+                ):
+                    pending.append(record)
             elif here and not lifecycle.cut_short(record):
                 # (A symlink cut short by a crash is no entry: the next start drops it.)
                 pending.append(record)

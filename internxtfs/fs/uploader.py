@@ -809,7 +809,14 @@ class Uploader:
                     await self.remote.delete("file", target, name=record.name)
                     continue
                 if target is not None:
-                    await self.remote.replace_file(target, file_id, size, mtime=mtime)
+                    try:
+                        await self.remote.replace_file(target, file_id, size, mtime=mtime)
+                    except NotFound:
+                        # The hook named an entry that was gone by the replace ("DELETED
+                        # files can not be replaced"): deleted meanwhile, or a lagging listing
+                        # still showed an entry deleted just before. Its name is free: create.
+                        log.info("%r: the entry to replace is gone; creating it", record.name)
+                        continue
                     return target
                 fresh = self.journal.get(record.local_id)
                 if fresh is None or lifecycle.is_unlinked(fresh):

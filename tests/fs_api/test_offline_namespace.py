@@ -16,7 +16,7 @@ from internxtfs.fs.conflicts import RECOVERY_FOLDER
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.fs.pending import REFUSAL_PATIENCE, is_placeholder
 from internxtfs.fs.replacement import ASIDE_PREFIX
-from internxtfs.internxt.errors import Unprocessable, Unreachable
+from internxtfs.internxt.errors import Conflict, Unprocessable, Unreachable
 from tests.fs_api.conftest import serving
 from tests.harness.fake_remote import DELETED, EXISTS, ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
@@ -665,3 +665,47 @@ async def test_a_queued_move_refused_for_good_shows_the_entry_where_the_server_k
             assert await mounted.listdir() == ["a", "d"]
             assert await mounted.read_all(await mounted.lookup("a")) == b"content"
             assert "can not be moved" in (mounted.fs.pending.stats()["namespace_error"] or "")
+
+
+async def test_a_queued_rename_over_a_file_whose_delete_just_landed_keeps_no_conflict_copy(
+    mounted: InProcess,
+) -> None:
+    """A rename over a stored file made offline is the target's unlink (a pending delete of
+    the uploader) and a queued move. Replayed, the move may meet the target still on the name
+    while the uploader sends that delete; by the time the replay looks, the delete has landed
+    and a read replica behind it still lists the target. That entry is our own deleted one,
+    not another client's file: the move is made again, no conflict copy (seen under a 1 s
+    replica lag, test_offline_namespace.py's kill -9 test)."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "b", b"new")
+    fake.add_file(ROOT, "c", b"old")
+    target = fake.file_at(ROOT, "c")
+    assert target is not None
+    deleted: set[str] = set()
+    move_file, files_exist = fake.move_file, fake.files_exist
+
+    async def move_meeting_the_delete(uuid: str, folder: str, name: str) -> Any:
+        if not deleted:
+            # The uploader's delete of the target was on its way: it lands just after the
+            # server found the name taken.
+            await mounted.uploader.settle_deletes_at(ROOT, "c")
+            deleted.add(target.uuid)
+            raise Conflict("A file with this name already exists", status=409)
+        return await move_file(uuid, folder, name)
+
+    async def lagging_files_exist(folder: str, names: Any, **kwargs: Any) -> list[Any]:
+        # A replica behind our delete: the target still holds its name there.
+        found = await files_exist(folder, names, **kwargs)
+        return [*found, target.entry()] if target.uuid in deleted else found
+
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("b", "c")
+        assert await mounted.listdir() == ["c"]
+        fake.move_file = move_meeting_the_delete  # type: ignore[method-assign]
+        fake.files_exist = lagging_files_exist  # type: ignore[method-assign]
+        fake.recently_deleted = lambda uuid: uuid in deleted  # type: ignore[method-assign]
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["c"]
+            assert fake.content(ROOT, "c") == b"new"

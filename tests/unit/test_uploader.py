@@ -659,3 +659,31 @@ async def test_new_file_under_the_name_of_a_pending_delete(
         assert [e.name for e in s.drive.entries.values()] == ["a"]
         assert s.journal.get(old) is None
         nursery.cancel_scope.cancel()
+
+
+async def test_conflict_hook_naming_an_entry_gone_by_the_replace_creates_again(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Under read-replica lag the hook may adopt an entry a lagging listing still shows,
+    deleted by the time of the replace (Internxt answers "DELETED files can not be
+    replaced", a NotFound to the client): the file is created, the publish does not fail."""
+    drive: list[FakeDrive] = []
+
+    async def adopt(record: FileRecord, error: Conflict) -> str | None:
+        # The entry that took the name is deleted before our replace reaches it.
+        drive[0].entries.pop("uuid1")
+        return "uuid1"
+
+    s = Setup(tmp_path, quiet_period=0.0, on_conflict=adopt)
+    drive.append(s.drive)
+    await s.drive.create_file("root", "a", 3, "old")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(s.uploader.run)
+        fid = await s.new_file("a", b"new")
+        s.uploader.schedule(fid)
+        assert await s.uploader.wait_idle(fid) == {}
+        # (The first create is the other client's, above.)
+        assert s.drive.log == ["create a", "create a", "replace uuid1", "create a"]
+        assert s.journal.get(fid).remote_uuid == "uuid2"  # type: ignore[union-attr]
+        assert s.remote_content(fid) == b"new"
+        nursery.cancel_scope.cancel()
