@@ -5,8 +5,6 @@ that name is free, not under a marked name (docs/semantics.md, Durability and Co
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +14,9 @@ import trio
 
 from internxtfs.internxt.errors import Conflict, RequestRejected, ServerError, Unreachable
 from tests.fs_api.conftest import make, serving
+from tests.fs_api.test_offline_namespace import _back_online, _fake
 from tests.harness.fake_remote import REMOTE_CALLS, ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
-
-
-def _fake(m: InProcess) -> FakeRemote:
-    return m.remote.inner  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def _back_online(m: InProcess) -> AsyncIterator[None]:
-    _fake(m).known_offline = False
-    async with trio.open_nursery() as nursery:
-        await nursery.start(m.fs.pending.run)
-        with trio.fail_after(600):
-            await m.fs.pending.wait_replayed()
-            assert await m.uploader.wait_idle() == {}
-        yield
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_queued_move_onto_a_name_freed_right_after_its_refusal_takes_it(
