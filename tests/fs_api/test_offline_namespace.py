@@ -437,7 +437,7 @@ async def test_an_rmdir_while_the_replay_sends_its_mkdir_is_sent_too(mounted: In
 
 
 async def test_mkdir_then_rmdir_while_the_replay_is_refused_sends_nothing(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """The replay tries the queued mkdir during the outage and the connection is refused:
     nothing left, so an rmdir still cancels the pair and nothing is ever sent."""
