@@ -9,7 +9,6 @@ files not uploaded yet: it must not vanish from the folder.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -17,21 +16,10 @@ import trio
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
 from internxtfs.fs.journal import EntryRow, Journal
 from internxtfs.fs.metadata import SAVED_CLEANLY, Metadata
+from tests.unit.test_metadata_remote_change import Entry
 
 ROOT = "root-uuid"
 WINDOW = 1.0
-
-
-@dataclass
-class Entry:
-    uuid: str
-    name: str
-    size: int
-    file_id: str | None
-    modified: float = 1_600_000_000.0
-    created: float = 1_600_000_000.0
-    status: str = "EXISTS"
-    folder_uuid: str = ROOT
 
 
 class LaggingDrive:
