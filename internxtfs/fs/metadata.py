@@ -44,7 +44,7 @@ import trio
 from internxtfs.fs import lifecycle
 from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import UNCERTAIN, EntryRow
+from internxtfs.fs.journal import UNCERTAIN, EntryRow, Journal
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import ASIDE_PREFIX
@@ -105,7 +105,7 @@ class Metadata:
         self,
         remote: Remote,
         table: InodeTable,
-        journal: Any,
+        journal: Journal,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         remote_changed: Callable[[Node, int], Node] | None = None,
@@ -149,11 +149,9 @@ class Metadata:
         # The remote entry of each file record when this run started. A record still naming
         # that entry was not published by this run: its entry may have been moved or deleted
         # since by the crash recovery, its record not updated yet (_local_records).
-        self._entry_at_start: dict[int, str | None] = (
-            {r.local_id: r.remote_uuid for r in journal.all_files()}
-            if hasattr(journal, "all_files")
-            else {}
-        )
+        self._entry_at_start: dict[int, str | None] = {
+            r.local_id: r.remote_uuid for r in journal.all_files()
+        }
         self._refreshing: dict[int, _Refresh] = {}
         self._retry_at: dict[int, float] = {}  # during an outage: next refresh attempt
         self._mutations: dict[int, int] = {}
@@ -193,7 +191,7 @@ class Metadata:
     def _save_logged(self, final: bool = False) -> None:
         try:
             self.save()
-            if final and hasattr(self.journal, "set_meta"):
+            if final:
                 self.journal.set_meta(SAVED_CLEANLY, "1")
         except sqlite3.Error as exc:  # e.g. the cache disk is full: expected, no traceback
             log.warning("cannot save the metadata cache (%s); the next mount lists again", exc)
@@ -212,7 +210,7 @@ class Metadata:
 
     def save(self) -> None:
         """Write the entries of folders changed since the last save to the metadata cache."""
-        if not self._unsaved or not hasattr(self.journal, "save_entries"):
+        if not self._unsaved:
             return
         folders, self._unsaved = self._unsaved, set()
         again: set[int] = set()

@@ -830,8 +830,7 @@ class Filesystem(pyfuse3.Operations):
         used = await self.remote.usage()
         limit = await self.remote.limit()
         self._statfs = (now, used, limit, stored)
-        if hasattr(self.journal, "set_meta"):
-            self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
+        self.journal.set_meta("quota", f"{used} {limit}")  # for an offline start
 
     async def learn_quota(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Read the quota once at start, in the background: a `df` during an outage then has
@@ -847,7 +846,7 @@ class Filesystem(pyfuse3.Operations):
 
     def _kept_quota(self, now: float, stored: int) -> tuple[float, int, int, int] | None:
         """The quota the last mount on this cache read (the metadata cache), if any."""
-        kept = self.journal.get_meta("quota") if hasattr(self.journal, "get_meta") else None
+        kept = self.journal.get_meta("quota")
         if not kept:
             return None
         used, limit = (int(part) for part in kept.split())
