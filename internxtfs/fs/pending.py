@@ -128,8 +128,9 @@ class PendingNamespace:
     ) -> None:
         self.journal = journal
         self.remote = remote
-        self._refused_since: dict[int, float] = {}  # op seq -> first lag-like refusal
-        self._taken_since: dict[int, float] = {}  # op seq -> first "name taken" of a move
+        # (op seq, what) -> when the replay first met it: a lag-like refusal ("refused") or a
+        # move's "name taken" ("taken"). Each is waited out for a bounded time (_waited).
+        self._first_met: dict[tuple[int, str], float] = {}
         self.table = table
         self.uploader = uploader
         self.recovery_parent = recovery_parent
@@ -222,8 +223,7 @@ class PendingNamespace:
         self._ops = self.journal.ops()
         # An op sent, dropped or cancelled is no longer refused: forget when that began.
         live = {op.seq for op in self._ops}
-        self._refused_since = {s: t for s, t in self._refused_since.items() if s in live}
-        self._taken_since = {s: t for s, t in self._taken_since.items() if s in live}
+        self._first_met = {k: t for k, t in self._first_met.items() if k[0] in live}
         self._recount()
         self._changed.set()
         self._changed = trio.Event()
@@ -357,8 +357,7 @@ class PendingNamespace:
                     log.info("%r was deleted before its queued rename was sent (%s); dropped",
                              op.name, exc)  # fmt: skip
                     break
-                first = self._refused_since.setdefault(op.seq, trio.current_time())
-                if trio.current_time() - first < REFUSAL_PATIENCE:
+                if self._waited(op, "refused") < REFUSAL_PATIENCE:
                     raise _NotYet(f"{exc} (maybe a replica behind our writes)") from exc
                 await self._refused_for_good(op, exc)
                 return
@@ -473,13 +472,17 @@ class PendingNamespace:
         if any(str(e.uuid) == op.uuid for e in found):
             return True
         holders = [e for e in found if not self.remote.recently_deleted(str(e.uuid))]
-        now = trio.current_time()
-        first = self._taken_since.setdefault(op.seq, now)
-        if not holders and now - first < REFUSAL_PATIENCE:
+        waited = self._waited(op, "taken")
+        if not holders and waited < REFUSAL_PATIENCE:
             raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
-        if holders and now - first < NAME_TAKEN_PATIENCE:
+        if holders and waited < NAME_TAKEN_PATIENCE:
             raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
         return False
+
+    def _waited(self, op: NamespaceOp, what: str) -> float:
+        """Seconds since the replay of ``op`` first met ``what`` (0 the first time)."""
+        now = trio.current_time()
+        return now - self._first_met.setdefault((op.seq, what), now)
 
     async def _gone(self, op: NamespaceOp) -> bool:
         """Whether the server itself reports the moved entry deleted or trashed (a 404 of the

@@ -186,7 +186,7 @@ async def test_a_queued_move_refused_as_replica_lag_would_is_tried_again(
             assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"content"
         assert mounted.remote.failed.count("move_file") == 3
         # Housekeeping: when its refusals began is forgotten once the move is sent.
-        assert mounted.fs.pending._refused_since == {}
+        assert mounted.fs.pending._first_met == {}
 
 
 async def test_a_queued_move_of_a_file_deleted_meanwhile_is_dropped_at_once(
