@@ -1630,8 +1630,8 @@ class WriteBench(ColdReadBench):
         return result
 
     def profile(self, out: Path, latency: int = 0, rate: int = 250, work: str = "dd") -> None:
-        """One extra internxtfs ``dd`` (or restic backup) until stored under ``py-spy record``
-        (raw stacks)."""
+        """One extra internxtfs ``dd`` (or restic backup, or small files) until stored under
+        ``py-spy record`` (raw stacks)."""
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
             self.report.skip("write profile", "py-spy not installed (pip install py-spy)")
@@ -1650,6 +1650,8 @@ class WriteBench(ColdReadBench):
             finally:
                 self._unmount("internxtfs")
             args = (name, str(self.restic_src))
+        elif work == "small":
+            args = (name, str(self.small_files), "4096")
         else:
             args = (name, str(self.dd_bytes // MiB))
         mnt, store, env = self._mount("internxtfs")
@@ -1809,8 +1811,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument(
         "--profile",
-        help="cold-read / write-dd: also profile one internxtfs cold read (or dd until "
-        "stored) with py-spy, raw stacks to FILE",
+        help="cold-read / write-*: also profile one internxtfs cold read (or dd, restic backup "
+        "or small files until stored, the first of them in --only) with py-spy, raw stacks to "
+        "FILE",
     )
     parser.add_argument(
         "--profile-latency", type=int, default=0, help="emulator latency (ms) while profiling"
@@ -1917,8 +1920,8 @@ def main(argv: list[str] | None = None) -> int:
                 writes.ixt_src = Path(args.src).resolve() if args.src else None
                 writes.prepare()
                 writes.run(sizes.cold_read_latencies)
-                if args.profile and works != ("small",):
-                    work = "dd" if "dd" in works else "restic"
+                if args.profile:
+                    work = next(w for w in ("dd", "restic", "small") if w in works)
                     writes.profile(Path(args.profile).resolve(), args.profile_latency, work=work)
     bench = Bench(root, sizes, report) if only & {"seq", "small", "ls", "rss"} else None
     try:
