@@ -755,6 +755,10 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO)
         with trio.move_on_after(QUEUE_LOOK_INTERVAL):
             await self.pending.wait_replayed()
+            if self._waits_for_queue(local_id):
+                # Nothing queued and still held back (a folder whose mkdir is not queued any
+                # more): looked at again after the interval, not in a loop that never yields.
+                await trio.sleep_forever()
 
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
