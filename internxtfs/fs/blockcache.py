@@ -921,10 +921,18 @@ class BlockCache:
         if ranges:
             total = sum(hi - lo for lo, hi in ranges)
             local = self._pread_cached(local_id, ranges) if total <= NOWAIT_IO else None
-            if local is None and total > THREAD_IO:
-                local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
-            elif local is None:
-                local = self._pread_ranges(local_id, ranges)
+            if local is None:
+                # Opened here, before any wait for a worker thread: a truncate to 0 meanwhile
+                # renames a big cache file aside (_shrink_file), and the read gets what it
+                # would have read before, instead of ENOENT for a path that is gone.
+                fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+                try:
+                    if total > THREAD_IO:
+                        local = await trio.to_thread.run_sync(self._pread_ranges, fd, ranges)
+                    else:
+                        local = self._pread_ranges(fd, ranges)
+                finally:
+                    os.close(fd)  # after the thread: run_sync waits for it even if cancelled
         if len(segments) == 1:
             data = segments[0][2]
             if data is None and fresh:
@@ -968,12 +976,8 @@ class BlockCache:
         finally:
             os.close(fd)
 
-    def _pread_ranges(self, local_id: int, ranges: list[tuple[int, int]]) -> list[bytes]:
-        fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
-        try:
-            return [_pread_exact(fd, hi - lo, lo) for lo, hi in ranges]
-        finally:
-            os.close(fd)
+    def _pread_ranges(self, fd: int, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [_pread_exact(fd, hi - lo, lo) for lo, hi in ranges]
 
     def _touch(self, local_id: int, st: _FileState, first: int, last: int) -> None:
         for b in range(first, last + 1):

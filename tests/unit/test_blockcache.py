@@ -525,6 +525,37 @@ async def test_truncate_of_a_big_cache_file_to_zero_unlinks_it_aside(
     assert await cache2.read(fid, MiB, 10) == b"b" * 10
 
 
+async def test_a_read_waiting_for_a_worker_thread_meets_a_truncate_to_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large read of cached blocks the page cache does not hold goes to a worker thread.
+    When another descriptor truncates the big file to 0 before that thread starts (busy
+    worker threads, a slow disk), the cache file is renamed aside: the read must still
+    give what the file held when the read began, not fail because the path is gone."""
+    monkeypatch.setattr(bc_module, "DISCARD_ASIDE", 2 * MiB)
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * (3 * MiB))
+    cache._nowait = False  # as if the page cache had let these pages go
+    hop = trio.to_thread.run_sync
+
+    async def busy_threads(*args: object, **kwargs: object) -> object:
+        await trio.sleep(0.1)  # every worker thread busy for a moment
+        return await hop(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bc_module.trio.to_thread, "run_sync", busy_threads)
+    got: list[bytes | memoryview] = []
+
+    async def read() -> None:
+        got.append(await cache.read(fid, 0, 3 * MiB))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.sleep(0.05)
+        await cache.truncate(fid, 0)
+    assert got == [b"a" * (3 * MiB)]
+
+
 class VersionedRemote(FakeRemote):
     """Remote content that another client can replace: version 1 is all 0x01 bytes."""
 
