@@ -995,17 +995,20 @@ class BlockCache:
         self, local_id: int, writes: list[tuple[int, bytes | memoryview]], total: int
     ) -> None:
         def work() -> None:
-            fd = self._open(local_id)
-            try:
-                for offset, data in writes:
-                    _pwrite_all(fd, data, offset)
-            finally:
-                os.close(fd)
+            for offset, data in writes:
+                _pwrite_all(fd, data, offset)
 
-        if total > THREAD_WRITE:
-            await trio.to_thread.run_sync(work)
-        else:
-            work()
+        # Opened here, before any wait for a worker thread: a drop meanwhile (the file
+        # deleted) unlinks what this writes into, instead of the thread making the cache
+        # file again after it, left on the disk until the next mount.
+        fd = self._open(local_id)
+        try:
+            if total > THREAD_WRITE:
+                await trio.to_thread.run_sync(work)
+            else:
+                work()
+        finally:
+            os.close(fd)  # after the thread: run_sync waits for it even if cancelled
 
     def _scrub_after_failure(self, local_id: int, st: _FileState, blocks: Iterable[int]) -> None:
         """After a failed local write: make blocks that are not present read as zeros again,

@@ -556,6 +556,35 @@ async def test_a_read_waiting_for_a_worker_thread_meets_a_truncate_to_zero(
     assert got == [b"a" * (3 * MiB)]
 
 
+async def test_an_install_waiting_for_a_worker_thread_leaves_no_file_once_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-ahead's install of a fetch larger than a FUSE write goes to a worker thread. When
+    the file is deleted (its cache dropped) before that thread starts, the install must not
+    make the cache file again: nothing would ever remove it before the next mount, and
+    reading big files and deleting them at once piled such files up on the cache disk."""
+    journal, cache, _ = open_cache(tmp_path)
+    fid = remote_file(journal, 8 * MiB)
+    hop = trio.to_thread.run_sync
+    hops = trio.Event()
+
+    async def busy_threads(*args: object, **kwargs: object) -> object:
+        hops.set()
+        await trio.sleep(0.1)  # every worker thread busy for a moment
+        return await hop(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bc_module.trio.to_thread, "run_sync", busy_threads)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        assert await cache.read(fid, 0, 4096) == _BASE[:4096]  # starts the read-ahead
+        await hops.wait()  # an install waits for its thread
+        journal.delete(fid)  # unlinked, as Namespace.drop_local does: record, then cache
+        cache.drop(fid)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert list(cache.data_dir.iterdir()) == []
+
+
 class VersionedRemote(FakeRemote):
     """Remote content that another client can replace: version 1 is all 0x01 bytes."""
 
