@@ -42,6 +42,9 @@ Concurrency (trio; code between two awaits is atomic). Shared state and its guar
   fetched waits for that fetch instead of fetching it again. ``epoch`` changes on truncate,
   drop and invalidate: a fetch started under an older epoch is never installed, and new
   readers do not join it.
+* Cache files are opened on the trio thread, never in a worker thread: a read or write
+  handed to one holds its descriptor across the hop, so a truncate to 0 (the file renamed
+  aside) or a drop (unlinked) meanwhile neither fails it nor has it make the file again.
 * ``_lru`` (clean present blocks, oldest first), ``_used`` (bytes charged, the sum of every
   file's ``_FileState.charged``) and ``_reserved`` (bytes promised to a write/install in
   progress): only changed in synchronous sections. ``_room`` is set whenever room may have
