@@ -42,6 +42,9 @@ Concurrency (trio; code between two awaits is atomic). Shared state and its guar
   fetched waits for that fetch instead of fetching it again. ``epoch`` changes on truncate,
   drop and invalidate: a fetch started under an older epoch is never installed, and new
   readers do not join it.
+* Cache files are opened on the trio thread, never in a worker thread: a read or write
+  handed to one holds its descriptor across the hop, so a truncate to 0 (the file renamed
+  aside) or a drop (unlinked) meanwhile neither fails it nor has it make the file again.
 * ``_lru`` (clean present blocks, oldest first), ``_used`` (bytes charged, the sum of every
   file's ``_FileState.charged``) and ``_reserved`` (bytes promised to a write/install in
   progress): only changed in synchronous sections. ``_room`` is set whenever room may have
@@ -921,10 +924,18 @@ class BlockCache:
         if ranges:
             total = sum(hi - lo for lo, hi in ranges)
             local = self._pread_cached(local_id, ranges) if total <= NOWAIT_IO else None
-            if local is None and total > THREAD_IO:
-                local = await trio.to_thread.run_sync(self._pread_ranges, local_id, ranges)
-            elif local is None:
-                local = self._pread_ranges(local_id, ranges)
+            if local is None:
+                # Opened here, before any wait for a worker thread: a truncate to 0 meanwhile
+                # renames a big cache file aside (_shrink_file), and the read gets what it
+                # would have read before, instead of ENOENT for a path that is gone.
+                fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+                try:
+                    if total > THREAD_IO:
+                        local = await trio.to_thread.run_sync(self._pread_ranges, fd, ranges)
+                    else:
+                        local = self._pread_ranges(fd, ranges)
+                finally:
+                    os.close(fd)  # after the thread: run_sync waits for it even if cancelled
         if len(segments) == 1:
             data = segments[0][2]
             if data is None and fresh:
@@ -968,12 +979,8 @@ class BlockCache:
         finally:
             os.close(fd)
 
-    def _pread_ranges(self, local_id: int, ranges: list[tuple[int, int]]) -> list[bytes]:
-        fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
-        try:
-            return [_pread_exact(fd, hi - lo, lo) for lo, hi in ranges]
-        finally:
-            os.close(fd)
+    def _pread_ranges(self, fd: int, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [_pread_exact(fd, hi - lo, lo) for lo, hi in ranges]
 
     def _touch(self, local_id: int, st: _FileState, first: int, last: int) -> None:
         for b in range(first, last + 1):
@@ -991,17 +998,20 @@ class BlockCache:
         self, local_id: int, writes: list[tuple[int, bytes | memoryview]], total: int
     ) -> None:
         def work() -> None:
-            fd = self._open(local_id)
-            try:
-                for offset, data in writes:
-                    _pwrite_all(fd, data, offset)
-            finally:
-                os.close(fd)
+            for offset, data in writes:
+                _pwrite_all(fd, data, offset)
 
-        if total > THREAD_WRITE:
-            await trio.to_thread.run_sync(work)
-        else:
-            work()
+        # Opened here, before any wait for a worker thread: a drop meanwhile (the file
+        # deleted) unlinks what this writes into, instead of the thread making the cache
+        # file again after it, left on the disk until the next mount.
+        fd = self._open(local_id)
+        try:
+            if total > THREAD_WRITE:
+                await trio.to_thread.run_sync(work)
+            else:
+                work()
+        finally:
+            os.close(fd)  # after the thread: run_sync waits for it even if cancelled
 
     def _scrub_after_failure(self, local_id: int, st: _FileState, blocks: Iterable[int]) -> None:
         """After a failed local write: make blocks that are not present read as zeros again,

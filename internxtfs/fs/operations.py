@@ -710,20 +710,17 @@ class Filesystem(pyfuse3.Operations):
             try:
                 # A file in a folder a queued namespace change touches is not uploaded before
                 # the queue is sent (fs/pending.py): the uploader takes it for idle meanwhile,
-                # and fsync returned at once with nothing stored (hostile test).
-                while (record := self.journal.get(local_id)) is not None and (
-                    self.uploader.deferred(record)
-                ):
-                    if self.pending.refused is not None:
-                        # Refused for good, kept and retried: not stored until that changes.
-                        log.warning("fsync of %s: waits for a namespace change Internxt "
-                                    "refuses (%s); kept in the cache",
-                                    self.uploader.describe_id(local_id),
-                                    self.pending.refused)  # fmt: skip
-                        raise pyfuse3.FUSEError(errno.EIO)
-                    with trio.move_on_after(QUEUE_LOOK_INTERVAL):
-                        await self.pending.wait_replayed()
-                await self.uploader.wait_idle(local_id)
+                # and fsync returned at once with nothing stored (hostile test). That holds
+                # for a file moved into such a folder while its upload runs too: the upload
+                # is not published then, and the uploader is idle again with nothing stored
+                # (hostile4's test), so the wait starts over until the content is stored.
+                while True:
+                    if self._waits_for_queue(local_id):
+                        await self._queue_sent(local_id)
+                        continue
+                    await self.uploader.wait_idle(local_id)
+                    if not self._waits_for_queue(local_id):
+                        break
                 outcome.append(None)
             except Exception as exc:  # raised below, outside the nursery (no exception group)
                 outcome.append(exc)
@@ -736,6 +733,32 @@ class Filesystem(pyfuse3.Operations):
         if isinstance(error, ie.InternxtError) and error.retryable and self.meta.offline():
             return False
         raise error
+
+    def _waits_for_queue(self, local_id: int) -> bool:
+        """The file has content to store and its upload waits for the queued namespace
+        changes (fs/pending.py). Stored content moved into such a folder since waits for
+        nothing: what fsync asks for is on Internxt."""
+        record = self.journal.get(local_id)
+        return (
+            record is not None
+            and self.uploader.deferred(record)
+            and lifecycle.has_unsent_content(record)
+        )
+
+    async def _queue_sent(self, local_id: int) -> None:
+        """Wait a while for the queued namespace changes to be sent (the caller looks again).
+        EIO while Internxt refuses the oldest for good: not stored until that changes."""
+        if self.pending.refused is not None:
+            log.warning("fsync of %s: waits for a namespace change Internxt refuses (%s); "
+                        "kept in the cache", self.uploader.describe_id(local_id),
+                        self.pending.refused)  # fmt: skip
+            raise pyfuse3.FUSEError(errno.EIO)
+        with trio.move_on_after(QUEUE_LOOK_INTERVAL):
+            await self.pending.wait_replayed()
+            if self._waits_for_queue(local_id):
+                # Nothing queued and still held back (a folder whose mkdir is not queued any
+                # more): looked at again after the interval, not in a loop that never yields.
+                await trio.sleep_forever()
 
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:

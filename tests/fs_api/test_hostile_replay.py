@@ -226,3 +226,54 @@ async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hang
             assert folder is not None and fake.content(folder.uuid, "f.txt") == b"kept"
             nursery.cancel_scope.cancel()
         await mounted.fs.release(fh)
+
+
+async def test_fsync_of_a_file_moved_into_a_folder_made_offline_during_its_upload(
+    mounted: InProcess,
+) -> None:
+    """fsync of a file whose upload is running when the file is moved into a folder made
+    offline (queued behind a mkdir the replay is still sending): that upload is not
+    published (the file waits for the queue), and fsync returned as if stored, with nothing
+    on Internxt and nothing fsynced locally. It must return once the file is stored where
+    the user moved it."""
+    fake = _fake(mounted)
+    fake.add_folder(ROOT, "d")
+    started, go = trio.Event(), trio.Event()
+    inner_upload = fake.upload
+
+    async def slow_upload(*args: Any, **kwargs: Any) -> str:
+        started.set()
+        await go.wait()
+        return await inner_upload(*args, **kwargs)
+
+    fake.upload = slow_upload  # type: ignore[method-assign]
+    async with serving(mounted):
+        await mounted.listdir()
+        d = await mounted.lookup("d")
+        await mounted.listdir(d)
+        fake.known_offline = True
+        m = int((await mounted.fs.mkdir(1, b"m", 0o755, CTX)).st_ino)
+        fake.known_offline = False
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"fsynced")
+        mounted.remote.fail("create_folder", ServerError("busy", status=500), times=3)
+        returned: list[bytes | None] = []
+        fsynced = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+
+            async def fsync() -> None:
+                await mounted.fs.fsync(fh, False)
+                folder = fake.folder_at(ROOT, "m")  # what Internxt holds when fsync returns
+                returned.append(None if folder is None else fake.content(folder.uuid, "f.txt"))
+                fsynced.set()
+
+            nursery.start_soon(fsync)
+            await started.wait()  # the upload runs
+            await mounted.fs.rename(d, b"f.txt", m, b"f.txt", 0, CTX)  # queued behind the mkdir
+            go.set()
+            with trio.fail_after(600):
+                await fsynced.wait()
+            nursery.cancel_scope.cancel()
+        assert returned == [b"fsynced"]
+        await mounted.fs.release(fh)

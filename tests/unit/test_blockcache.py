@@ -525,6 +525,66 @@ async def test_truncate_of_a_big_cache_file_to_zero_unlinks_it_aside(
     assert await cache2.read(fid, MiB, 10) == b"b" * 10
 
 
+async def test_a_read_waiting_for_a_worker_thread_meets_a_truncate_to_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large read of cached blocks the page cache does not hold goes to a worker thread.
+    When another descriptor truncates the big file to 0 before that thread starts (busy
+    worker threads, a slow disk), the cache file is renamed aside: the read must still
+    give what the file held when the read began, not fail because the path is gone."""
+    monkeypatch.setattr(bc_module, "DISCARD_ASIDE", 2 * MiB)
+    journal, cache, _ = open_cache(tmp_path)
+    fid = local_file(journal)
+    await cache.write(fid, 0, b"a" * (3 * MiB))
+    cache._nowait = False  # as if the page cache had let these pages go
+    hop = trio.to_thread.run_sync
+
+    async def busy_threads(*args: object, **kwargs: object) -> object:
+        await trio.sleep(0.1)  # every worker thread busy for a moment
+        return await hop(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bc_module.trio.to_thread, "run_sync", busy_threads)
+    got: list[bytes | memoryview] = []
+
+    async def read() -> None:
+        got.append(await cache.read(fid, 0, 3 * MiB))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.sleep(0.05)
+        await cache.truncate(fid, 0)
+    assert got == [b"a" * (3 * MiB)]
+
+
+async def test_an_install_waiting_for_a_worker_thread_leaves_no_file_once_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-ahead's install of a fetch larger than a FUSE write goes to a worker thread. When
+    the file is deleted (its cache dropped) before that thread starts, the install must not
+    make the cache file again: nothing would ever remove it before the next mount, and
+    reading big files and deleting them at once piled such files up on the cache disk."""
+    journal, cache, _ = open_cache(tmp_path)
+    fid = remote_file(journal, 8 * MiB)
+    hop = trio.to_thread.run_sync
+    hops = trio.Event()
+
+    async def busy_threads(*args: object, **kwargs: object) -> object:
+        hops.set()
+        await trio.sleep(0.1)  # every worker thread busy for a moment
+        return await hop(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bc_module.trio.to_thread, "run_sync", busy_threads)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        assert await cache.read(fid, 0, 4096) == _BASE[:4096]  # starts the read-ahead
+        await hops.wait()  # an install waits for its thread
+        journal.delete(fid)  # unlinked, as Namespace.drop_local does: record, then cache
+        cache.drop(fid)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert list(cache.data_dir.iterdir()) == []
+
+
 class VersionedRemote(FakeRemote):
     """Remote content that another client can replace: version 1 is all 0x01 bytes."""
 
