@@ -805,9 +805,24 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EEXIST)
         await self.namespace.rename(old_parent, old_text, node, new_parent, new_text, target)
 
+    @fuse_handler
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        """A directory's entries are durable once the journal's log is on the disk: every
+        change to them is in the journal when its call returns (online a mkdir, rename or
+        rmdir is on Internxt by then too; offline it is queued there; new files and deletes
+        go out with the uploader, as after close). Without this handler the kernel took
+        ``fsync`` of a directory for done (ENOSYS) while the log could still be in the page
+        cache: an offline rename, made durable by restic's directory fsync on a local disk,
+        was not here until the next checkpoint (found in a hostile review)."""
+        await trio.to_thread.run_sync(self._fsync_paths, [Path(f"{self.journal.path}-wal")])
+
     def _fsync_local(self, local_id: int) -> None:
+        self._fsync_paths([self.cache.path(local_id), Path(f"{self.journal.path}-wal")])
+
+    @staticmethod
+    def _fsync_paths(paths: list[Path]) -> None:
         # Runs in a worker thread: only file descriptors, no journal or trio state.
-        for path in (self.cache.path(local_id), Path(f"{self.journal.path}-wal")):
+        for path in paths:
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pyfuse3
 import pytest
 import trio
 
+from internxtfs.fs.inodes import ROOT_INODE
 from tests.fs_api.conftest import make, serving
 from tests.harness.fake_remote import ROOT
+from tests.harness.in_process import CTX
 
 
 async def test_fsync_remote_returns_once_the_file_is_stored(
@@ -84,3 +87,33 @@ async def test_fsync_offline_eio_fails_and_still_keeps_the_data(
         fake.known_offline = False
         assert await mounted.uploader.wait_idle() == {}
     assert fake.content(ROOT, "f") == b"kept"
+
+
+async def test_fsync_of_a_directory_puts_the_journal_log_on_the_disk(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restic renames a pack into place and fsyncs the directory. During an outage the
+    rename is queued in the journal, whose log (WAL) reaches the disk only at a checkpoint:
+    the directory's fsync must put it there (it was answered ENOSYS, taken for done)."""
+    mounted = make(tmp_path, fsync="remote")
+    fake = mounted.remote.inner
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    async with serving(mounted):
+        await mounted.write_file("pack-tmp", b"pack")
+        assert await mounted.uploader.wait_idle() == {}
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("pack-tmp", "pack")  # queued: Internxt is down
+        synced.clear()
+        fh = await mounted.fs.opendir(ROOT_INODE, CTX)
+        await mounted.fs.fsyncdir(fh, False)
+        await mounted.fs.releasedir(fh)
+        assert synced == [f"{mounted.journal.path}-wal"]
+        fake.known_offline = False
