@@ -48,7 +48,7 @@ from internxtfs.fs.journal import UNCERTAIN, EntryRow, Journal
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import ASIDE_PREFIX
-from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected, leaves
+from internxtfs.internxt.errors import InternxtError, NotFound, RequestRejected
 from internxtfs.internxt.retry import carry_interactive, interactive
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,13 @@ class _Refresh:
 
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def seconds_to_ns(seconds: float) -> int:
@@ -592,9 +599,9 @@ class Metadata:
             # Both calls fail together when Internxt is down. Raise the typed error itself:
             # a group is "unexpected" for the errno mapping (EIO and a traceback per lookup)
             # and hides the error from children()'s fallback to the last listing.
-            found = leaves(group)
-            if found and all(isinstance(e, Exception) for e in found):
-                raise found[0] from group
+            leaves = _leaves(group)
+            if leaves and all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from group
             raise
 
         if dir_node.children is not None and self._mutations.get(dir_node.ino, 0) != before:

@@ -265,7 +265,7 @@ class InternxtRemote:
         return await self.network.upload(read, size, progress=progress)
 
     async def download_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
-        # fetch_range: no copy of what objectio received (cold reads, issue 12).
+        # fetch_range: no copy of what the object getter received (cold reads, issue 12).
         return await self.network.fetch_range(file_id, offset, length)
 
     async def create_file(

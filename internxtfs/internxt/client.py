@@ -19,7 +19,7 @@ from .consistency import DEFAULT_WINDOW, ReadLag
 from .drive import DriveAPI
 from .http import DEFAULT_TIMEOUT, Http
 from .network import NetworkAPI
-from .objectio import ObjectIO, proxies_configured
+from .objectget import ObjectGetter, proxies_configured
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ class InternxtClient:
             drive_url=drive_url or endpoints.drive_url(),
             network_url=network_url or endpoints.network_url(),
         )
-        # Object bodies are received in worker threads (objectio) unless a test transport or
+        # Object bodies are received in worker threads (objectget) unless a test transport or
         # a proxy must see every request: then they go through httpx like the rest.
-        self._objects = ObjectIO() if transport is None and not proxies_configured() else None
+        self._objects = ObjectGetter() if transport is None and not proxies_configured() else None
         self.retry = retry or RetryPolicy()
         self.credentials = credentials
         self._on_session_change = on_session_change
@@ -96,7 +96,7 @@ class InternxtClient:
             session.bucket,
             session.mnemonic,
             retry=self.retry,
-            object_io=self._objects,
+            object_getter=self._objects,
         )
 
     async def login(

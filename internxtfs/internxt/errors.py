@@ -7,15 +7,6 @@ layer maps them to errno in one place. ``status`` and ``message`` keep what the 
 from __future__ import annotations
 
 
-def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions inside a (nested) group: a nursery wraps even a single failure, and
-    callers want the typed error itself."""
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 class InternxtError(Exception):
     """Base class. ``retryable`` says whether the retry policy may try the call again."""
 

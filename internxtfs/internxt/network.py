@@ -47,10 +47,9 @@ from .errors import (
     ProtocolError,
     SourceError,
     Unreachable,
-    leaves,
 )
 from .http import Http, json_body
-from .objectio import Interrupt, ObjectIO
+from .objectget import ObjectGetter
 from .retry import RetryPolicy, as_internxt_error, is_retryable
 from .threadhash import BackgroundHash
 
@@ -66,14 +65,7 @@ _AES_BLOCK = 16
 # Ranges at least this large are decrypted in a worker thread (cryptography releases the GIL),
 # so the trio thread keeps serving reads and receiving other ranges meanwhile.
 THREAD_DECRYPT = 1 * MiB
-OBJECT_THREADS = 16  # object GETs running at once in worker threads (see objectio)
-# Object PUTs sent at once from worker threads: as many as the HTTP pool's connections
-# (client.py), which bounded them when they went through httpx.
-PUT_THREADS = 32
-# Bodies at least this long are sent from a worker thread (objectio); a shorter one goes
-# through httpx, whose pooled connection costs less than the thread hops and a connection of
-# the thread pool (a burst of 4 KiB files used more CPU through the threads).
-THREAD_PUT = 2 * MiB
+OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see objectget)
 # Single-part bodies at least this long are hashed in a worker thread while they are sent
 # (threadhash); a shorter one is hashed inline, where the thread hop would cost more.
 THREAD_HASH = 2 * MiB
@@ -232,7 +224,7 @@ class NetworkAPI:
         new_index: Callable[[], bytes] = crypto.new_index,
         chunk_size: int = DEFAULT_CHUNK,
         info_ttl: float = 60.0,
-        object_io: ObjectIO | None = None,
+        object_getter: ObjectGetter | None = None,
     ) -> None:
         self._http = http
         self._auth = {"authorization": crypto.network_auth_header(bridge_user, user_id)}
@@ -242,12 +234,11 @@ class NetworkAPI:
         self._retry = retry or RetryPolicy()
         self._new_index = new_index
         self.chunk_size = chunk_size
-        # Ranged reads of object bodies off the trio thread (see objectio); None: with httpx.
-        self._objects = object_io
+        # Ranged reads of object bodies off the trio thread (see objectget); None: with httpx.
+        self._getter = object_getter
         # Their own thread limit: GETs stalled by a slow network must not hold the tokens of
         # trio's default limiter, which the cache's local file I/O waits on.
-        self._object_threads: trio.CapacityLimiter | None = None
-        self._put_threads: trio.CapacityLimiter | None = None
+        self._getter_threads: trio.CapacityLimiter | None = None
         # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
         # store drops the entry early (see _object_get).
         self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
@@ -366,8 +357,6 @@ class NetworkAPI:
 
     async def _put(self, url: str, body: AsyncIterator[bytes], length: int) -> str:
         """PUT one object or part to a presigned URL; returns its ETag (quotes stripped)."""
-        if self._objects is not None and length >= THREAD_PUT:
-            return await self._put_from_thread(url, body, length)
         resp = await self._http.send(
             "PUT",
             url,
@@ -377,49 +366,6 @@ class NetworkAPI:
             expected=(200, 201, 204),
         )
         return resp.headers.get("etag", "").strip().strip('"')
-
-    async def _put_from_thread(self, url: str, body: AsyncIterator[bytes], length: int) -> str:
-        """:meth:`_put` sent from a worker thread (objectio). The body is still produced in
-        this task: the thread pulls every chunk back into it with ``from_thread.run``, which
-        runs it here, under this task's cancel scope, because the thread is not abandoned
-        on cancel. A cancel reaches the thread either there or, while it is blocked sending
-        to a server that stopped reading, through its socket (``Interrupt``)."""
-        objects = self._objects
-        assert objects is not None
-        if self._put_threads is None:
-            self._put_threads = trio.CapacityLimiter(PUT_THREADS)
-        limiter = self._put_threads
-        token = trio.lowlevel.current_trio_token()
-        stop = Interrupt()
-        finished = False
-
-        def pull() -> bytes | None:
-            try:
-                return trio.from_thread.run(body.__anext__, trio_token=token)
-            except StopAsyncIteration:
-                return None
-
-        async def interrupt_when_cancelled() -> None:
-            try:
-                await trio.sleep_forever()
-            finally:
-                if not finished:
-                    stop.interrupt()
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(interrupt_when_cancelled)
-                try:
-                    return await trio.to_thread.run_sync(
-                        objects.put, url, length, pull, stop, limiter=limiter
-                    )
-                finally:
-                    finished = True
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            found = leaves(group)
-            cancelled = [e for e in found if isinstance(e, trio.Cancelled)]
-            raise (cancelled or found)[0] from None
 
     # --- upload -----------------------------------------------------------------------------
 
@@ -699,11 +645,11 @@ class NetworkAPI:
 
     async def _get_plain(self, file_id: str, first: int, last: int) -> memoryview:
         """Plaintext of ciphertext bytes ``first..last``, fetched and decrypted in a worker
-        thread by the object I/O (objectio); an expired presigned URL is refreshed once, as in
+        thread by the object getter; an expired presigned URL is refreshed once, as in
         :meth:`_object_get`."""
-        assert self._objects is not None
-        if self._object_threads is None:
-            self._object_threads = trio.CapacityLimiter(OBJECT_THREADS)
+        assert self._getter is not None
+        if self._getter_threads is None:
+            self._getter_threads = trio.CapacityLimiter(OBJECT_GET_THREADS)
         for fresh in (False, True):
             info = await self.info(file_id)
             key, iv = self._keys(info.index)
@@ -712,8 +658,8 @@ class NetworkAPI:
                 # abandon_on_cancel: an unmount does not wait for a GET in progress; the thread
                 # finishes (or times out) on its own and its result is dropped.
                 return await trio.to_thread.run_sync(
-                    self._objects.get_plain, info.url, first, last, whole, key, iv,
-                    abandon_on_cancel=True, limiter=self._object_threads,
+                    self._getter.get_plain, info.url, first, last, whole, key, iv,
+                    abandon_on_cancel=True, limiter=self._getter_threads,
                 )  # fmt: skip
             except (NotFound, Forbidden):
                 self._info.pop(file_id, None)
@@ -728,7 +674,7 @@ class NetworkAPI:
 
     async def fetch_range(self, file_id: str, offset: int, length: int) -> bytes | memoryview:
         """:meth:`download_range` for the block cache: the buffer the bytes were received and
-        decrypted into (a ``memoryview`` when objectio is used), with no copy."""
+        decrypted into (a ``memoryview`` when the object getter is used), with no copy."""
         if offset < 0 or length < 0:
             raise ValueError("negative offset or length")
 
@@ -738,7 +684,7 @@ class NetworkAPI:
             if offset >= end:
                 return b""
             aligned = offset - offset % _AES_BLOCK  # CTR can only start on a block boundary
-            if self._objects is not None:
+            if self._getter is not None:
                 plain = await self._get_plain(file_id, aligned, end - 1)
                 # The buffer itself when aligned (every block fetch): slicing would copy it.
                 return plain if offset == aligned else plain[offset - aligned :]

@@ -1,5 +1,4 @@
-"""Object bodies on presigned URLs, sent and received in worker threads: ranged GETs
-received and decrypted there, and PUTs sent from there.
+"""Ranged GETs of presigned object URLs, received and decrypted in a worker thread.
 
 Why not httpx for these bodies: httpx receives a body through httpcore and h11 in the trio
 thread, one event per socket read. Over TLS a socket read returns one TLS record, at most
@@ -11,17 +10,7 @@ and the thread was saturated. Here the stdlib's ``http.client`` reads the body w
 and the AES-CTR pass runs in the same worker thread, so the trio thread only starts the fetch
 and gets the plaintext back.
 
-PUTs (:meth:`ObjectIO.put`): the body is still produced on the trio thread (read from the
-cache, encrypted, fed to the shard hash: network.py) and pulled from here chunk by chunk; this
-thread sends it with ``http.client`` over a blocking socket, where TLS encryption and the send
-run in C with the GIL released. Through httpx, every 16 KiB TLS record went through h11,
-httpcore, trio's ``SSLStream`` and a non-blocking send on the trio thread: a quarter of its
-busy time while a 512 MiB file was uploaded (bench/RESULTS.md, "uploads sent from worker
-threads"). A body cannot be sent again once chunks were pulled, so an idle connection is
-checked before it is used (one the server closed is readable), and a request that fails after
-the first chunk is left to the retry policy, which makes the body again.
-
-Only object bodies go this way: one request, no auth header (the URL is presigned), errors mapped
+Only object bodies go this way: one GET, no auth header (the URL is presigned), errors mapped
 exactly as :meth:`.http.Http.send` maps them (:func:`.http.error_for`), connection failures
 raised as :class:`Unreachable` for the retry policy. The same trust settings as httpx's
 (``httpx.create_ssl_context``: ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi). A client
@@ -30,14 +19,10 @@ behind a proxy, or built with a test transport, keeps using httpx (see ``Internx
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import mmap
-import select
-import socket
 import ssl
 import threading
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,48 +32,15 @@ from .endpoints import USER_AGENT
 from .errors import IntegrityError, InternxtError, ProtocolError, Unreachable
 from .http import DEFAULT_TIMEOUT, error_for
 
-# Idle keep-alive connections kept per origin: as many as uploads of small files run at once
-# (fs/uploader.py), so a burst of them does not pay a TLS handshake per file.
-MAX_IDLE = 24
+MAX_IDLE = 8  # idle keep-alive connections kept per origin
 _ERROR_BODY_LIMIT = 64 * 1024  # an error answer is read this far, for its message
 
 _Connection = http.client.HTTPConnection  # HTTPSConnection is a subclass
 
 
-class Interrupt:
-    """Lets the trio thread stop a PUT that a worker thread is sending: :meth:`interrupt`
-    shuts its socket down, so a send blocked on a server that stopped reading fails at once
-    instead of after the socket timeout. Thread-safe; a socket attached after the interrupt is
-    shut down at once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._done = False
-
-    def attach(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._sock = sock
-            if not self._done:
-                return
-        self._shutdown(sock)
-
-    def interrupt(self) -> None:
-        with self._lock:
-            self._done = True
-            sock = self._sock
-        self._shutdown(sock)
-
-    @staticmethod
-    def _shutdown(sock: socket.socket | None) -> None:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class ObjectIO:
-    """Blocking ranged GETs and PUTs with a small keep-alive pool; call :meth:`get_plain` and
-    :meth:`put` from a worker thread (``trio.to_thread.run_sync``). Thread-safe."""
+class ObjectGetter:
+    """Blocking ranged GETs with a small keep-alive pool; call :meth:`get_plain` from a
+    worker thread (``trio.to_thread.run_sync``). Thread-safe."""
 
     def __init__(self, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
         self._connect_timeout = timeout.connect or 10.0
@@ -109,16 +61,6 @@ class ObjectIO:
         with self._lock:
             idle = self._idle.get(origin)
             return idle.pop() if idle else None
-
-    def _take_live(self, origin: tuple[str, str]) -> _Connection | None:
-        """An idle connection the server has not closed meanwhile: readable while idle means
-        closed (or garbage), and it is dropped rather than tried."""
-        while (conn := self._take(origin)) is not None:
-            sock = conn.sock
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
-                return conn
-            conn.close()
-        return None
 
     def _give_back(self, origin: tuple[str, str], conn: _Connection) -> None:
         with self._lock:
@@ -150,63 +92,6 @@ class ObjectIO:
             self._idle.clear()
         for conn in conns:
             conn.close()
-
-    # --- one PUT --------------------------------------------------------------------------
-
-    def put(self, url: str, length: int, pull: Callable[[], bytes | None], stop: Interrupt) -> str:
-        """PUT the ``length`` bytes that ``pull`` returns chunk by chunk (None after the last)
-        to a presigned URL; returns the ETag, quotes stripped. Raises typed errors like
-        ``Http.send``; whatever ``pull`` raises goes through unchanged."""
-        parts = urlsplit(url)
-        origin = (parts.scheme, parts.netloc)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        what = f"PUT {parts.scheme}://{parts.netloc}{parts.path}"
-        conn = self._take_live(origin)
-        try:
-            if conn is None:
-                conn = self._connect(parts.scheme, parts.netloc)
-            stop.attach(conn.sock)
-            conn.putrequest("PUT", target, skip_accept_encoding=True)
-            conn.putheader("user-agent", USER_AGENT)
-            conn.putheader("content-type", "application/octet-stream")
-            conn.putheader("content-length", str(length))
-            conn.endheaders()
-            sent = 0
-            try:
-                while (chunk := pull()) is not None:
-                    sent += len(chunk)
-                    if sent > length:
-                        raise ProtocolError(f"{what}: body longer than {length} bytes")
-                    conn.send(chunk)
-            except OSError:
-                # The server may have answered (an error) and closed before taking it all:
-                # that answer says more than the broken pipe.
-                resp = conn.getresponse()
-            else:
-                if sent != length:
-                    raise ProtocolError(f"{what}: body of {sent} bytes, {length} announced")
-                resp = conn.getresponse()
-            if resp.status not in (200, 201, 204):
-                raise self._error(resp, what)
-            if sent != length:  # a success for a body cut short is no success
-                raise Unreachable(f"{what}: connection lost after {sent} of {length} bytes")
-            resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            if conn is not None:
-                conn.close()
-            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
-            raise
-        finally:
-            stop.attach(None)
-        etag = (resp.getheader("etag") or "").strip().strip('"')
-        if resp.will_close:
-            conn.close()
-        else:
-            self._give_back(origin, conn)
-        return etag
 
     # --- one GET --------------------------------------------------------------------------
 
