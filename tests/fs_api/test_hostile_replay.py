@@ -20,7 +20,7 @@ from tests.harness.in_process import CTX, InProcess
 
 
 async def test_a_queued_move_onto_a_name_freed_right_after_its_refusal_takes_it(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """The server refuses the move (the name is taken), and the other client's entry is gone
     by the time the replay looks at who holds the name: ours takes the name."""
@@ -46,7 +46,7 @@ async def test_a_queued_move_onto_a_name_freed_right_after_its_refusal_takes_it(
 
 
 async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """Another client made "b" during the outage and deletes it one second after the server is
     back (or a replica still shows it for that second): the move is not stored under a marked
@@ -71,7 +71,7 @@ async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
 
 
 async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """A file written in a folder made offline waits for the folder's queued mkdir. Internxt
     answers again and the file is fsynced (--fsync remote) before the replay has sent the
@@ -199,7 +199,7 @@ async def test_every_call_of_the_replay_meeting_an_outage_lands_the_tree_once(
 
 
 async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hanging(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """As above, but Internxt refuses the queued mkdir for good (it is kept and retried,
     the file waits in it): fsync fails with EIO, as for an upload Internxt refuses, rather than
@@ -229,7 +229,7 @@ async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hang
 
 
 async def test_fsync_of_a_file_moved_into_a_folder_made_offline_during_its_upload(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """fsync of a file whose upload is running when the file is moved into a folder made
     offline (queued behind a mkdir the replay is still sending): that upload is not

@@ -102,7 +102,9 @@ async def test_replayed_mkdir_whose_parent_was_deleted_elsewhere_goes_to_recover
             assert kept is not None and fake.content(kept.uuid, "kept.txt") == b"not lost"
 
 
-async def test_queued_rename_onto_a_name_taken_elsewhere_keeps_both(mounted: InProcess) -> None:
+async def test_queued_rename_onto_a_name_taken_elsewhere_keeps_both(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
     fake = _fake(mounted)
     fake.add_file(ROOT, "a", b"ours")
     async with serving(mounted):
@@ -168,7 +170,7 @@ async def test_mkdir_then_rmdir_offline_sends_nothing(mounted: InProcess) -> Non
 
 
 async def test_a_queued_move_refused_as_replica_lag_would_is_tried_again(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """After a restart, the replay's move of a file stored a moment before may meet 422 "can
     not be moved" (the replica does not show the file yet). It is tried again, not dropped:
@@ -312,7 +314,7 @@ async def test_rename_of_a_folder_over_an_empty_stored_folder_offline(mounted: I
 
 
 async def test_rename_of_a_folder_over_one_filled_elsewhere_meanwhile_keeps_both(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     fake = _fake(mounted)
     a = fake.add_folder(ROOT, "a")
@@ -406,7 +408,9 @@ async def test_symlink_into_a_folder_made_offline(mounted: InProcess) -> None:
             assert await mounted.fs.readlink(ino, CTX) == b"../elsewhere/file"
 
 
-async def test_an_rmdir_while_the_replay_sends_its_mkdir_is_sent_too(mounted: InProcess) -> None:
+async def test_an_rmdir_while_the_replay_sends_its_mkdir_is_sent_too(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
     """The replay sends a queued mkdir, which lands with its answer lost (the outage goes on);
     an rmdir then must not cancel the pair locally: the folder would stay on the server (seen
     as a flaky e2e test, test_a_mkdir_whose_answer_was_lost_then_rmdir_leaves_no_folder)."""
@@ -668,7 +672,7 @@ async def test_a_queued_move_refused_for_good_shows_the_entry_where_the_server_k
 
 
 async def test_a_queued_rename_over_a_file_whose_delete_just_landed_keeps_no_conflict_copy(
-    mounted: InProcess,
+    mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
     """A rename over a stored file made offline is the target's unlink (a pending delete of
     the uploader) and a queued move. Replayed, the move may meet the target still on the name
