@@ -13,8 +13,6 @@ import os
 import time
 from typing import Any
 
-import trio
-
 from internxtfs.fs.conflicts import DELETE_UNCHECKED_FOR
 from internxtfs.internxt.client import InternxtClient
 from tests.harness import remote
@@ -28,27 +26,20 @@ META_READS = r"^/drive/files/[^/]+/meta$"
 
 
 def _uuid_of(m: MountedFS, path: str) -> str:
-    [entry] = [e for e in remote.entries(m.emulator, m.user, download=False) if e.path == path]
-    return entry.uuid
+    return remote.uuid_of(m.emulator, m.user, path)
 
 
 def _replace_in_place(m: MountedFS, uuid: str, data: bytes) -> None:
     """Another client stores a new version of the entry in place (new object, same uuid)."""
 
-    async def run() -> None:
-        emulator = m.emulator
-        async with InternxtClient(
-            drive_url=emulator.drive_url, network_url=emulator.network_url
-        ) as client:
-            await client.login(m.user["email"], m.user["password"])
+    async def replace(client: InternxtClient) -> None:
+        async def read(offset: int, n: int) -> bytes:
+            return data[offset : offset + n]
 
-            async def read(offset: int, n: int) -> bytes:
-                return data[offset : offset + n]
+        file_id = await client.network.upload(read, len(data))
+        await client.drive.replace_file(uuid, file_id, len(data))
 
-            file_id = await client.network.upload(read, len(data))
-            await client.drive.replace_file(uuid, file_id, len(data))
-
-    trio.run(run)
+    remote.as_other_client(m.emulator, m.user, replace)
     m.emulator.wait_for_replicas()  # the mount's check must not read a replica behind it
 
 

@@ -13,8 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
 from internxtfs.fs.crashpoints import ENV as CRASH_ENV
 from internxtfs.internxt.client import InternxtClient
 from tests.harness import remote
@@ -27,22 +25,11 @@ LAG_MS = "1200"  # replicas 1.2 s behind the primary (Internxt's lag is well und
 
 def _other_client(m: MountedFS, act: Callable[[InternxtClient], Awaitable[None]]) -> None:
     """Another client of the same account (the protocol client, straight to the emulator)."""
-
-    async def run() -> None:
-        emulator = m.emulator
-        async with InternxtClient(
-            drive_url=emulator.drive_url, network_url=emulator.network_url
-        ) as client:
-            await client.login(m.user["email"], m.user["password"])
-            await act(client)
-
-    trio.run(run)
+    remote.as_other_client(m.emulator, m.user, act)
 
 
 def _uuid(m: MountedFS, path: str) -> str:
-    m.emulator.wait_for_replicas()
-    [entry] = [e for e in remote.entries(m.emulator, m.user, download=False) if e.path == path]
-    return entry.uuid
+    return remote.uuid_of(m.emulator, m.user, path)
 
 
 def _stored(m: MountedFS) -> dict[str, bytes]:

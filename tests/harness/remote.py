@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from internxtfs.internxt.client import InternxtClient
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,26 @@ async def _login(emulator: Any, user: dict[str, Any]) -> InternxtClient:
     client = InternxtClient(drive_url=emulator.drive_url, network_url=emulator.network_url)
     await client.login(user["email"], user["password"], totp_secret=user.get("totp_secret"))
     return client
+
+
+def as_other_client(
+    emulator: Any, user: dict[str, Any], act: Callable[[InternxtClient], Awaitable[T]]
+) -> T:
+    """Run ``act`` as another client of the account: the protocol client, logged in afresh,
+    straight to the emulator (what another device would do meanwhile)."""
+
+    async def run() -> T:
+        client = await _login(emulator, user)
+        async with client:
+            return await act(client)
+
+    return trio.run(run)
+
+
+def uuid_of(emulator: Any, user: dict[str, Any], path: str) -> str:
+    """The uuid of the one file entry at ``path`` (once replicas have caught up)."""
+    [entry] = [e for e in entries(emulator, user, download=False) if e.path == path]
+    return entry.uuid
 
 
 async def _walk(client: InternxtClient, download: bool) -> list[RemoteFile]:
@@ -67,13 +89,7 @@ async def _walk(client: InternxtClient, download: bool) -> list[RemoteFile]:
 def entries(emulator: Any, user: dict[str, Any], download: bool = True) -> list[RemoteFile]:
     """Every file entry of the account (duplicates included), with content by default."""
     emulator.wait_for_replicas()
-
-    async def run() -> list[RemoteFile]:
-        client = await _login(emulator, user)
-        async with client:
-            return await _walk(client, download)
-
-    return trio.run(run)
+    return as_other_client(emulator, user, lambda client: _walk(client, download))
 
 
 def snapshot(emulator: Any, user: dict[str, Any]) -> dict[str, bytes]:
@@ -95,43 +111,29 @@ def snapshot(emulator: Any, user: dict[str, Any]) -> dict[str, bytes]:
 def usage(emulator: Any, user: dict[str, Any]) -> int:
     """Bytes the account is charged for (``/users/usage``)."""
     emulator.wait_for_replicas()
-
-    async def run() -> int:
-        client = await _login(emulator, user)
-        async with client:
-            return await client.drive.usage()
-
-    return trio.run(run)
+    return as_other_client(emulator, user, lambda client: client.drive.usage())
 
 
 def limit(emulator: Any, user: dict[str, Any]) -> int:
     """The account's quota in bytes (``/users/limit``)."""
-
-    async def run() -> int:
-        client = await _login(emulator, user)
-        async with client:
-            return await client.drive.limit()
-
-    return trio.run(run)
+    return as_other_client(emulator, user, lambda client: client.drive.limit())
 
 
 def folders(emulator: Any, user: dict[str, Any]) -> list[str]:
     """Every folder path of the account ("a/b/c"), once replicas have caught up."""
     emulator.wait_for_replicas()
 
-    async def run() -> list[str]:
-        client = await _login(emulator, user)
-        async with client:
-            found: list[str] = []
-            pending = [(client.session.root_folder_uuid, "")]
-            while pending:
-                folder, prefix = pending.pop()
-                for sub in await client.drive.list_folders(folder):
-                    found.append(f"{prefix}{sub.name}")
-                    pending.append((sub.uuid, f"{prefix}{sub.name}/"))
-            return sorted(found)
+    async def walk(client: InternxtClient) -> list[str]:
+        found: list[str] = []
+        pending = [(client.session.root_folder_uuid, "")]
+        while pending:
+            folder, prefix = pending.pop()
+            for sub in await client.drive.list_folders(folder):
+                found.append(f"{prefix}{sub.name}")
+                pending.append((sub.uuid, f"{prefix}{sub.name}/"))
+        return sorted(found)
 
-    return trio.run(run)
+    return as_other_client(emulator, user, walk)
 
 
 def digest(data: bytes) -> str:
