@@ -370,6 +370,8 @@ class Journal:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA (OFF loses data)")
         self.path = Path(path)
+        # The write-ahead log: a commit is on the disk once this file is fsynced (NORMAL).
+        self.log_path = Path(f"{self.path}-wal")
         # True when this call created the database: the block cache uses it to notice a
         # state.db that vanished while cache files remained.
         self.created = not self.path.exists()

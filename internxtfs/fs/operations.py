@@ -814,10 +814,10 @@ class Filesystem(pyfuse3.Operations):
         ``fsync`` of a directory for done (ENOSYS) while the log could still be in the page
         cache: an offline rename, made durable by restic's directory fsync on a local disk,
         was not here until the next checkpoint (found in a hostile review)."""
-        await trio.to_thread.run_sync(self._fsync_paths, [Path(f"{self.journal.path}-wal")])
+        await trio.to_thread.run_sync(self._fsync_paths, [self.journal.log_path])
 
     def _fsync_local(self, local_id: int) -> None:
-        self._fsync_paths([self.cache.path(local_id), Path(f"{self.journal.path}-wal")])
+        self._fsync_paths([self.cache.path(local_id), self.journal.log_path])
 
     @staticmethod
     def _fsync_paths(paths: list[Path]) -> None:

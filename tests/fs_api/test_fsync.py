@@ -115,5 +115,5 @@ async def test_fsync_of_a_directory_puts_the_journal_log_on_the_disk(
         fh = await mounted.fs.opendir(ROOT_INODE, CTX)
         await mounted.fs.fsyncdir(fh, False)
         await mounted.fs.releasedir(fh)
-        assert synced == [f"{mounted.journal.path}-wal"]
+        assert synced == [str(mounted.journal.log_path)]
         fake.known_offline = False
