@@ -461,6 +461,9 @@ class BlockCache:
         # A string join, not Path: this runs on every write.
         return os.open(f"{self._data_prefix}{local_id}", os.O_RDWR | os.O_CREAT, 0o600)
 
+    def _open_read(self, local_id: int) -> int:
+        return os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+
     @contextmanager
     def _pin(self, st: _FileState, blocks: Iterable[int]) -> Iterator[None]:
         pinned = list(blocks)
@@ -928,7 +931,7 @@ class BlockCache:
                 # Opened here, before any wait for a worker thread: a truncate to 0 meanwhile
                 # renames a big cache file aside (_shrink_file), and the read gets what it
                 # would have read before, instead of ENOENT for a path that is gone.
-                fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+                fd = self._open_read(local_id)
                 try:
                     if total > THREAD_IO:
                         local = await trio.to_thread.run_sync(self._pread_ranges, fd, ranges)
@@ -956,7 +959,7 @@ class BlockCache:
         """
         if not self._nowait:
             return None
-        fd = os.open(f"{self._data_prefix}{local_id}", os.O_RDONLY)
+        fd = self._open_read(local_id)
         try:
             out = []
             for lo, hi in ranges:
