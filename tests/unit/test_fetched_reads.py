@@ -43,6 +43,13 @@ async def installed(cache: BlockCache, nbytes: int) -> None:
     raise AssertionError(f"{cache.stats()['bytes_cached']} bytes installed, not {nbytes}")
 
 
+async def read_head(cache: BlockCache, fid: int) -> None:
+    """A cold read of the first block; returns once its read-ahead (blocks 1-2) is installed
+    in the cache file."""
+    assert await cache.read(fid, 0, MiB) == pattern(0, MiB)
+    await installed(cache, 3 * MiB)
+
+
 def no_cache_file_reads(cache: BlockCache, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError("read from the cache file")
@@ -59,8 +66,7 @@ async def test_sequential_read_is_answered_from_the_fetched_bytes(
     fid = remote_file(journal, size)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        assert await cache.read(fid, 0, MiB) == pattern(0, MiB)
-        await installed(cache, 3 * MiB)  # the read-ahead of blocks 1-2 is in the cache file
+        await read_head(cache, fid)
         no_cache_file_reads(cache, monkeypatch)
         for off in range(MiB, size, MiB):
             data = await cache.read(fid, off, MiB)
@@ -78,8 +84,7 @@ async def test_a_write_replaces_the_fetched_bytes(tmp_path: Path) -> None:
     fid = remote_file(journal, 8 * MiB)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        assert await cache.read(fid, 0, MiB) == pattern(0, MiB)
-        await installed(cache, 3 * MiB)
+        await read_head(cache, fid)
         assert cache._fetched.get(fid, 1) is not None  # kept for the reader
         await cache.write(fid, MiB + 2, b"new")
         check_kept(cache)
@@ -93,8 +98,7 @@ async def test_a_truncate_then_growth_reads_zeros_not_the_fetched_bytes(tmp_path
     fid = remote_file(journal, 8 * MiB)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        assert await cache.read(fid, 0, MiB) == pattern(0, MiB)
-        await installed(cache, 3 * MiB)
+        await read_head(cache, fid)
         assert cache._fetched.get(fid, 1) is not None
         await cache.truncate(fid, MiB + 10)
         await cache.truncate(fid, 3 * MiB)
@@ -109,8 +113,7 @@ async def test_another_clients_change_is_read_not_the_fetched_bytes(tmp_path: Pa
     fid = remote_file(journal, 8 * MiB)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        assert await cache.read(fid, 0, MiB) == pattern(0, MiB)
-        await installed(cache, 3 * MiB)
+        await read_head(cache, fid)
         assert cache._fetched.get(fid, 2) is not None
         remote.version = 1  # changed elsewhere; the consistency check invalidates the cache
         cache.invalidate(fid)
@@ -125,8 +128,7 @@ async def test_evicted_blocks_are_let_go(tmp_path: Path) -> None:
     first, second = remote_file(journal, 8 * MiB), remote_file(journal, 8 * MiB)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        assert await cache.read(first, 0, MiB) == pattern(0, MiB)
-        await installed(cache, 3 * MiB)
+        await read_head(cache, first)
         assert await cache.read(second, 0, MiB) == pattern(0, MiB)
         await trio.sleep(0.1)
         check_kept(cache)
