@@ -257,6 +257,25 @@ class DriveAPI:
             self.read_lag.wrote((), (result["uuid"],))  # a create: its new entry
         return result
 
+    async def _move(
+        self, send: Callable[[], Awaitable[Any]], recover: Callable[[bool], Awaitable[Any]]
+    ) -> Any:
+        """``send()`` a move; a 409 "was already moved to that location" ends it as done once
+        the entry is read there. The same move sent by an earlier call that gave up (its
+        answer lost, its budget spent, the user running ``mv`` again) gets that answer, which
+        comes from a replica that may lag: the entry is read until it holds, as after a lost
+        answer. Without this, the new call ended in EEXIST for a rename that had been done."""
+        try:
+            return await send()
+        except Conflict as exc:
+            if "already moved" not in exc.message.lower():
+                raise
+            landed = await recover(True)
+            if landed is None:
+                raise
+            log.info("%s: it had been done already", exc.message)
+            return landed
+
     def _seen(self, entry: E) -> E:
         parent = entry.folder_uuid if isinstance(entry, FileEntry) else entry.parent_uuid
         self.read_lag.seen(entry.uuid, parent)
@@ -533,13 +552,16 @@ class DriveAPI:
             return meta if landed(meta) else None
 
         dto = await self.read_lag.settle(
-            lambda: self._call(
-                "PATCH",
-                f"/folders/{uuid}",
-                json=body,
-                recover=recover,
-                touches=(self._parent(uuid), dest_folder_uuid),
-                entry=uuid,
+            lambda: self._move(
+                lambda: self._call(
+                    "PATCH",
+                    f"/folders/{uuid}",
+                    json=body,
+                    recover=recover,
+                    touches=(self._parent(uuid), dest_folder_uuid),
+                    entry=uuid,
+                ),
+                recover,
             ),
             what=f"move folder {uuid}",
         )
@@ -722,13 +744,16 @@ class DriveAPI:
         # not show the file, or the destination, we created a moment ago (422 "can not be
         # moved", docs/protocol.md "Read replicas").
         dto = await self.read_lag.settle(
-            lambda: self._call(
-                "PATCH",
-                f"/files/{uuid}",
-                json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
-                recover=recover,
-                touches=(self._parent(uuid), dest_folder_uuid),
-                entry=uuid,
+            lambda: self._move(
+                lambda: self._call(
+                    "PATCH",
+                    f"/files/{uuid}",
+                    json={"destinationFolder": dest_folder_uuid, "name": plain, "type": ext},
+                    recover=recover,
+                    touches=(self._parent(uuid), dest_folder_uuid),
+                    entry=uuid,
+                ),
+                recover,
             ),
             what=f"move file {uuid}",
             errors=(NotFound, Conflict, Unprocessable),

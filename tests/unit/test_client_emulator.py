@@ -317,6 +317,30 @@ async def test_multipart_upload_of_101_mib(emu: Any) -> None:
 # --- rename / move / delete ---------------------------------------------------------------
 
 
+async def test_a_move_sent_again_after_it_was_done_is_done(emu: Any) -> None:
+    """An earlier call of the same move landed and gave up without knowing it (its answer
+    lost, its budget spent), and the user runs `mv` again: Internxt answers 409 "was already
+    moved to that location", which is the move done, not a name taken."""
+    account = add_account(emu)
+    async with await logged_in(emu, account) as client:
+        drive = client.drive
+        root = client.session.root_folder_uuid
+        a = await drive.create_folder(root, "a")
+        b = await drive.create_folder(root, "b")
+        x = await upload_file(client, a.uuid, "x.txt", Content(1, 10))
+        emu.reset_stats()
+        for _ in range(2):
+            moved = await drive.move_file(x.uuid, b.uuid, "y.txt")
+            assert (moved.folder_uuid, moved.name) == (b.uuid, "y.txt")
+            folder = await drive.move_folder(a.uuid, b.uuid, "c")
+            assert (folder.parent_uuid, folder.name) == (b.uuid, "c")
+        assert emu.stats()["requests"]["PATCH /drive/files/{uuid}"] == 2
+        # Another file holding the name is still a conflict.
+        z = await upload_file(client, root, "z.txt", Content(2, 10))
+        with pytest.raises(Conflict):
+            await drive.move_file(z.uuid, b.uuid, "y.txt")
+
+
 async def test_rename_move_delete_with_conflicts(emu: Any) -> None:
     account = add_account(emu)
     async with await logged_in(emu, account) as client:
