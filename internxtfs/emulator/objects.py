@@ -13,7 +13,8 @@ import hmac
 import logging
 import re
 import uuid as uuidlib
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -139,8 +140,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     _check_signature(request, "GET", name)
     entry = emu.store.one("SELECT * FROM entries WHERE name = ?", name)
-    path = emu.store.object_path(entry["id"]) if entry else None
-    if entry is None or path is None or not path.exists():
+    pieces = emu.store.object_pieces(entry["id"]) if entry else None
+    if entry is None or pieces is None:
         raise network_error(404, "NoSuchKey")
     size = entry["size"]
     wanted = parse_range(request.headers.get("Range"), size)
@@ -165,7 +166,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     reset = should_reset(request)
     pacer = Pacer(emu.knobs.bandwidth)
     remaining = length
-    with path.open("rb") as source:
+    with _Pieces(pieces) as source:
         source.seek(first)
         while remaining > 0:
             chunk = source.read(min(pacer.chunk_size, remaining))
@@ -186,6 +187,48 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         return response
     await response.write_eof()
     return response
+
+
+class _Pieces:
+    """The files of one object (``Store.object_pieces``) read as one: ``seek``, then ``read``
+    up to n bytes, which stops at the end of a piece rather than join two."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = paths
+        self._sizes = [path.stat().st_size for path in paths]
+        self._index = 0
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> _Pieces:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def seek(self, offset: int) -> None:
+        self._index = 0
+        while self._index < len(self._sizes) and offset >= self._sizes[self._index]:
+            offset -= self._sizes[self._index]
+            self._index += 1
+        self._open(offset)
+
+    def read(self, n: int) -> bytes:
+        while self._file is not None:
+            chunk = self._file.read(n)
+            if chunk:
+                return chunk
+            self._index += 1
+            self._open(0)
+        return b""
+
+    def _open(self, offset: int) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._index < len(self._paths):
+            self._file = self._paths[self._index].open("rb")
+            self._file.seek(offset)
 
 
 def add_routes(app: web.Application) -> None:

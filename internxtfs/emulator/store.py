@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,6 +224,14 @@ class Store:
     def object_path(self, entry_id: str) -> Path:
         return self.objects_dir / entry_id
 
+    def object_pieces(self, entry_id: str) -> list[Path] | None:
+        """The files that hold an object's bytes, in order: the object itself, or for one
+        uploaded in parts, its parts as they came (network_routes._adopt). None: no object."""
+        path = self.object_path(entry_id)
+        if path.is_dir():
+            return sorted(path.iterdir())
+        return [path] if path.exists() else None
+
     def upload_dir(self, upload_uuid: str) -> Path:
         return self.uploads_dir / upload_uuid
 
@@ -231,5 +240,8 @@ class Store:
         if not entry_id:
             return
         self.conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+        path = self.object_path(entry_id)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
-            self.object_path(entry_id).unlink()
+            path.unlink()

@@ -227,7 +227,7 @@ class ShardHasher:
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         self._sha.update(data)
 
     def hexdigest(self) -> str:
