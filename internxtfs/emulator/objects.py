@@ -13,6 +13,7 @@ import hmac
 import logging
 import re
 import uuid as uuidlib
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
@@ -80,13 +81,17 @@ async def put_object(request: web.Request) -> web.StreamResponse:
     # Cut after roughly half the declared body (at least one chunk is read first).
     cut_at = (request.content_length or 0) // 2
     pacer = Pacer(emu.knobs.bandwidth)
-    md5 = hashlib.md5()
+    # S3 answers a part's MD5 as its ETag; clients only hand it back at finish, where it is
+    # compared. A CRC-32 and the length, as 32 hex digits like an MD5, serve the same: the same
+    # bytes give the same tag, a part's tag given for another part is refused. An MD5 cost this
+    # one event-loop thread 1.15 s per 512 MiB received, beside every other request.
+    crc = 0
     received = 0
     try:
         with temp.open("wb") as out:
             async for chunk in request.content.iter_chunked(pacer.chunk_size):
                 out.write(chunk)
-                md5.update(chunk)
+                crc = zlib.crc32(chunk, crc)
                 received += len(chunk)
                 if reset and received >= cut_at:
                     log.info("resetting PUT of %s after %d bytes", name, received)
@@ -96,7 +101,7 @@ async def put_object(request: web.Request) -> web.StreamResponse:
         if reset:  # empty body: nothing to cut in the middle of, so cut at the end
             abort_connection(request)
             return web.Response(status=500)
-        etag = md5.hexdigest()
+        etag = f"{crc:08x}{received:024x}"
         temp.replace(directory / f"part-{part}")
     finally:
         with contextlib.suppress(FileNotFoundError):
