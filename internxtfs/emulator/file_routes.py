@@ -236,7 +236,18 @@ async def move(request: web.Request) -> web.Response:
     new_type = row["type"] if body.get("type") is None else str(body["type"])
     if not new_name and not new_type:
         raise bad_request("Filename is not valid")
-    if (
+    # The name lookup reads a replica (findByPlainNameAndFolderId): the file itself found
+    # under the name is "already moved", also where a lagging replica still shows it after
+    # we moved it away a moment ago.
+    shown_there = store.one(
+        f"SELECT 1 FROM {emu.lagged('files')} WHERE uuid = ? AND status = 'EXISTS'"
+        " AND folder_uuid = ? AND plain_name = ? AND COALESCE(type, '') = ?",
+        uuid,
+        destination,
+        new_name,
+        new_type or "",
+    )
+    if shown_there or (
         row["status"] == "EXISTS"
         and row["folder_uuid"] == destination
         and row["plain_name"] == new_name

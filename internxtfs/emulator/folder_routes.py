@@ -376,7 +376,16 @@ async def move(request: web.Request) -> web.Response:
     if target["id"] in subtree_folder_ids(store, folder["id"]):
         raise drive_error(422, "Folder can not be moved into itself")
     new_name = folder["plain_name"] if name is None else name
-    if (
+    # As for files: the name lookup (findByNameAndParentUuid) reads a replica, which may
+    # still show the folder itself under the name after we moved it away a moment ago.
+    shown_there = store.one(
+        f"SELECT 1 FROM {emu.lagged('folders')} WHERE uuid = ? AND parent_uuid = ?"
+        " AND plain_name = ? AND NOT deleted AND NOT removed",
+        uuid,
+        destination,
+        new_name,
+    )
+    if shown_there or (
         folder["parent_uuid"] == destination
         and folder["plain_name"] == new_name
         and not folder["deleted"]

@@ -258,21 +258,28 @@ class DriveAPI:
         return result
 
     async def _move(
-        self, send: Callable[[], Awaitable[Any]], recover: Callable[[bool], Awaitable[Any]]
+        self,
+        uuid: str,
+        send: Callable[[], Awaitable[Any]],
+        recover: Callable[[bool], Awaitable[Any]],
     ) -> Any:
-        """``send()`` a move; a 409 "was already moved to that location" ends it as done once
-        the entry is read there. The same move sent by an earlier call that gave up (its
-        answer lost, its budget spent, the user running ``mv`` again) gets that answer, which
-        comes from a replica that may lag: the entry is read until it holds, as after a lost
-        answer. Without this, the new call ended in EEXIST for a rename that had been done."""
+        """``send()`` a move of ``uuid``; a 409 "was already moved to that location" ends it as
+        done if the entry is there. The same move sent by an earlier call that gave up (its
+        answer lost, its budget spent, the user running ``mv`` again) gets that answer;
+        without this, the new call ended in EEXIST for a rename that had been done. The answer
+        comes from a replica's name lookup, which may still show the entry where we moved it
+        from a moment ago (a move back): it is believed only once a read after the replicas
+        show our last write to the entry finds the entry there; else the move is sent again."""
         try:
             return await send()
         except Conflict as exc:
             if "already moved" not in exc.message.lower():
                 raise
-            landed = await recover(True)
+            await self.read_lag.wait_settled([uuid])
+            landed = await recover(False)
             if landed is None:
-                raise
+                log.info("%s: not so once the replicas caught up; sending it again", exc.message)
+                return await send()
             log.info("%s: it had been done already", exc.message)
             return landed
 
@@ -553,6 +560,7 @@ class DriveAPI:
 
         dto = await self.read_lag.settle(
             lambda: self._move(
+                uuid,
                 lambda: self._call(
                     "PATCH",
                     f"/folders/{uuid}",
@@ -745,6 +753,7 @@ class DriveAPI:
         # moved", docs/protocol.md "Read replicas").
         dto = await self.read_lag.settle(
             lambda: self._move(
+                uuid,
                 lambda: self._call(
                     "PATCH",
                     f"/files/{uuid}",

@@ -256,3 +256,30 @@ async def test_replacing_a_file_deleted_elsewhere_is_a_not_found(emu: Any) -> No
         await client.drive.delete_file(entry.uuid)
         with pytest.raises(NotFound):
             await client.drive.replace_file(entry.uuid, new_id, 12)
+
+
+async def test_a_move_back_is_not_taken_for_done_by_a_lagging_replica(emu: Any) -> None:
+    """A file (folder) moved from a to b and at once back: the server's name lookup reads a
+    replica that still shows it in a, and answers 409 "was already moved to that location".
+    That is not the move done: the client waits until the replicas show its first move, finds
+    the entry in b, and sends the move again."""
+    account = add_account(emu)
+    async with await logged_in(emu, account, replica_window=3.0) as client:
+        drive = client.drive
+        root = client.session.root_folder_uuid
+        a = await drive.create_folder(root, "a")
+        b = await drive.create_folder(root, "b")
+        x = await upload_file(client, a.uuid, "x.txt", Content(1, 10))
+        d = await drive.create_folder(a.uuid, "d")
+        emu.set_faults(replica_lag_ms=1000)
+        try:
+            await drive.move_file(x.uuid, b.uuid, "x.txt")
+            back = await drive.move_file(x.uuid, a.uuid, "x.txt")
+            await drive.move_folder(d.uuid, b.uuid, "d")
+            folder_back = await drive.move_folder(d.uuid, a.uuid, "d")
+        finally:
+            emu.set_faults(replica_lag_ms=0)
+        assert (back.folder_uuid, folder_back.parent_uuid) == (a.uuid, a.uuid)
+        assert [f.uuid for f in await drive.list_files(a.uuid)] == [x.uuid]
+        assert [f.uuid for f in await drive.list_folders(a.uuid)] == [d.uuid]
+        assert await drive.list_files(b.uuid) == [] and await drive.list_folders(b.uuid) == []
