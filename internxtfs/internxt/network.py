@@ -52,6 +52,7 @@ from .http import Http, json_body
 from .objectget import ObjectGetter
 from .retry import RetryPolicy, as_internxt_error, is_retryable
 from .threadhash import BackgroundHash
+from .upload_starts import UploadStarts
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ class NetworkAPI:
         # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
         # store drops the entry early (see _object_get).
         self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
+        self._starts = UploadStarts(lambda sizes: self._send_starts(sizes, 1))
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -402,21 +404,32 @@ class NetworkAPI:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _start(self, size: int, parts: int) -> dict[str, Any]:
+        if parts == 1:  # with other single-part starts waiting meanwhile (upload_starts)
+            return await self._starts.start(size)
+        return (await self._send_starts([size], parts))[0]
+
+    async def _send_starts(self, sizes: list[int], parts: int) -> list[dict[str, Any]]:
+        """One ``files/start`` of uploads of these sizes; their answers in the same order."""
+        uploads = [{"index": i, "size": size} for i, size in enumerate(sizes)]
+
         async def call() -> Any:
             return await self._json(
                 "POST",
                 f"/v2/buckets/{self.bucket}/files/start",
                 params={"multiparts": parts},
-                json={"uploads": [{"index": 0, "size": size}]},
+                json={"uploads": uploads},
                 expected=(200, 201),
             )
 
-        # Starting twice only leaves an unused upload slot behind: safe to retry.
+        # Starting twice only leaves unused upload slots behind: safe to retry.
         body = await self._retry.run(call, what="upload start")
-        uploads = body.get("uploads") if isinstance(body, dict) else None
-        if not isinstance(uploads, list) or not uploads or not isinstance(uploads[0], dict):
+        answers = body.get("uploads") if isinstance(body, dict) else None
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
             raise ProtocolError("upload start answer lacks 'uploads'")
-        return uploads[0]
+        by_index = {a.get("index"): a for a in answers}
+        if len(answers) != len(sizes) or set(by_index) != set(range(len(sizes))):
+            raise ProtocolError(f"upload start answered {len(answers)} of {len(sizes)} uploads")
+        return [by_index[i] for i in range(len(sizes))]
 
     async def _finish(self, index_hex: str, shard: dict[str, Any]) -> str:
         tries = 0

@@ -720,20 +720,13 @@ class FakeNetwork:
             body = json.loads(request.content)
             n = int(url.params["multiparts"])
             up = str(uuidlib.uuid4())
-            if n == 1:
-                return respond(
-                    200,
-                    {
-                        "uploads": [
-                            {
-                                "index": 0,
-                                "uuid": up,
-                                "url": f"http://obj.test/put/{up}",
-                                "urls": None,
-                            }
-                        ]
-                    },
-                )
+            if n == 1:  # one slot per upload asked for (starts go together: upload_starts)
+                slots = []
+                for asked in body["uploads"]:
+                    up = str(uuidlib.uuid4())
+                    url_ = f"http://obj.test/put/{up}"
+                    slots.append({"index": asked["index"], "uuid": up, "url": url_, "urls": None})
+                return respond(200, {"uploads": slots})
             self.parts[up] = {}
             urls = [f"http://obj.test/part/{up}?partNumber={i}" for i in range(1, n + 1)]
             return respond(

@@ -1,0 +1,97 @@
+"""Single-part upload starts sent together: ``files/start`` takes a list of uploads.
+
+Small files are uploaded many at once (the uploader's ``small_concurrency``), and each costs
+four requests, the start among them. The bridge starts every upload of the list it is given,
+one slot each, and checks the quota against their sum (``startUpload`` in
+``lib/core/buckets/usecase.ts`` of internxt/bridge). So the starts go in the manner of a group
+commit: one start request is in flight at a time, and the starts that arrive meanwhile go
+together in the next one, at most :data:`MAX_BATCH` of them. A start that finds none in flight
+goes at once, as before; nothing waits on a timer.
+
+A batch refused as a whole (the quota against the sum, any other 4xx) is not the answer of
+each upload in it: every one of them is then sent by itself, and gets its own answer. A batch
+that failed for good on the network or the server (its retries spent) fails each upload in it
+with that error, as each would have met it alone. A call that a process waits on (an
+interactive deadline, internxt/retry.py) is not batched: its budget would not bound the
+requests of a background task that sends the batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .retry import interactive_deadline, is_retryable
+
+# Kept well inside what one request can carry: the bridge starts the slots of a list
+# concurrently, each asking a storage node for its URL.
+MAX_BATCH = 20
+
+Send = Callable[[list[int]], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(eq=False)
+class _Waiting:
+    size: int
+    answer: dict[str, Any] | None = None
+    error: Exception | None = None  # its batch failed for good on the network or the server
+    alone: bool = False  # its batch was refused: it sends a request of its own
+
+
+class UploadStarts:
+    """``await start(size)``: the start answer of one single-part upload of ``size`` bytes.
+    ``send(sizes)`` makes one ``files/start`` request (under the retry policy) and returns
+    the answers in the order of ``sizes``."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: list[_Waiting] = []
+        self._turn = trio.Lock()  # one start request in flight at a time
+
+    async def start(self, size: int) -> dict[str, Any]:
+        if interactive_deadline() is not None:
+            return (await self._send([size]))[0]
+        me = _Waiting(size)
+        self._queue.append(me)
+        try:
+            async with self._turn:
+                if me.answer is None and me.error is None and not me.alone:
+                    await self._send_batch(me)
+        finally:
+            if me in self._queue:  # cancelled while it waited
+                self._queue.remove(me)
+        if me.answer is not None:
+            return me.answer
+        if me.error is not None:
+            error = copy.copy(me.error)  # each task raises its own instance
+            raise error from me.error
+        return (await self._send([size]))[0]
+
+    async def _send_batch(self, me: _Waiting) -> None:
+        """Send ``me`` and the starts waiting behind it; each gets its answer, the batch's
+        error, or is told to send its own (``alone``). Raises only when ``me`` was alone."""
+        others = [w for w in self._queue if w is not me]
+        batch = [me, *others[: MAX_BATCH - 1]]
+        for waiting in batch:
+            self._queue.remove(waiting)
+        try:
+            answers = await self._send([w.size for w in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                raise
+            for waiting in batch:
+                if is_retryable(exc):
+                    waiting.error = exc
+                else:
+                    waiting.alone = True
+            return
+        except BaseException:  # this task's cancel: the others go on without it
+            for waiting in batch[1:]:
+                waiting.alone = True
+            raise
+        for waiting, answer in zip(batch, answers, strict=True):
+            waiting.answer = answer
