@@ -102,13 +102,16 @@ async def put_object(request: web.Request) -> web.StreamResponse:
             abort_connection(request)
             return web.Response(status=500)
         etag = f"{crc:08x}{received:024x}"
+        # The upload may have been finished or abandoned while the body was streaming. Checked
+        # before the part takes its place, with no await in between: a finish under way has
+        # hashed the parts it will adopt (network_routes._adopt), and a part swapped in now
+        # would be stored unchecked.
+        if store.one("SELECT 1 FROM uploads WHERE uuid = ? AND state = 'open'", name) is None:
+            raise network_error(404, "NoSuchUpload")
         temp.replace(directory / f"part-{part}")
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    # The upload may have been finished or abandoned while the body was streaming.
-    if store.one("SELECT 1 FROM uploads WHERE uuid = ? AND state = 'open'", name) is None:
-        raise network_error(404, "NoSuchUpload")
     with store.transaction() as conn:
         conn.execute(
             "INSERT OR REPLACE INTO upload_parts (upload_uuid, part_number, size, etag)"
