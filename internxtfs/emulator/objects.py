@@ -169,13 +169,15 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     length = max(0, last - first + 1)
     headers["Content-Length"] = str(length)
-    response = web.StreamResponse(status=status, headers=headers)
-    await response.prepare(request)
-    reset = should_reset(request)
-    pacer = Pacer(emu.knobs.bandwidth)
-    remaining = length
-    with _Pieces(pieces) as source:
-        source.seek(first)
+    # Opened before the first await: a delete of the object while its body streams (another
+    # client's overwrite, an orphan clean-up) must not cut the body. An object store serves a
+    # GET begun before a DELETE to its end, as an open file outlives its unlink.
+    with _Pieces(pieces, first, last) as source:
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        reset = should_reset(request)
+        pacer = Pacer(emu.knobs.bandwidth)
+        remaining = length
         while remaining > 0:
             chunk = source.read(min(pacer.chunk_size, remaining))
             if not chunk:
@@ -198,45 +200,44 @@ async def get_object(request: web.Request) -> web.StreamResponse:
 
 
 class _Pieces:
-    """The files of one object (``Store.object_pieces``) read as one: ``seek``, then ``read``
-    up to n bytes, which stops at the end of a piece rather than join two."""
+    """The bytes ``first..last`` (inclusive) of one object's files (``Store.object_pieces``)
+    read as one: ``read`` up to n bytes, which stops at the end of a piece rather than join
+    two. The pieces the range touches are all opened at once, so that the object deleted
+    meanwhile (its folder of parts removed) is still read to the end."""
 
-    def __init__(self, paths: list[Path]) -> None:
-        self._paths = paths
-        self._sizes = [path.stat().st_size for path in paths]
-        self._index = 0
-        self._file: BinaryIO | None = None
+    def __init__(self, paths: list[Path], first: int, last: int) -> None:
+        self._files: list[BinaryIO] = []
+        try:
+            offset = 0
+            for path in paths:
+                size = path.stat().st_size
+                if size > 0 and offset + size > first and offset <= last:
+                    source = path.open("rb")
+                    self._files.append(source)
+                    source.seek(max(0, first - offset))
+                offset += size
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> _Pieces:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
+        self.close()
 
-    def seek(self, offset: int) -> None:
-        self._index = 0
-        while self._index < len(self._sizes) and offset >= self._sizes[self._index]:
-            offset -= self._sizes[self._index]
-            self._index += 1
-        self._open(offset)
+    def close(self) -> None:
+        for source in self._files:
+            source.close()
+        self._files.clear()
 
     def read(self, n: int) -> bytes:
-        while self._file is not None:
-            chunk = self._file.read(n)
+        while self._files:
+            chunk = self._files[0].read(n)
             if chunk:
                 return chunk
-            self._index += 1
-            self._open(0)
+            self._files.pop(0).close()
         return b""
-
-    def _open(self, offset: int) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._index < len(self._paths):
-            self._file = self._paths[self._index].open("rb")
-            self._file.seek(offset)
 
 
 def add_routes(app: web.Application) -> None:
