@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import ssl
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from internxtfs.emulator.objects import _Pieces
 from internxtfs.internxt.crypto import ShardHasher, network_auth_header, shard_hash
 from tests.harness.emulator import EmulatorProcess
 from tests.harness.emulator_session import DriveSession
@@ -391,6 +393,38 @@ def test_a_get_begun_before_the_delete_of_a_multipart_object_reads_to_its_end(
         emulator.set_faults(bandwidth=0)
     assert httpx.get(url).status_code == 404
     assert list((emulator.data_dir / "objects").iterdir()) == []
+
+
+def test_pieces_read_a_range_across_parts_and_outlive_their_delete(tmp_path: Path) -> None:
+    """objects._Pieces: the bytes first..last of an object's pieces (empty ones among them),
+    from pieces opened at once, so removing them meanwhile changes nothing."""
+    contents = [b"abc", b"", b"defgh", b"i", b""]
+    data = b"".join(contents)
+    folder = tmp_path / "object"
+    folder.mkdir()
+    paths = []
+    for number, content in enumerate(contents, 1):
+        paths.append(folder / f"{number:05d}")
+        paths[-1].write_bytes(content)
+
+    def read(first: int, last: int, n: int = 2) -> bytes:
+        out = b""
+        with _Pieces(paths, first, last) as source:
+            while (left := last - first + 1 - len(out)) > 0 and (
+                chunk := source.read(min(n, left))
+            ):
+                out += chunk
+        return out
+
+    for first in range(len(data)):
+        for last in range(first, len(data)):
+            assert read(first, last) == data[first : last + 1], (first, last)
+    assert read(0, -1) == b""  # a zero-length object
+    with _Pieces(paths, 2, 8) as source:
+        first = source.read(100)
+        shutil.rmtree(folder)
+        rest = b"".join(iter(lambda: source.read(100), b""))
+    assert first + rest == data[2:]  # read to the end of the last piece; the caller stops
 
 
 def test_tls_and_public_url(
