@@ -243,7 +243,9 @@ class NetworkAPI:
         # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
         # store drops the entry early (see _object_get).
         self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
-        self._starts = UploadStarts(lambda sizes: self._send_starts(sizes, 1))
+        self._starts = UploadStarts(
+            lambda sizes: self._send_starts(sizes, 1), offline=lambda: self._retry.offline
+        )
 
     # --- keys -------------------------------------------------------------------------------
 

@@ -8,12 +8,14 @@ commit: one start request is in flight at a time, and the starts that arrive mea
 together in the next one, at most :data:`MAX_BATCH` of them. A start that finds none in flight
 goes at once, as before; nothing waits on a timer.
 
-A batch refused as a whole (the quota against the sum, any other 4xx) is not the answer of
-each upload in it: every one of them is then sent by itself, and gets its own answer. A batch
-that failed for good on the network or the server (its retries spent) fails each upload in it
-with that error, as each would have met it alone. A call that a process waits on (an
-interactive deadline, internxt/retry.py) is not batched: its budget would not bound the
-requests of a background task that sends the batch.
+A batch that failed as a whole is not the answer of each upload in it: the quota may refuse
+the sum and not each, and the bridge fails the request if one of its uploads fails (one
+storage node down), which with 20 uploads in it is most requests. So every one of them is
+then sent by itself, and gets its own answer; except while Internxt is known to be
+unreachable (internxt/retry.py), when each fails with the batch's error, as it would have
+alone, instead of waiting out the retries again. A call that a process waits on (an
+interactive deadline) is not batched: its budget would not bound the requests of a
+background task that sends the batch.
 """
 
 from __future__ import annotations
@@ -38,17 +40,19 @@ Send = Callable[[list[int]], Awaitable[list[dict[str, Any]]]]
 class _Waiting:
     size: int
     answer: dict[str, Any] | None = None
-    error: Exception | None = None  # its batch failed for good on the network or the server
-    alone: bool = False  # its batch was refused: it sends a request of its own
+    error: Exception | None = None  # its batch failed while Internxt cannot be reached
+    alone: bool = False  # its batch failed: it sends a request of its own
 
 
 class UploadStarts:
     """``await start(size)``: the start answer of one single-part upload of ``size`` bytes.
     ``send(sizes)`` makes one ``files/start`` request (under the retry policy) and returns
-    the answers in the order of ``sizes``."""
+    the answers in the order of ``sizes``; ``offline()``: whether Internxt is known to be
+    unreachable."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, offline: Callable[[], bool]) -> None:
         self._send = send
+        self._offline = offline
         self._queue: list[_Waiting] = []
         self._turn = trio.Lock()  # one start request in flight at a time
 
@@ -83,8 +87,9 @@ class UploadStarts:
         except Exception as exc:
             if len(batch) == 1:
                 raise
+            down = is_retryable(exc) and self._offline()
             for waiting in batch:
-                if is_retryable(exc):
+                if down:
                     waiting.error = exc
                 else:
                     waiting.alone = True

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from internxtfs.internxt.errors import QuotaExceeded, Unreachable
+from internxtfs.internxt.errors import QuotaExceeded, ServerError, Unreachable
 from internxtfs.internxt.retry import interactive
 from internxtfs.internxt.upload_starts import MAX_BATCH, UploadStarts
 from tests.unit.test_client_emulator import Content, add_account, emu, logged_in  # noqa: F401
@@ -22,6 +22,9 @@ class Server:
         self.refuse = refuse
         self.down = False  # every request fails as after its retries against an outage
         self.requests: list[list[int]] = []
+
+    def starts(self) -> UploadStarts:
+        return UploadStarts(self.send, offline=lambda: self.down)
 
     async def send(self, sizes: list[int]) -> list[dict[str, Any]]:
         self.requests.append(list(sizes))
@@ -51,7 +54,7 @@ async def run_starts(starts: UploadStarts, sizes: list[int]) -> dict[int, Any]:
 
 async def test_starts_arriving_meanwhile_go_in_one_request(autojump_clock: Any) -> None:
     server = Server()
-    got = await run_starts(UploadStarts(server.send), list(range(1, 31)))
+    got = await run_starts(server.starts(), list(range(1, 31)))
     assert got == {size: {"size": size} for size in range(1, 31)}
     # The first alone, at once; the 29 that came while it was in flight in two requests.
     assert server.requests == [[1], list(range(2, 2 + MAX_BATCH)), list(range(2 + MAX_BATCH, 31))]
@@ -59,7 +62,7 @@ async def test_starts_arriving_meanwhile_go_in_one_request(autojump_clock: Any) 
 
 async def test_a_batch_refused_as_a_whole_is_sent_again_one_by_one(autojump_clock: Any) -> None:
     server = Server(refuse=10)  # the sum of the batch is over the quota, each alone is not
-    got = await run_starts(UploadStarts(server.send), [1, 4, 5, 6, 11])
+    got = await run_starts(server.starts(), [1, 4, 5, 6, 11])
     assert got[1] == {"size": 1} and got[4] == {"size": 4} and got[6] == {"size": 6}
     assert isinstance(got[11], QuotaExceeded)  # refused alone too: its own answer
     assert server.requests[0] == [1] and server.requests[1] == [4, 5, 6, 11]
@@ -69,20 +72,40 @@ async def test_a_batch_refused_as_a_whole_is_sent_again_one_by_one(autojump_cloc
 async def test_a_batch_that_met_an_outage_fails_each_start_with_its_error(
     autojump_clock: Any,
 ) -> None:
-    """Its retries are spent: sending each again alone would only wait them out again."""
+    """Its retries are spent and Internxt is known to be down: sending each again alone would
+    only wait them out again."""
     server = Server()
     server.down = True
-    got = await run_starts(UploadStarts(server.send), [1, 2, 3, 4])
+    got = await run_starts(server.starts(), [1, 2, 3, 4])
     assert all(isinstance(got[size], Unreachable) for size in (1, 2, 3, 4))
     assert len({id(error) for error in got.values()}) == 4  # each its own instance
     assert server.requests == [[1], [2, 3, 4]]
+
+
+async def test_a_batch_failed_by_one_of_its_uploads_is_sent_again_one_by_one(
+    autojump_clock: Any,
+) -> None:
+    """The bridge fails a whole request when one of its uploads fails (a storage node down):
+    with Internxt still answering, each start is sent again alone."""
+    server = Server()
+
+    async def send(sizes: list[int]) -> list[dict[str, Any]]:
+        if 3 in sizes and len(sizes) > 1:
+            server.requests.append(list(sizes))
+            raise ServerError("Internal Server Error", status=500)
+        return await server.send(sizes)
+
+    got = await run_starts(UploadStarts(send, offline=lambda: False), [1, 2, 3, 4])
+    assert got == {size: {"size": size} for size in (1, 2, 3, 4)}
+    assert server.requests[:2] == [[1], [2, 3, 4]]
+    assert sorted(server.requests[2:]) == [[2], [3], [4]]
 
 
 async def test_a_cancelled_sender_leaves_the_others_to_send_their_own(
     autojump_clock: Any,
 ) -> None:
     server = Server(delay=1.0)
-    starts = UploadStarts(server.send)
+    starts = server.starts()
     got: dict[int, Any] = {}
     leader = trio.CancelScope()
 
@@ -108,7 +131,7 @@ async def test_a_cancelled_sender_leaves_the_others_to_send_their_own(
 
 async def test_a_start_a_process_waits_on_is_not_batched(autojump_clock: Any) -> None:
     server = Server()
-    starts = UploadStarts(server.send)
+    starts = server.starts()
 
     async def interactive_start(size: int) -> None:
         with interactive():
