@@ -241,15 +241,16 @@ def test_add_user_cli_while_serving(emulator: EmulatorProcess) -> None:
     assert session.root == user["rootFolderId"]
 
 
-class _Zeros(httpx.SyncByteStream):
-    """``size`` zero bytes produced lazily, so a 100 MiB body never sits in memory."""
+class _Fill(httpx.SyncByteStream):
+    """``size`` bytes of the value ``byte`` produced lazily, so a 100 MiB body never sits in
+    memory."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, byte: int = 0) -> None:
+        self.size, self.byte = size, byte
 
     def __iter__(self) -> Iterator[bytes]:
         left = self.size
-        block = bytes(MIB)
+        block = bytes([self.byte]) * MIB
         while left > 0:
             chunk = block[: min(MIB, left)]
             left -= len(chunk)
@@ -258,7 +259,7 @@ class _Zeros(httpx.SyncByteStream):
 
 def _zero_hash(size: int) -> str:
     hasher = ShardHasher()
-    for chunk in _Zeros(size):
+    for chunk in _Fill(size):
         hasher.update(chunk)
     return hasher.hexdigest()
 
@@ -272,9 +273,7 @@ def test_multipart_upload(session: DriveSession) -> None:
     assert "partNumber=2" in upload["urls"][1] and "uploadId=" in upload["urls"][1]
     etags = []
     for url, size in zip(upload["urls"], part_sizes, strict=True):
-        put = httpx.put(
-            url, content=_Zeros(size), headers={"Content-Length": str(size)}, timeout=60
-        )
+        put = httpx.put(url, content=_Fill(size), headers={"Content-Length": str(size)}, timeout=60)
         assert put.status_code == 200
         etags.append(put.headers["ETag"])
     parts = [{"PartNumber": i + 1, "ETag": tag.strip('"')} for i, tag in enumerate(etags)]
@@ -299,7 +298,7 @@ def test_multipart_upload(session: DriveSession) -> None:
     sizes = [MIB, 99 * MIB, MIB]
     upload = _start(session, sum(sizes), parts=3).json()["uploads"][0]
     tags = [
-        httpx.put(u, content=_Zeros(s), headers={"Content-Length": str(s)}, timeout=60).headers[
+        httpx.put(u, content=_Fill(s), headers={"Content-Length": str(s)}, timeout=60).headers[
             "ETag"
         ]
         for u, s in zip(upload["urls"], sizes, strict=True)
@@ -314,21 +313,6 @@ def test_multipart_upload(session: DriveSession) -> None:
         },
     )
     assert small.status_code == 400 and "5 MiB" in small.json()["error"]
-
-
-class _Fill(httpx.SyncByteStream):
-    """``size`` bytes of the value ``byte``, produced lazily."""
-
-    def __init__(self, size: int, byte: int) -> None:
-        self.size, self.byte = size, byte
-
-    def __iter__(self) -> Iterator[bytes]:
-        left = self.size
-        block = bytes([self.byte]) * MIB
-        while left > 0:
-            chunk = block[: min(MIB, left)]
-            left -= len(chunk)
-            yield chunk
 
 
 @pytest.mark.slow
