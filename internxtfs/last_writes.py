@@ -6,9 +6,10 @@ unmount, a crash or a ``systemctl restart`` starts a new run that knows nothing 
 a second ago: its first listings could come from a replica that still misses the files just
 stored, or still shows the ones just deleted. This keeps the time of the last write in the
 journal's key/value table, and tells the new run how long such first listings must be checked
-(``Metadata.hold_first_listings``). Nothing else of the new run takes it as a write of its own:
-merging listings with a view kept from the last run would keep entries that the crash
-recovery has since resolved.
+(``Metadata.hold_first_listings``), and how long an answer that a move was already done may
+come from a replica that misses the last run's moves (``ReadLag.wait_settled``). Nothing else
+of the new run takes it as a write of its own: merging listings with a view kept from the last
+run would keep entries that the crash recovery has since resolved.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class LastWrites:
         self.read_lag.on_write = self._wrote
         if until != until:  # nothing kept (a new cache, or one from an older version)
             return 0.0
-        return max(0.0, until + self.read_lag.window - self.wall())
+        lag = max(0.0, until + self.read_lag.window - self.wall())
+        self.read_lag.earlier_run(lag)
+        return lag
 
     def _wrote(self) -> None:
         now = self.wall()

@@ -66,6 +66,9 @@ class ReadLag:
         self._parents: OrderedDict[str, str] = OrderedDict()
         self._entries: dict[str, float] = {}  # entry uuid -> last write of ours to it
         self._deleted: dict[str, float] = {}  # entry uuid -> when we deleted it
+        # Until when a read may miss a write of the last run on this cache (a remount or a
+        # restart within the window): which entries it wrote is not known, so any may lag.
+        self._earlier_run: float | None = None
         # Called after each write is recorded (the mount keeps the time of its last write
         # across runs: internxtfs/last_writes.py).
         self.on_write: Callable[[], None] | None = None
@@ -104,11 +107,18 @@ class ReadLag:
         when = self._entries.get(uuid)
         return when is not None and self.clock() - when < self.window
 
+    def earlier_run(self, lag: float) -> None:
+        """The last run on this cache wrote so recently that reads may miss it for ``lag``
+        more seconds (internxtfs/last_writes.py)."""
+        if lag > 0:
+            self._earlier_run = self.clock() + lag
+
     async def wait_settled(self, uuids: Iterable[str]) -> None:
-        """Until a read replica shows our last write to each of these entries."""
+        """Until a read replica shows our last write to each of these entries, this run's or
+        (any entry) the last run's."""
         now = self.clock()
         until = max((self._entries.get(uuid, now - self.window) for uuid in uuids), default=now)
-        wait = until + self.window - now
+        wait = max(until + self.window, self._earlier_run or now) - now
         if wait > 0:
             log.debug("waiting %.2f s for read replicas to show our last write", wait)
             await self._sleep(wait)

@@ -552,7 +552,8 @@ class DriveAPI:
             body["name"] = new_name
 
         def landed(meta: FolderEntry) -> bool:
-            return meta.parent_uuid == dest_folder_uuid and new_name in (None, meta.name)
+            where_ok = meta.parent_uuid == dest_folder_uuid and new_name in (None, meta.name)
+            return where_ok and meta.status == EXISTS  # a trashed folder was not moved there
 
         async def recover(patient: bool) -> FolderEntry | None:
             meta = await self.folder_meta(uuid, stale=lambda m: not landed(m), patient=patient)

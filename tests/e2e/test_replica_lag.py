@@ -219,3 +219,30 @@ def test_link_time_set_right_after_its_creation_survives_a_remount(mounted_facto
     assert os.readlink(mnt / "x/bin/up") == "../notes.txt"
     assert os.lstat(mnt / "x/bin/up").st_mtime == 1_400_000_000
     _settled(m, {"x/notes.txt": b"notes\n", "x/bin/up.rclonelink": b"../notes.txt"}, ["x", "x/bin"])
+
+
+def test_a_move_back_right_after_a_remount_is_sent_again(mounted_factory: Any) -> None:
+    """A file moved a -> b, the mount restarted, the file moved back at once: Internxt's move
+    check reads a replica that still shows it in a and answers "already moved to that
+    location". The new run knows nothing of the last run's move, so it waits until the
+    replicas show the last run's writes before it believes that answer (docs/protocol.md, "A
+    move sent again"); it finds the file in b and sends the move again."""
+    window = ("--replica-window", "5")
+    m: MountedFS = mounted_factory(None, *FAST, *window)
+    mnt = m.mountpoint
+    (mnt / "a").mkdir()
+    (mnt / "b").mkdir()
+    write_file(mnt / "a/x.txt", b"moved twice")
+    flush_ok(m)
+    m.emulator.set_faults(replica_lag_ms=4000)  # longer than a remount takes
+    try:
+        os.rename(mnt / "a/x.txt", mnt / "b/x.txt")
+        assert m.unmount() == 0
+        m.mount(*FAST, *window, settle_replicas=False)
+        assert os.listdir(mnt / "b") == ["x.txt"]
+        os.rename(mnt / "b/x.txt", mnt / "a/x.txt")
+        assert (os.listdir(mnt / "a"), os.listdir(mnt / "b")) == (["x.txt"], [])
+    finally:
+        m.emulator.set_faults(replica_lag_ms=int(LAG_MS))
+    _settled(m, {"a/x.txt": b"moved twice"}, ["a", "b"])
+    assert "already moved" in m.log()  # the quirk this is about was met

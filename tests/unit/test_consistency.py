@@ -116,3 +116,21 @@ def test_wait_settled_waits_only_for_entries_we_wrote_within_the_window() -> Non
     assert t.now == 103.0  # the write was at 100.0, the window is 3 s
     trio.run(lag.wait_settled, ["fresh"])
     assert t.now == 103.0
+
+
+def test_wait_settled_after_a_remount_waits_for_the_last_runs_writes_to_any_entry() -> None:
+    """The last run's moves are not known one by one: any entry may still lag."""
+    lag, t = _lag()
+    lag.earlier_run(1.5)  # internxtfs/last_writes.py: the last run wrote 1.5 s short of a window
+    lag.wrote(["parent"], ["fresh"])
+    t.now += 0.5
+    trio.run(lag.wait_settled, ["unknown"])
+    assert t.now == 101.5
+    trio.run(lag.wait_settled, ["fresh"])  # this run's write is later: its window is longer
+    assert t.now == 103.0
+    trio.run(lag.wait_settled, ["unknown"])
+    assert t.now == 103.0
+    fresh_start, t2 = _lag()
+    fresh_start.earlier_run(0.0)  # nothing kept, or written long ago
+    trio.run(fresh_start.wait_settled, ["unknown"])
+    assert t2.now == 100.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from internxtfs.fs.journal import Journal
 from internxtfs.internxt.consistency import ReadLag
 from internxtfs.last_writes import LastWrites
@@ -50,6 +52,15 @@ def test_writes_of_the_last_run_hold_the_next_one_for_the_window(tmp_path: Path)
     clocks.advance(1.0)  # a remount 1 s later: 1.2 s after the write, the window is 3 s
     journal, lag, last = _run(tmp_path, clocks)
     assert abs(last.restore() - 1.8) < 1e-6
+    # ... and a move's "already done" answer is checked only after those 1.8 s.
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    lag._sleep = sleep
+    trio.run(lag.wait_settled, ["an entry the last run moved"])
+    assert len(slept) == 1 and abs(slept[0] - 1.8) < 1e-6
     last.close()  # this run wrote nothing: the last run's time stands
     journal.close()
     clocks.advance(5.0)
