@@ -71,7 +71,6 @@ from internxtfs.fs.journal import FileRecord, Journal, NamespaceOp
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.uploader import Uploader
 from internxtfs.internxt import errors as ie
-from internxtfs.internxt.consistency import DEFAULT_WINDOW
 from internxtfs.internxt.retry import interactive
 
 log = logging.getLogger(__name__)
@@ -83,10 +82,10 @@ MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
 # a moment ago, and after a restart this process has no record of that write to tell a lag
 # from a refusal. An entry the server itself reports deleted or trashed is dropped at once.
 REFUSAL_PATIENCE = 60.0
-# How long a queued move's target name must be seen taken by another client's entry before
-# ours is stored beside it under a marked name (conflict rule 7): a replica behind that
-# client's move or delete still shows the entry it freed a moment ago.
-NAME_TAKEN_PATIENCE = DEFAULT_WINDOW
+# A queued move's target name must be seen taken by another client's entry for the replicas'
+# window (``Remote.replica_window``, ``--replica-window``) before ours is stored beside it under
+# a marked name (conflict rule 7): a replica behind that client's move or delete still shows
+# the entry it freed a moment ago.
 
 
 class _NotYet(ie.InternxtError):
@@ -456,7 +455,7 @@ class PendingNamespace:
     async def _landed_or_held(self, op: NamespaceOp, exc: ie.Conflict) -> bool:
         """The server refused our queued move onto ``op.name`` as taken. True: our own move
         landed (its answer was lost). False: another client's entry holds the name, and has for
-        NAME_TAKEN_PATIENCE: ours goes beside it. Raises _NotYet while the name may be free by
+        the replicas' window: ours goes beside it. Raises _NotYet while the name may be free by
         the time we ask again: nothing holds it but an entry we deleted, or nothing at all (it
         was freed since the refusal), or the holder was seen only for a moment (a lagging
         replica may still show an entry its client moved or deleted). Deciding on such an
@@ -475,7 +474,7 @@ class PendingNamespace:
         waited = self._waited(op, "taken")
         if not holders and waited < REFUSAL_PATIENCE:
             raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
-        if holders and waited < NAME_TAKEN_PATIENCE:
+        if holders and waited < self.remote.replica_window:
             raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
         return False
 

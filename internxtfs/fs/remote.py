@@ -47,6 +47,8 @@ class Remote(Protocol):
 
     #: What :meth:`delete` does (``--delete-mode``).
     delete_mode: DeleteMode
+    #: Seconds Internxt's read replicas may trail a write (``--replica-window``; 0: none).
+    replica_window: float
 
     # --- reading the tree ---------------------------------------------------------------------
 
@@ -201,6 +203,10 @@ class InternxtRemote:
         self.drive = drive
         self.network = network
         self.delete_mode = delete_mode
+
+    @property
+    def replica_window(self) -> float:
+        return self.drive.read_lag.window
 
     async def list_folders(self, folder_uuid: str) -> list[FolderEntry]:
         return await self.drive.list_folders(folder_uuid)

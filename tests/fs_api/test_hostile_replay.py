@@ -70,6 +70,31 @@ async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
         assert await mounted.listdir() == ["b"]
 
 
+async def test_a_longer_replica_window_waits_longer_for_a_name_held_for_a_moment(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """With --replica-window 6, a name another client holds for 4 s after the server is back
+    is still taken for one a replica shows late (the default window, 3 s, would not)."""
+    fake = _fake(mounted)
+    fake.replica_window = 6.0
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        theirs = fake.add_file(ROOT, "b", b"theirs, for a while")
+
+        async def other_client() -> None:
+            await trio.sleep(4.0)
+            fake.delete_elsewhere(theirs)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_client)
+            async with _back_online(mounted):
+                assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
+        assert await mounted.listdir() == ["b"]
+
+
 async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
     mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from internxtfs.fs.modes import DeleteMode
 from internxtfs.fs.remote import Kind, Progress, Read, delete_entry
+from internxtfs.internxt.consistency import DEFAULT_WINDOW
 from internxtfs.internxt.drive import FileEntry, FolderEntry
 from internxtfs.internxt.errors import Conflict, NotFound
 from internxtfs.internxt.names import split_name
@@ -70,6 +71,10 @@ class _File:
 
 class NoLag:
     """The read-replica and outage hints of a Remote that has neither (any in-memory fake)."""
+
+    # The mount's default: its listing hints say no lag, but a name another client held
+    # "for a moment" (as a lagging replica shows it) is still waited out as against Internxt.
+    replica_window = DEFAULT_WINDOW
 
     def listing_lag(self, folder_uuid: str) -> float:
         return 0.0  # no read replicas
