@@ -14,9 +14,10 @@ Shard hash (RIPEMD-160 of SHA-256 over the whole ciphertext, in order):
   chunk at the frontier feeds it to the hasher as it goes out, so the hash rides along with the
   lowest part in flight; one extra task produces (read → encrypt) only the chunks at the
   frontier that went out while the frontier was behind them and that no body in flight will
-  produce again, and otherwise waits for a body to deliver the frontier. Memory stays at one
-  chunk per stream; each chunk is hashed once, and only those chunks are read and encrypted
-  twice (about ``(parallel - 1) / parallel`` of the file, where it used to be all of it).
+  produce again, and otherwise waits for a body to deliver the frontier. Chunks produced ahead
+  of the frontier are kept for it up to ``HASH_STASH`` bytes (the nearest ones first), so
+  only what does not fit is read and encrypted twice: without the stash that was about
+  ``(parallel - 1) / parallel`` of the file.
 
 In both cases SHA-256 itself runs in a worker thread (:mod:`threadhash`, bodies of at least
 ``THREAD_HASH`` bytes), fed the chunks in order as they are produced, while the trio thread
@@ -70,6 +71,11 @@ OBJECT_GET_THREADS = 16  # object GETs running at once in worker threads (see ob
 # Single-part bodies at least this long are hashed in a worker thread while they are sent
 # (threadhash); a shorter one is hashed inline, where the thread hop would cost more.
 THREAD_HASH = 2 * MiB
+# Ciphertext chunks of a multipart upload produced ahead of the in-order hash, kept until it
+# reaches them instead of read and encrypted again then (_OrderedHash). Four 30 MiB parts in
+# flight put up to 90 MiB ahead of the hash; re-encrypting that cost about a tenth of the
+# mount's CPU in a 512 MiB upload (bench/RESULTS.md). Bounded: the nearest chunks are kept.
+HASH_STASH = 64 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes | bytearray]]
 # progress(offset, done): of the body (object or part) starting at ``offset``, ``done`` bytes
@@ -140,9 +146,15 @@ class _OrderedHash:
         part_size: int,
         chunk: int,
         hasher: crypto.ShardHasher | BackgroundHash | None = None,
+        stash: int | None = None,
     ) -> None:
         self._hasher = hasher if hasher is not None else crypto.ShardHasher()
         self.pos = 0
+        # Chunks ahead of the frontier: offset -> ciphertext, at most ``stash`` bytes.
+        self._ahead: dict[int, bytes] = {}
+        self._ahead_bytes = 0
+        self._stash = HASH_STASH if stash is None else stash
+        self._draining = 0  # offers feeding stashed chunks (they deliver the frontier)
         self.size = size
         self._part_size = part_size
         self._chunk = chunk
@@ -158,9 +170,41 @@ class _OrderedHash:
         return min(self._chunk, part_end - pos)
 
     async def offer(self, pos: int, data: bytes) -> None:
-        """Hash ``data`` if it starts at the frontier."""
-        if pos != self.pos or not data:
+        """Hash ``data`` if it starts at the frontier, then the chunks kept for the frontier
+        that follow it; keep it for later if it lies ahead and fits."""
+        if not data or pos < self.pos:
             return
+        if pos > self.pos:
+            self._keep(pos, data)
+            return
+        kept = self._ahead.pop(pos, None)  # kept earlier, produced again now (a retried PUT)
+        if kept is not None:
+            self._ahead_bytes -= len(kept)
+        self._draining += 1
+        try:
+            await self._feed(pos, data)
+            while (nxt := self._ahead.pop(self.pos, None)) is not None:
+                self._ahead_bytes -= len(nxt)
+                await self._feed(self.pos, nxt)
+        finally:
+            self._draining -= 1
+            self._wake()
+
+    def _keep(self, pos: int, data: bytes) -> None:
+        """Keep a chunk ahead of the frontier, making room by letting go of farther ones."""
+        if pos in self._ahead:
+            return  # produced again (a retried PUT): the same ciphertext
+        while self._ahead_bytes + len(data) > self._stash and self._ahead:
+            farthest = max(self._ahead)
+            if farthest < pos:
+                return  # every kept chunk is nearer: this one waits for the catch-up
+            self._ahead_bytes -= len(self._ahead.pop(farthest))
+        if self._ahead_bytes + len(data) <= self._stash:
+            self._ahead[pos] = data
+            self._ahead_bytes += len(data)
+
+    async def _feed(self, pos: int, data: bytes) -> None:
+        """Hash ``data``, which starts at the frontier (unless another offer fed it first)."""
         hasher = self._hasher
         if isinstance(hasher, BackgroundHash):
             await hasher.reserve()  # waits while the hash thread lags behind
@@ -192,6 +236,8 @@ class _OrderedHash:
         deliver it: one in flight, or the part's first body, which has not started yet (the
         catch-up must not race ahead into parts not sent yet and encrypt them twice)."""
         pos = self.pos
+        if self._draining or pos in self._ahead:
+            return False  # an offer is feeding the kept chunks, this one among them
         if self._reached.get(pos // self._part_size, 0) <= pos:
             return False
         return not any(nxt <= pos < end for nxt, end in self._live.values())

@@ -852,17 +852,22 @@ async def test_multipart_upload_with_small_parts(monkeypatch: pytest.MonkeyPatch
     assert b"".join([c async for c in net.download_stream(fid)]) == data
 
 
-async def test_multipart_hash_reuses_the_part_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The in-order shard hash is fed from the part bodies as they go out: one part at a time,
-    the file is read (and encrypted) once; in parallel, less than twice (the bodies of the
-    parts ahead of the frontier are read again for the hash); and the hash the
-    finish carries matches the stored parts (FakeNetwork checks it), also when a part is
-    retried, when a PUT is answered before its body was read, and when the part size is not a
-    multiple of the chunk size."""
+@pytest.mark.parametrize("stash", [None, 0, 200])
+async def test_multipart_hash_reuses_the_part_bodies(
+    monkeypatch: pytest.MonkeyPatch, stash: int | None
+) -> None:
+    """The in-order shard hash is fed from the part bodies as they go out, and from the
+    chunks they produced ahead of it, kept up to HASH_STASH bytes: the file is read (and
+    encrypted) once when they fit, and less than twice when they do not (the chunks not kept
+    are read again for the hash); and the hash the finish carries matches the stored parts
+    (FakeNetwork checks it), also when a part is retried, when a PUT is answered before its
+    body was read, and when the part size is not a multiple of the chunk size."""
     from internxtfs.internxt import network as network_mod
 
     monkeypatch.setattr(network_mod, "MULTIPART_THRESHOLD", 1000)
     monkeypatch.setattr(network_mod, "MIN_PART_SIZE", 100)
+    if stash is not None:  # None: the default, which holds this whole file
+        monkeypatch.setattr(network_mod, "HASH_STASH", stash)
     data = bytes((i * 13) % 253 for i in range(7001))
     for parallel, part_size, chunk, fails, cuts in [
         (1, 300, 64, 0, 0),
@@ -891,9 +896,36 @@ async def test_multipart_hash_reuses_the_part_bodies(monkeypatch: pytest.MonkeyP
         assert b"".join([c async for c in net.download_stream(fid)]) == data
         # Retried parts are read again for their PUT; the hash reads no part twice.
         resent = (fails + cuts) * part_size
-        if parallel == 1:
+        if parallel == 1 or stash is None:
             assert read_bytes[0] <= len(data) + resent, (parallel, part_size, read_bytes)
         assert read_bytes[0] < 2 * len(data) + resent, (parallel, part_size, read_bytes)
+        if stash == 0 and parallel > 1 and not fails and not cuts:
+            assert read_bytes[0] > len(data) * 1.3  # without a stash, parts are read again
+
+
+async def test_the_multipart_hash_keeps_the_nearest_chunks_ahead_within_its_bound() -> None:
+    """_OrderedHash keeps chunks produced ahead of its frontier up to its bound, letting go of
+    the farthest first, and hashes them in order once the frontier reaches them."""
+    from internxtfs.internxt.network import _OrderedHash
+
+    data = bytes(range(100))
+    chunks = {pos: data[pos : pos + 10] for pos in range(0, 100, 10)}
+    ordered = _OrderedHash(100, 50, 10, stash=30)
+    for pos in (50, 40, 60, 20):  # 20 comes when full: 60, the farthest, makes room
+        await ordered.offer(pos, chunks[pos])
+    await ordered.offer(90, chunks[90])  # farther than all it keeps: not kept
+    assert sorted(ordered._ahead) == [20, 40, 50] and ordered._ahead_bytes == 30
+    await ordered.offer(0, chunks[0])
+    await ordered.offer(10, chunks[10])  # the frontier, then 20 from the stash
+    assert ordered.pos == 30 and sorted(ordered._ahead) == [40, 50]
+    await ordered.offer(40, chunks[40])  # ahead and kept already: nothing changes
+    assert ordered._ahead_bytes == 20
+    for pos in (30, 60, 70, 80, 90):
+        await ordered.offer(pos, chunks[pos])
+    assert ordered.pos == 100 and not ordered._ahead and ordered._ahead_bytes == 0
+    expected = crypto.ShardHasher()
+    expected.update(data)
+    assert await ordered.hexdigest() == expected.hexdigest()
 
 
 async def test_single_part_hash_runs_beside_the_send(monkeypatch: pytest.MonkeyPatch) -> None:
