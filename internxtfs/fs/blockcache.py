@@ -483,8 +483,15 @@ class BlockCache:
                 self._release_stale(st, released)
 
     def _release_stale(self, st: _FileState, blocks: Iterable[int]) -> None:
-        """Punch out invalidated blocks whose last pin just went (unless fetched again)."""
-        gone = [b for b in blocks if b in st.stale and b not in st.present and not st.pinned(b)]
+        """Punch out invalidated blocks whose last pin just went, unless fetched again or
+        being fetched: an install may have written the new bytes already (in a worker
+        thread) and not yet marked them present, and a punch would leave holes under them.
+        Such a block stays stale, and is released when its fetch ends without installing."""
+        gone = [
+            b
+            for b in blocks
+            if b in st.stale and b not in st.present and b not in st.inflight and not st.pinned(b)
+        ]
         if not gone:
             return
         st.stale.difference_update(gone)
@@ -813,6 +820,8 @@ class BlockCache:
             for b in range(f.first, f.first + f.count):
                 if st.inflight.get(b) is f:
                     del st.inflight[b]
+            if st.stale:  # stale blocks left for this fetch (_release_stale), if not installed
+                self._release_stale(st, range(f.first, f.first + f.count))
             f.done.set()
 
     async def _install(self, local_id: int, st: _FileState, f: _Fetch) -> None:

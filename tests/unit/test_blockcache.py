@@ -631,6 +631,85 @@ async def test_invalidated_pinned_block_is_released_when_unpinned(tmp_path: Path
     assert await cache.read(lid, MiB, 10) == b"\x01" * 10
 
 
+async def test_a_stale_block_released_while_its_new_bytes_are_installed_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holds blocks another client's change made stale; a second reader fetches the
+    new content, and its install (a worker thread: more than a FUSE write) has written the
+    bytes when the first reader lets go. Punching the stale blocks then would leave the
+    installed blocks as holes: zeros served for the new content."""
+    import threading
+
+    remote = VersionedRemote()
+    journal, cache, _ = open_cache(tmp_path, remote=remote)
+    lid = remote_file(journal, 2 * MiB)
+    await cache.read(lid, 0, 2 * MiB)
+    st = cache._states[lid]
+    wrote, go = threading.Event(), threading.Event()
+    pwrite = bc_module._pwrite_all
+
+    def held_after_writing(fd: int, data: bytes | memoryview, offset: int) -> None:
+        pwrite(fd, data, offset)
+        if len(data) > MiB:  # the install's write, in its worker thread
+            wrote.set()
+            go.wait(5)
+
+    monkeypatch.setattr(bc_module, "_pwrite_all", held_after_writing)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        with cache._pin(st, [0, 1]):  # the first reader
+            remote.version = 1
+            cache.invalidate(lid)
+            assert await cache.read(lid, 0, 2 * MiB) == b"\x01" * (2 * MiB)
+            assert await trio.to_thread.run_sync(wrote.wait, 5)
+        go.set()  # the first reader let go while the install was between write and record
+        for _ in range(500):
+            if st.present == {0, 1}:
+                break
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert st.present == {0, 1}
+    assert _cache_file(cache, lid) == b"\x01" * (2 * MiB)
+
+
+def _cache_file(cache: BlockCache, local_id: int) -> bytes:
+    return cache.path(local_id).read_bytes()
+
+
+async def test_a_stale_block_whose_new_fetch_fails_is_released_then(tmp_path: Path) -> None:
+    """A stale block let go while a read-ahead fetch of it is in flight stays until that
+    fetch ends: then, not installed, its space is given back."""
+
+    class NewSecondBlockFails(VersionedRemote):
+        async def __call__(self, record: FileRecord, offset: int, length: int) -> bytes:
+            data = await super().__call__(record, offset, length)
+            if self.version and offset >= MiB:
+                await trio.sleep(0.3)  # in flight after the read of block 0 returned
+                raise OSError(errno.EIO, "network down")
+            return data
+
+    remote = NewSecondBlockFails()
+    journal, cache, _ = open_cache(tmp_path, remote=remote)
+    lid = remote_file(journal, 2 * MiB)
+    await cache.read(lid, 0, 2 * MiB)
+    st = cache._states[lid]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        with cache._pin(st, [1]):  # a reader is on block 1
+            remote.version = 1
+            cache.invalidate(lid)
+            assert await cache.read(lid, 0, MiB) == b"\x01" * MiB  # read-ahead of block 1
+            assert 1 in st.inflight
+        assert st.stale == {1}  # let go, but the fetch in flight may still install it
+        for _ in range(500):
+            if 1 not in st.inflight:
+                break
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert not st.stale and st.present == {0}
+    assert os.stat(cache.path(lid)).st_blocks * 512 < 1.5 * MiB  # block 1's space given back
+
+
 async def test_write_the_journal_cannot_record_leaves_no_trace(tmp_path: Path) -> None:
     """The data reached the cache file but the journal's disk was full: the write fails, and
     the blocks it made up read as before (zeros here), also after a later partial write."""
