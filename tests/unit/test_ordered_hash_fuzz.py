@@ -144,3 +144,49 @@ async def _one(seed: int) -> None:
 async def test_ordered_hash_fuzz(block: int) -> None:
     for seed in range(block * 150, (block + 1) * 150):
         await _one(seed)
+
+
+async def test_the_hash_stash_is_bounded_across_concurrent_uploads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HASH_STASH is the memory the multipart hash may keep ahead of its frontier; the
+    uploader runs several big files at once (upload_concurrency - 1), each with parts in
+    parallel whose later parts race ahead of the first: the chunks kept must stay within the
+    bound for the mount, not per upload (network.py: "Memory stays bounded by chunk_size ×
+    parallel whatever the file size")."""
+    from internxtfs.internxt import network as network_mod
+    from tests.unit.test_client_mock import BUCKET, MNEMONIC, FakeNetwork, Sleeps, make_http, policy
+
+    monkeypatch.setattr(network_mod, "MULTIPART_THRESHOLD", 1000)
+    monkeypatch.setattr(network_mod, "MIN_PART_SIZE", 100)
+    monkeypatch.setattr(network_mod, "HASH_STASH", 4000)
+    live: list[_OrderedHash] = []
+    peak = [0]
+    init, keep = _OrderedHash.__init__, _OrderedHash._keep
+
+    def tracked_init(self: _OrderedHash, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        live.append(self)
+
+    def tracked_keep(self: _OrderedHash, pos: int, data: bytes) -> None:
+        keep(self, pos, data)
+        peak[0] = max(peak[0], sum(o._ahead_bytes for o in live))
+
+    monkeypatch.setattr(_OrderedHash, "__init__", tracked_init)
+    monkeypatch.setattr(_OrderedHash, "_keep", tracked_keep)
+    fake = FakeNetwork()
+    net = NetworkAPI(
+        make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()), chunk_size=100
+    )
+    data = bytes((i * 7) % 251 for i in range(20_000))
+
+    async def read(offset: int, n: int) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if offset < 2000:  # the first part goes out slowly (a slow connection)
+            await trio.sleep(0.002)
+        return data[offset : offset + n]
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(lambda: net.upload(read, len(data), part_size=2000, parallel=4))
+    assert peak[0] <= network_mod.HASH_STASH, peak[0]
