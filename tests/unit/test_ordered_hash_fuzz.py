@@ -190,3 +190,4 @@ async def test_the_hash_stash_is_bounded_across_concurrent_uploads(
         for _ in range(4):
             nursery.start_soon(lambda: net.upload(read, len(data), part_size=2000, parallel=4))
     assert peak[0] <= network_mod.HASH_STASH, peak[0]
+    assert net._stash.used == 0  # let go of when the uploads ended
