@@ -191,3 +191,37 @@ async def test_the_hash_stash_is_bounded_across_concurrent_uploads(
             nursery.start_soon(lambda: net.upload(read, len(data), part_size=2000, parallel=4))
     assert peak[0] <= network_mod.HASH_STASH, peak[0]
     assert net._stash.used == 0  # let go of when the uploads ended
+
+
+async def test_multipart_upload_fuzz_through_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NetworkAPI.upload end to end against FakeNetwork (which checks the hash at finish):
+    random part/chunk/stash sizes, parallelism, failed and cut PUTs, checkpoints in read."""
+    from internxtfs.internxt import network as network_mod
+    from tests.unit.test_client_mock import BUCKET, MNEMONIC, FakeNetwork, Sleeps, make_http, policy
+
+    monkeypatch.setattr(network_mod, "MULTIPART_THRESHOLD", 500)
+    monkeypatch.setattr(network_mod, "MIN_PART_SIZE", 50)
+    for seed in range(200):
+        rng = random.Random(seed)
+        size = rng.randrange(500, 6000)
+        part_size = rng.randrange(50, size // 2)
+        chunk = rng.randrange(1, 400)
+        monkeypatch.setattr(network_mod, "HASH_STASH", rng.choice([0, chunk, 5 * chunk, size]))
+        data = rng.randbytes(size)
+        fake = FakeNetwork()
+        fake.fail_puts = rng.randrange(3)
+        fake.cut_puts = rng.randrange(3)
+        net = NetworkAPI(
+            make_http(fake), "a@b.c", "uid", BUCKET, MNEMONIC, retry=policy(Sleeps()),
+            chunk_size=chunk,
+        )  # fmt: skip
+
+        async def read(offset: int, n: int, data: bytes = data, rng: random.Random = rng) -> bytes:
+            for _ in range(rng.randrange(3)):
+                await trio.lowlevel.checkpoint()
+            return data[offset : offset + n]
+
+        with trio.fail_after(20):
+            fid = await net.upload(read, size, part_size=part_size, parallel=rng.randrange(1, 5))
+        assert b"".join([c async for c in net.download_stream(fid)]) == data, seed
+        assert net._stash.used == 0
