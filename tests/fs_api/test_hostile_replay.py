@@ -309,9 +309,9 @@ async def test_a_name_held_for_a_moment_late_in_a_long_refusal_is_still_waited_o
 ) -> None:
     """The server refuses the queued move for 4.5 s while no entry shows at the name (its
     check reads a replica behind a delete elsewhere: REFUSAL_PATIENCE). Then another client
-    holds the name for 3 s: the replay (every 2 s) sees it once. The holder is seen for a moment only: the replica window must
-    count from when it was first seen, not from the first refusal, or ours is stored under a
-    marked name for good."""
+    holds the name for 3 s: the replay (every 2 s) sees it once. The replica window must
+    count from when that holder was first seen, not from the first refusal, or ours is
+    stored under a marked name for good."""
     fake = _fake(mounted)
     fake.add_file(ROOT, "a", b"ours")
     async with serving(mounted):
