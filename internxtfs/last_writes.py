@@ -55,7 +55,11 @@ class LastWrites:
         self.read_lag.on_write = self._wrote
         if until != until:  # nothing kept (a new cache, or one from an older version)
             return 0.0
-        lag = max(0.0, until + self.read_lag.window - self.wall())
+        # At most a window past the kept time's own margin: a wall clock set back between
+        # runs (NTP, a cache from another machine) is not replica lag.
+        lag = min(
+            max(0.0, until + self.read_lag.window - self.wall()), self.read_lag.window + self.AHEAD
+        )
         self.read_lag.earlier_run(lag)
         return lag
 

@@ -474,7 +474,10 @@ class PendingNamespace:
         waited = self._waited(op, "taken")
         if not holders and waited < REFUSAL_PATIENCE:
             raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
-        if holders and waited < self.remote.replica_window:
+        # The window counts from when these holders were first seen, not from the first
+        # refusal: one seen late in a long refusal may be a replica's moment too.
+        seen = "held " + " ".join(sorted(str(e.uuid) for e in holders))
+        if holders and self._waited(op, seen) < self.remote.replica_window:
             raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
         return False
 

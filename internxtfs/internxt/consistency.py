@@ -116,8 +116,11 @@ class ReadLag:
     async def wait_settled(self, uuids: Iterable[str]) -> None:
         """Until a read replica shows our last write to each of these entries, this run's or
         (any entry) the last run's."""
+        wanted = list(uuids)
+        if not wanted:
+            return  # nothing to wait for (a trash of files only)
         now = self.clock()
-        until = max((self._entries.get(uuid, now - self.window) for uuid in uuids), default=now)
+        until = max(self._entries.get(uuid, now - self.window) for uuid in wanted)
         wait = max(until + self.window, self._earlier_run or now) - now
         if wait > 0:
             log.debug("waiting %.2f s for read replicas to show our last write", wait)

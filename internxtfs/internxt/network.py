@@ -74,7 +74,8 @@ THREAD_HASH = 2 * MiB
 # Ciphertext chunks of a multipart upload produced ahead of the in-order hash, kept until it
 # reaches them instead of read and encrypted again then (_OrderedHash). Four 30 MiB parts in
 # flight put up to 90 MiB ahead of the hash; re-encrypting that cost about a tenth of the
-# mount's CPU in a 512 MiB upload (bench/RESULTS.md). Bounded: the nearest chunks are kept.
+# mount's CPU in a 512 MiB upload (bench/RESULTS.md). Bounded: the nearest chunks are kept,
+# this much for all the multipart uploads of a client together (several run at once).
 HASH_STASH = 64 * MiB
 
 Read = Callable[[int, int], Awaitable[bytes | bytearray]]
@@ -130,6 +131,14 @@ class _FinishLost(Exception):
     """Finish's answer was lost and the retry found the upload consumed: start over."""
 
 
+class _Stash:
+    """Bytes kept ahead of the in-order hash by all the multipart uploads of one client:
+    ``HASH_STASH`` bounds them together (the uploader runs several big files at once)."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+
 class _OrderedHash:
     """The shard hash fed in file order from chunks produced in any order (multipart).
 
@@ -147,6 +156,7 @@ class _OrderedHash:
         chunk: int,
         hasher: crypto.ShardHasher | BackgroundHash | None = None,
         stash: int | None = None,
+        shared: _Stash | None = None,
     ) -> None:
         self._hasher = hasher if hasher is not None else crypto.ShardHasher()
         self.pos = 0
@@ -154,6 +164,7 @@ class _OrderedHash:
         self._ahead: dict[int, bytes] = {}
         self._ahead_bytes = 0
         self._stash = HASH_STASH if stash is None else stash
+        self._shared = shared if shared is not None else _Stash()  # bytes kept, all uploads
         self._draining = 0  # offers feeding stashed chunks (they deliver the frontier)
         self.size = size
         self._part_size = part_size
@@ -177,14 +188,11 @@ class _OrderedHash:
         if pos > self.pos:
             self._keep(pos, data)
             return
-        kept = self._ahead.pop(pos, None)  # kept earlier, produced again now (a retried PUT)
-        if kept is not None:
-            self._ahead_bytes -= len(kept)
+        self._take(pos)  # kept earlier, produced again now (a retried PUT)
         self._draining += 1
         try:
             await self._feed(pos, data)
-            while (nxt := self._ahead.pop(self.pos, None)) is not None:
-                self._ahead_bytes -= len(nxt)
+            while (nxt := self._take(self.pos)) is not None:
                 await self._feed(self.pos, nxt)
         finally:
             self._draining -= 1
@@ -194,14 +202,29 @@ class _OrderedHash:
         """Keep a chunk ahead of the frontier, making room by letting go of farther ones."""
         if pos in self._ahead:
             return  # produced again (a retried PUT): the same ciphertext
-        while self._ahead_bytes + len(data) > self._stash and self._ahead:
+        while self._shared.used + len(data) > self._stash and self._ahead:
             farthest = max(self._ahead)
             if farthest < pos:
                 return  # every kept chunk is nearer: this one waits for the catch-up
-            self._ahead_bytes -= len(self._ahead.pop(farthest))
-        if self._ahead_bytes + len(data) <= self._stash:
+            self._take(farthest)
+        if self._shared.used + len(data) <= self._stash:
             self._ahead[pos] = data
             self._ahead_bytes += len(data)
+            self._shared.used += len(data)
+
+    def _take(self, pos: int) -> bytes | None:
+        """The chunk kept at ``pos``, no longer kept (None: none)."""
+        data = self._ahead.pop(pos, None)
+        if data is not None:
+            self._ahead_bytes -= len(data)
+            self._shared.used -= len(data)
+        return data
+
+    def close(self) -> None:
+        """The upload is over (done or failed): let go of what is kept. Idempotent."""
+        self._shared.used -= self._ahead_bytes
+        self._ahead.clear()
+        self._ahead_bytes = 0
 
     async def _feed(self, pos: int, data: bytes) -> None:
         """Hash ``data``, which starts at the frontier (unless another offer fed it first)."""
@@ -289,6 +312,7 @@ class NetworkAPI:
         # Presigned URLs expire; a short TTL keeps them fresh, and a 403/404 from the object
         # store drops the entry early (see _object_get).
         self._info: TTLCache[str, FileInfo] = TTLCache(maxsize=1024, ttl=info_ttl, timer=clock)
+        self._stash = _Stash()  # HASH_STASH bounds the multipart uploads' stashes together
         self._starts = UploadStarts(
             lambda sizes: self._send_starts(sizes, 1), offline=lambda: self._retry.offline
         )
@@ -565,7 +589,7 @@ class NetworkAPI:
         digest: list[str] = []
         # Hashed in a worker thread while the parts are sent (threadhash).
         background = BackgroundHash()
-        ordered = _OrderedHash(size, part_size, self.chunk_size, background)
+        ordered = _OrderedHash(size, part_size, self.chunk_size, background, shared=self._stash)
         next_part = 0  # shared by the workers; only touched between awaits
 
         async def upload_part(number: int) -> None:
@@ -600,6 +624,7 @@ class NetworkAPI:
                     nursery.start_soon(worker)
         finally:
             background.close()  # its thread ends once the queued chunks are hashed
+            ordered.close()
 
         parts = [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
         shard = {"hash": digest[0], "uuid": uuid, "UploadId": upload_id, "parts": parts}

@@ -302,3 +302,36 @@ async def test_fsync_of_a_file_moved_into_a_folder_made_offline_during_its_uploa
             nursery.cancel_scope.cancel()
         assert returned == [b"fsynced"]
         await mounted.fs.release(fh)
+
+
+async def test_a_name_held_for_a_moment_late_in_a_long_refusal_is_still_waited_out(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """The server refuses the queued move for 4.5 s while no entry shows at the name (its
+    check reads a replica behind a delete elsewhere: REFUSAL_PATIENCE). Then another client
+    holds the name for 3 s: the replay (every 2 s) sees it once. The replica window must
+    count from when that holder was first seen, not from the first refusal, or ours is
+    stored under a marked name for good."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")
+        start = trio.current_time()
+        mounted.remote.fail(
+            "move_file", Conflict("A file with this name already exists", status=409),
+            times=10_000, when=lambda args, kwargs: trio.current_time() < start + 4.5,
+        )  # fmt: skip
+
+        async def other_client() -> None:
+            await trio.sleep(4.5)
+            theirs = fake.add_file(ROOT, "b", b"theirs, for a moment")
+            await trio.sleep(3.0)
+            fake.delete_elsewhere(theirs)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_client)
+            async with _back_online(mounted):
+                assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
+        assert await mounted.listdir() == ["b"]

@@ -134,3 +134,15 @@ def test_wait_settled_after_a_remount_waits_for_the_last_runs_writes_to_any_entr
     fresh_start.earlier_run(0.0)  # nothing kept, or written long ago
     trio.run(fresh_start.wait_settled, ["unknown"])
     assert t2.now == 100.0
+
+
+def test_wait_settled_for_no_entries_does_not_wait() -> None:
+    """DriveAPI.trash waits for the folders it trashes only: trashing files alone (no
+    entries to wait for) must not sleep a window each time, nor after a remount."""
+    lag, t = _lag()
+    trio.run(lag.wait_settled, [])
+    trio.run(lag.wait_settled, iter(()))
+    assert t.now == 100.0
+    lag.earlier_run(2.0)
+    trio.run(lag.wait_settled, [])
+    assert t.now == 100.0

@@ -79,3 +79,27 @@ def test_a_crash_leaves_a_time_no_write_is_later_than(tmp_path: Path) -> None:
     kept = float(journal.get_meta(LastWrites.KEY) or "nan")
     assert clocks.wall - 0.1 <= kept <= clocks.wall + LastWrites.AHEAD
     journal.close()
+
+
+def test_a_wall_clock_set_back_does_not_hold_the_next_run_for_the_skew(tmp_path: Path) -> None:
+    """The kept time is wall-clock: if the clock was set back between runs (NTP, a cache
+    copied from another machine), the next run must not take the skew for replica lag and
+    hold its moves' "already moved" answers (ReadLag.wait_settled) for an hour."""
+    clocks = Clocks()
+    journal, lag, last = _run(tmp_path, clocks)
+    last.restore()
+    lag.wrote(["folder"])
+    journal.close()
+    clocks.wall -= 3600.0  # set back an hour
+    journal, lag, last = _run(tmp_path, clocks)
+    held = last.restore()
+    assert held <= lag.window + LastWrites.AHEAD
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    lag._sleep = sleep
+    trio.run(lag.wait_settled, ["moved-by-this-run"])
+    assert sum(slept) <= lag.window + LastWrites.AHEAD
+    journal.close()
