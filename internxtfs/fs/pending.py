@@ -82,10 +82,6 @@ MKDIR, MOVE, RMDIR = "mkdir", "move", "rmdir"
 # a moment ago, and after a restart this process has no record of that write to tell a lag
 # from a refusal. An entry the server itself reports deleted or trashed is dropped at once.
 REFUSAL_PATIENCE = 60.0
-# A queued move's target name must be seen taken by another client's entry for the replicas'
-# window (``Remote.replica_window``, ``--replica-window``) before ours is stored beside it under
-# a marked name (conflict rule 7): a replica behind that client's move or delete still shows
-# the entry it freed a moment ago.
 
 
 class _NotYet(ie.InternxtError):
@@ -474,8 +470,11 @@ class PendingNamespace:
         waited = self._waited(op, "taken")
         if not holders and waited < REFUSAL_PATIENCE:
             raise _NotYet(f"{exc} (no entry shows at {op.name!r}: being freed)") from exc
-        # The window counts from when these holders were first seen, not from the first
-        # refusal: one seen late in a long refusal may be a replica's moment too.
+        # Another client's entry must hold the name for the replicas' window (--replica-window)
+        # before ours goes beside it under a marked name (conflict rule 7): a replica behind
+        # that client's move or delete still shows the entry it freed a moment ago. The window
+        # counts from when these holders were first seen, not from the first refusal: one seen
+        # late in a long refusal may be a replica's moment too.
         seen = "held " + " ".join(sorted(str(e.uuid) for e in holders))
         if holders and self._waited(op, seen) < self.remote.replica_window:
             raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc

@@ -160,7 +160,8 @@ class _OrderedHash:
     ) -> None:
         self._hasher = hasher if hasher is not None else crypto.ShardHasher()
         self.pos = 0
-        # Chunks ahead of the frontier: offset -> ciphertext, at most ``stash`` bytes.
+        # Chunks ahead of the frontier: offset -> ciphertext; ``stash`` bounds them together
+        # with those of the client's other multipart uploads (``shared``).
         self._ahead: dict[int, bytes] = {}
         self._ahead_bytes = 0
         self._stash = HASH_STASH if stash is None else stash
