@@ -48,6 +48,13 @@ def _flush_retrying(m: MountedFS, tries: int = 4) -> None:
     flush_ok(m, timeout=120)
 
 
+def _stored_and_shown(m: MountedFS, expected: dict[str, bytes]) -> None:
+    """The server holds exactly ``expected``, and a remount on an empty cache shows it."""
+    assert remote.snapshot(m.emulator, m.user) == expected
+    m.remount(cold=True)
+    assert local_tree(m.mountpoint) == expected
+
+
 def _clear(emulator: Any) -> None:
     emulator.set_faults(
         fail_rate=0, throttle_rate=0, reset_rate=0, lose_answer_rate=0, lose_answer_next=0,
@@ -84,9 +91,7 @@ def test_small_files_burst_with_finish_and_object_faults(new_mount: Any, tmp_pat
         _flush_retrying(m, 6)
     finally:
         _clear(emulator)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(m.mountpoint) == expected
+    _stored_and_shown(m, expected)
 
 
 def test_small_files_quota_batch_sum_exceeds(new_mount: Any, emulator: Any, tmp_path: Path) -> None:
@@ -107,9 +112,7 @@ def test_small_files_quota_batch_sum_exceeds(new_mount: Any, emulator: Any, tmp_
     assert len(got) >= (2 * MiB) // (60 * 1024) - 1, len(got)
     emulator.update_user(user["email"], quota=100 * MiB)
     _flush_retrying(m)
-    assert remote.snapshot(emulator, m.user) == files
-    m.remount(cold=True)
-    assert local_tree(m.mountpoint) == files
+    _stored_and_shown(m, files)
 
 
 def test_emulator_stopped_mid_burst(new_mount: Any, tmp_path: Path) -> None:
@@ -132,9 +135,7 @@ def test_emulator_stopped_mid_burst(new_mount: Any, tmp_path: Path) -> None:
         emulator.start()
     wait_for("uploads", lambda: status(m)["uploads"]["pending_files"] == 0, 120)
     flush_ok(m)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(m.mountpoint) == expected
+    _stored_and_shown(m, expected)
 
 
 def test_kill9_mid_burst(new_mount: Any, tmp_path: Path) -> None:
@@ -194,9 +195,7 @@ def test_move_there_and_back_with_lost_patch_under_lag(new_mount: Any) -> None:
     finally:
         _clear(emulator)
     expected = {"b/x.bin": b"x" * 5000, "a/sub/y.bin": b"y" * 100}
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
     assert sorted(os.listdir(mnt / "a")) == ["sub"]
     assert "Traceback" not in m.log_file.read_text()
 
@@ -223,9 +222,7 @@ def test_move_back_and_forth_random_lost_answers_under_lag(new_mount: Any) -> No
     finally:
         _clear(emulator)
     expected = {f"{where[n]}/{n}": bytes([int(n[1])]) * (int(n[1]) * 100) for n in where}
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
 
 
 def test_big_file_overwritten_elsewhere_while_read(new_mount: Any, emulator: Any) -> None:
@@ -322,9 +319,7 @@ def test_small_files_rewritten_deleted_renamed_while_starts_in_flight(new_mount:
     finally:
         _clear(emulator)
         emulator.set_faults(latency_ms=0)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
     assert "Traceback" not in m.log_file.read_text()
 
 
@@ -374,9 +369,7 @@ def test_emulator_paused_mid_burst(new_mount: Any, tmp_path: Path) -> None:
         emulator.resume()
         emulator.set_faults(latency_ms=0)
     _flush_retrying(m)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(m.mountpoint) == expected
+    _stored_and_shown(m, expected)
 
 
 def test_small_files_quota_exact_fit_with_start_faults(
@@ -430,9 +423,7 @@ def test_parallel_fsyncs_with_start_faults(new_mount: Any) -> None:
     finally:
         _clear(emulator)
     print("fsync errors", errors)
-    assert remote.snapshot(emulator, m.user) == files
-    m.remount(cold=True)
-    assert local_tree(mnt) == files
+    _stored_and_shown(m, files)
 
 
 def test_move_dirs_with_pending_small_uploads_under_lag(new_mount: Any, tmp_path: Path) -> None:
@@ -461,9 +452,7 @@ def test_move_dirs_with_pending_small_uploads_under_lag(new_mount: Any, tmp_path
         return "x/" + rel
 
     expected = {where(k): v for k, v in tree.items()}
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
     assert "Traceback" not in m.log_file.read_text()
 
 
@@ -522,9 +511,7 @@ def test_kill9_while_batched_starts_in_flight(new_mount: Any) -> None:
         emulator.set_faults(latency_ms=0, fault_path_regex=None)
     remount_after_crash(m)
     _flush_retrying(m)
-    assert remote.snapshot(emulator, m.user) == closed
-    m.remount(cold=True)
-    assert local_tree(mnt) == closed
+    _stored_and_shown(m, closed)
 
 
 def test_small_files_soak_all_faults_and_restart(new_mount: Any) -> None:
@@ -557,9 +544,7 @@ def test_small_files_soak_all_faults_and_restart(new_mount: Any) -> None:
         if not emulator.running:
             emulator.start()
         _clear(emulator)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
 
 
 def test_rename_in_place_back_and_forth_lost_answers_under_lag(new_mount: Any) -> None:
@@ -618,9 +603,7 @@ def test_small_files_empty_answers(new_mount: Any, tmp_path: Path) -> None:
     finally:
         _clear(emulator)
         emulator.set_faults(empty_answer_next=0)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(m.mountpoint) == expected
+    _stored_and_shown(m, expected)
     print(emulator.stats()["faults_injected"])
 
 
@@ -636,9 +619,7 @@ def test_empty_and_tiny_files_burst_with_start_faults(new_mount: Any) -> None:
         _flush_retrying(m, 5)
     finally:
         _clear(emulator)
-    assert remote.snapshot(emulator, m.user) == files
-    m.remount(cold=True)
-    assert local_tree(mnt) == files
+    _stored_and_shown(m, files)
 
 
 def test_starts_cancelled_in_flight(new_mount: Any) -> None:
@@ -668,9 +649,7 @@ def test_starts_cancelled_in_flight(new_mount: Any) -> None:
     finally:
         _clear(emulator)
         emulator.set_faults(latency_ms=0)
-    assert remote.snapshot(emulator, m.user) == expected
-    m.remount(cold=True)
-    assert local_tree(mnt) == expected
+    _stored_and_shown(m, expected)
     log = m.log_file.read_text()
     assert "Traceback" not in log
     print([line for line in log.splitlines() if "ERROR" in line or "WARNING" in line][:20])
