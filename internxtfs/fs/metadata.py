@@ -532,10 +532,12 @@ class Metadata:
             self._unsure.discard(dir_node.ino)
             return
         window = self._last_run_window(dir_node)
-        if dir_node.children is None:
+        if dir_node.children is None or (window > 0 and dir_node.ino in self._unsure):
             # No view of ours to keep (below): a first listing of a folder one of our writes
             # just changed (e.g. a rename over settled at start), or one the last run may have
-            # written a moment ago, waits for the replicas instead.
+            # written a moment ago, waits for the replicas instead. So does one kept by a run
+            # that crashed: its view was saved before its last writes, and a lagging listing
+            # that matches it proves nothing.
             lag = max(self.listing_lag(dir_node.uuid), window)
             if lag > 0:
                 await trio.sleep(lag)
