@@ -246,3 +246,39 @@ def test_a_move_back_right_after_a_remount_is_sent_again(mounted_factory: Any) -
         m.emulator.set_faults(replica_lag_ms=int(LAG_MS))
     _settled(m, {"a/x.txt": b"moved twice"}, ["a", "b"])
     assert "already moved" in m.log()  # the quirk this is about was met
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+@pytest.mark.parametrize("restart", ["kill", "unmount"])
+def test_a_move_just_made_shows_after_an_immediate_restart(
+    mounted_factory: Any, kind: str, restart: str
+) -> None:
+    """mv returned; the mount restarts at once (kill -9, or unmount), inside the replica
+    window of that move. The new run must show the move, not a lagging listing from before
+    it: after a crash the view kept on the cache was saved before the move, and a listing
+    that matches it proves nothing (found by a hostile pass)."""
+    window = ("--replica-window", "2.5")
+    m: MountedFS = mounted_factory(None, *FAST, *window)
+    mnt = m.mountpoint
+    (mnt / "d1/sub").mkdir(parents=True)
+    write_file(mnt / "d1/sub/y.txt", b"y")
+    write_file(mnt / "d1/f.txt", b"f")
+    flush_ok(m)
+    m.emulator.wait_for_replicas()  # old news: only the move is new
+    m.emulator.set_faults(replica_lag_ms=2500)
+    src = mnt / "d1" / ("sub" if kind == "folder" else "f.txt")
+    dst = mnt / ("sub2" if kind == "folder" else "f2.txt")
+    try:
+        os.rename(src, dst)
+        if restart == "kill":
+            m.kill()
+        else:
+            assert m.unmount() == 0
+        m.mount(*FAST, *window, settle_replicas=False)
+        names, inner = sorted(os.listdir(mnt)), sorted(os.listdir(mnt / "d1"))
+    finally:
+        m.emulator.set_faults(replica_lag_ms=int(LAG_MS))
+    assert dst.name in names and src.name not in inner, (names, inner)
+    moved = {"sub2/y.txt": b"y", "d1/f.txt": b"f"} if kind == "folder" else {
+        "d1/sub/y.txt": b"y", "f2.txt": b"f"}  # fmt: skip
+    _settled(m, moved, ["d1", "sub2"] if kind == "folder" else ["d1", "d1/sub"])
