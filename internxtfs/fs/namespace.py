@@ -244,10 +244,13 @@ class Namespace:
                 )
                 uuid = entry.uuid
             except ie.InternxtError as exc:
-                if not unreachable(exc, self.remote):
+                if not exc.retryable:
                     raise
-                # No answer: queued (if the create landed all the same, the replay adopts it).
-                log.info("mkdir %r: Internxt cannot be reached (%s); queued", name, exc)
+                # No answer, or only 5xx/429 until the call's budget ran out: queued, as in an
+                # outage (the replay keeps retrying; if the create landed all the same, it
+                # adopts the folder). A process copying a tree would otherwise stop at EIO.
+                log.info("mkdir %r: Internxt %s (%s); queued", name, _trouble(exc, self.remote),
+                         exc)  # fmt: skip
         node = self.table.new_node(
             is_dir=True, parent=parent.ino, name=name, mtime_ns=now, ctime_ns=now, atime_ns=now
         )
@@ -276,10 +279,10 @@ class Namespace:
         try:
             file_id = await self.remote.upload(bytes_reader(target), len(target))
         except ie.InternxtError as exc:
-            if not unreachable(exc, self.remote):
+            if not exc.retryable:  # as mkdir: an outage, or a budget spent on 5xx/429
                 raise
-            log.info("symlink %r: Internxt cannot be reached (%s); kept to store later", name,
-                     exc)  # fmt: skip
+            log.info("symlink %r: Internxt %s (%s); kept to store later", name,
+                     _trouble(exc, self.remote), exc)  # fmt: skip
             return await self._symlink_journaled(parent, name, remote_name, target)
 
         async def create() -> Any:
@@ -813,3 +816,10 @@ def bytes_reader(data: bytes) -> Callable[[int, int], Awaitable[bytes]]:
         return data[offset : offset + n]
 
     return read
+
+
+def _trouble(exc: ie.InternxtError, remote: Remote) -> str:
+    """What kept a call from the server, for the log line of a change queued instead."""
+    if unreachable(exc, remote):
+        return "cannot be reached"
+    return "answered only with errors until the call's time ran out"

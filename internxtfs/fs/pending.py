@@ -210,8 +210,8 @@ class PendingNamespace:
     def _add(self, op: str, kind: str, uuid: str, parent: str, name: str, **extra: Any) -> None:
         self.journal.add_op(op, kind, uuid, parent, name, **extra)
         if not self._ops:
-            log.warning("Internxt cannot be reached: namespace changes are queued and sent "
-                        "once it answers (internxtfs status shows them)")  # fmt: skip
+            log.warning("Internxt does not take namespace changes now: they are queued and "
+                        "sent once it does (internxtfs status shows them)")  # fmt: skip
         self._reload()
 
     def _reload(self) -> None:

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from internxtfs.fs.inodes import ROOT_INODE
-from internxtfs.internxt.errors import ServerError, Unreachable
+from internxtfs.internxt.errors import RequestRejected, ServerError, Unreachable
 from tests.fs_api.conftest import serving
 from tests.harness.fake_remote import ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
@@ -48,19 +48,49 @@ async def test_listing(mounted: InProcess, call: str) -> None:
     assert await mounted.lookup("f") > ROOT_INODE
 
 
-async def test_mkdir(mounted: InProcess) -> None:
-    mounted.remote.fail("create_folder", _boom())
-    await _fails_with(errno.EIO, mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX))
-    assert await mounted.listdir() == [] and _fake(mounted).names(ROOT) == []
-    await mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX)
-    assert await mounted.listdir() == ["d"] and _fake(mounted).names(ROOT) == ["d"]
+async def _replayed(m: InProcess) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.fs.pending.run)
+        with trio.fail_after(60):
+            await m.fs.pending.wait_replayed()
+            assert await m.uploader.wait_idle() == {}
+        nursery.cancel_scope.cancel()
+
+
+async def test_mkdir_whose_retries_are_spent_is_queued(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    # 5xx until the call's budget ran out (the server answers, badly): queued, as in an
+    # outage, so that `cp -r` goes on; the replay sends it once the server takes it, and the
+    # file made in the folder meanwhile follows.
+    fake = _fake(mounted)
+    async with serving(mounted):
+        mounted.remote.fail("create_folder", _boom())
+        d = int((await mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX)).st_ino)
+        assert await mounted.listdir() == ["d"] and fake.names(ROOT) == []
+        assert mounted.fs.pending.queued() == 1
+        await mounted.write_file("f", b"inside", parent=d)
+        await _replayed(mounted)
+        assert fake.names(ROOT) == ["d"] and mounted.fs.pending.queued() == 0
+        folder = fake.folder_at(ROOT, "d")
+        assert folder is not None and fake.content(folder.uuid, "f") == b"inside"
+
+
+async def test_mkdir_refused_is_not_queued(mounted: InProcess) -> None:
+    # A refusal (4xx) is the server's answer: the errno, nothing queued.
+    mounted.remote.fail("create_folder", RequestRejected("refused", status=400))
+    await _fails_with(errno.EINVAL, mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX))
+    assert await mounted.listdir() == [] and mounted.fs.pending.queued() == 0
 
 
 async def test_mkdir_whose_answer_is_lost(mounted: InProcess) -> None:
-    # The folder was created; the handler could not know. The next mkdir finds it.
+    # The folder was created; the handler could not know. Queued with its create marked as
+    # maybe sent: the replay finds the folder and adopts it (one folder, as mkdir -p).
     mounted.remote.fail("create_folder", Unreachable("answer lost"), after=True)
-    await _fails_with(errno.EIO, mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX))
+    await mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX)
     assert _fake(mounted).names(ROOT) == ["d"]
+    await _replayed(mounted)
+    assert _fake(mounted).names(ROOT) == ["d"] and await mounted.listdir() == ["d"]
     mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
     await _fails_with(errno.EEXIST, mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX))
 
@@ -147,9 +177,21 @@ async def test_read_of_content_not_cached(mounted: InProcess) -> None:
     await mounted.fs.release(fh)
 
 
-@pytest.mark.parametrize("call", ["upload", "create_file"])
-async def test_symlink(mounted: InProcess, call: str) -> None:
-    mounted.remote.fail(call, _boom())
+async def test_symlink_whose_upload_retries_are_spent_is_stored_later(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    # Nothing shows on the server yet: the link is kept as a new file, as offline.
+    async with serving(mounted):
+        mounted.remote.fail("upload", _boom())
+        await mounted.fs.symlink(ROOT_INODE, b"l", b"target", CTX)
+        assert await mounted.listdir() == ["l"] and _fake(mounted).names(ROOT) == []
+        assert await mounted.uploader.wait_idle() == {}
+        assert _fake(mounted).content(ROOT, "l.rclonelink") == b"target"
+
+
+async def test_symlink_whose_create_fails(mounted: InProcess) -> None:
+    # The entry may have landed (its answer lost): not made again beside it, EIO.
+    mounted.remote.fail("create_file", _boom())
     symlink = mounted.fs.symlink(ROOT_INODE, b"l", b"target", CTX)
     await _fails_with(errno.EIO, symlink)
     assert await mounted.listdir() == [] and _fake(mounted).names(ROOT) == []
