@@ -63,16 +63,28 @@ async def test_a_queued_move_onto_a_name_held_for_a_moment_waits_for_it(
         fake.known_offline = True
         await mounted.rename("a", "b")
         theirs = fake.add_file(ROOT, "b", b"theirs, for a moment")
+        await _replayed_while_held(mounted, "b", after=0.0, held=held, theirs=theirs)
 
-        async def other_client() -> None:
-            await trio.sleep(held)
-            fake.delete_elsewhere(theirs)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(other_client)
-            async with _back_online(mounted):
-                assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
-        assert await mounted.listdir() == ["b"]
+async def _replayed_while_held(
+    m: InProcess, name: str, *, after: float, held: float, theirs: str | None = None
+) -> None:
+    """Internxt answers again; another client holds ``name`` from ``after`` seconds on (or
+    already: ``theirs``) and frees it ``held`` seconds later. The queued move of our "ours"
+    must take the name."""
+    fake = _fake(m)
+
+    async def other_client() -> None:
+        await trio.sleep(after)
+        holder = theirs or fake.add_file(ROOT, name, b"theirs, for a moment")
+        await trio.sleep(held)
+        fake.delete_elsewhere(holder)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_client)
+        async with _back_online(m):
+            assert fake.names(ROOT) == [name] and fake.content(ROOT, name) == b"ours"
+    assert await m.listdir() == [name]
 
 
 async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
@@ -303,15 +315,4 @@ async def test_a_name_held_for_a_moment_late_in_a_long_refusal_is_still_waited_o
             "move_file", Conflict("A file with this name already exists", status=409),
             times=10_000, when=lambda args, kwargs: trio.current_time() < start + 4.5,
         )  # fmt: skip
-
-        async def other_client() -> None:
-            await trio.sleep(4.5)
-            theirs = fake.add_file(ROOT, "b", b"theirs, for a moment")
-            await trio.sleep(3.0)
-            fake.delete_elsewhere(theirs)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(other_client)
-            async with _back_online(mounted):
-                assert fake.names(ROOT) == ["b"] and fake.content(ROOT, "b") == b"ours"
-        assert await mounted.listdir() == ["b"]
+        await _replayed_while_held(mounted, "b", after=4.5, held=3.0)
