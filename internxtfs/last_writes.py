@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class LastWrites:
     """Keeps, in the journal, a time no write of this mount is later than.
 
-    Saved from :meth:`ReadLag.wrote` itself (so a crash a moment after a write still finds
-    it), as "until now + :data:`AHEAD`", and again only once that point is less than
+    Saved as each write leaves (:meth:`ReadLag.sending`: a write whose answer a crash cut
+    off may have landed) and as it is answered (:meth:`ReadLag.wrote`), as "until now +
+    :data:`AHEAD`", and again only once that point is less than
     :data:`AHEAD` / 2 away: a few small writes a second at most, while writes go on (a
     larger AHEAD would hold the first listings after a crash longer). A clean end
     (:meth:`close`) saves the exact time of the last write."""

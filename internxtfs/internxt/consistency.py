@@ -69,8 +69,8 @@ class ReadLag:
         # Until when a read may miss a write of the last run on this cache (a remount or a
         # restart within the window): which entries it wrote is not known, so any may lag.
         self._earlier_run: float | None = None
-        # Called after each write is recorded (the mount keeps the time of its last write
-        # across runs: internxtfs/last_writes.py).
+        # Called as each write leaves and after it is recorded (the mount keeps the time of
+        # its last write across runs: internxtfs/last_writes.py).
         self.on_write: Callable[[], None] | None = None
 
     def wrote(self, folders: Iterable[str | None] = (None,), entries: Iterable[str] = ()) -> None:
@@ -91,6 +91,13 @@ class ReadLag:
             self._folders = {f: t for f, t in self._folders.items() if now - t < self.window}
             self._entries = {e: t for e, t in self._entries.items() if now - t < self.window}
             self._deleted = {e: t for e, t in self._deleted.items() if now - t < self.window}
+
+    def sending(self) -> None:
+        """A write is about to leave. It may land although no answer ever comes back (the
+        process killed while it is in flight), so the time kept across runs must cover it
+        before it leaves, not once it is answered."""
+        if self.on_write is not None:
+            self.on_write()
 
     def deleted(self, uuids: Iterable[str]) -> None:
         """Entries we deleted (or trashed): a lagging listing must not bring them back."""

@@ -220,10 +220,14 @@ class DriveAPI:
                 raise IncompleteAnswer(f"{method} {path}: the answer is not a record")
             return body
 
+        read_only = method == "GET" or path.endswith("/existence")
+
         async def attempt() -> Any:
+            if not read_only:
+                self.read_lag.sending()
             return await self._sessions.authorized(with_token)
 
-        if method == "GET" or path.endswith("/existence"):
+        if read_only:
             return await self._retry.run(attempt, what=what or f"{method} {path}")
         checked: Recover[Any] | None = None
         if recover is not None:

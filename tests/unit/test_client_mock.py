@@ -406,6 +406,25 @@ async def test_create_folder_after_dropped_answer_is_adopted() -> None:
     assert [r for r in fake.requests if r == ("POST", "/folders")] == [("POST", "/folders")]
 
 
+async def test_the_time_of_a_write_is_kept_before_it_leaves() -> None:
+    """A write may land and its answer never come back, the process killed meanwhile: the
+    time kept across runs (last_writes.py, fed by on_write) must already cover it, or the next
+    run takes a lagging replica's answer for the truth. Every attempt counts, the resend of a
+    dropped answer too; reads do not."""
+    fake = FakeDrive()
+    fake.drop_after_create = 1
+    http = make_http(fake)
+    drive = DriveAPI(http, SessionManager(http, make_session()), retry=policy(Sleeps()))
+    kept_at: list[int] = []  # how many requests had reached the server at each save
+    drive.read_lag.on_write = lambda: kept_at.append(len(fake.requests))
+    await drive.create_folder(ROOT, "docs")
+    creates = [i for i, r in enumerate(fake.requests) if r == ("POST", "/folders")]
+    assert creates and all(i in kept_at for i in creates), (fake.requests, kept_at)
+    before = len(kept_at)
+    await drive.folders_exist(ROOT, ["docs"])
+    assert len(kept_at) == before
+
+
 async def test_invalid_names_are_refused_locally() -> None:
     fake = FakeDrive()
     http = make_http(fake)
