@@ -96,7 +96,7 @@ def remount_after_crash(m: MountedFS, *extra: str) -> None:
         assert code == -9, f"the mount exited with {code}, not by SIGKILL:\n{m.log()}"
         m.proc = None
     m.env.pop(CRASH_ENV, None)
-    m.mount(*extra)
+    m.mount(*extra, settle_replicas=False)  # the same cache: the mount allows for the lag
 
 
 def wait_for_death(m: MountedFS, timeout: float = 30.0) -> None:

@@ -117,10 +117,13 @@ class MountedFS:
             self.proc = None
 
     def remount(self, *extra: str, cold: bool = False) -> None:
+        """Unmount, and mount again at once: on the same cache, the mount itself must allow
+        for the replicas' lag behind the run that just ended (internxtfs/last_writes.py); a
+        fresh cache (``cold``) knows nothing of it, so the replicas are let catch up first."""
         self.unmount()
         if cold:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
-        self.mount(*extra)
+        self.mount(*extra, settle_replicas=cold)
 
     def log(self) -> str:
         try:

@@ -164,6 +164,7 @@ class RemoteWatcher:
         self.errors: list[str] = []
         self.polls = 0
         self._stop = threading.Event()
+        self._looked = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> RemoteWatcher:
@@ -171,6 +172,9 @@ class RemoteWatcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # At least one complete walk, also when the block was quicker than the first one
+        # (a remount that no longer waits for the replicas): the last state is judged too.
+        self._looked.wait(timeout=60)
         self._stop.set()
         self._thread.join(timeout=60)
 
@@ -186,6 +190,7 @@ class RemoteWatcher:
                         client = await _login(self.emulator, self.user)
                     self._judge(await _walk(client, download=True))
                     self.polls += 1
+                    self._looked.set()
                 except Exception as exc:  # the emulator may be down or failing on purpose
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                     if client is not None:
