@@ -46,8 +46,10 @@ from internxtfs.internxt import errors as ie
 log = logging.getLogger(__name__)
 
 # An fsync whose upload waits for the namespace changes queued offline looks this often
-# whether the oldest one was refused for good (fs/pending.py, PendingNamespace.refused).
+# whether the oldest one was refused for good (fs/pending.py, PendingNamespace.refused), or
+# has met only errors for longer than an upload's own retries take to end in EIO.
 QUEUE_LOOK_INTERVAL = 1.0
+QUEUE_FAILING_PATIENCE = 10.0
 
 BLOCK_SIZE_HINT = 128 * 1024  # st_blksize: tells cp & co to use big writes
 
@@ -747,11 +749,16 @@ class Filesystem(pyfuse3.Operations):
 
     async def _queue_sent(self, local_id: int) -> None:
         """Wait a while for the queued namespace changes to be sent (the caller looks again).
-        EIO while Internxt refuses the oldest for good: not stored until that changes."""
-        if self.pending.refused is not None:
-            log.warning("fsync of %s: waits for a namespace change Internxt refuses (%s); "
-                        "kept in the cache", self.uploader.describe_id(local_id),
-                        self.pending.refused)  # fmt: skip
+        EIO while Internxt refuses the oldest for good, or has answered it only with errors
+        for QUEUE_FAILING_PATIENCE (an upload failing so ends in EIO too): not stored until
+        that changes; the replay goes on."""
+        since = self.pending.failing_since
+        failing = since is not None and trio.current_time() - since > QUEUE_FAILING_PATIENCE
+        if self.pending.refused is not None or failing:
+            log.warning("fsync of %s: waits for a namespace change Internxt %s (%s); kept in "
+                        "the cache", self.uploader.describe_id(local_id),
+                        "refuses" if self.pending.refused is not None else "keeps failing",
+                        self.pending.refused or self.pending.last_error)  # fmt: skip
             raise pyfuse3.FUSEError(errno.EIO)
         with trio.move_on_after(QUEUE_LOOK_INTERVAL):
             await self.pending.wait_replayed()

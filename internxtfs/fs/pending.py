@@ -138,6 +138,9 @@ class PendingNamespace:
         # The oldest change was refused for good and is kept, retried (a mkdir: files wait in
         # it): what waits behind it cannot be stored until that changes (fsync says so).
         self.refused: ie.InternxtError | None = None
+        # Since when (trio time) the oldest change has met only errors worth retrying (5xx,
+        # 429, no answer): an fsync waiting behind it gives up after a while (fs/operations.py).
+        self.failing_since: float | None = None
         self._recount()
         uploader.deferred = self.defers
 
@@ -259,6 +262,8 @@ class PendingNamespace:
                     # A Conflict is a name a replica may still show taken: not a refusal.
                     transient = _worth_retrying(exc, self.remote) or isinstance(exc, ie.Conflict)
                     self.refused = None if transient else exc
+                    if _worth_retrying(exc, self.remote) and self.failing_since is None:
+                        self.failing_since = trio.current_time()
                     await trio.sleep(self.retry_interval)
                     continue
                 log.warning("Internxt refused the queued %s of %r (%s); the entry stays as "
@@ -274,7 +279,7 @@ class PendingNamespace:
                 # A move refused for good keeps its refusal in ``status`` until the next
                 # change goes through (_refused_for_good).
                 self.last_error, self._refusal = self._refusal, None
-            self.refused = None
+            self.refused = self.failing_since = None
             self._reload()
             if not self._ops:
                 log.info("queued namespace changes sent")

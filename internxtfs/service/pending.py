@@ -1,9 +1,10 @@
 """Storing what is pending: before a mount stops, and for ``internxtfs flush`` / ``umount``.
 
-What is pending is three things: files the uploader has not stored, orphaned network objects
-the sweeper has not deleted, and renames over an entry an outage cut short (fs/replacement.py).
-A flush waits for the first with a budget and gives the other two at most
-``ORPHAN_SWEEP_TIMEOUT`` seconds; whatever is left stays in the journal for the next mount.
+What is pending is four things: namespace changes queued (fs/pending.py), files the uploader
+has not stored, orphaned network objects the sweeper has not deleted, and renames over an entry
+an outage cut short (fs/replacement.py). A flush waits for the first two with a budget and
+gives the other two at most ``ORPHAN_SWEEP_TIMEOUT`` seconds; whatever is left stays in the
+journal for the next mount.
 
 A flush before the mount stops does not wait out its budget while Internxt cannot be reached
 (issue 9): everything unsent is durable in the cache and the journal, and the next mount sends
@@ -78,7 +79,12 @@ class Pending:
         work), or until Internxt is found unreachable. ``final`` False: the mount still
         serves, and what is written meanwhile is stored by a second, final flush once
         detached."""
-        left = await self.uploader.close(timeout, give_up=self.outage)
+        deadline = trio.current_time() + timeout
+        # The queued namespace changes first: the files in folders they make wait for them.
+        await self._replayed_unless_outage(timeout)
+        left = await self.uploader.close(
+            max(0.0, deadline - trio.current_time()), give_up=self.outage
+        )
         if self.unreachable():
             if final:
                 self._log_queued()
@@ -93,6 +99,30 @@ class Pending:
                 "%d file(s) not stored yet; they stay in the journal and resume at the next mount",
                 left,
             )
+        if final and self.queued():
+            log.warning(
+                "%d namespace change(s) not sent yet (internxtfs status said why); they stay "
+                "in the journal, and the files that wait for them, until the next mount",
+                self.queued(),
+            )
+
+    async def _replayed_unless_outage(self, timeout: float) -> None:
+        """Until the namespace changes queued (fs/pending.py) are sent, for at most
+        ``timeout`` seconds, or until Internxt is found unreachable: they are queued while
+        it answers too (a mkdir whose retries met only errors), and an unmount must not
+        leave them, and the files made in their folders, for the next mount."""
+        if self.replayed is None or not self.queued() or self.unreachable():
+            return
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def stop_waiting() -> None:
+                    await self.outage()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_waiting)
+                await self.replayed()
+                nursery.cancel_scope.cancel()
 
     async def outage(self) -> None:
         """Returns once Internxt is found unreachable during a flush (or an fsync waiting on

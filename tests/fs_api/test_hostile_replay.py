@@ -12,6 +12,7 @@ import pyfuse3
 import pytest
 import trio
 
+from internxtfs.fs.operations import QUEUE_FAILING_PATIENCE
 from internxtfs.internxt.errors import Conflict, RequestRejected, ServerError, Unreachable
 from tests.fs_api.conftest import make, serving
 from tests.fs_api.test_offline_namespace import _back_online, _fake
@@ -215,12 +216,15 @@ async def test_every_call_of_the_replay_meeting_an_outage_lands_the_tree_once(
             assert (tree, listing) == (EXPECTED_AFTER_QUEUE, ["e1", "n2", "y"]), (k, after)
 
 
+@pytest.mark.parametrize("answer", ["refused", "5xx"])
 async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hanging(
-    mounted: InProcess, autojump_clock: trio.abc.Clock
+    mounted: InProcess, autojump_clock: trio.abc.Clock, answer: str
 ) -> None:
     """As above, but Internxt refuses the queued mkdir for good (it is kept and retried,
-    the file waits in it): fsync fails with EIO, as for an upload Internxt refuses, rather than
-    wait for ever; the data stays, and is stored once the mkdir goes through."""
+    the file waits in it), or answers it only with 5xx while it answers the rest (hostile7:
+    fsync waited as long as that lasted): fsync fails with EIO, as for an upload Internxt
+    refuses or keeps failing, rather than wait for ever; the data stays, and is stored once
+    the mkdir goes through."""
     fake = _fake(mounted)
     async with serving(mounted):
         await mounted.listdir()
@@ -229,13 +233,20 @@ async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hang
         fh, _ = await mounted.create("f.txt", d)
         await mounted.fs.write(fh, 0, b"kept")
         fake.known_offline = False
-        refusal = RequestRejected("refused", status=400)
-        mounted.remote.fail("create_folder", refusal, times=1 << 30)
+        if answer == "refused":
+            error: Exception = RequestRejected("refused", status=400)
+        else:
+            error = ServerError("busy", status=503)
+        mounted.remote.fail("create_folder", error, times=1 << 30)
         async with trio.open_nursery() as nursery:
             await nursery.start(mounted.fs.pending.run)
-            with trio.fail_after(10), pytest.raises(pyfuse3.FUSEError) as failed:
-                await mounted.fs.fsync(fh, False)
+            start = trio.current_time()
+            with trio.fail_after(QUEUE_FAILING_PATIENCE + 10):
+                with pytest.raises(pyfuse3.FUSEError) as failed:
+                    await mounted.fs.fsync(fh, False)
             assert failed.value.errno == errno.EIO
+            if answer == "5xx":  # not before the patience: a moment of errors is waited out
+                assert trio.current_time() - start >= QUEUE_FAILING_PATIENCE
             mounted.remote.clear()
             await mounted.fs.pending.wait_replayed()
             assert await mounted.uploader.wait_idle() == {}
