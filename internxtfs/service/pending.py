@@ -101,8 +101,8 @@ class Pending:
             )
         if final and self.queued():
             log.warning(
-                "%d namespace change(s) not sent yet (internxtfs status said why); they stay "
-                "in the journal, and the files that wait for them, until the next mount",
+                "%d namespace change(s) not sent yet; they stay in the journal, with the "
+                "files that wait for them, and the next mount sends them",
                 self.queued(),
             )
 
