@@ -103,11 +103,17 @@ from internxtfs.internxt.errors import (
     RequestRejected,
     Unreachable,
 )
-from internxtfs.internxt.retry import is_retryable
+from internxtfs.internxt.retry import interactive, is_retryable
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+# The drive calls of a publish run under the file's lock, which unlink and rename wait for.
+# As an interactive call, they make one attempt once Internxt is known to be down instead of
+# their whole retry schedule (a publish cut off by an outage held an unlink for 30 s and
+# more); the upload is tried again later, and an outcome left unknown is an uncertain
+# orphan the sweeper settles. With Internxt answering, this budget is not reached.
+PUBLISH_BUDGET = 60.0
 
 
 @dataclass
@@ -723,40 +729,45 @@ class Uploader:
             # (datetime keeps microseconds), and a listing refresh then moved the file's stat
             # mtime, which matches the local ns time only to the millisecond it was cut to.
             mtime = (mtime_ns // 1_000_000) / 1000
-            try:
-                uuid = record.remote_uuid
-                if uuid is not None:
-                    record = await keep_both_if_changed(self.remote, self.journal, local_id, record)
+            with interactive(PUBLISH_BUDGET):  # see PUBLISH_BUDGET
+                try:
                     uuid = record.remote_uuid
-                if uuid is not None and file_id is None:
-                    # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
-                    # so the old entry goes (as an unlink would) and an empty one is created.
-                    await self.remote.delete("file", uuid, name=record.name)
-                    record = self.journal.update(local_id, remote_uuid=None)
-                    uuid = None
-                if uuid is not None:
-                    assert file_id is not None
-                    try:
-                        await self.remote.replace_file(uuid, file_id, size, mtime=mtime)
-                        crash_point("after-replace")
-                    except NotFound:
-                        log.warning("remote entry of %r vanished; creating it again", record.name)
+                    if uuid is not None:
+                        record = await keep_both_if_changed(
+                            self.remote, self.journal, local_id, record
+                        )
+                        uuid = record.remote_uuid
+                    if uuid is not None and file_id is None:
+                        # Emptied: Internxt cannot replace to empty content (DriveAPI.replace_file),
+                        # so the old entry goes (as an unlink would) and an empty one is created.
+                        await self.remote.delete("file", uuid, name=record.name)
                         record = self.journal.update(local_id, remote_uuid=None)
                         uuid = None
-                if uuid is None:
-                    uuid = await self._create(record, size, file_id, mtime)
-                    crash_point("after-create")
-            except FileTooLarge:
-                # The plan's cap changed since we asked: ask again, so the next attempt is
-                # refused before uploading (and drops this object, see _upload_content).
-                with contextlib.suppress(Exception):
-                    await self.refresh_size_cap(force=True)
-                raise
-            except (RequestRejected, AuthError):
-                raise  # a definite refusal: nothing points at the object (retry reuses it)
-            except BaseException:
-                self._publish_outcome_unknown(local_id, file_id)
-                raise
+                    if uuid is not None:
+                        assert file_id is not None
+                        try:
+                            await self.remote.replace_file(uuid, file_id, size, mtime=mtime)
+                            crash_point("after-replace")
+                        except NotFound:
+                            log.warning(
+                                "remote entry of %r vanished; creating it again", record.name
+                            )
+                            record = self.journal.update(local_id, remote_uuid=None)
+                            uuid = None
+                    if uuid is None:
+                        uuid = await self._create(record, size, file_id, mtime)
+                        crash_point("after-create")
+                except FileTooLarge:
+                    # The plan's cap changed since we asked: ask again, so the next attempt is
+                    # refused before uploading (and drops this object, see _upload_content).
+                    with contextlib.suppress(Exception):
+                        await self.refresh_size_cap(force=True)
+                    raise
+                except (RequestRejected, AuthError):
+                    raise  # a definite refusal: nothing points at the object (retry reuses it)
+                except BaseException:
+                    self._publish_outcome_unknown(local_id, file_id)
+                    raise
             self._unpublished.pop(local_id, None)
             with self.journal.transaction():
                 current = self.journal.get(local_id)

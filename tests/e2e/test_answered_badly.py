@@ -101,3 +101,33 @@ def test_a_stop_right_after_a_queued_mkdir_stores_it(new_mount: Any, stop: str) 
     assert remote.snapshot(m.emulator, m.user) == {"q/f.txt": b"queued"}, m.log()
     m.mount()
     _stored_and_shown(m, {"q/f.txt": b"queued"}, ["q"])
+
+
+def test_unlink_of_a_file_whose_publish_an_outage_cut_off_returns_at_once(
+    new_mount: Any,
+) -> None:
+    """The file's entry create is answered 5xx, so its publish retries under the file's
+    lock; then Internxt goes away. The unlink of that file waits for the lock: the publish
+    must give up once the outage is known, not run its whole retry schedule (an unlink held
+    for over 30 s in a soak test). Once Internxt is back, nothing of the file is stored."""
+    m: MountedFS = new_mount("--dir-cache-ttl", "1")
+    mnt = m.mountpoint
+    (mnt / "keep.txt").write_bytes(b"kept")
+    flush_ok(m)
+    m.emulator.set_faults(fail_rate=1.0, fault_path_regex="^/drive/files$", fault_method="POST")
+    try:
+        (mnt / "a.txt").write_bytes(b"never stored")
+        time.sleep(1.5)  # its upload is done, and its entry's create is being retried
+        m.emulator.stop()
+        # The mount learns of the outage from a call of its own (a listing past its TTL).
+        bounded(lambda: os.listdir(mnt), 15, "ls")
+        started = time.monotonic()
+        bounded(lambda: os.unlink(mnt / "a.txt"), 60, "unlink")
+        took = time.monotonic() - started
+    finally:
+        if not m.emulator.running:
+            m.emulator.start()
+        _clear(m.emulator)
+    assert took < 10, f"unlink took {took:.1f} s"
+    flush_ok(m, timeout=120)
+    _stored_and_shown(m, {"keep.txt": b"kept"}, [])
