@@ -19,6 +19,7 @@ import trio.testing
 from internxtfs.fs.inodes import ROOT_INODE
 from internxtfs.internxt.errors import RequestRejected, ServerError, Unreachable
 from tests.fs_api.conftest import serving
+from tests.fs_api.test_offline_namespace import _back_online
 from tests.harness.fake_remote import ROOT, FakeRemote
 from tests.harness.in_process import CTX, InProcess
 
@@ -48,15 +49,6 @@ async def test_listing(mounted: InProcess, call: str) -> None:
     assert await mounted.lookup("f") > ROOT_INODE
 
 
-async def _replayed(m: InProcess) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(m.fs.pending.run)
-        with trio.fail_after(60):
-            await m.fs.pending.wait_replayed()
-            assert await m.uploader.wait_idle() == {}
-        nursery.cancel_scope.cancel()
-
-
 async def test_mkdir_whose_retries_are_spent_is_queued(
     mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -70,8 +62,8 @@ async def test_mkdir_whose_retries_are_spent_is_queued(
         assert await mounted.listdir() == ["d"] and fake.names(ROOT) == []
         assert mounted.fs.pending.queued() == 1
         await mounted.write_file("f", b"inside", parent=d)
-        await _replayed(mounted)
-        assert fake.names(ROOT) == ["d"] and mounted.fs.pending.queued() == 0
+        async with _back_online(mounted):
+            assert fake.names(ROOT) == ["d"] and mounted.fs.pending.queued() == 0
         folder = fake.folder_at(ROOT, "d")
         assert folder is not None and fake.content(folder.uuid, "f") == b"inside"
 
@@ -89,8 +81,8 @@ async def test_mkdir_whose_answer_is_lost(mounted: InProcess) -> None:
     mounted.remote.fail("create_folder", Unreachable("answer lost"), after=True)
     await mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX)
     assert _fake(mounted).names(ROOT) == ["d"]
-    await _replayed(mounted)
-    assert _fake(mounted).names(ROOT) == ["d"] and await mounted.listdir() == ["d"]
+    async with _back_online(mounted):
+        assert _fake(mounted).names(ROOT) == ["d"] and await mounted.listdir() == ["d"]
     mounted.fs.meta.invalidate(mounted.fs.table.get(ROOT_INODE))  # type: ignore[arg-type]
     await _fails_with(errno.EEXIST, mounted.fs.mkdir(ROOT_INODE, b"d", 0o755, CTX))
 
