@@ -253,16 +253,13 @@ class PendingNamespace:
                     await self._replay(op)
             except ie.InternxtError as exc:
                 self.last_error = f"{op.op} {op.name!r}: {exc}"
-                if (
-                    _worth_retrying(exc, self.remote)
-                    or op.op == MKDIR
-                    or isinstance(exc, ie.Conflict)
-                ):
+                retrying = _worth_retrying(exc, self.remote)
+                if retrying or op.op == MKDIR or isinstance(exc, ie.Conflict):
                     log.debug("cannot send the queued %s of %r yet: %r", op.op, op.name, exc)
                     # A Conflict is a name a replica may still show taken: not a refusal.
-                    transient = _worth_retrying(exc, self.remote) or isinstance(exc, ie.Conflict)
+                    transient = retrying or isinstance(exc, ie.Conflict)
                     self.refused = None if transient else exc
-                    if _worth_retrying(exc, self.remote) and self.failing_since is None:
+                    if retrying and self.failing_since is None:
                         self.failing_since = trio.current_time()
                     await trio.sleep(self.retry_interval)
                     continue
