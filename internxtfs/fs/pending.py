@@ -259,7 +259,12 @@ class PendingNamespace:
                     # A Conflict is a name a replica may still show taken: not a refusal.
                     transient = retrying or isinstance(exc, ie.Conflict)
                     self.refused = None if transient else exc
-                    if retrying and self.failing_since is None:
+                    # Failing means erring (5xx, no answer). A refusal the replay waits out
+                    # (_NotYet: a replica behind; a name still taken) is an answer: an fsync
+                    # behind it waits, as it does for the replica window elsewhere.
+                    if isinstance(exc, (_NotYet, ie.Conflict)):
+                        self.failing_since = None
+                    elif retrying and self.failing_since is None:
                         self.failing_since = trio.current_time()
                     await trio.sleep(self.retry_interval)
                     continue

@@ -327,3 +327,37 @@ async def test_a_name_held_for_a_moment_late_in_a_long_refusal_is_still_waited_o
             times=10_000, when=lambda args, kwargs: trio.current_time() < start + 4.5,
         )  # fmt: skip
         await _replayed_while_held(mounted, "b", after=4.5, held=3.0)
+
+
+async def test_fsync_behind_a_move_waiting_out_a_replica_is_not_failed_early(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """The queued move's first send meets a 5xx, then Internxt refuses it as taken for 20 s
+    while no entry shows at the name (a replica behind a delete elsewhere: the replay waits
+    that out, REFUSAL_PATIENCE). Internxt answers all along, so a file waiting behind the
+    queue is not "failing": its fsync must wait and return once stored, not fail with EIO
+    after QUEUE_FAILING_PATIENCE as if the server kept erring."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"moved")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")  # queued: the root is held by the queue
+        fh, _ = await mounted.create("f.txt")
+        await mounted.fs.write(fh, 0, b"fsynced")
+        fake.known_offline = False
+        mounted.remote.fail("move_file", ServerError("busy", status=503), times=1)
+        start = trio.current_time()
+        mounted.remote.fail(
+            "move_file", Conflict("A file with this name already exists", status=409),
+            times=10_000, when=lambda args, kwargs: trio.current_time() < start + 20,
+        )  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(120):
+                await mounted.fs.fsync(fh, False)
+            assert trio.current_time() - start >= 20
+            assert fake.content(ROOT, "f.txt") == b"fsynced"
+            assert fake.content(ROOT, "b") == b"moved"
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
