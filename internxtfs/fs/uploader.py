@@ -89,6 +89,7 @@ from internxtfs.fs.conflicts import (
     raise_conflict,
 )
 from internxtfs.fs.crashpoints import crash_point
+from internxtfs.fs.giving_up import unless_given_up
 from internxtfs.fs.journal import UNCERTAIN, UNPUBLISHED, FileRecord, Journal
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.locks import KeyedLock
@@ -432,21 +433,16 @@ class Uploader:
         async with trio.open_nursery() as nursery:
             if self._tasks is None:  # not running (e.g. its nursery is gone): run it here
                 await nursery.start(self.run)
-            async with trio.open_nursery() as waiting:
-                if give_up is not None:
 
-                    async def stop_waiting() -> None:
-                        await give_up()
-                        waiting.cancel_scope.cancel()
-
-                    waiting.start_soon(stop_waiting)
+            async def drained() -> None:
                 try:
                     errors = await self.wait_idle(timeout=timeout)
                     if errors:
                         log.warning("%d file(s) could not be uploaded: %s", len(errors), errors)
                 except TimeoutError:
                     log.warning("flush timed out after %.0f s", timeout)
-                waiting.cancel_scope.cancel()
+
+            await unless_given_up(drained, give_up)
             if self._scope is not None:
                 self._scope.cancel()
         # Only what still has work counts: a queue entry of a file unlinked before its quiet

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from internxtfs.fs.giving_up import unless_given_up
 from internxtfs.fs.orphans import OrphanSweeper
 from internxtfs.fs.replacement import Replacements
 from internxtfs.fs.uploader import Uploader
@@ -114,15 +115,7 @@ class Pending:
         if self.replayed is None or not self.queued() or self.unreachable():
             return
         with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-
-                async def stop_waiting() -> None:
-                    await self.outage()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(stop_waiting)
-                await self.replayed()
-                nursery.cancel_scope.cancel()
+            await unless_given_up(self.replayed, self.outage)
 
     async def outage(self) -> None:
         """Returns once Internxt is found unreachable during a flush (or an fsync waiting on
