@@ -363,6 +363,10 @@ def _row_to_record(row: sqlite3.Row | tuple[Any, ...]) -> FileRecord:
     return FileRecord(**values)
 
 
+def _has_something_to_send(record: FileRecord) -> bool:
+    return has_unsent_content(record) or remote_delete_pending(record)
+
+
 class Journal:
     """SQLite-backed record of local file state. Synchronous; use from the trio thread only."""
 
@@ -441,6 +445,9 @@ class Journal:
         cols = ", ".join(_FIELDS)
         self._records: dict[int, FileRecord] = {}
         self._by_remote: dict[str, int] = {}  # remote_uuid -> local_id
+        # local_ids of dirty_files(), in the records' order: the uploader asks for them at
+        # every change while a flush waits, and a scan of every record made that quadratic.
+        self._dirty: dict[int, None] = {}
         for record in map(_row_to_record, db.execute(f"SELECT {cols} FROM files")):
             self._put(record.local_id, record)
         self._owners: dict[str, Owner] = {
@@ -536,10 +543,13 @@ class Journal:
         old = self._records.pop(local_id, None)
         if old is not None and old.remote_uuid is not None:
             self._by_remote.pop(old.remote_uuid, None)
+        self._dirty.pop(local_id, None)
         if record is not None:
             self._records[local_id] = record
             if record.remote_uuid is not None:
                 self._by_remote[record.remote_uuid] = local_id
+            if _has_something_to_send(record):
+                self._dirty[local_id] = None
 
     # --- file records ---------------------------------------------------------------------
 
@@ -650,9 +660,7 @@ class Journal:
     def dirty_files(self) -> list[FileRecord]:
         """Records with something to send: new content, or a pending remote delete (one held
         until a last close included)."""
-        return [
-            r for r in self._records.values() if has_unsent_content(r) or remote_delete_pending(r)
-        ]
+        return [self._records[i] for i in self._dirty]
 
     def all_files(self) -> list[FileRecord]:
         return list(self._records.values())

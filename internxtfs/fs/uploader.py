@@ -325,8 +325,11 @@ class Uploader:
                     if local_id is not None and failed:
                         raise failed[local_id]
                     return failed
+                now = self._clock()
                 for i in pending - set(failed) - set(self._running):
-                    self.schedule(i, immediate=True)
+                    entry = self._queue.get(i)
+                    if entry is None or entry.due > now:  # not due yet: now
+                        self.schedule(i, immediate=True)
                 changed = self._changed
                 await changed.wait()
         assert scope.cancelled_caught

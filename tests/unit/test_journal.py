@@ -18,6 +18,7 @@ from internxtfs.fs.journal import (
     Orphan,
     Owner,
     Replacement,
+    _has_something_to_send,
     local_owner_key,
 )
 from internxtfs.fs.lifecycle import FileState
@@ -91,6 +92,39 @@ def test_transaction_rolls_back_memory_too(tmp_path: Path) -> None:
     assert j.get(r.local_id) == r
     assert len(j.all_files()) == 1 and j.find_by_remote("x") is None
     assert len(Journal(tmp_path / "state.db").all_files()) == 1
+
+
+def test_dirty_files_follow_every_change_of_a_record(tmp_path: Path) -> None:
+    """dirty_files() is kept as an index (the uploader asks for it at every change while a
+    flush waits): it must equal a scan of every record after each kind of change, in the
+    records' order, rolled-back transactions and a reopen included."""
+    j = Journal(tmp_path / "state.db")
+
+    def scanned(journal: Journal) -> list[int]:
+        return [r.local_id for r in journal.all_files() if _has_something_to_send(r)]
+
+    def check() -> None:
+        assert [r.local_id for r in j.dirty_files()] == scanned(j)
+
+    a = j.new_file(parent_uuid="p", name="a", dirty=True)
+    b = j.new_file(parent_uuid="p", name="b", remote_uuid="ub")
+    c = j.new_file(parent_uuid="p", name="c", dirty=True, remote_uuid="uc")
+    check()
+    j.update(b.local_id, dirty=True)  # clean -> dirty
+    j.update(a.local_id, dirty=False, remote_uuid="ua")  # published
+    check()
+    j.update(c.local_id, deleted=True)  # unlinked with its entry: a delete to send
+    check()
+    assert c.local_id in [r.local_id for r in j.dirty_files()]
+    with pytest.raises(RuntimeError), j.transaction():
+        j.update(b.local_id, dirty=False)
+        j.update(a.local_id, dirty=True)
+        j.delete(c.local_id)
+        raise RuntimeError
+    check()
+    j.delete(c.local_id)
+    check()
+    assert [r.local_id for r in Journal(tmp_path / "state.db").dirty_files()] == scanned(j)
 
 
 def test_unknown_field_rejected(tmp_path: Path) -> None:
