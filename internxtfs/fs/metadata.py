@@ -35,7 +35,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ import trio
 from internxtfs.fs import lifecycle
 from internxtfs.fs import links as fslinks
 from internxtfs.fs.inodes import ROOT_INODE, InodeTable, Node
-from internxtfs.fs.journal import UNCERTAIN, EntryRow, Journal
+from internxtfs.fs.journal import UNCERTAIN, EntryRow, Journal, RecordsAtStart
 from internxtfs.fs.lifecycle import FileState
 from internxtfs.fs.remote import Remote
 from internxtfs.fs.replacement import ASIDE_PREFIX
@@ -148,7 +148,7 @@ class Metadata:
         self.pending_folders = pending_folders or (lambda folder_uuid: [])
         # The remote entry of each file record when this run started. A record still naming
         # that entry was not published by this run: its entry may have been moved or deleted
-        # since by the crash recovery, its record not updated yet (_local_records).
+        # since by the crash recovery, its record not updated yet (_pending_here).
         self._entry_at_start: dict[int, str | None] = {
             r.local_id: r.remote_uuid for r in journal.all_files()
         }
@@ -303,7 +303,7 @@ class Metadata:
         for row in rows:
             by_parent.setdefault(row.parent_uuid, []).append(row)
             own[row.uuid] = row
-        # Files with content not uploaded yet, listed by their record (see _local_records).
+        # Files with content not uploaded yet, listed by their record (see _pending_here).
         unsent = {r.local_id for r in self.journal.all_files() if lifecycle.has_unsent_content(r)}
         now_wall, now = self.wall(), self.clock()
         root = self.table.get(ROOT_INODE)
@@ -414,7 +414,7 @@ class Metadata:
     def _local_view(self, dir_node: Node) -> None:
         """A folder never listed, during an outage: a partial view of our own entries."""
         unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
-        dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
+        dir_node.children = self._merge(dir_node, [], [], None, unpublished)
         dir_node.listed_at = -math.inf
         self._partial.add(dir_node.ino)
         self._retry_at[dir_node.ino] = self.clock() + OFFLINE_RETRY
@@ -523,7 +523,7 @@ class Metadata:
             # until then, and a folder made offline has no listing on the server at all.
             if dir_node.children is None:
                 unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
-                dir_node.children = self._merge(dir_node, [], [], {}, unpublished)
+                dir_node.children = self._merge(dir_node, [], [], None, unpublished)
                 self._partial.add(dir_node.ino)
                 self._mark(dir_node)
             # A partial view is listed as soon as the hold ends (never taken for fresh).
@@ -561,24 +561,26 @@ class Metadata:
     async def _fetch_and_merge(self, dir_node: Node, window: float) -> bool:
         """One listing of ``dir_node``, merged into its view; False (and nothing changed) when
         ``window`` and the listing differs from the view shown (see hold_first_listings)."""
+        # The records as they were before the fetch: the remote object each pointed to (one
+        # our uploader publishes while the listing is in flight must not be taken for a
+        # change made elsewhere), and which had no remote entry yet (one whose first upload
+        # is published meanwhile is in neither the older listing nor the not-uploaded
+        # records, and would vanish from the directory until the next refresh).
+        with self.journal.watch() as at_start:
+            return await self._fetch_and_merge_from(dir_node, window, at_start)
+
+    async def _fetch_and_merge_from(
+        self, dir_node: Node, window: float, at_start: RecordsAtStart
+    ) -> bool:
         assert dir_node.uuid is not None
         before = self._mutations.get(dir_node.ino, 0)
         restored = dir_node.ino in self._restored
         started = self.clock()
-        # The remote object each record pointed to before the fetch: one our uploader publishes
-        # while the listing is in flight must not be taken for a change made elsewhere.
-        published = {
-            r.local_id: (r.remote_file_id, r.remote_size) for r in self.journal.all_files()
-        }
-        # Files with no remote entry yet: one whose first upload is published while the fetch
-        # is in flight is in neither the (older) listing nor the not-uploaded records, and
-        # would vanish from the directory until the next refresh.
-        unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
         # Files unlinked here whose delete is queued or in flight: one sent while the fetch is
         # in flight is forgotten by the journal before the (older) listing is merged, and
         # would come back until the next refresh.
         deleting = {
-            r.remote_uuid for r in self.journal.all_files() if lifecycle.remote_delete_pending(r)
+            r.remote_uuid for r in self.journal.dirty_files() if lifecycle.remote_delete_pending(r)
         }
         folders: list[Any] = []
         files: list[Any] = []
@@ -634,10 +636,10 @@ class Metadata:
             # version would undo the change for a moment.
             # (A file we stored and have not listed since is known by its journal record: its
             # older version in the listing would pass for a change made elsewhere.)
-            ours = {r.remote_uuid for r in self.journal.all_files() if r.remote_uuid}
+            ours = self.journal.remote_uuids()
             folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
             files = [f for f in files if not self._predates_us(f.uuid, ours)]
-        children = self._merge(dir_node, folders, files, published, unpublished)
+        children = self._merge(dir_node, folders, files, at_start, _UnpublishedAt(at_start))
         if lagging and not restored:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
@@ -686,8 +688,8 @@ class Metadata:
         dir_node: Node,
         folders: list[Any],
         files: list[Any],
-        published: dict[int, tuple[str | None, int]],
-        unpublished: set[int],
+        at_start: RecordsAtStart | None,
+        unpublished: Container[int],
     ) -> dict[str, int]:
         children: dict[str, int] = {}
         assert dir_node.uuid is not None
@@ -725,7 +727,7 @@ class Metadata:
             children[name] = node.ino
 
         listed = {entry.uuid for entry in files}
-        local_by_remote, pending_here = self._local_records(dir_node, unpublished, listed)
+        pending_here = self._pending_here(dir_node, unpublished, listed)
         # Names a link's short name may not take: a regular file or folder holds it.
         regular_names = {str(e.name) for e in files} | {f.name for f in folders}
         regular_names |= {r.name for r in pending_here}
@@ -737,7 +739,7 @@ class Metadata:
             if o.reason == UNCERTAIN and o.parent_uuid == dir_node.uuid
         }
         for entry in files:
-            record = local_by_remote.get(entry.uuid)
+            record = self.journal.find_by_remote(entry.uuid)
             if record is not None and lifecycle.is_unlinked(record):
                 continue
             if record is None and (entry.name, entry.file_id) in ghosts:
@@ -797,10 +799,13 @@ class Metadata:
                 node.size = record.size  # local content not uploaded yet wins
                 node.mtime_ns = record.mtime_ns or node.mtime_ns
             elif record is not None and (record.remote_file_id, record.remote_size) != remote:
-                if published.get(record.local_id) != (
-                    record.remote_file_id,
-                    record.remote_size,
-                ) or self.recently_written(entry.uuid):
+                was = None if at_start is None else at_start.get(record.local_id)
+                if (
+                    was is None
+                    or (was.remote_file_id, was.remote_size)
+                    != (record.remote_file_id, record.remote_size)
+                    or self.recently_written(entry.uuid)
+                ):
                     # We published this file during the fetch, or a moment ago (a read replica
                     # may not show it yet, e.g. a crash recovery's upload): the listing is
                     # older than us.
@@ -915,15 +920,14 @@ class Metadata:
         self._replaced_elsewhere(node, record, entry)
         return "replaced"
 
-    def _local_records(
-        self, dir_node: Node, unpublished: set[int], listed: set[str]
-    ) -> tuple[dict[str, Any], list[Any]]:
-        by_remote: dict[str, Any] = {}
+    def _pending_here(
+        self, dir_node: Node, unpublished: Container[int], listed: set[str]
+    ) -> list[Any]:
+        """Records of this folder to show although the listing has no entry for them."""
         pending: list[Any] = []
-        for record in self.journal.all_files():
-            here = record.parent_uuid == dir_node.uuid and not lifecycle.is_unlinked(record)
+        for record in self.journal.records_in(dir_node.uuid):
+            here = not lifecycle.is_unlinked(record)
             if record.remote_uuid:
-                by_remote[record.remote_uuid] = record
                 # Published during the fetch, or by this run a moment before it (a read
                 # replica may not show it yet): listed from here. A first listing of a folder
                 # restored from the metadata cache waits out that lag, but a file published
@@ -946,7 +950,20 @@ class Metadata:
             elif here and not lifecycle.cut_short(record):
                 # (A symlink cut short by a crash is no entry: the next start drops it.)
                 pending.append(record)
-        return by_remote, pending
+        return pending
+
+
+class _UnpublishedAt:
+    """Records that had no remote entry when the watch began (Journal.watch)."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, at: RecordsAtStart) -> None:
+        self._at = at
+
+    def __contains__(self, local_id: object) -> bool:
+        was = self._at.get(local_id) if isinstance(local_id, int) else None
+        return was is not None and not was.remote_uuid
 
 
 def _kept(row: EntryRow) -> _Kept:

@@ -127,6 +127,43 @@ def test_dirty_files_follow_every_change_of_a_record(tmp_path: Path) -> None:
     assert [r.local_id for r in Journal(tmp_path / "state.db").dirty_files()] == scanned(j)
 
 
+def test_records_by_folder_and_as_they_were_when_a_watch_began(tmp_path: Path) -> None:
+    """records_in() and watch() replace scans of every record in each folder listing
+    (fs/metadata.py): records_in() must equal a scan by parent, in the same order, and
+    watch() must give each record as it was when it began, whatever happened since."""
+    j = Journal(tmp_path / "state.db")
+
+    def check() -> None:
+        for parent in ("p", "q", "r"):
+            scan = [r.local_id for r in j.all_files() if r.parent_uuid == parent]
+            assert [r.local_id for r in j.records_in(parent)] == scan, parent
+
+    a = j.new_file(parent_uuid="p", name="a", dirty=True)
+    b = j.new_file(parent_uuid="p", name="b", remote_uuid="ub", remote_file_id="o1")
+    check()
+    with j.watch() as at_start:
+        j.update(a.local_id, remote_uuid="ua", dirty=False)  # published meanwhile
+        j.update(b.local_id, remote_file_id="o2")
+        j.update(b.local_id, remote_file_id="o3", parent_uuid="q")  # the first old value stays
+        c = j.new_file(parent_uuid="p", name="c")  # made meanwhile: not there at the start
+        with pytest.raises(RuntimeError), j.transaction():
+            j.update(c.local_id, parent_uuid="r")
+            j.delete(a.local_id)
+            raise RuntimeError
+        check()
+        with j.watch() as inner:
+            j.delete(c.local_id)
+            assert j.get(c.local_id) is None
+        assert at_start.get(a.local_id) == a
+        assert at_start.get(b.local_id) == b
+        assert at_start.get(c.local_id) is None
+        kept = inner.get(c.local_id)
+        assert kept is not None and kept.name == "c"
+    check()
+    assert j._watches == []
+    assert [r.local_id for r in Journal(tmp_path / "state.db").records_in("q")] == [b.local_id]
+
+
 def test_unknown_field_rejected(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state.db")
     r = j.new_file(parent_uuid="p", name="a")
