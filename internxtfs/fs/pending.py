@@ -256,13 +256,16 @@ class PendingNamespace:
                 retrying = _worth_retrying(exc, self.remote)
                 if retrying or op.op == MKDIR or isinstance(exc, ie.Conflict):
                     log.debug("cannot send the queued %s of %r yet: %r", op.op, op.name, exc)
-                    # A Conflict is a name a replica may still show taken: not a refusal.
-                    transient = retrying or isinstance(exc, ie.Conflict)
+                    # A Conflict is a name a replica may still show taken: not a refusal
+                    # (a mkdir's is waited out as _NotYet first, then counts as refused).
+                    transient = retrying or (isinstance(exc, ie.Conflict) and op.op != MKDIR)
                     self.refused = None if transient else exc
                     # Failing means erring (5xx, no answer). A refusal the replay waits out
-                    # (_NotYet: a replica behind; a name still taken) is an answer: an fsync
-                    # behind it waits, as it does for the replica window elsewhere.
-                    if isinstance(exc, (_NotYet, ie.Conflict)):
+                    # (_NotYet: a replica behind; a name still taken, for REFUSAL_PATIENCE or
+                    # the replica window) is an answer: an fsync behind it waits, as it does
+                    # for the replica window elsewhere. Only _NotYet is bounded so: a raw
+                    # Conflict leaves failing_since as it is.
+                    if isinstance(exc, _NotYet):
                         self.failing_since = None
                     elif retrying and self.failing_since is None:
                         self.failing_since = trio.current_time()
@@ -329,6 +332,12 @@ class PendingNamespace:
                 # Refused before anything left (a known outage): still cancellable.
                 self.journal.mark_op_sent(op.seq, sent=False)
                 self._ops = self.journal.ops()
+            raise
+        except ie.Conflict as exc:
+            # Taken, and no folder of that name shows (_make_folder): a replica behind, for
+            # a while; past REFUSAL_PATIENCE a refusal (kept and retried, fsync fails).
+            if self._waited(op, "taken") < REFUSAL_PATIENCE:
+                raise _NotYet(f"{exc} (no folder shows at {op.name!r})") from exc
             raise
         except ie.NotFound:
             if self.recovery_parent is None:
@@ -482,8 +491,11 @@ class PendingNamespace:
         # that client's move or delete still shows the entry it freed a moment ago. The window
         # counts from when these holders were first seen, not from the first refusal: one seen
         # late in a long refusal may be a replica's moment too.
+        # All told, bounded: a name held by one new entry after another (another client
+        # saving it again and again) is held for good, not a replica's moment.
         seen = "held " + " ".join(sorted(str(e.uuid) for e in holders))
-        if holders and self._waited(op, seen) < self.remote.replica_window:
+        window = self.remote.replica_window
+        if holders and self._waited(op, seen) < window and waited < REFUSAL_PATIENCE + window:
             raise _NotYet(f"{exc} (asked again in case a replica is behind)") from exc
         return False
 

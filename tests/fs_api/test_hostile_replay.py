@@ -361,3 +361,81 @@ async def test_fsync_behind_a_move_waiting_out_a_replica_is_not_failed_early(
             assert fake.content(ROOT, "b") == b"moved"
             nursery.cancel_scope.cancel()
         await mounted.fs.release(fh)
+
+
+@pytest.mark.parametrize("between", ["5xx", "nothing"])
+async def test_fsync_behind_a_mkdir_met_by_a_conflict_nothing_explains_is_not_left_hanging(
+    mounted: InProcess, autojump_clock: trio.abc.Clock, between: str
+) -> None:
+    """(Review of 1ac7f83.) The queued mkdir meets 409 while no folder of that name shows
+    (``_make_folder`` re-raises the Conflict: "a replica does not show it yet"), for ever,
+    with 5xx in between or not. Unlike a move's _NotYet, nothing bounds that wait
+    (no REFUSAL_PATIENCE): since failing_since is reset by every Conflict, the fsync
+    behind it never returns. Before 1ac7f83 the "5xx" case failed with EIO after
+    QUEUE_FAILING_PATIENCE; the "nothing" case hung before too."""
+    fake = _fake(mounted)
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+        fh, _ = await mounted.create("f.txt", d)
+        await mounted.fs.write(fh, 0, b"kept")
+        fake.known_offline = False
+        calls = [0]
+
+        def odd(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+            calls[0] += 1
+            return between == "5xx" and calls[0] % 2 == 1
+
+        mounted.remote.fail("create_folder", ServerError("busy", status=503),
+                            times=1 << 30, when=odd)  # fmt: skip
+        mounted.remote.fail("create_folder", Conflict("Folder already exists", status=409),
+                            times=1 << 30)  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(600):
+                with pytest.raises(pyfuse3.FUSEError) as failed:
+                    await mounted.fs.fsync(fh, False)
+            assert failed.value.errno == errno.EIO
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)
+
+
+async def test_fsync_behind_a_move_onto_a_name_another_client_keeps_replacing_ends(
+    mounted: InProcess, autojump_clock: trio.abc.Clock
+) -> None:
+    """(Review of 1ac7f83.) Another client replaces "b" every 2 s (an editor's atomic save:
+    a new entry, a new uuid, each time), so the name is held all along, each holder for less
+    than the replica window. _landed_or_held waits the window out per holder set, so the
+    replay meets _NotYet for ever; since _NotYet resets failing_since, the fsync of a file
+    behind the queue never returns (before 1ac7f83: EIO after QUEUE_FAILING_PATIENCE).
+    Either the replay or the fsync must end."""
+    fake = _fake(mounted)
+    fake.add_file(ROOT, "a", b"ours")
+    async with serving(mounted):
+        await mounted.listdir()
+        fake.known_offline = True
+        await mounted.rename("a", "b")  # queued: the root is held by the queue
+        fh, _ = await mounted.create("f.txt")
+        await mounted.fs.write(fh, 0, b"fsynced")
+        holder = [fake.add_file(ROOT, "b", b"theirs 0")]
+
+        async def other_client() -> None:
+            n = 0
+            while True:
+                await trio.sleep(2)
+                n += 1
+                fake.delete_elsewhere(holder[0])
+                holder[0] = fake.add_file(ROOT, "b", f"theirs {n}".encode())
+
+        fake.known_offline = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_client)
+            await nursery.start(mounted.fs.pending.run)
+            with trio.fail_after(600):
+                try:
+                    await mounted.fs.fsync(fh, False)
+                except pyfuse3.FUSEError as exc:
+                    assert exc.errno == errno.EIO
+            nursery.cancel_scope.cancel()
+        await mounted.fs.release(fh)

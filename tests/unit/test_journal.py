@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -580,3 +581,67 @@ def test_schema_11_gains_the_known_content_of_a_rename_overs_target(tmp_path: Pa
     assert upgraded._db.execute("SELECT version FROM schema_version").fetchone() == (
         SCHEMA_VERSION,
     )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_dirty_index_equals_a_scan_after_random_changes(tmp_path: Path, seed: int) -> None:
+    """(Review of ad0ecae.) Random new/update/delete/substitute_uuid, inside transactions
+    that commit or roll back (nested too), and reopens: dirty_files() always equals a scan
+    of every record, in the records' order."""
+    import random
+
+    rnd = random.Random(seed)
+    path = tmp_path / "state.db"
+    j = Journal(path)
+
+    def check(journal: Journal) -> None:
+        scanned = [r.local_id for r in journal.all_files() if _has_something_to_send(r)]
+        assert [r.local_id for r in journal.dirty_files()] == scanned
+
+    def step() -> None:
+        ids = [r.local_id for r in j.all_files()]
+        kind = rnd.choice(["new", "update", "update", "update", "delete", "substitute"])
+        if kind == "new" or not ids:
+            j.new_file(parent_uuid=rnd.choice(["p", "q"]), name=f"n{rnd.random()}",
+                       dirty=rnd.random() < 0.5,
+                       remote_uuid=rnd.choice([None, f"u{rnd.random()}"]))  # fmt: skip
+        elif kind == "update":
+            i = rnd.choice(ids)
+            fields: dict[str, object] = {}
+            choices: list[tuple[str, list[object]]] = [
+                ("dirty", [True, False]),
+                ("deleted", [True, False]),
+                ("held", [True, False]),
+                ("remote_uuid", [None, f"r{i}"]),
+                ("pending_file_id", [None, "pf"]),
+                ("name", ["x", "y"]),
+            ]
+            for name, values in choices:
+                if rnd.random() < 0.4:
+                    fields[name] = rnd.choice(values)
+            j.update(i, bump=rnd.random() < 0.2, **fields)
+        elif kind == "delete":
+            j.delete(rnd.choice(ids))
+        else:
+            j.substitute_uuid(rnd.choice(["p", "q"]), rnd.choice(["p", "q"]))
+
+    for _ in range(60):
+        if rnd.random() < 0.3:
+            fail = rnd.random() < 0.5
+            with contextlib.suppress(RuntimeError), j.transaction():
+                for _ in range(rnd.randint(1, 5)):
+                    if rnd.random() < 0.3:
+                        with contextlib.suppress(RuntimeError), j.transaction():
+                            step()
+                            if rnd.random() < 0.3:
+                                raise RuntimeError  # an inner block: rolls the outer back
+                    step()
+                if fail:
+                    raise RuntimeError
+        else:
+            step()
+        check(j)
+        if rnd.random() < 0.05:
+            j.close()
+            j = Journal(path)
+            check(j)
