@@ -586,8 +586,8 @@ def test_schema_11_gains_the_known_content_of_a_rename_overs_target(tmp_path: Pa
 @pytest.mark.parametrize("seed", range(20))
 def test_dirty_index_equals_a_scan_after_random_changes(tmp_path: Path, seed: int) -> None:
     """(Review of ad0ecae.) Random new/update/delete/substitute_uuid, inside transactions
-    that commit or roll back (nested too), and reopens: dirty_files() always equals a scan
-    of every record, in the records' order."""
+    that commit or roll back (nested too), and reopens: dirty_files() and records_in() always
+    equal a scan of every record, in the records' order."""
     import random
 
     rnd = random.Random(seed)
@@ -597,6 +597,10 @@ def test_dirty_index_equals_a_scan_after_random_changes(tmp_path: Path, seed: in
     def check(journal: Journal) -> None:
         scanned = [r.local_id for r in journal.all_files() if _has_something_to_send(r)]
         assert [r.local_id for r in journal.dirty_files()] == scanned
+        # The parent index too (records_in, a listing's merge).
+        for parent in {r.parent_uuid for r in journal.all_files()}:
+            in_folder = [r.local_id for r in journal.all_files() if r.parent_uuid == parent]
+            assert [r.local_id for r in journal.records_in(parent)] == in_folder
 
     def step() -> None:
         ids = [r.local_id for r in j.all_files()]
