@@ -96,12 +96,7 @@ async def test_fsync_of_a_file_whose_upload_waits_for_the_queue_stores_it(
     mkdir: fsync must return once the file is stored, not at once with nothing stored."""
     fake = _fake(mounted)
     async with serving(mounted):
-        await mounted.listdir()
-        fake.known_offline = True
-        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
-        fh, _ = await mounted.create("f.txt", d)
-        await mounted.fs.write(fh, 0, b"fsynced")
-        fake.known_offline = False
+        fh = await _file_in_a_folder_made_offline(mounted, b"fsynced")
         # The replay's first attempt at the mkdir is refused as Internxt would while busy.
         mounted.remote.fail("create_folder", ServerError("busy", status=500), times=2)
         async with trio.open_nursery() as nursery:
@@ -227,12 +222,7 @@ async def test_fsync_of_a_file_waiting_for_a_refused_mkdir_fails_instead_of_hang
     the mkdir goes through."""
     fake = _fake(mounted)
     async with serving(mounted):
-        await mounted.listdir()
-        fake.known_offline = True
-        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
-        fh, _ = await mounted.create("f.txt", d)
-        await mounted.fs.write(fh, 0, b"kept")
-        fake.known_offline = False
+        fh = await _file_in_a_folder_made_offline(mounted, b"kept")
         if answer == "refused":
             error: Exception = RequestRejected("refused", status=400)
         else:
@@ -329,6 +319,31 @@ async def test_a_name_held_for_a_moment_late_in_a_long_refusal_is_still_waited_o
         await _replayed_while_held(mounted, "b", after=4.5, held=3.0)
 
 
+async def _file_in_a_folder_made_offline(m: InProcess, data: bytes) -> int:
+    """mkdir "d" while Internxt is unreachable (queued), then "d/f.txt" made and written: its
+    upload waits for the queued mkdir. Internxt answers again on return; returns the handle."""
+    await m.listdir()
+    fake = _fake(m)
+    fake.known_offline = True
+    d = int((await m.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
+    fh, _ = await m.create("f.txt", d)
+    await m.fs.write(fh, 0, data)
+    fake.known_offline = False
+    return fh
+
+
+async def _file_behind_a_queued_move(m: InProcess, data: bytes) -> int:
+    """The stored "a" renamed to "b" while Internxt is unreachable (queued: the root is held
+    by the queue), then "f.txt" made and written in the root: its upload waits for the queue.
+    Returns its handle; Internxt stays unreachable until the caller says otherwise."""
+    await m.listdir()
+    _fake(m).known_offline = True
+    await m.rename("a", "b")
+    fh, _ = await m.create("f.txt")
+    await m.fs.write(fh, 0, data)
+    return fh
+
+
 async def test_fsync_behind_a_move_waiting_out_a_replica_is_not_failed_early(
     mounted: InProcess, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -340,11 +355,7 @@ async def test_fsync_behind_a_move_waiting_out_a_replica_is_not_failed_early(
     fake = _fake(mounted)
     fake.add_file(ROOT, "a", b"moved")
     async with serving(mounted):
-        await mounted.listdir()
-        fake.known_offline = True
-        await mounted.rename("a", "b")  # queued: the root is held by the queue
-        fh, _ = await mounted.create("f.txt")
-        await mounted.fs.write(fh, 0, b"fsynced")
+        fh = await _file_behind_a_queued_move(mounted, b"fsynced")
         fake.known_offline = False
         mounted.remote.fail("move_file", ServerError("busy", status=503), times=1)
         start = trio.current_time()
@@ -373,14 +384,8 @@ async def test_fsync_behind_a_mkdir_met_by_a_conflict_nothing_explains_is_not_le
     (no REFUSAL_PATIENCE): since failing_since is reset by every Conflict, the fsync
     behind it never returns. Before 1ac7f83 the "5xx" case failed with EIO after
     QUEUE_FAILING_PATIENCE; the "nothing" case hung before too."""
-    fake = _fake(mounted)
     async with serving(mounted):
-        await mounted.listdir()
-        fake.known_offline = True
-        d = int((await mounted.fs.mkdir(1, b"d", 0o755, CTX)).st_ino)
-        fh, _ = await mounted.create("f.txt", d)
-        await mounted.fs.write(fh, 0, b"kept")
-        fake.known_offline = False
+        fh = await _file_in_a_folder_made_offline(mounted, b"kept")
         calls = [0]
 
         def odd(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -413,11 +418,7 @@ async def test_fsync_behind_a_move_onto_a_name_another_client_keeps_replacing_en
     fake = _fake(mounted)
     fake.add_file(ROOT, "a", b"ours")
     async with serving(mounted):
-        await mounted.listdir()
-        fake.known_offline = True
-        await mounted.rename("a", "b")  # queued: the root is held by the queue
-        fh, _ = await mounted.create("f.txt")
-        await mounted.fs.write(fh, 0, b"fsynced")
+        fh = await _file_behind_a_queued_move(mounted, b"fsynced")
         holder = [fake.add_file(ROOT, "b", b"theirs 0")]
 
         async def other_client() -> None:
