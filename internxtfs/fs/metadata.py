@@ -413,8 +413,7 @@ class Metadata:
 
     def _local_view(self, dir_node: Node) -> None:
         """A folder never listed, during an outage: a partial view of our own entries."""
-        unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
-        dir_node.children = self._merge(dir_node, [], [], None, unpublished)
+        dir_node.children = self._merge(dir_node, [], [], None, _Unpublished(self.journal))
         dir_node.listed_at = -math.inf
         self._partial.add(dir_node.ino)
         self._retry_at[dir_node.ino] = self.clock() + OFFLINE_RETRY
@@ -522,8 +521,7 @@ class Metadata:
             # Changes of ours to it wait to be sent (fs/pending.py): our view is the truth
             # until then, and a folder made offline has no listing on the server at all.
             if dir_node.children is None:
-                unpublished = {r.local_id for r in self.journal.all_files() if not r.remote_uuid}
-                dir_node.children = self._merge(dir_node, [], [], None, unpublished)
+                dir_node.children = self._merge(dir_node, [], [], None, _Unpublished(self.journal))
                 self._partial.add(dir_node.ino)
                 self._mark(dir_node)
             # A partial view is listed as soon as the hold ends (never taken for fresh).
@@ -639,7 +637,7 @@ class Metadata:
             ours = self.journal.remote_uuids()
             folders = [f for f in folders if not self._predates_us(f.uuid, ours)]
             files = [f for f in files if not self._predates_us(f.uuid, ours)]
-        children = self._merge(dir_node, folders, files, at_start, _UnpublishedAt(at_start))
+        children = self._merge(dir_node, folders, files, at_start, _Unpublished(at_start))
         if lagging and not restored:
             assert old is not None
             # ... and may not show yet what we just created or moved here: our entries stay
@@ -953,12 +951,13 @@ class Metadata:
         return pending
 
 
-class _UnpublishedAt:
-    """Records that had no remote entry when the watch began (Journal.watch)."""
+class _Unpublished:
+    """Records with no remote entry: now, or when a watch began (Journal.watch). A set of
+    them would be a scan of every record per listing."""
 
     __slots__ = ("_at",)
 
-    def __init__(self, at: RecordsAtStart) -> None:
+    def __init__(self, at: RecordsAtStart | Journal) -> None:
         self._at = at
 
     def __contains__(self, local_id: object) -> bool:

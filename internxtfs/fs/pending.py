@@ -204,7 +204,7 @@ class PendingNamespace:
             # A create that may have landed is not cancelled: the replay adopts that folder,
             # then removes it (hostile test: otherwise it stayed on the server for good).
             return False
-        if any(r.parent_uuid == placeholder for r in self.journal.all_files()):
+        if self.journal.records_in(placeholder):
             return False
         self.journal.remove_op(mine[0].seq)
         self._reload()
