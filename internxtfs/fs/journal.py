@@ -654,7 +654,13 @@ class Journal:
         try:
             yield RecordsAtStart(self, before)
         finally:
-            self._watches.remove(before)
+            # By identity: list.remove() compares by value, and two watches that saw the same
+            # changes (none, say) are equal dicts; watches may end in any order (two folders
+            # listed at once), so removing the first equal one could end another's watch.
+            for i, watching in enumerate(self._watches):
+                if watching is before:
+                    del self._watches[i]
+                    break
 
     def update(self, local_id: int, *, bump: bool = False, **fields: Any) -> FileRecord:
         """Change fields of a record; returns the new record. KeyError if it does not exist.

@@ -165,6 +165,23 @@ def test_records_by_folder_and_as_they_were_when_a_watch_began(tmp_path: Path) -
     assert [r.local_id for r in Journal(tmp_path / "state.db").records_in("q")] == [b.local_id]
 
 
+def test_watches_may_end_in_any_order(tmp_path: Path) -> None:
+    """Two folder listings in flight at once: the one started last may end first. Ending it
+    must leave the other's watch in place (watches are told apart by identity, not by the
+    old values they hold: two that saw the same changes are equal)."""
+    j = Journal(tmp_path / "state.db")
+    a = j.new_file(parent_uuid="p", name="a", dirty=True)
+    first = j.watch()
+    at_first = first.__enter__()
+    second = j.watch()
+    second.__enter__()
+    second.__exit__(None, None, None)  # the second listing is done first
+    j.update(a.local_id, remote_uuid="ua", dirty=False)  # published meanwhile
+    assert at_first.get(a.local_id) == a
+    first.__exit__(None, None, None)
+    assert j._watches == []
+
+
 def test_unknown_field_rejected(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state.db")
     r = j.new_file(parent_uuid="p", name="a")

@@ -254,3 +254,45 @@ async def test_missing_object_right_after_our_own_write_is_not_taken_for_theirs(
     assert invalidated == []
     (record,) = journal.all_files()
     assert record.remote_file_id == "old-object"
+
+
+SUB = "sub-uuid"
+
+
+class _TwoFolders(Drive):
+    """Drive, plus an empty folder ``SUB`` whose listing answers at once."""
+
+    async def list_files(self, folder_uuid: str) -> list[Entry]:
+        if folder_uuid == SUB:
+            return []
+        return await super().list_files(folder_uuid)
+
+
+async def test_listing_older_than_our_upload_changes_nothing_while_another_folder_is_listed(
+    tmp_path: Path,
+) -> None:
+    """Two listings in flight at once (Journal.watch nests): the one of another folder,
+    started after ours and done before it, must not end our watch of the records."""
+    drive = _TwoFolders(Entry(FILE, "f.bin", 10, "old-object"))
+    journal, table, meta, invalidated = _setup(tmp_path, drive)
+    root = table.get(1)
+    assert root is not None
+    sub = table.new_node(is_dir=True, parent=root.ino, name="sub", uuid=SUB)
+    (record,) = journal.all_files()
+    drive.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(meta.lookup, root, "f.bin")
+        await drive.started.wait()
+        assert await meta.lookup(sub, "anything") is None  # listed while root's is in flight
+        # Our uploader publishes new content while the (now stale) listing is in flight.
+        journal.update(record.local_id, size=40, remote_file_id="ours", remote_size=40)
+        journal.update(record.local_id, remote_valid_len=40)
+        drive.gate.set()
+    node = await meta.lookup(root, "f.bin")
+    assert node is not None
+    assert invalidated == []
+    current = journal.get(record.local_id)
+    assert current is not None
+    assert (current.remote_file_id, current.size) == ("ours", 40)
+    assert (node.size, node.file_id) == (40, "ours")
+    assert getattr(journal, "_watches", []) == []

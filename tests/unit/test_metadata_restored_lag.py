@@ -134,3 +134,31 @@ async def test_an_entry_the_crash_recovery_moved_away_is_not_listed_by_its_old_r
         await meta.children(root, ask_server=True)
     assert drive.listings == 1
     assert sorted(root.children or {}) == ["a.txt"]
+
+
+def test_a_file_republished_after_the_last_save_is_restored_by_its_record(
+    tmp_path: Path,
+) -> None:
+    """The last run published new content of a file after its last save of the metadata
+    cache, then crashed: the kept row names the old object, the record the new one. The
+    record is newer (rows are saved from the records): the view shows it, and the cache is
+    still used (before the listing-scan change this raised AttributeError in _merge and the
+    mount listed every folder again)."""
+    journal = Journal(tmp_path / "state.db")
+    journal.save_entries(
+        [ROOT],
+        [
+            EntryRow(ROOT, ROOT_INODE, None, "", True, 0, None, 0, 0, time.time() - 60),
+            EntryRow("F", 2, ROOT, "f.txt", False, 10, "old-object", 0, 0, None),
+        ],
+    )
+    journal.new_file(parent_uuid=ROOT, name="f.txt", size=40, remote_uuid="F",
+                     remote_file_id="ours", remote_size=40, dirty=False)  # fmt: skip
+    table = InodeTable(ROOT, 0)
+    meta = Metadata(LaggingDrive(), table, journal, 30.0, time.monotonic)  # type: ignore[arg-type]
+    assert meta.restore() == 1
+    root = table.get(ROOT_INODE)
+    assert root is not None and root.children is not None
+    node = table.get(root.children["f.txt"])
+    assert node is not None
+    assert (node.size, node.file_id) == (40, "ours")
