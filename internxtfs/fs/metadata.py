@@ -35,7 +35,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Collection, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -673,7 +673,7 @@ class Metadata:
                 count += 1
         return count
 
-    def _predates_us(self, uuid: str, ours: set[str]) -> bool:
+    def _predates_us(self, uuid: str, ours: Collection[str]) -> bool:
         """A listed entry we deleted a moment ago, or changed a moment ago and still show
         (an entry we created without showing it, e.g. the recovery folder, is taken as is)."""
         if self.recently_deleted(uuid):
