@@ -7,6 +7,7 @@ must drop those blocks; a listing fetched while our own uploader published must 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,17 @@ async def test_content_replaced_elsewhere_drops_cached_blocks(tmp_path: Path) ->
 
 
 async def test_listing_older_than_our_upload_changes_nothing(tmp_path: Path) -> None:
-    drive = Drive(Entry(FILE, "f.bin", 10, "old-object"))
+    await _published_while_listed(tmp_path, Drive(Entry(FILE, "f.bin", 10, "old-object")))
+
+
+async def _published_while_listed(
+    tmp_path: Path,
+    drive: Drive,
+    meanwhile: Callable[[InodeTable, Metadata], Awaitable[None]] | None = None,
+) -> Journal:
+    """Our uploader publishes new content of f.bin while the root's (now stale) listing is
+    in flight (after ``meanwhile`` ran): the listing must change nothing, and the view shows
+    our content."""
     journal, table, meta, invalidated = _setup(tmp_path, drive)
     root = table.get(1)
     assert root is not None
@@ -116,7 +127,8 @@ async def test_listing_older_than_our_upload_changes_nothing(tmp_path: Path) -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(meta.lookup, root, "f.bin")
         await drive.started.wait()
-        # Our uploader publishes new content while the (now stale) listing is in flight.
+        if meanwhile is not None:
+            await meanwhile(table, meta)
         journal.update(record.local_id, size=40, remote_file_id="ours", remote_size=40)
         journal.update(record.local_id, remote_valid_len=40)
         drive.gate.set()
@@ -127,6 +139,7 @@ async def test_listing_older_than_our_upload_changes_nothing(tmp_path: Path) -> 
     assert current is not None
     assert (current.remote_file_id, current.size) == ("ours", 40)
     assert (node.size, node.file_id) == (40, "ours")
+    return journal
 
 
 # --- a read met a missing network object: the entry is read again (refresh_file) ----------
@@ -273,26 +286,12 @@ async def test_listing_older_than_our_upload_changes_nothing_while_another_folde
 ) -> None:
     """Two listings in flight at once (Journal.watch nests): the one of another folder,
     started after ours and done before it, must not end our watch of the records."""
-    drive = _TwoFolders(Entry(FILE, "f.bin", 10, "old-object"))
-    journal, table, meta, invalidated = _setup(tmp_path, drive)
-    root = table.get(1)
-    assert root is not None
-    sub = table.new_node(is_dir=True, parent=root.ino, name="sub", uuid=SUB)
-    (record,) = journal.all_files()
-    drive.gate = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(meta.lookup, root, "f.bin")
-        await drive.started.wait()
+
+    async def list_sub(table: InodeTable, meta: Metadata) -> None:
+        sub = table.new_node(is_dir=True, parent=1, name="sub", uuid=SUB)
         assert await meta.lookup(sub, "anything") is None  # listed while root's is in flight
-        # Our uploader publishes new content while the (now stale) listing is in flight.
-        journal.update(record.local_id, size=40, remote_file_id="ours", remote_size=40)
-        journal.update(record.local_id, remote_valid_len=40)
-        drive.gate.set()
-    node = await meta.lookup(root, "f.bin")
-    assert node is not None
-    assert invalidated == []
-    current = journal.get(record.local_id)
-    assert current is not None
-    assert (current.remote_file_id, current.size) == ("ours", 40)
-    assert (node.size, node.file_id) == (40, "ours")
+
+    journal = await _published_while_listed(
+        tmp_path, _TwoFolders(Entry(FILE, "f.bin", 10, "old-object")), list_sub
+    )
     assert getattr(journal, "_watches", []) == []
